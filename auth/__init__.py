@@ -1,0 +1,1 @@
+"""Identity: tokens, the viewer and their scope, permission classes."""

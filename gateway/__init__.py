@@ -1,0 +1,1 @@
+"""school-gateway: a GraphQL gateway over a regional school journal database."""

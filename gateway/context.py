@@ -1,0 +1,33 @@
+"""The per-request context every resolver receives as `info.context`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from auth.viewer import Viewer
+from gateway.errors import UnauthenticatedError
+from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from resolvers.loaders import Loaders
+
+
+@dataclass(slots=True)
+class Context:
+    """Built once per request by the HTTP layer; loaders are never shared between requests."""
+
+    viewer: Viewer | None
+    loaders: Loaders
+    pool: asyncpg.Pool
+    settings: Settings
+    today: date
+
+    def require_viewer(self) -> Viewer:
+        """The authenticated viewer, or UNAUTHENTICATED."""
+        if self.viewer is None:
+            raise UnauthenticatedError()
+        return self.viewer

@@ -1,0 +1,102 @@
+"""Errors the API reports: a stable English `extensions.code` and a Russian message."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from graphql import GraphQLError
+
+
+class ErrorCode(enum.StrEnum):
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    DATE_RANGE_REVERSED = "DATE_RANGE_REVERSED"
+    DATE_RANGE_TOO_LONG = "DATE_RANGE_TOO_LONG"
+    DATE_OUT_OF_RANGE = "DATE_OUT_OF_RANGE"
+    LIMIT_OUT_OF_RANGE = "LIMIT_OUT_OF_RANGE"
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    QUERY_TOO_DEEP = "QUERY_TOO_DEEP"
+    TOO_MANY_ALIASES = "TOO_MANY_ALIASES"
+    TOO_MANY_TOKENS = "TOO_MANY_TOKENS"
+    BAD_REQUEST = "BAD_REQUEST"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    NOT_ACCEPTABLE = "NOT_ACCEPTABLE"
+    TIMEOUT = "TIMEOUT"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+MESSAGES: dict[ErrorCode, str] = {
+    ErrorCode.UNAUTHENTICATED: "Требуется вход в систему.",
+    ErrorCode.TOKEN_EXPIRED: "Срок действия токена истёк. Обновите токен или войдите снова.",
+    ErrorCode.FORBIDDEN: "Недостаточно прав для просмотра этих данных.",
+    ErrorCode.NOT_FOUND: "Запрошенные данные не найдены.",
+    ErrorCode.BAD_USER_INPUT: "Некорректные входные данные.",
+    ErrorCode.DATE_RANGE_REVERSED: "Дата начала периода позже даты окончания.",
+    ErrorCode.DATE_RANGE_TOO_LONG: "Слишком длинный период.",
+    ErrorCode.DATE_OUT_OF_RANGE: "Дата вне допустимого диапазона.",
+    ErrorCode.LIMIT_OUT_OF_RANGE: "Недопустимое значение ограничения количества.",
+    ErrorCode.GRAPHQL_PARSE_FAILED: "Синтаксическая ошибка в запросе GraphQL.",
+    ErrorCode.GRAPHQL_VALIDATION_FAILED: "Запрос не соответствует схеме.",
+    ErrorCode.QUERY_TOO_DEEP: "Слишком большая глубина вложенности запроса.",
+    ErrorCode.TOO_MANY_ALIASES: "Слишком много псевдонимов в запросе.",
+    ErrorCode.TOO_MANY_TOKENS: "Запрос слишком большой.",
+    ErrorCode.BAD_REQUEST: "Некорректный HTTP-запрос.",
+    ErrorCode.METHOD_NOT_ALLOWED: "Метод не поддерживается.",
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: "Неподдерживаемый тип содержимого.",
+    ErrorCode.NOT_ACCEPTABLE: "Неподдерживаемый формат ответа.",
+    ErrorCode.TIMEOUT: "Запрос выполнялся слишком долго. Попробуйте сузить период.",
+    ErrorCode.INTERNAL_SERVER_ERROR: "Внутренняя ошибка сервера.",
+}
+
+
+class ApiError(GraphQLError):
+    """An expected failure: carries its code; the message is Russian for end users."""
+
+    code: ErrorCode = ErrorCode.INTERNAL_SERVER_ERROR
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        extensions: dict[str, Any] = {"code": self.code.value}
+        extensions.update(details)
+        super().__init__(message or MESSAGES[self.code], extensions=extensions)
+
+
+class UnauthenticatedError(ApiError):
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class TokenExpiredError(ApiError):
+    code = ErrorCode.TOKEN_EXPIRED
+
+
+class ForbiddenError(ApiError):
+    code = ErrorCode.FORBIDDEN
+
+
+class NotFoundError(ApiError):
+    code = ErrorCode.NOT_FOUND
+
+
+class BadUserInputError(ApiError):
+    code = ErrorCode.BAD_USER_INPUT
+
+
+class DateRangeReversedError(ApiError):
+    code = ErrorCode.DATE_RANGE_REVERSED
+
+
+class DateRangeTooLongError(ApiError):
+    code = ErrorCode.DATE_RANGE_TOO_LONG
+
+
+class DateOutOfRangeError(ApiError):
+    code = ErrorCode.DATE_OUT_OF_RANGE
+
+
+class LimitOutOfRangeError(ApiError):
+    code = ErrorCode.LIMIT_OUT_OF_RANGE

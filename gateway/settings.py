@@ -1,0 +1,144 @@
+"""Settings from environment variables, validated once at start."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_MIN_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of the gateway. Build with `Settings.from_env()`."""
+
+    database_url: str | None
+    data_dir: Path
+    gateway_role: str
+    dev_mode: bool
+    jwt_secret: str
+    jwt_ttl_seconds: int
+    host: str
+    port: int
+    graphiql: bool
+    introspection: bool
+    max_query_depth: int
+    max_aliases: int
+    max_tokens: int
+    max_diary_days: int
+    statement_timeout_ms: int
+    pool_min_size: int
+    pool_max_size: int
+    log_level: str
+    today_override: date | None = None
+
+    def today(self) -> date:
+        """The diary's "today": the real date unless overridden (dev mode only)."""
+        return self.today_override or date.today()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate `SCHOOL_GATEWAY_*` variables and `DATABASE_URL`."""
+        env = os.environ if env is None else env
+        dev_mode = _bool(env, "SCHOOL_GATEWAY_DEV", default=False)
+        secret = env.get("SCHOOL_GATEWAY_JWT_SECRET", "")
+        if not secret:
+            if not dev_mode:
+                raise SettingsError(
+                    "SCHOOL_GATEWAY_JWT_SECRET is required outside dev mode "
+                    "(set SCHOOL_GATEWAY_DEV=1 for a generated development key)"
+                )
+            secret = secrets.token_urlsafe(_MIN_SECRET_BYTES)
+        elif len(secret.encode()) < _MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"SCHOOL_GATEWAY_JWT_SECRET must be at least {_MIN_SECRET_BYTES} bytes long"
+            )
+        database_url = env.get("DATABASE_URL") or None
+        if database_url is not None and not database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise SettingsError("DATABASE_URL must start with postgresql:// or postgres://")
+        role = env.get("SCHOOL_GATEWAY_DB_ROLE", "school_gateway")
+        if not _ROLE_RE.match(role):
+            raise SettingsError(
+                f"SCHOOL_GATEWAY_DB_ROLE must be a lower-case SQL identifier, got {role!r}"
+            )
+        pool_min = _int(env, "SCHOOL_GATEWAY_POOL_MIN", 2, low=1, high=100)
+        pool_max = _int(env, "SCHOOL_GATEWAY_POOL_MAX", 10, low=1, high=500)
+        if pool_min > pool_max:
+            raise SettingsError("SCHOOL_GATEWAY_POOL_MIN must not exceed SCHOOL_GATEWAY_POOL_MAX")
+        log_level = env.get("SCHOOL_GATEWAY_LOG_LEVEL", "INFO").upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError("SCHOOL_GATEWAY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        return cls(
+            database_url=database_url,
+            data_dir=Path(env.get("SCHOOL_GATEWAY_DATA_DIR", str(PROJECT_ROOT / ".data"))),
+            gateway_role=role,
+            dev_mode=dev_mode,
+            jwt_secret=secret,
+            jwt_ttl_seconds=_int(env, "SCHOOL_GATEWAY_JWT_TTL", 3600, low=60, high=86400),
+            host=env.get("SCHOOL_GATEWAY_HOST", "127.0.0.1"),
+            port=_int(env, "SCHOOL_GATEWAY_PORT", 8000, low=1, high=65535),
+            graphiql=_bool(env, "SCHOOL_GATEWAY_GRAPHIQL", default=dev_mode),
+            introspection=_bool(env, "SCHOOL_GATEWAY_INTROSPECTION", default=True),
+            max_query_depth=_int(env, "SCHOOL_GATEWAY_MAX_DEPTH", 12, low=2, high=50),
+            max_aliases=_int(env, "SCHOOL_GATEWAY_MAX_ALIASES", 30, low=1, high=1000),
+            max_tokens=_int(env, "SCHOOL_GATEWAY_MAX_TOKENS", 2000, low=50, high=100000),
+            max_diary_days=_int(env, "SCHOOL_GATEWAY_MAX_DIARY_DAYS", 31, low=1, high=366),
+            statement_timeout_ms=_int(
+                env, "SCHOOL_GATEWAY_STATEMENT_TIMEOUT_MS", 5000, low=100, high=600000
+            ),
+            pool_min_size=pool_min,
+            pool_max_size=pool_max,
+            log_level=log_level,
+            today_override=_today_override(env, dev_mode=dev_mode),
+        )
+
+
+def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _today_override(env: Mapping[str, str], *, dev_mode: bool) -> date | None:
+    raw = env.get("SCHOOL_GATEWAY_TODAY")
+    if not raw:
+        return None
+    if not dev_mode:
+        raise SettingsError("SCHOOL_GATEWAY_TODAY is only allowed in dev mode")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(f"SCHOOL_GATEWAY_TODAY must be YYYY-MM-DD, got {raw!r}") from None

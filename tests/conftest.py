@@ -1,0 +1,155 @@
+"""Shared fixtures: one real PostgreSQL per test run, seeded once at scale 1.
+
+The server is the embedded one (started in a temporary folder) unless DATABASE_URL is
+set. Tests read the generated data; a test that writes restores what it changed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from auth.accounts import ensure_demo_account
+from auth.tokens import issue_token
+from fixtures.demo import demo_account
+from fixtures.generate import SeedSummary, seed
+from gateway import embedded
+from gateway.app import create_app
+from gateway.db import create_pool
+from gateway.settings import Settings
+
+# The data set's "today": a Friday in the second quarter.
+TODAY = date(2026, 11, 27)
+SCALE = 1
+SEED = 7
+JWT_SECRET = "test-secret-test-secret-test-secret-0123456789"
+
+GraphQL = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def _test_env(database_url: str | None, data_dir: Path) -> dict[str, str]:
+    env = {
+        "SCHOOL_GATEWAY_DEV": "1",
+        "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
+        "SCHOOL_GATEWAY_TODAY": TODAY.isoformat(),
+        "SCHOOL_GATEWAY_DATA_DIR": str(data_dir),
+        "SCHOOL_GATEWAY_GRAPHIQL": "1",
+    }
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="school-gateway-test-") as folder:
+        yield Path(folder)
+
+
+@pytest.fixture(scope="session")
+def database_url(data_dir: Path) -> Iterator[str]:
+    """Superuser DSN of the test database (embedded server unless DATABASE_URL is set)."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = embedded.start(data_dir / "embedded", ephemeral=True)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, data_dir: Path) -> Settings:
+    return Settings.from_env(_test_env(database_url, data_dir))
+
+
+@pytest.fixture(scope="session")
+async def seeded(database_url: str, settings: Settings) -> SeedSummary:
+    """The scale-1 data set, generated once per run."""
+    return await seed(
+        database_url,
+        scale=SCALE,
+        seed=SEED,
+        today=TODAY,
+        gateway_role=settings.gateway_role,
+    )
+
+
+@pytest.fixture(scope="session")
+async def owner_conn(database_url: str, seeded: SeedSummary) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection for computing expected values independently of the gateway."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str, settings: Settings, seeded: SeedSummary) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, settings)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, pool: asyncpg.Pool) -> Starlette:
+    return create_app(settings, pool=pool)
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def tokens(settings: Settings, pool: asyncpg.Pool) -> dict[str, str]:
+    """A bearer token for every demo account, by key."""
+    from fixtures.demo import DEMO_ACCOUNTS
+
+    result: dict[str, str] = {}
+    for account in DEMO_ACCOUNTS:
+        account_id = await ensure_demo_account(pool, demo_account(account.key))
+        result[account.key] = issue_token(settings, account_id=account_id)
+    return result
+
+
+@pytest.fixture
+def gql(client: httpx.AsyncClient, tokens: dict[str, str]) -> GraphQL:
+    """POST a GraphQL operation as a demo account (or anonymously) and return the JSON."""
+
+    async def run(
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        account: str | None = None,
+        expect_status: int | None = 200,
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        if account is not None:
+            headers["Authorization"] = f"Bearer {tokens[account]}"
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        response = await client.post("/graphql", json=body, headers=headers)
+        if expect_status is not None:
+            assert response.status_code == expect_status, response.text
+        payload: dict[str, Any] = response.json()
+        return payload
+
+    return run
