@@ -1,0 +1,120 @@
+"""Accounts of the gateway and the viewer's scope, read fresh from the registries.
+
+An account row (schema `gateway`) holds identity keys only: SNILS/phone for a parent, the
+student's id, the staff member's id. The set of children a parent may see is computed on
+every request from the school registries (the read contract), so it follows the
+registries: a removed parent-child link is gone on the next request.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from auth.viewer import Role, Viewer
+from fixtures.demo import DemoAccount
+
+
+class AccountNotFoundError(LookupError):
+    """The demo person is not in the school registries (is the demo data seeded?)."""
+
+
+_UPSERT_PARENT = """
+INSERT INTO gateway.accounts (role, snils, phone, display_name)
+VALUES ('PARENT', $1, $2, $3)
+ON CONFLICT (snils) WHERE role = 'PARENT' AND snils IS NOT NULL
+DO UPDATE SET phone = EXCLUDED.phone, display_name = EXCLUDED.display_name
+RETURNING id::text
+"""
+
+# A student is found by the school-issued login, else by SNILS.
+_UPSERT_STUDENT = """
+INSERT INTO gateway.accounts (role, snils, phone, student_id, display_name)
+SELECT 'STUDENT', si.snils, si.phone, si.student_id, $3
+FROM diary_api.student_identities si
+WHERE ($1::text IS NOT NULL AND si.login = $1)
+   OR ($1::text IS NULL AND si.snils = $2::text)
+ORDER BY si.student_id
+LIMIT 1
+ON CONFLICT (student_id) WHERE role = 'STUDENT'
+DO UPDATE SET snils = EXCLUDED.snils, phone = EXCLUDED.phone,
+              display_name = EXCLUDED.display_name
+RETURNING id::text
+"""
+
+_UPSERT_STAFF = """
+INSERT INTO gateway.accounts (role, snils, phone, staff_id, display_name)
+SELECT $1, st.snils, st.phone, st.id, $3
+FROM diary_api.staff st
+WHERE st.snils = $2::text
+  AND st.role = CASE $1 WHEN 'SCHOOL_ADMIN' THEN 'it_admin' ELSE 'regional_analyst' END
+ORDER BY st.id
+LIMIT 1
+ON CONFLICT (staff_id) WHERE staff_id IS NOT NULL
+DO UPDATE SET role = EXCLUDED.role, snils = EXCLUDED.snils, phone = EXCLUDED.phone,
+              display_name = EXCLUDED.display_name
+RETURNING id::text
+"""
+
+# One statement: the account and its whole scope.
+# PARENT: every student linked to any registry record (in any school) holding the
+#         account's SNILS, or its phone when the account has no SNILS (merged account).
+# STUDENT: themself. SCHOOL_ADMIN: their school. REGIONAL_ANALYST: nothing personal.
+_LOAD_VIEWER = """
+SELECT a.id::text AS id, a.role, a.display_name,
+       CASE a.role
+         WHEN 'PARENT' THEN coalesce(
+           (SELECT array_agg(DISTINCT pl.student_id)
+            FROM diary_api.parent_links pl
+            WHERE (a.snils IS NOT NULL AND pl.snils = a.snils::text)
+               OR (a.snils IS NULL AND pl.phone = a.phone)),
+           '{}'::int[])
+         WHEN 'STUDENT' THEN ARRAY[a.student_id]
+         ELSE '{}'::int[]
+       END AS student_ids,
+       CASE a.role
+         WHEN 'SCHOOL_ADMIN' THEN coalesce(
+           (SELECT array_agg(st.school_id) FROM diary_api.staff st
+            WHERE st.id = a.staff_id AND st.school_id IS NOT NULL),
+           '{}'::int[])
+         ELSE '{}'::int[]
+       END AS school_ids
+FROM gateway.accounts a
+WHERE a.id = $1::uuid
+"""
+
+
+async def ensure_demo_account(pool: asyncpg.Pool, account: DemoAccount) -> str:
+    """Create or refresh the gateway account of a demo person; returns its id (uuid text)."""
+    role = Role(account.role)
+    if role is Role.PARENT:
+        account_id = await pool.fetchval(
+            _UPSERT_PARENT, account.snils, account.phone, account.full_name
+        )
+    elif role is Role.STUDENT:
+        account_id = await pool.fetchval(
+            _UPSERT_STUDENT, account.login, account.snils, account.full_name
+        )
+    else:
+        account_id = await pool.fetchval(
+            _UPSERT_STAFF, role.value, account.snils, account.full_name
+        )
+    if account_id is None:
+        raise AccountNotFoundError(
+            f"demo account {account.key!r} is not in the school registries; "
+            "seed the demo data first (school-gateway seed)"
+        )
+    return str(account_id)
+
+
+async def load_viewer(pool: asyncpg.Pool, account_id: str) -> Viewer | None:
+    """The viewer of an account with its current scope, or None if there is no such account."""
+    row = await pool.fetchrow(_LOAD_VIEWER, account_id)
+    if row is None:
+        return None
+    return Viewer(
+        account_id=row["id"],
+        role=Role(row["role"]),
+        display_name=row["display_name"],
+        student_ids=frozenset(row["student_ids"]),
+        school_ids=frozenset(row["school_ids"]),
+    )

@@ -1,0 +1,124 @@
+"""Field permissions, printed as directives in `schema.graphql`.
+
+Each permission class names the schema directive it shows as, so the published SDL says
+who may ask for a field: `@authenticated`, `@roles(anyOf: [...])`, `@studentScope`.
+They are the first layer; the loaders' scope check (`resolvers.loaders`) is the second.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import strawberry
+from strawberry.extensions import FieldExtension
+from strawberry.permission import BasePermission, PermissionExtension
+from strawberry.schema_directive import Location
+
+from auth.viewer import FAMILY_ROLES, Role, Viewer
+from gateway.errors import BadUserInputError, ForbiddenError, UnauthenticatedError
+
+# The viewer's Role enum is exposed as the GraphQL enum `Role`.
+strawberry.enum(Role, name="Role", description="Роль пользователя шлюза.")
+
+# Largest value of a PostgreSQL `integer` key.
+MAX_INT_ID = 2_147_483_647
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION],
+    name="authenticated",
+    description="Поле доступно только вошедшему пользователю (иначе UNAUTHENTICATED).",
+)
+class Authenticated:
+    pass
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION],
+    name="roles",
+    description="Поле доступно только перечисленным ролям (иначе FORBIDDEN).",
+)
+class Roles:
+    any_of: list[Role]
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION],
+    name="studentScope",
+    description=(
+        "Данные ученика выдаются, только если ученик входит в круг пользователя: "
+        "свои дети для родителя, сам ученик для ученика (иначе FORBIDDEN)."
+    ),
+)
+class StudentScope:
+    pass
+
+
+def parse_int_id(value: str, *, argument: str = "id") -> int:
+    """A decimal id argument as an int, or BAD_USER_INPUT naming the argument."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_INT_ID)):
+        raise BadUserInputError(f"Некорректный идентификатор в аргументе {argument}.")
+    number = int(text)
+    if not 0 < number <= MAX_INT_ID:
+        raise BadUserInputError(f"Некорректный идентификатор в аргументе {argument}.")
+    return number
+
+
+def _viewer(info: strawberry.Info) -> Viewer | None:
+    viewer: Viewer | None = info.context.viewer
+    return viewer
+
+
+class IsAuthenticated(BasePermission):
+    """Any signed-in viewer."""
+
+    _schema_directive: ClassVar[object | None] = Authenticated()
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        return _viewer(info) is not None
+
+    def on_unauthorized(self) -> None:
+        raise UnauthenticatedError()
+
+
+class IsFamilyMember(BasePermission):
+    """A parent or a student: the roles that see children's diaries."""
+
+    _schema_directive: ClassVar[object | None] = Roles(
+        any_of=sorted(FAMILY_ROLES, key=lambda role: role.value)
+    )
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        viewer = _viewer(info)
+        if viewer is None:
+            raise UnauthenticatedError()
+        return viewer.is_family
+
+    def on_unauthorized(self) -> None:
+        raise ForbiddenError()
+
+
+class CanSeeStudent(BasePermission):
+    """The student (the `id` argument, or the Student the field is on) is in scope.
+
+    An id outside the scope is FORBIDDEN whether or not such a student exists, so the
+    answer never tells a stranger which ids are real.
+    """
+
+    _schema_directive: ClassVar[object | None] = StudentScope()
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        viewer = _viewer(info)
+        if viewer is None:
+            raise UnauthenticatedError()
+        student_id: int = parse_int_id(kwargs["id"]) if "id" in kwargs else source.student_id
+        return student_id in viewer.student_ids
+
+    def on_unauthorized(self) -> None:
+        raise ForbiddenError()
+
+
+def requires(*permissions: type[BasePermission]) -> list[FieldExtension]:
+    """Field extensions enforcing `permissions` in order and printing their directives."""
+    return [PermissionExtension([permission() for permission in permissions])]

@@ -1,0 +1,183 @@
+"""The Starlette application: /graphql, /healthz, the request middleware and the lifespan.
+
+`create_app(settings)` owns its database pool through the lifespan (DATABASE_URL or the
+embedded server); tests pass a pool of their own. The outermost middleware of ours logs
+one line per request and turns any exception that escaped into a masked JSON 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.http.ides import get_graphql_ide_html
+
+from gateway.db import create_pool, locate_database
+from gateway.errors import MESSAGES, ErrorCode
+from gateway.http import (
+    JSON,
+    GraphQLEndpoint,
+    HttpError,
+    accepts_html,
+    error_response,
+    json_response,
+    operation_name_of,
+)
+from gateway.logging import configure_logging, log_request
+from gateway.schema import build_schema
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GRAPHQL_PATH = "/graphql"
+HEALTH_PATH = "/healthz"
+_HEALTH_TIMEOUT_S = 2.0
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@dataclass(slots=True)
+class _PoolHolder:
+    """The pool, given by the caller or opened by the lifespan."""
+
+    pool: asyncpg.Pool | None
+
+    def get(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise RuntimeError("the database pool is not open (lifespan did not run)")
+        return self.pool
+
+
+def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starlette:
+    """The gateway application. With `pool=None` the lifespan opens (and closes) one."""
+    schema = build_schema(settings, extensions=())
+    endpoint = GraphQLEndpoint(schema, settings)
+    holder = _PoolHolder(pool)
+    graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
+
+    async def graphql(request: Request) -> Response:
+        if request.method not in ("GET", "POST"):
+            error = HttpError(405, ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": "GET, POST"})
+            return error_response(error, JSON)
+        if (
+            graphiql_html is not None
+            and request.method == "GET"
+            and accepts_html(request.headers.get("accept"))
+        ):
+            return HTMLResponse(graphiql_html)
+        return await endpoint.handle(request, holder.get())
+
+    async def healthz(request: Request) -> Response:
+        try:
+            async with asyncio.timeout(_HEALTH_TIMEOUT_S):
+                await holder.get().fetchval("SELECT 1")
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.warning("health check: database unavailable")
+            return json_response({"status": "unavailable"}, 503, JSON)
+        return json_response({"status": "ok"}, 200, JSON)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if holder.pool is not None:
+            yield
+            return
+        location = await asyncio.to_thread(locate_database, settings)
+        holder.pool = await create_pool(location.url, settings)
+        try:
+            yield
+        finally:
+            await holder.pool.close()
+            holder.pool = None
+            if location.server is not None and location.server.started_here:
+                await asyncio.to_thread(location.server.stop)
+
+    app = Starlette(
+        routes=[
+            Route(GRAPHQL_PATH, graphql, methods=_ALL_METHODS),
+            Route(HEALTH_PATH, healthz, methods=["GET"]),
+        ],
+        middleware=[Middleware(RequestMiddleware)],
+        lifespan=lifespan,
+    )
+    app.state.graphql_endpoint = endpoint
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory` workers: settings and logging from the environment."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+class RequestMiddleware:
+    """Outermost of ours: one log line per request; nothing escapes unlogged or unmasked."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        except Exception:  # the outermost boundary: logged with traceback, then masked
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if not response_started:
+                await _send_internal_error(send)
+                status = 500
+        finally:
+            log_request(
+                scope["method"],
+                scope["path"][:200],
+                status,
+                (time.perf_counter() - started) * 1000,
+                operation_name_of(scope),
+            )
+
+
+async def _send_internal_error(send: Send) -> None:
+    body = orjson.dumps(
+        {
+            "errors": [
+                {
+                    "message": MESSAGES[ErrorCode.INTERNAL_SERVER_ERROR],
+                    "extensions": {"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
+                }
+            ]
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

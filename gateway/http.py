@@ -1,0 +1,507 @@
+"""The GraphQL-over-HTTP endpoint (https://graphql.github.io/graphql-over-http/draft/).
+
+Our own small endpoint over graphql-core, rather than strawberry's ASGI view, for exact
+control of the protocol and of the cost per request:
+
+- POST `application/json` {query, variables, operationName, extensions}; GET with the
+  same as query parameters, queries only (a mutation via GET is 405, `Allow: POST`).
+- The response type is negotiated from `Accept`: `application/graphql-response+json`
+  when the client names it (preferred), `application/json` when the client names only
+  that, a wildcard or nothing (as the spec's audit suite asks); neither → 406.
+- Status codes: a request that is not well-formed GraphQL-over-HTTP → 400 (413 when the
+  body is too big, 415 for a body that is not JSON). With graphql-response+json, parse,
+  validation, operation selection and variable coercion failures → 400 and no `data`
+  key; once execution starts → 200. With application/json every well-formed request → 200.
+- A bad or expired bearer token → 401 with `WWW-Authenticate: Bearer error="invalid_token"`
+  (codes UNAUTHENTICATED / TOKEN_EXPIRED); no token at all → an anonymous viewer.
+- Each distinct query text is parsed and validated once (an LRU cache of documents).
+- Every error has `extensions.code`. Expected failures (ApiError) pass through; a
+  statement timeout becomes TIMEOUT; anything else is logged with its traceback and
+  reaches the client as INTERNAL_SERVER_ERROR with a Russian message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final, TypeGuard, cast
+
+import asyncpg
+import orjson
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+    get_operation_ast,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema import Schema as StrawberrySchema
+
+from auth.accounts import load_viewer
+from auth.tokens import verify_token
+from auth.viewer import Viewer
+from gateway.context import Context
+from gateway.errors import MESSAGES, ApiError, ErrorCode, UnauthenticatedError
+from gateway.limits import parse_query, validate_query
+from gateway.settings import Settings
+from resolvers.loaders import Loaders
+
+log = logging.getLogger(__name__)
+
+JSON: Final = "application/json"
+GRAPHQL_RESPONSE_JSON: Final = "application/graphql-response+json"
+MAX_BODY_BYTES: Final = 1 << 20
+DOCUMENT_CACHE_SIZE: Final = 1024
+_OPERATION_NAME_KEY: Final = "graphql_operation_name"
+# strawberry's fast awaitable check (coroutines and futures first), typed for graphql-core.
+_is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
+
+Formatted = dict[str, Any]
+
+
+class HttpError(Exception):
+    """A response other than a GraphQL result: the status, the code and the headers."""
+
+    def __init__(
+        self,
+        status: int,
+        code: ErrorCode,
+        message: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message or MESSAGES[code])
+        self.status = status
+        self.code = code
+        self.message = message or MESSAGES[code]
+        self.headers = dict(headers or {})
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    """A well-formed GraphQL-over-HTTP request."""
+
+    query: str
+    operation_name: str | None
+    variables: dict[str, Any] | None
+    extensions: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedDocument:
+    """A query text parsed and validated once: the document, or the errors to report."""
+
+    document: DocumentNode | None
+    errors: tuple[Formatted, ...]
+
+
+# --- content negotiation -----------------------------------------------------------
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The response media type for an `Accept` header, or None when nothing we offer fits."""
+    if accept is None or not accept.strip():
+        return JSON
+    json_q, _ = _acceptance(accept, JSON)
+    graphql_q, graphql_named = _acceptance(accept, GRAPHQL_RESPONSE_JSON)
+    if json_q <= 0 and graphql_q <= 0:
+        return None
+    if json_q != graphql_q:
+        return JSON if json_q > graphql_q else GRAPHQL_RESPONSE_JSON
+    return GRAPHQL_RESPONSE_JSON if graphql_named else JSON
+
+
+def accepts_html(accept: str | None) -> bool:
+    """True when a browser asks for a page (GraphiQL)."""
+    return accept is not None and _acceptance(accept, "text/html") == (1.0, True)
+
+
+def _acceptance(accept: str, media_type: str) -> tuple[float, bool]:
+    """(quality, named explicitly) of `media_type`, from the most specific matching range."""
+    main_type = media_type.split("/", 1)[0]
+    best: tuple[int, float] = (-1, 0.0)
+    for item in accept.split(","):
+        parts = [part.strip() for part in item.split(";")]
+        candidate = parts[0].lower()
+        if candidate == media_type:
+            specificity = 2
+        elif candidate == f"{main_type}/*":
+            specificity = 1
+        elif candidate == "*/*":
+            specificity = 0
+        else:
+            continue
+        if specificity > best[0]:
+            best = (specificity, _quality(parts[1:]))
+    return best[1], best[0] == 2
+
+
+def _quality(params: Iterable[str]) -> float:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                quality = float(value.strip())
+            except ValueError:
+                return 0.0
+            return quality if 0.0 <= quality <= 1.0 else 0.0
+    return 1.0
+
+
+# --- reading the request -----------------------------------------------------------
+
+
+async def read_graphql_request(request: Request) -> GraphQLRequest:
+    """The GraphQL parameters of a GET or POST request; HttpError when not well-formed."""
+    if request.method == "GET":
+        params = request.query_params
+        return _graphql_request(
+            query=params.get("query"),
+            operation_name=params.get("operationName") or None,
+            variables=_json_param(params.get("variables"), "variables"),
+            extensions=_json_param(params.get("extensions"), "extensions"),
+        )
+    _check_content_type(request.headers.get("content-type"))
+    body = await _read_body(request)
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise HttpError(400, ErrorCode.BAD_REQUEST, "Тело запроса не является JSON.") from None
+    if not isinstance(payload, dict):
+        raise HttpError(400, ErrorCode.BAD_REQUEST, "Тело запроса должно быть объектом JSON.")
+    return _graphql_request(
+        query=payload.get("query"),
+        operation_name=payload.get("operationName"),
+        variables=payload.get("variables"),
+        extensions=payload.get("extensions"),
+    )
+
+
+def _graphql_request(
+    *, query: object, operation_name: object, variables: object, extensions: object
+) -> GraphQLRequest:
+    if not isinstance(query, str):
+        raise HttpError(
+            400, ErrorCode.BAD_REQUEST, "Параметр query обязателен и должен быть строкой."
+        )
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise HttpError(400, ErrorCode.BAD_REQUEST, "Параметр operationName должен быть строкой.")
+    for name, value in (("variables", variables), ("extensions", extensions)):
+        if value is not None and not isinstance(value, dict):
+            raise HttpError(400, ErrorCode.BAD_REQUEST, f"Параметр {name} должен быть объектом.")
+    return GraphQLRequest(
+        query=query,
+        operation_name=operation_name or None,
+        variables=variables,  # type: ignore[arg-type]  # checked above
+        extensions=extensions,  # type: ignore[arg-type]
+    )
+
+
+def _json_param(raw: str | None, name: str) -> object:
+    if raw is None or raw == "":
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise HttpError(
+            400, ErrorCode.BAD_REQUEST, f"Параметр {name} должен быть объектом JSON."
+        ) from None
+
+
+def _check_content_type(content_type: str | None) -> None:
+    if content_type is None:
+        raise HttpError(
+            415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Укажите Content-Type: application/json."
+        )
+    media_type, *params = (part.strip().lower() for part in content_type.split(";"))
+    charset_ok = all(
+        value.strip('"') in {"utf-8", "utf8"}
+        for name, _, value in (param.partition("=") for param in params)
+        if name.strip() == "charset"
+    )
+    if media_type != JSON or not charset_ok:
+        raise HttpError(
+            415,
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            "Поддерживается только Content-Type: application/json (UTF-8).",
+        )
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HttpError(413, ErrorCode.BAD_REQUEST, "Тело запроса слишком большое.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise HttpError(413, ErrorCode.BAD_REQUEST, "Тело запроса слишком большое.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- the viewer ----------------------------------------------------------------------
+
+
+async def authenticate(
+    authorization: str | None, settings: Settings, pool: asyncpg.Pool
+) -> Viewer | None:
+    """The viewer of a bearer token; None without one; 401 HttpError for a bad one."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise UnauthenticatedError("Ожидается заголовок Authorization: Bearer <токен>.")
+        claims = verify_token(settings, token.strip())
+        viewer = await load_viewer(pool, claims.account_id)
+        if viewer is None:
+            raise UnauthenticatedError("Учётная запись не найдена.")
+    except ApiError as error:
+        raise HttpError(
+            401,
+            error.code,
+            error.message,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    except asyncpg.QueryCanceledError:
+        raise HttpError(503, ErrorCode.TIMEOUT) from None
+    return viewer
+
+
+# --- documents -----------------------------------------------------------------------
+
+
+class DocumentCache:
+    """Parse + validate each distinct query text once (least recently used evicted)."""
+
+    def __init__(self, schema: StrawberrySchema, settings: Settings) -> None:
+        self._schema = schema
+        self._settings = settings
+        self.prepare = lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(self._prepare)
+
+    def _prepare(self, query: str) -> PreparedDocument:
+        try:
+            document = parse_query(query, self._settings)
+        except GraphQLError as error:
+            return PreparedDocument(document=None, errors=(dict(error.formatted),))
+        errors = validate_query(self._schema._schema, document, self._settings)
+        return PreparedDocument(
+            document=document,
+            errors=tuple(_coded(error, ErrorCode.GRAPHQL_VALIDATION_FAILED) for error in errors),
+        )
+
+
+def _coded(error: GraphQLError, code: ErrorCode) -> Formatted:
+    """The error as sent, with `code` (and its Russian lead-in) unless it has a code already."""
+    formatted: Formatted = dict(error.formatted)
+    extensions = dict(formatted.get("extensions") or {})
+    if "code" not in extensions:
+        extensions["code"] = code.value
+        formatted["message"] = f"{MESSAGES[code]} {error.message}"
+    formatted["extensions"] = extensions
+    return formatted
+
+
+def select_operation(
+    document: DocumentNode, operation_name: str | None
+) -> OperationDefinitionNode | Formatted:
+    """The operation to run, or the request error saying why none can be chosen."""
+    operation = get_operation_ast(document, operation_name)
+    if operation is not None:
+        return operation
+    if operation_name is not None:
+        detail = f"В документе нет операции {operation_name!r}."
+    else:
+        detail = "Документ содержит несколько операций: укажите operationName."
+    return {
+        "message": f"{MESSAGES[ErrorCode.GRAPHQL_VALIDATION_FAILED]} {detail}",
+        "extensions": {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value},
+    }
+
+
+# --- errors of execution -------------------------------------------------------------
+
+
+def present_execution_error(error: GraphQLError, operation_name: str | None) -> Formatted:
+    """An error raised while executing, as the client may see it (masked unless expected)."""
+    original = error.original_error
+    if isinstance(original, GraphQLError) and "code" in (original.extensions or {}):
+        return dict(error.formatted)  # ApiError and other coded errors pass through
+    if _is_statement_timeout(original):
+        log.warning("statement timeout in %s at %s", operation_name or "-", _path(error))
+        return _replaced(error, ErrorCode.TIMEOUT)
+    log.error(
+        "unexpected error in %s at %s",
+        operation_name or "-",
+        _path(error),
+        exc_info=original or error,
+    )
+    return _replaced(error, ErrorCode.INTERNAL_SERVER_ERROR)
+
+
+def present_request_error(error: GraphQLError) -> Formatted:
+    """An error that stopped execution before it began (variable coercion and the like)."""
+    if isinstance(error.original_error, ApiError):
+        return dict(error.formatted)
+    return _coded(error, ErrorCode.BAD_USER_INPUT)
+
+
+def _replaced(error: GraphQLError, code: ErrorCode) -> Formatted:
+    formatted: Formatted = {"message": MESSAGES[code]}
+    locations = error.formatted.get("locations")
+    if locations:
+        formatted["locations"] = locations
+    if error.path is not None:
+        formatted["path"] = error.path
+    formatted["extensions"] = {"code": code.value}
+    return formatted
+
+
+def _is_statement_timeout(error: BaseException | None) -> bool:
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, asyncpg.QueryCanceledError):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def _path(error: GraphQLError) -> str:
+    return ".".join(str(part) for part in error.path or ()) or "-"
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """True when execution never started: no data and only errors without a path."""
+    errors = result.errors or []
+    return result.data is None and bool(errors) and all(error.path is None for error in errors)
+
+
+# --- the endpoint --------------------------------------------------------------------
+
+
+class GraphQLEndpoint:
+    """Turns an HTTP request into a GraphQL response; one instance per application."""
+
+    def __init__(self, schema: StrawberrySchema, settings: Settings) -> None:
+        self.schema = schema
+        self.settings = settings
+        self.documents = DocumentCache(schema, settings)
+        self._executor_class = schema.execution_context_class
+
+    async def handle(self, request: Request, pool: asyncpg.Pool) -> Response:
+        media_type = negotiate(request.headers.get("accept"))
+        if media_type is None:
+            return error_response(HttpError(406, ErrorCode.NOT_ACCEPTABLE), JSON)
+        try:
+            viewer = await authenticate(request.headers.get("authorization"), self.settings, pool)
+            graphql_request = await read_graphql_request(request)
+            return await self._run(request, graphql_request, viewer, pool, media_type)
+        except HttpError as error:
+            return error_response(error, media_type)
+
+    async def _run(
+        self,
+        request: Request,
+        graphql_request: GraphQLRequest,
+        viewer: Viewer | None,
+        pool: asyncpg.Pool,
+        media_type: str,
+    ) -> Response:
+        prepared = self.documents.prepare(graphql_request.query)
+        if prepared.document is None:
+            return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
+        operation = select_operation(prepared.document, graphql_request.operation_name)
+        if not isinstance(operation, OperationDefinitionNode):
+            return graphql_response({"errors": [operation]}, media_type, failed=True)
+        operation_name = operation.name.value if operation.name else None
+        request.scope.setdefault("state", {})[_OPERATION_NAME_KEY] = operation_name
+        if request.method == "GET" and operation.operation is not OperationType.QUERY:
+            raise HttpError(
+                405,
+                ErrorCode.METHOD_NOT_ALLOWED,
+                "Через GET можно выполнять только запросы (query); используйте POST.",
+                headers={"Allow": "POST"},
+            )
+        if prepared.errors:
+            return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
+        context = Context(
+            viewer=viewer,
+            loaders=Loaders(pool, viewer),
+            pool=pool,
+            settings=self.settings,
+            today=self.settings.today(),
+        )
+        result = await self._execute(prepared.document, graphql_request, operation_name, context)
+        if is_request_error(result):
+            errors = [present_request_error(error) for error in result.errors or ()]
+            return graphql_response({"errors": errors}, media_type, failed=True)
+        body: Formatted = {}
+        if result.errors:
+            body["errors"] = [present_execution_error(e, operation_name) for e in result.errors]
+        body["data"] = result.data
+        return graphql_response(body, media_type, failed=False)
+
+    async def _execute(
+        self,
+        document: DocumentNode,
+        graphql_request: GraphQLRequest,
+        operation_name: str | None,
+        context: Context,
+    ) -> ExecutionResult:
+        outcome = execute(
+            self.schema._schema,
+            document,
+            context_value=context,
+            variable_values=graphql_request.variables,
+            operation_name=operation_name,
+            executor_class=self._executor_class,
+            is_awaitable=_is_awaitable,
+            operation_extensions=graphql_request.extensions,
+        )
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        assert isinstance(outcome, ExecutionResult)
+        return outcome
+
+
+def operation_name_of(request_scope: Mapping[str, Any]) -> str | None:
+    """The operation a request ran (for the request log), if it got that far."""
+    state = request_scope.get("state")
+    if isinstance(state, Mapping):
+        name = state.get(_OPERATION_NAME_KEY)
+        return name if isinstance(name, str) else None
+    return None
+
+
+# --- responses -----------------------------------------------------------------------
+
+
+def graphql_response(body: Formatted, media_type: str, *, failed: bool) -> Response:
+    """A GraphQL response; `failed` (no execution) is 400 only with graphql-response+json."""
+    status = 400 if failed and media_type == GRAPHQL_RESPONSE_JSON else 200
+    return json_response(body, status, media_type)
+
+
+def error_response(error: HttpError, media_type: str) -> Response:
+    """A non-GraphQL failure, still shaped as a GraphQL response with a code."""
+    body = {"errors": [{"message": error.message, "extensions": {"code": error.code.value}}]}
+    return json_response(body, error.status, media_type, headers=error.headers)
+
+
+def json_response(
+    body: Any, status: int, media_type: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    response = Response(orjson.dumps(body), status_code=status, headers=headers)
+    response.headers["content-type"] = f"{media_type}; charset=utf-8"
+    return response

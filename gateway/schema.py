@@ -1,0 +1,40 @@
+"""Schema assembly: the strawberry schema the HTTP layer serves, and its SDL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import strawberry
+from strawberry.extensions import SchemaExtension
+
+from gateway.settings import Settings
+from resolvers.people import Query
+
+Extension = type[SchemaExtension] | SchemaExtension
+ExtensionFactory = Callable[[], SchemaExtension]
+
+
+def _factory(extension: Extension) -> type[SchemaExtension] | ExtensionFactory:
+    """Strawberry wants classes or factories; an instance is wrapped (and shared)."""
+    if isinstance(extension, SchemaExtension):
+        return lambda: extension
+    return extension
+
+
+def _schema(extensions: Sequence[Extension]) -> strawberry.Schema:
+    return strawberry.Schema(query=Query, extensions=[_factory(ext) for ext in extensions])
+
+
+def build_schema(settings: Settings, *, extensions: Sequence[Extension] = ()) -> strawberry.Schema:
+    """The served schema; `extensions` (limits, masking, introspection) never change its SDL.
+
+    `settings` is accepted so that schema-level options can follow configuration; the
+    types themselves do not depend on it (per-request values come from the Context).
+    """
+    del settings
+    return _schema(extensions)
+
+
+def export_sdl() -> str:
+    """The schema's SDL as committed in `schema.graphql` (ends with a newline)."""
+    return _schema(()).as_str().rstrip("\n") + "\n"

@@ -1,0 +1,260 @@
+"""The `school-gateway` command, run as a real process against the test database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from auth.tokens import verify_token
+from fixtures.demo import DEMO_ACCOUNTS
+from fixtures.generate import SeedSummary
+from gateway.schema import export_sdl
+from gateway.settings import Settings
+from tests.conftest import JWT_SECRET, SEED, TODAY
+
+COMMAND = str(Path(sys.executable).with_name("school-gateway"))
+START_TIMEOUT_S = 30
+
+
+def _env(database_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
+    """A clean environment: only what the command needs, never the developer's own."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("SCHOOL_GATEWAY_") and key != "DATABASE_URL"
+    }
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "SCHOOL_GATEWAY_DATA_DIR": str(data_dir),
+            "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
+            "SCHOOL_GATEWAY_POOL_MIN": "1",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [COMMAND, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _serving(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [COMMAND, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_serve_answers_real_http_requests(
+    database_url: str, tmp_path: Path, tokens: dict[str, str], seeded: SeedSummary
+) -> None:
+    port = _free_port()
+    env = _env(
+        database_url, tmp_path, SCHOOL_GATEWAY_DEV="1", SCHOOL_GATEWAY_TODAY=TODAY.isoformat()
+    )
+    with _serving(env, port) as process:
+        base = f"http://127.0.0.1:{port}"
+        parent = next(a for a in DEMO_ACCOUNTS if a.key == "parent-two-schools")
+        response = httpx.post(
+            f"{base}/graphql",
+            json={"query": "query Kids { myChildren { fullName school { name } } }"},
+            headers={
+                "Authorization": f"Bearer {tokens[parent.key]}",
+                "Accept": "application/graphql-response+json",
+            },
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == (
+            "application/graphql-response+json; charset=utf-8"
+        )
+        children = response.json()["data"]["myChildren"]
+        names = {child["fullName"] for child in children}
+        assert names == {f"{c.last_name} {c.first_name} {c.patronymic}" for c in parent.children}
+        assert len({child["school"]["name"] for child in children}) == 2
+        get = httpx.get(f"{base}/graphql", params={"query": "mutation { __typename }"}, timeout=10)
+        assert get.status_code == 405
+        garbage = httpx.post(
+            f"{base}/graphql",
+            json={"query": "{ viewer { role } }"},
+            headers={"Authorization": "Bearer nonsense"},
+            timeout=10,
+        )
+        assert garbage.status_code == 401
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0, stderr
+    assert "POST /graphql 200" in stderr and "op=Kids" in stderr
+    assert "GET /graphql 405" in stderr and "POST /graphql 401" in stderr
+    assert "mutation" not in stderr  # the query string is never logged
+    for secret in (tokens[parent.key], parent.snils, parent.phone, "Traceback"):
+        assert secret and secret not in stderr
+
+
+def test_dev_token_is_refused_outside_dev_mode(database_url: str, tmp_path: Path) -> None:
+    result = _run(["dev-token", "parent-one-school"], _env(database_url, tmp_path))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        "school-gateway: dev-token is refused outside dev mode (set SCHOOL_GATEWAY_DEV=1)"
+    )
+
+
+def test_dev_token_in_dev_mode(
+    database_url: str, tmp_path: Path, settings: Settings, seeded: SeedSummary
+) -> None:
+    result = _run(
+        ["dev-token", "student-young"], _env(database_url, tmp_path, SCHOOL_GATEWAY_DEV="1")
+    )
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert verify_token(settings, token).account_id
+
+
+def test_dev_token_for_an_unknown_account(database_url: str, tmp_path: Path) -> None:
+    env = _env(database_url, tmp_path, SCHOOL_GATEWAY_DEV="1")
+    result = _run(["dev-token", "nobody"], env)
+    assert result.returncode == 2
+    assert "unknown demo account 'nobody'" in result.stderr
+    assert "parent-one-school" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_export_schema_prints_the_sdl(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SCHOOL_")}
+    env["SCHOOL_GATEWAY_DATA_DIR"] = str(tmp_path)
+    result = _run(["export-schema"], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == export_sdl()
+    assert "type Query {" in result.stdout
+    assert "myChildren" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing written, no database touched
+
+
+def test_accounts_json(database_url: str, tmp_path: Path, seeded: SeedSummary) -> None:
+    result = _run(["accounts", "--json"], _env(database_url, tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [row["key"] for row in rows] == [account.key for account in DEMO_ACCOUNTS]
+    by_key = {row["key"]: row for row in rows}
+    assert by_key["parent-two-schools"]["role"] == "PARENT"
+    assert len(by_key["parent-two-schools"]["children"]) == 2
+
+
+def test_accounts_text(database_url: str, tmp_path: Path, seeded: SeedSummary) -> None:
+    result = _run(["accounts"], _env(database_url, tmp_path))
+    assert result.returncode == 0, result.stderr
+    for account in DEMO_ACCOUNTS:
+        assert account.key in result.stdout
+        assert account.full_name in result.stdout
+
+
+async def test_seed_refuses_to_replace_data_without_yes(
+    database_url: str, tmp_path: Path, owner_conn: asyncpg.Connection
+) -> None:
+    before = await owner_conn.fetchrow(
+        "SELECT scale, seed, today, seeded_at FROM gateway.seed_info"
+    )
+    process = await asyncio.create_subprocess_exec(
+        COMMAND,
+        *("seed", "--scale", "1", "--seed", "99", "--today", "2026-10-01"),
+        env=_env(database_url, tmp_path),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 2
+    assert "already holds school data" in stderr.decode()
+    assert "pass --yes to replace it" in stderr.decode()
+    after = await owner_conn.fetchrow("SELECT scale, seed, today, seeded_at FROM gateway.seed_info")
+    assert after == before  # the data set is untouched
+    assert after["seed"] == SEED
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"SCHOOL_GATEWAY_PORT": "eighty"}, "SCHOOL_GATEWAY_PORT must be an integer"),
+        ({"SCHOOL_GATEWAY_JWT_SECRET": "short"}, "SCHOOL_GATEWAY_JWT_SECRET must be at least"),
+        ({"DATABASE_URL": "mysql://db/school"}, "DATABASE_URL must start with postgresql://"),
+    ],
+)
+def test_bad_settings_are_one_line_and_exit_2(
+    database_url: str, tmp_path: Path, overrides: dict[str, str], message: str
+) -> None:
+    result = _run(["serve"], _env(database_url, tmp_path, **overrides))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_bad_seed_date_is_a_usage_error(tmp_path: Path) -> None:
+    result = _run(["seed", "--today", "27.11.2026"], {"PATH": os.environ.get("PATH", "")})
+    assert result.returncode == 2
+    assert "expected YYYY-MM-DD" in result.stderr
+
+
+def test_python_dash_m_gateway(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    for command in ("serve", "demo", "seed", "accounts", "export-schema", "dev-token"):
+        assert command in result.stdout
