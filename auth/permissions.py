@@ -18,7 +18,7 @@ from auth.viewer import FAMILY_ROLES, Role, Viewer
 from gateway.errors import BadUserInputError, ForbiddenError, UnauthenticatedError
 
 # The viewer's Role enum is exposed as the GraphQL enum `Role`.
-strawberry.enum(Role, name="Role", description="Роль пользователя шлюза.")
+strawberry.enum(Role, name="Role", description="Role of a gateway user.")
 
 # Largest value of a PostgreSQL `integer` key.
 MAX_INT_ID = 2_147_483_647
@@ -27,7 +27,7 @@ MAX_INT_ID = 2_147_483_647
 @strawberry.schema_directive(
     locations=[Location.FIELD_DEFINITION],
     name="authenticated",
-    description="Поле доступно только вошедшему пользователю (иначе UNAUTHENTICATED).",
+    description="The field is available only to a signed-in user (otherwise UNAUTHENTICATED).",
 )
 class Authenticated:
     pass
@@ -36,7 +36,7 @@ class Authenticated:
 @strawberry.schema_directive(
     locations=[Location.FIELD_DEFINITION],
     name="roles",
-    description="Поле доступно только перечисленным ролям (иначе FORBIDDEN).",
+    description="The field is available only to the listed roles (otherwise FORBIDDEN).",
 )
 class Roles:
     any_of: list[Role]
@@ -46,8 +46,9 @@ class Roles:
     locations=[Location.FIELD_DEFINITION],
     name="studentScope",
     description=(
-        "Данные ученика выдаются, только если ученик входит в круг пользователя: "
-        "свои дети для родителя, сам ученик для ученика (иначе FORBIDDEN)."
+        "Student data is returned only if the student is in the user's scope: "
+        "their own children for a parent, the student themselves for a student "
+        "(otherwise FORBIDDEN)."
     ),
 )
 class StudentScope:

@@ -39,8 +39,8 @@ from resolvers.types import (
 Info = strawberry.Info[Context, None]
 DEFAULT_PAGE_SIZE = 100
 
-_FROM = strawberry.argument(name="from", description="Первый день (включительно).")
-_TO = strawberry.argument(description="Последний день (включительно).")
+_FROM = strawberry.argument(name="from", description="First day (inclusive).")
+_TO = strawberry.argument(description="Last day (inclusive).")
 FromArg = Annotated[date | None, _FROM]
 ToArg = Annotated[date | None, _TO]
 
@@ -118,21 +118,21 @@ async def resolve_last_updated_at(root: Student, info: Info) -> datetime | None:
     return await info.context.loaders.last_updated_by_student.load(root.student_id)
 
 
-@strawberry.type(name="Viewer", description="Текущий пользователь.")
+@strawberry.type(name="Viewer", description="The current user.")
 class ViewerType:
     id: strawberry.ID
     role: Role
     display_name: str
 
 
-@strawberry.type(description="Ученик, доступный текущему пользователю.")
+@strawberry.type(description="A student visible to the current user.")
 class Student:
     student_id: strawberry.Private[int]
     id: strawberry.ID
     last_name: str
     first_name: str
     patronymic: str | None
-    full_name: str = strawberry.field(description="Фамилия, имя и отчество.")
+    full_name: str = strawberry.field(description="Last name, first name and patronymic.")
     school: School
     school_class: SchoolClass
 
@@ -140,39 +140,38 @@ class Student:
         resolver=resolve_diary,
         extensions=requires(CanSeeStudent),
         description=(
-            "Дневник за период дат: по умолчанию текущая неделя (пн–вс); "
-            "с одной датой — 7 дней от неё (или до неё)."
+            "Diary for a date range: by default the current week (Mon–Sun); "
+            "with a single date, 7 days from (or up to) it."
         ),
     )
     periods: list[Period] = strawberry.field(
         resolver=resolve_periods,
         extensions=requires(CanSeeStudent),
-        description="Учебные периоды ученика в текущем учебном году.",
+        description="The student's school periods in the current school year.",
     )
     final_marks: list[FinalMark] = strawberry.field(
         resolver=resolve_final_marks,
         extensions=requires(CanSeeStudent),
-        description="Итоговые отметки текущего учебного года: за периоды, за год, экзамены.",
+        description="Final marks of the current school year: period, year and exam marks.",
     )
     averages: list[SubjectAverage] = strawberry.field(
         resolver=resolve_averages,
         extensions=requires(CanSeeStudent),
         description=(
-            "Средневзвешенные баллы по предметам с объяснением: по умолчанию за текущий "
-            "период; либо за период periodId, либо за даты from–to (не более 366 дней)."
+            "Weighted averages by subject, with explanation: by default for the current "
+            "period; or for period periodId, or for dates from–to (at most 366 days)."
         ),
     )
     marks: list[Mark] = strawberry.field(
         resolver=resolve_marks,
         extensions=requires(CanSeeStudent),
-        description="Текущие отметки, новые сначала; не более first (1–500) штук.",
+        description="Current marks, newest first; at most first (1–500) of them.",
     )
     last_updated_at: datetime | None = strawberry.field(
         resolver=resolve_last_updated_at,
         extensions=requires(CanSeeStudent),
         description=(
-            "Когда в последний раз менялись отметки, посещаемость, итоговые отметки, "
-            "уроки или задания ученика."
+            "When the student's marks, attendance, final marks, lessons or homework last changed."
         ),
     )
 
@@ -219,21 +218,24 @@ async def resolve_student(info: Info, id: strawberry.ID) -> Student | None:
     return student
 
 
-@strawberry.type(description="Запросы к дневнику.")
+@strawberry.type(description="Diary queries.")
 class Query:
     viewer: ViewerType | None = strawberry.field(
-        resolver=resolve_viewer, extensions=requires(IsAuthenticated), description="Кто я."
+        resolver=resolve_viewer, extensions=requires(IsAuthenticated), description="Who am I."
     )
     my_children: list[Student] = strawberry.field(
         resolver=resolve_my_children,
         extensions=requires(IsAuthenticated, IsFamilyMember),
         description=(
-            "Мои дети: для родителя — все ученики, связанные с ним в реестрах родителей "
-            "всех школ; для ученика — он сам."
+            "My children: for a parent, all students linked to them in the parent registers "
+            "of all schools; for a student, the student themselves."
         ),
     )
     student: Student | None = strawberry.field(
         resolver=resolve_student,
         extensions=requires(IsAuthenticated, IsFamilyMember, CanSeeStudent),
-        description="Ученик по id; чужой id — ошибка FORBIDDEN, существует он или нет.",
+        description=(
+            "A student by id; an id outside the viewer's scope is a FORBIDDEN error, "
+            "whether or not it exists."
+        ),
     )

@@ -12,28 +12,30 @@ from datetime import date, datetime, time
 import strawberry
 
 
-@strawberry.enum(description="Статус урока в расписании.")
+@strawberry.enum(description="Status of a lesson in the timetable.")
 class LessonStatus(enum.Enum):
     HELD = "held"
     CANCELLED = "cancelled"
     REPLACED = "replaced"
 
 
-@strawberry.enum(description="Схема учебных периодов: четверти, полугодия или триместры.")
+@strawberry.enum(description="Scheme of school periods: quarters, half-years or trimesters.")
 class PeriodScheme(enum.Enum):
     QUARTERS = "quarters"
     HALF_YEARS = "half_years"
     TRIMESTERS = "trimesters"
 
 
-@strawberry.enum(description="Вид итоговой отметки.")
+@strawberry.enum(description="Kind of final mark.")
 class FinalMarkKind(enum.Enum):
     PERIOD = "period"
     YEAR = "year"
     EXAM = "exam"
 
 
-@strawberry.enum(description="Вид отметки о посещаемости; исходный код журнала — в поле `code`.")
+@strawberry.enum(
+    description="Kind of attendance record; the original journal code is in the `code` field."
+)
 class AttendanceKind(enum.Enum):
     ABSENT = "absent"
     ILL = "ill"
@@ -41,7 +43,7 @@ class AttendanceKind(enum.Enum):
     LATE = "late"
 
 
-@strawberry.type(description="Школа.")
+@strawberry.type(description="A school.")
 class School:
     id: strawberry.ID
     name: str
@@ -49,7 +51,7 @@ class School:
     municipality: str
 
 
-@strawberry.type(description="Класс ученика в текущем учебном году, например «5Б».")
+@strawberry.type(description="The student's class in the current school year, e.g. «5Б».")
 class SchoolClass:
     id: strawberry.ID
     name: str
@@ -57,27 +59,27 @@ class SchoolClass:
     letter: str
 
 
-@strawberry.type(description="Учебный предмет.")
+@strawberry.type(description="A school subject.")
 class Subject:
     id: strawberry.ID
     name: str
 
 
-@strawberry.type(description="Учитель.")
+@strawberry.type(description="A teacher.")
 class Teacher:
     id: strawberry.ID
-    name: str = strawberry.field(description="Фамилия, имя и отчество.")
+    name: str = strawberry.field(description="Last name, first name and patronymic.")
 
 
-@strawberry.type(description="Вид работы и его вес по умолчанию.")
+@strawberry.type(description="A kind of work and its default weight.")
 class WorkType:
     id: strawberry.ID
     name: str
     short_name: str
-    weight: float = strawberry.field(description="Вес по умолчанию; у отметки может быть свой.")
+    weight: float = strawberry.field(description="Default weight; a mark may have its own.")
 
 
-@strawberry.type(description="Урок, к которому относится запись: дата, номер, тема.")
+@strawberry.type(description="The lesson a record belongs to: date, number, topic.")
 class LessonSummary:
     id: strawberry.ID
     date: date
@@ -85,20 +87,24 @@ class LessonSummary:
     topic: str | None
 
 
-@strawberry.type(description="Текущая отметка и то, за что она поставлена.")
+@strawberry.type(description="A current mark and what it was given for.")
 class Mark:
     id: strawberry.ID
-    value: str = strawberry.field(description="Отметка как в журнале: «5», «4-», «зачёт», «осв».")
+    value: str = strawberry.field(
+        description="The mark as in the journal: «5», «4-», «зачёт», «осв»."
+    )
     numeric_value: float | None = strawberry.field(
-        description="Числовое значение; null у отметок без числа (зачёт, осв)."
+        description="Numeric value; null for marks without a number (зачёт, осв)."
     )
     work_type: WorkType
-    weight: float = strawberry.field(description="Вес этой отметки в средневзвешенном.")
-    work_title: str | None = strawberry.field(description="За что отметка: название работы.")
+    weight: float = strawberry.field(description="Weight of this mark in the weighted average.")
+    work_title: str | None = strawberry.field(
+        description="What the mark is for: the title of the work."
+    )
     comment: str | None
     date: date
     counts_in_average: bool = strawberry.field(
-        description="Учитель учитывает отметку в среднем балле."
+        description="The teacher counts this mark in the average."
     )
     subject: Subject
     lesson: LessonSummary
@@ -106,53 +112,53 @@ class Mark:
     updated_at: datetime
 
 
-@strawberry.type(description="Вложение к домашнему заданию: ссылка.")
+@strawberry.type(description="A homework attachment: a link.")
 class Attachment:
     title: str
     url: str
 
 
-@strawberry.type(description="Домашнее задание.")
+@strawberry.type(description="A homework assignment.")
 class Homework:
     id: strawberry.ID
     text: str
-    assigned_on: date = strawberry.field(description="Когда задано (дата урока).")
-    due_on: date = strawberry.field(description="К какому дню задано.")
+    assigned_on: date = strawberry.field(description="When it was assigned (the lesson date).")
+    due_on: date = strawberry.field(description="The day it is due.")
     subject: Subject
     attachments: list[Attachment]
-    lesson_id: strawberry.ID = strawberry.field(description="Урок, на котором задано.")
+    lesson_id: strawberry.ID = strawberry.field(description="The lesson it was assigned in.")
     updated_at: datetime
 
 
-@strawberry.type(description="Отметка о посещаемости ученика на уроке.")
+@strawberry.type(description="The student's attendance record for a lesson.")
 class Attendance:
     id: strawberry.ID
     date: date
     lesson_id: strawberry.ID
     lesson_number: int
     subject: Subject
-    code: str = strawberry.field(description="Код как в журнале: Н, Б, У, П, О, ОП.")
+    code: str = strawberry.field(description="The code as in the journal: Н, Б, У, П, О, ОП.")
     kind: AttendanceKind
-    minutes_late: int | None = strawberry.field(description="Опоздание в минутах (для О и ОП).")
+    minutes_late: int | None = strawberry.field(description="Minutes late (for О and ОП).")
     comment: str | None
     updated_at: datetime
 
 
-@strawberry.type(description="Замена урока: что и кто фактически ведёт урок.")
+@strawberry.type(description="A lesson replacement: what is actually taught and by whom.")
 class LessonReplacement:
     subject: Subject = strawberry.field(
-        description="Предмет, который ведётся вместо запланированного (или тот же)."
+        description="The subject taught instead of the scheduled one (or the same one)."
     )
     teacher: Teacher = strawberry.field(
-        description="Учитель, который ведёт урок (заменяющий или тот же)."
+        description="The teacher who teaches the lesson (the substitute or the same one)."
     )
 
 
-@strawberry.type(description="Урок в расписании с темой, заданиями, отметками и посещаемостью.")
+@strawberry.type(description="A timetable lesson with its topic, homework, marks and attendance.")
 class Lesson:
     id: strawberry.ID
     date: date
-    number: int = strawberry.field(description="Номер урока по звонкам.")
+    number: int = strawberry.field(description="Lesson number in the bell schedule.")
     starts_at: time | None
     ends_at: time | None
     subject: Subject
@@ -161,39 +167,39 @@ class Lesson:
     status: LessonStatus
     status_comment: str | None
     replacement: LessonReplacement | None = strawberry.field(
-        description="Только у заменённых уроков."
+        description="Only for replaced lessons."
     )
     topic: str | None
-    homework: list[Homework] = strawberry.field(description="Задания, выданные на этом уроке.")
-    marks: list[Mark] = strawberry.field(description="Отметки ученика за этот урок.")
+    homework: list[Homework] = strawberry.field(description="Homework assigned in this lesson.")
+    marks: list[Mark] = strawberry.field(description="The student's marks for this lesson.")
     attendance: Attendance | None = strawberry.field(
-        description="Отметка о посещаемости ученика на этом уроке (null — присутствовал)."
+        description="The student's attendance record for this lesson (null means present)."
     )
     updated_at: datetime
 
 
-@strawberry.type(description="День дневника.")
+@strawberry.type(description="A diary day.")
 class DiaryDay:
     date: date
     lessons: list[Lesson]
-    homework_due: list[Homework] = strawberry.field(description="Задания, заданные к этому дню.")
+    homework_due: list[Homework] = strawberry.field(description="Homework due on this day.")
 
 
-@strawberry.type(description="Дневник ученика за период дат (включительно).")
+@strawberry.type(description="The student's diary for a date range (inclusive).")
 class Diary:
     from_: date = strawberry.field(name="from")
     to: date
-    days: list[DiaryDay] = strawberry.field(description="Каждый календарный день периода.")
+    days: list[DiaryDay] = strawberry.field(description="Every calendar day of the range.")
     lessons: list[Lesson]
-    homework: list[Homework] = strawberry.field(description="Задания со сроком в этом периоде.")
+    homework: list[Homework] = strawberry.field(description="Homework due within this range.")
     marks: list[Mark]
     attendance: list[Attendance]
     last_updated_at: datetime | None = strawberry.field(
-        description="Когда в последний раз менялось что-либо из показанного в этом периоде."
+        description="When anything shown for this range last changed."
     )
 
 
-@strawberry.type(description="Учебный период (четверть, полугодие, триместр).")
+@strawberry.type(description="A school period (quarter, half-year, trimester).")
 class Period:
     id: strawberry.ID
     number: int
@@ -201,29 +207,29 @@ class Period:
     scheme: PeriodScheme
     starts_on: date
     ends_on: date
-    year_title: str = strawberry.field(description="Учебный год, например «2026/2027».")
-    is_current: bool = strawberry.field(description="Сегодняшний день входит в период.")
+    year_title: str = strawberry.field(description="School year, e.g. «2026/2027».")
+    is_current: bool = strawberry.field(description="Today falls within the period.")
 
 
-@strawberry.type(description="Ссылка на учебный период.")
+@strawberry.type(description="A reference to a school period.")
 class PeriodRef:
     id: strawberry.ID
     title: str
 
 
-@strawberry.type(description="Итоговая отметка: за период, за год или экзаменационная.")
+@strawberry.type(description="A final mark: for a period, for the year, or for an exam.")
 class FinalMark:
     id: strawberry.ID
     kind: FinalMarkKind
     subject: Subject
-    period: PeriodRef | None = strawberry.field(description="Только у отметок за период.")
+    period: PeriodRef | None = strawberry.field(description="Only for period marks.")
     year_title: str
     value: str
     numeric_value: float | None
     updated_at: datetime
 
 
-@strawberry.enum(description="Почему отметка учтена или не учтена в среднем.")
+@strawberry.enum(description="Why a mark is or is not counted in the average.")
 class ContributionReason(enum.Enum):
     COUNTED = "counted"
     NOT_COUNTED_BY_TEACHER = "not_counted_by_teacher"
@@ -231,7 +237,7 @@ class ContributionReason(enum.Enum):
     ZERO_WEIGHT = "zero_weight"
 
 
-@strawberry.type(description="Вклад одной отметки в средневзвешенный балл.")
+@strawberry.type(description="The contribution of one mark to the weighted average.")
 class AverageContribution:
     mark: Mark
     counted: bool
@@ -240,14 +246,17 @@ class AverageContribution:
     reason: ContributionReason
 
 
-@strawberry.type(description="Средневзвешенный балл по предмету: Σ(вес·отметка) / Σ(вес).")
+@strawberry.type(description="Weighted average for a subject: Σ(weight·mark) / Σ(weight).")
 class SubjectAverage:
     subject: Subject
     weighted_average: float | None = strawberry.field(
-        description="Округлено до сотых; null, если нет учитываемых отметок."
+        description="Rounded to hundredths; null if no marks are counted."
     )
     weight_sum: float
     marks_counted: int
     contributions: list[AverageContribution] = strawberry.field(
-        description="Каждая отметка по предмету в окне: учтена ли, с каким весом и почему."
+        description=(
+            "Every mark for the subject in the window: whether it is counted, "
+            "with what weight and why."
+        )
     )
