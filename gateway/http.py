@@ -321,8 +321,10 @@ def select_operation(
         return operation
     if operation_name is not None:
         detail = f"В документе нет операции {operation_name!r}."
-    else:
+    elif any(isinstance(d, OperationDefinitionNode) for d in document.definitions):
         detail = "Документ содержит несколько операций: укажите operationName."
+    else:
+        detail = "Документ не содержит операций."
     return {
         "message": f"{MESSAGES[ErrorCode.GRAPHQL_VALIDATION_FAILED]} {detail}",
         "extensions": {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value},
@@ -394,6 +396,10 @@ class GraphQLEndpoint:
     """Turns an HTTP request into a GraphQL response; one instance per application."""
 
     def __init__(self, schema: StrawberrySchema, settings: Settings) -> None:
+        if schema.extensions or schema.directives:
+            # Execution goes straight to graphql-core: strawberry's schema extensions and
+            # operation directives would silently not run. Limits belong in gateway.limits.
+            raise ValueError("the HTTP endpoint does not run strawberry schema extensions")
         self.schema = schema
         self.settings = settings
         self.documents = DocumentCache(schema, settings)

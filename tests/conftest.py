@@ -97,7 +97,9 @@ async def owner_conn(database_url: str, seeded: SeedSummary) -> AsyncIterator[as
 
 
 @pytest.fixture(scope="session")
-async def pool(database_url: str, settings: Settings, seeded: SeedSummary) -> AsyncIterator[asyncpg.Pool]:
+async def pool(
+    database_url: str, settings: Settings, seeded: SeedSummary
+) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database_url, settings)
     try:
         yield pool

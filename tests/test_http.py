@@ -233,6 +233,7 @@ async def test_body_too_large_is_413(client: httpx.AsyncClient) -> None:
         ("{", "GRAPHQL_PARSE_FAILED"),
         ("{ nope }", "GRAPHQL_VALIDATION_FAILED"),
         ("query A { viewer { role } } query B { viewer { role } }", "GRAPHQL_VALIDATION_FAILED"),
+        ("fragment F on Query { __typename }", "GRAPHQL_VALIDATION_FAILED"),
     ],
 )
 async def test_failures_before_execution(client: httpx.AsyncClient, query: str, code: str) -> None:
@@ -450,3 +451,32 @@ async def test_request_log_lines_hold_no_personal_data(
         line = record.getMessage()
         for value in personal:
             assert value not in line, line
+
+
+async def test_failure_outside_graphql_is_a_masked_json_500(
+    settings: Settings,
+    database_url: str,
+    tokens: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pool = await create_pool(database_url, dataclasses.replace(settings, pool_min_size=1))
+    await pool.close()  # the database "goes away" before the request
+    async with client_for(create_app(settings, pool=pool)) as client:
+        with caplog.at_level(logging.ERROR, logger="gateway"):
+            response = await client.post(
+                "/graphql", json={"query": VIEWER}, headers=_auth(tokens, "parent-one-school")
+            )
+        health = await client.get("/healthz")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    assert response.json() == {
+        "errors": [
+            {
+                "message": "Внутренняя ошибка сервера.",
+                "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+            }
+        ]
+    }
+    assert any(record.exc_info for record in caplog.records if record.name == "gateway.app")
+    assert health.status_code == 503
+    assert health.json() == {"status": "unavailable"}
