@@ -152,19 +152,16 @@ def _dev_secret(data_dir: Path) -> str:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from gateway.serving import run_factory
 
     with database(settings) as url:
         # Workers build their app from the environment: point them at the same server.
         os.environ["DATABASE_URL"] = url
-        uvicorn.run(
+        run_factory(
             "gateway.app:app_from_env",
-            factory=True,
             host=args.host or settings.host,
             port=args.port or settings.port,
             workers=args.workers,
-            log_config=None,
-            access_log=False,
         )
     return EXIT_OK
 
