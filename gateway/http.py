@@ -15,6 +15,9 @@ control of the protocol and of the cost per request:
 - A bad or expired bearer token → 401 with `WWW-Authenticate: Bearer error="invalid_token"`
   (codes UNAUTHENTICATED / TOKEN_EXPIRED); no token at all → an anonymous viewer.
 - Each distinct query text is parsed and validated once (an LRU cache of documents).
+- Execution goes through the document's compiled plan (`gateway.compiled`), which gives
+  the request back to graphql-core (the reference) whenever it leaves the plain path;
+  SCHOOL_GATEWAY_EXECUTOR=reference uses graphql-core alone.
 - Every error has `extensions.code`. Expected failures (ApiError) pass through; a
   statement timeout becomes TIMEOUT; anything else is logged with its traceback and
   reaches the client as INTERNAL_SERVER_ERROR with a Russian message.
@@ -48,6 +51,7 @@ from strawberry.schema import Schema as StrawberrySchema
 from auth.accounts import load_viewer
 from auth.tokens import verify_token
 from auth.viewer import Viewer
+from gateway.compiled import CompiledExecutor, PlanCache
 from gateway.context import Context
 from gateway.errors import MESSAGES, ApiError, ErrorCode, UnauthenticatedError
 from gateway.limits import parse_query, validate_query
@@ -97,10 +101,14 @@ class GraphQLRequest:
 
 @dataclass(frozen=True, slots=True)
 class PreparedDocument:
-    """A query text parsed and validated once: the document, or the errors to report."""
+    """A query text parsed and validated once: the document, or the errors to report.
+
+    `plans` holds the document's compiled plans (built on first execution).
+    """
 
     document: DocumentNode | None
     errors: tuple[Formatted, ...]
+    plans: PlanCache | None = None
 
 
 # --- content negotiation -----------------------------------------------------------
@@ -298,6 +306,7 @@ class DocumentCache:
         return PreparedDocument(
             document=document,
             errors=tuple(_coded(error, ErrorCode.GRAPHQL_VALIDATION_FAILED) for error in errors),
+            plans=None if errors else PlanCache(document),
         )
 
 
@@ -404,6 +413,9 @@ class GraphQLEndpoint:
         self.settings = settings
         self.documents = DocumentCache(schema, settings)
         self._executor_class = schema.execution_context_class
+        self._compiled = (
+            CompiledExecutor(schema, _is_awaitable) if settings.executor == "compiled" else None
+        )
 
     async def handle(self, request: Request, pool: asyncpg.Pool) -> Response:
         media_type = negotiate(request.headers.get("accept"))
@@ -441,14 +453,21 @@ class GraphQLEndpoint:
             )
         if prepared.errors:
             return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
-        context = Context(
-            viewer=viewer,
-            loaders=Loaders(pool, viewer),
-            pool=pool,
-            settings=self.settings,
-            today=self.settings.today(),
-        )
-        result = await self._execute(prepared.document, graphql_request, operation_name, context)
+        result = None
+        if self._compiled is not None and prepared.plans is not None:
+            result = await self._compiled.execute(
+                prepared.document,
+                prepared.plans,
+                context=self._context(viewer, pool),
+                variables=graphql_request.variables,
+                operation_name=operation_name,
+                extensions=graphql_request.extensions,
+            )
+        if result is None:  # the reference: graphql-core, with fresh loaders
+            context = self._context(viewer, pool)
+            result = await self._execute(
+                prepared.document, graphql_request, operation_name, context
+            )
         if is_request_error(result):
             errors = [present_request_error(error) for error in result.errors or ()]
             return graphql_response({"errors": errors}, media_type, failed=True)
@@ -457,6 +476,15 @@ class GraphQLEndpoint:
             body["errors"] = [present_execution_error(e, operation_name) for e in result.errors]
         body["data"] = result.data
         return graphql_response(body, media_type, failed=False)
+
+    def _context(self, viewer: Viewer | None, pool: asyncpg.Pool) -> Context:
+        return Context(
+            viewer=viewer,
+            loaders=Loaders(pool, viewer),
+            pool=pool,
+            settings=self.settings,
+            today=self.settings.today(),
+        )
 
     async def _execute(
         self,

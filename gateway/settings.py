@@ -18,6 +18,9 @@ class SettingsError(ValueError):
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIN_SECRET_BYTES = 32
+# How GraphQL operations run: compiled plans (graphql-core for what they do not cover)
+# or graphql-core alone, the reference the compiled plans are tested against.
+EXECUTORS = ("compiled", "reference")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ class Settings:
     pool_max_size: int
     log_level: str
     today_override: date | None = None
+    executor: str = "compiled"
 
     def today(self) -> date:
         """The diary's "today": the real date unless overridden (dev mode only)."""
@@ -79,6 +83,9 @@ class Settings:
         pool_max = _int(env, "SCHOOL_GATEWAY_POOL_MAX", 10, low=1, high=500)
         if pool_min > pool_max:
             raise SettingsError("SCHOOL_GATEWAY_POOL_MIN must not exceed SCHOOL_GATEWAY_POOL_MAX")
+        executor = env.get("SCHOOL_GATEWAY_EXECUTOR", "compiled").strip().lower() or "compiled"
+        if executor not in EXECUTORS:
+            raise SettingsError("SCHOOL_GATEWAY_EXECUTOR must be compiled or reference")
         log_level = env.get("SCHOOL_GATEWAY_LOG_LEVEL", "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("SCHOOL_GATEWAY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
@@ -104,6 +111,7 @@ class Settings:
             pool_max_size=pool_max,
             log_level=log_level,
             today_override=_today_override(env, dev_mode=dev_mode),
+            executor=executor,
         )
 
 

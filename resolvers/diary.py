@@ -11,12 +11,18 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 import strawberry
-from strawberry.types.nodes import SelectedField, Selection
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionNode,
+)
 
 from gateway.data import StudentRange
 from resolvers.loaders import Loaders
@@ -56,22 +62,40 @@ _PARTS_BY_FIELD: dict[str, frozenset[DiaryPart]] = {
 }
 
 
-def selected_field_names(selections: Iterable[Selection]) -> set[str]:
-    """Names of every field in a selection tree, through fragments and inline fragments."""
+def selected_field_names(
+    field_nodes: Iterable[FieldNode], fragments: Mapping[str, FragmentDefinitionNode]
+) -> set[str]:
+    """Names of every field in the selection trees, through fragments and inline fragments.
+
+    Read straight from the document (directives are not evaluated: a field under
+    `@skip` still counts), which is what strawberry's `info.selected_fields` gives,
+    without building its selection objects on every call.
+    """
     names: set[str] = set()
-    stack = list(selections)
+    seen_fragments: set[str] = set()
+    stack: list[SelectionNode] = list(field_nodes)
     while stack:
-        selection = stack.pop()
-        if isinstance(selection, SelectedField):
-            names.add(selection.name)
-        stack.extend(selection.selections)
+        node = stack.pop()
+        if isinstance(node, FragmentSpreadNode):
+            name = node.name.value
+            fragment = fragments.get(name)
+            if fragment is not None and name not in seen_fragments:
+                seen_fragments.add(name)
+                stack.extend(fragment.selection_set.selections)
+            continue
+        if isinstance(node, FieldNode):
+            names.add(node.name.value)
+        if isinstance(node, FieldNode | InlineFragmentNode) and node.selection_set is not None:
+            stack.extend(node.selection_set.selections)
     return names
 
 
-def parts_for(selections: Iterable[Selection]) -> frozenset[DiaryPart]:
-    """The diary parts a selection under `diary` needs loaded."""
+def parts_for(
+    field_nodes: Iterable[FieldNode], fragments: Mapping[str, FragmentDefinitionNode]
+) -> frozenset[DiaryPart]:
+    """The diary parts the `diary` field nodes (merged, with their fragments) need loaded."""
     parts: set[DiaryPart] = set()
-    for name in selected_field_names(selections):
+    for name in selected_field_names(field_nodes, fragments):
         parts |= _PARTS_BY_FIELD.get(name, frozenset())
     return frozenset(parts)
 

@@ -55,7 +55,10 @@ async def resolve_diary(
     )
     key = StudentRange(root.student_id, date_from, date_to)
     # Every occurrence of this field (same response key) merged: their sub-selections.
-    parts = parts_for(info.selected_fields)
+    # The merged field nodes and the fragments, read from the document directly:
+    # `info.selected_fields` would convert the whole subtree on every call.
+    raw = info._raw_info
+    parts = parts_for(raw.field_nodes, raw.fragments)
     return await load_diary(context.loaders, key=key, parts=parts)
 
 

@@ -1,0 +1,104 @@
+"""The command line of `bench/run` and the run's settings after --quick and defaults."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from bench.driver.operations import OPERATION_NAMES
+
+DEFAULT_TODAY = date(2026, 11, 27)
+_DURATION_RE = re.compile(r"^\d+(\.\d+)?(ms|s|m)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The run's settings after --quick and the defaults are applied."""
+
+    scale: int
+    big_scale: int | None
+    seed: int
+    today: date
+    concurrencies: tuple[int, ...]
+    duration: str
+    warmup: str
+    threads: int
+    operations: tuple[str, ...]
+    write_doc: bool
+    quick: bool
+
+
+def _duration(raw: str) -> str:
+    if not _DURATION_RE.match(raw):
+        raise argparse.ArgumentTypeError(f"expected a wrk duration like 10s, got {raw!r}")
+    return raw
+
+
+def _concurrencies(raw: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected e.g. 1,16,64, got {raw!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("concurrencies must be positive whole numbers")
+    return values
+
+
+def _operations(raw: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    unknown = [name for name in names if name not in OPERATION_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"operations are {', '.join(OPERATION_NAMES)}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench/run",
+        description="The gateway vs PostGraphile v5 vs the raw-SQL limit, on one database.",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: scale 2, short runs")
+    parser.add_argument("--scale", type=int, help="base database scale (default 10; quick: 2)")
+    parser.add_argument("--big-scale", type=int, help="the 10x database's scale (10 x scale)")
+    parser.add_argument("--skip-big", action="store_true", help="no 10x database run")
+    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    parser.add_argument(
+        "--today",
+        type=date.fromisoformat,
+        default=DEFAULT_TODAY,
+        help=f"the data set's today (default {DEFAULT_TODAY})",
+    )
+    parser.add_argument(
+        "--concurrency", type=_concurrencies, help="connections per run (default 1,16,64)"
+    )
+    parser.add_argument("--duration", type=_duration, help="timed run length (default 10s)")
+    parser.add_argument("--warmup", type=_duration, help="warm-up before each run (default 3s)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument(
+        "--operations", type=_operations, default=OPERATION_NAMES, help="comma-separated subset"
+    )
+    docs = parser.add_mutually_exclusive_group()
+    docs.add_argument("--doc", dest="doc", action="store_true", default=None, help="update docs")
+    docs.add_argument("--no-doc", dest="doc", action="store_false", help="leave docs alone")
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    quick = bool(args.quick)
+    scale = args.scale or (2 if quick else 10)
+    skip_big = args.skip_big or (quick and args.big_scale is None)
+    return Config(
+        scale=scale,
+        big_scale=None if skip_big else (args.big_scale or scale * 10),
+        seed=args.seed,
+        today=args.today,
+        concurrencies=args.concurrency or ((1, 16) if quick else (1, 16, 64)),
+        duration=args.duration or ("3s" if quick else "10s"),
+        warmup=args.warmup or ("1s" if quick else "3s"),
+        threads=max(1, args.threads),
+        operations=args.operations,
+        write_doc=(not quick) if args.doc is None else args.doc,
+        quick=quick,
+    )

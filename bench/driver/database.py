@@ -1,0 +1,177 @@
+"""The bench databases: an embedded PostgreSQL under bench/.data, seeded by the generator.
+
+One server holds a database per scale (`bench_s10`, `bench_s100`, ...). A database whose
+`gateway.seed_info` already matches (scale, seed, today) is reused, so reruns are fast.
+`Fixture` is what the operations need from a database: the demo persons' ids, their
+tokens, the week, the quarter and the school year.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from auth.accounts import ensure_demo_account, load_viewer
+from auth.tokens import issue_token
+from fixtures.demo import demo_account
+from fixtures.generate import seed
+from gateway import embedded
+from gateway.db import create_pool
+from gateway.settings import Settings
+
+PARENT_ACCOUNT = "parent-two-schools"
+QUARTER_ACCOUNT = "student-young"
+YEAR_ACCOUNT = "student-older"
+JWT_SECRET = "bench-secret-not-for-production-0123456789abcdef"
+JWT_TTL_S = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """One seeded bench database (superuser DSN)."""
+
+    name: str
+    url: str
+    scale: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fixture:
+    """Ids, dates and tokens the canonical operations are run with, for one database."""
+
+    database: Database
+    tokens: dict[str, str]
+    values: dict[str, object]
+
+
+def start_server(data_dir: Path) -> embedded.EmbeddedServer:
+    """The embedded server on bench/.data (tuned for a disposable data set: no fsync)."""
+    return embedded.start(data_dir, ephemeral=True)
+
+
+def database_url(server: embedded.EmbeddedServer, name: str) -> str:
+    return f"postgresql://{embedded.SUPERUSER}@127.0.0.1:{server.port}/{name}"
+
+
+def gateway_settings(url: str) -> Settings:
+    """Production-like gateway settings for a database (what the served gateway uses too)."""
+    return Settings.from_env(
+        {
+            "DATABASE_URL": url,
+            "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
+            "SCHOOL_GATEWAY_JWT_TTL": str(JWT_TTL_S),
+        }
+    )
+
+
+async def prepare_database(
+    server: embedded.EmbeddedServer, *, scale: int, seed_value: int, today: date
+) -> Database:
+    """The database for `scale`: created, seeded unless it already matches, with stats on."""
+    name = f"bench_s{scale}"
+    admin = await asyncpg.connect(database_url(server, "postgres"))
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = database_url(server, name)
+    current = await _seed_info(url)
+    if current == (scale, seed_value, today):
+        print(f"    {name}: reusing the seeded data (scale {scale}, seed {seed_value}, {today})")
+    else:
+        await _seed(url, name=name, scale=scale, seed_value=seed_value, today=today)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    finally:
+        await conn.close()
+    return Database(name=name, url=url, scale=scale)
+
+
+async def _seed_info(url: str) -> tuple[int, int, date] | None:
+    conn = await asyncpg.connect(url)
+    try:
+        if not await conn.fetchval("SELECT to_regclass('gateway.seed_info') IS NOT NULL"):
+            return None
+        row = await conn.fetchrow("SELECT scale, seed, today FROM gateway.seed_info")
+    finally:
+        await conn.close()
+    return None if row is None else (row["scale"], row["seed"], row["today"])
+
+
+async def _seed(url: str, *, name: str, scale: int, seed_value: int, today: date) -> None:
+    print(f"    {name}: seeding scale {scale} (seed {seed_value}, today {today})", flush=True)
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        print(f"      [{time.monotonic() - started:6.1f} s] {line}", flush=True)
+
+    summary = await seed(url, scale=scale, seed=seed_value, today=today, progress=progress)
+    for line in summary.describe().splitlines():
+        print(f"      {line}")
+
+
+async def load_fixture(database: Database, *, today: date) -> Fixture:
+    """Tokens of the demo accounts and the ids and dates of the operations."""
+    settings = gateway_settings(database.url)
+    pool = await create_pool(database.url, dataclasses.replace(settings, pool_min_size=1))
+    try:
+        tokens: dict[str, str] = {}
+        scopes: dict[str, list[int]] = {}
+        for key in (PARENT_ACCOUNT, QUARTER_ACCOUNT, YEAR_ACCOUNT):
+            account_id = await ensure_demo_account(pool, demo_account(key))
+            viewer = await load_viewer(pool, account_id)
+            assert viewer is not None
+            tokens[key] = issue_token(settings, account_id=account_id)
+            scopes[key] = sorted(viewer.student_ids)
+    finally:
+        await pool.close()
+    (quarter_student,) = scopes[QUARTER_ACCOUNT]
+    (year_student,) = scopes[YEAR_ACCOUNT]
+    conn = await asyncpg.connect(database.url)
+    try:
+        period = await conn.fetchrow(_CURRENT_PERIOD, quarter_student, today)
+        year = await conn.fetchrow(_SCHOOL_YEAR, year_student)
+    finally:
+        await conn.close()
+    if period is None or year is None:
+        raise RuntimeError(f"{database.name}: no current period or school year for the demo")
+    monday = today - timedelta(days=today.weekday())
+    values: dict[str, object] = {
+        "parent_student_ids": scopes[PARENT_ACCOUNT],
+        "week_from": monday.isoformat(),
+        "week_to": (monday + timedelta(days=6)).isoformat(),
+        "quarter_student_id": str(quarter_student),
+        "quarter_student_pk": quarter_student,
+        "quarter_period_id": str(period["id"]),
+        "quarter_from": period["starts_on"].isoformat(),
+        "quarter_to": period["ends_on"].isoformat(),
+        "year_student_id": str(year_student),
+        "year_student_pk": year_student,
+        "year_from": year["starts_on"].isoformat(),
+        "year_to": year["ends_on"].isoformat(),
+    }
+    return Fixture(database=database, tokens=tokens, values=values)
+
+
+_CURRENT_PERIOD = """
+SELECT p.id, p.starts_on, p.ends_on
+FROM diary_api.students s
+JOIN diary_api.periods p
+  ON p.school_id = s.school_id AND p.year_id = s.year_id AND p.scheme = s.period_scheme
+WHERE s.id = $1 AND $2::date BETWEEN p.starts_on AND p.ends_on
+"""
+
+_SCHOOL_YEAR = """
+SELECT y.starts_on, y.ends_on
+FROM school.students s
+JOIN school.classes c ON c.id = s.class_id
+JOIN school.academic_years y ON y.id = c.year_id
+WHERE s.id = $1
+"""

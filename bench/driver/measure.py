@@ -1,0 +1,212 @@
+"""One measured run: wrk against a target, with SQL statements, CPU and peak memory.
+
+Before each timed run a warm-up run of the same request. Around the timed run the CPU
+of the target's processes, of the database's processes and of the whole machine is
+read, and a thread samples the target's resident memory. The machine's CPU not spent by
+the target, PostgreSQL or wrk is reported as "other": on a shared machine it says how
+much the numbers can be trusted. SQL statements per request are counted exactly, with
+pg_stat_statements, over a few sequential requests after the timed run (under load,
+requests in flight at the run's edges would blur the count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import psutil
+
+from bench.driver.install import BENCH_DIR, Tools
+from bench.driver.operations import Request
+from bench.driver.procs import BenchError, PeakRss, cpu_delta, cpu_seconds
+from bench.driver.targets import Target
+
+LUA_SCRIPT = BENCH_DIR / "wrk" / "post.lua"
+WRK_TIMEOUT = "10s"
+STATEMENT_SAMPLE_REQUESTS = 20
+_MARK = "BENCH_RESULT "
+
+# Statements the targets sent: reads and writes, not utility commands (BEGIN, SET, ...)
+# and not the measuring connection's own (which all name pg_stat_statements).
+_STATEMENT_CALLS = r"""
+SELECT coalesce(sum(calls), 0)::bigint
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND toplevel
+  AND query ~* '^\s*(\(\s*)?(select|with|insert|update|delete|values|table)\M'
+  AND query !~* 'pg_stat_statements'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    """wrk's summary of one run."""
+
+    requests: int
+    seconds: float
+    errors: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """A timed run of one target at one concurrency, with its costs."""
+
+    target: str
+    processes: int
+    concurrency: int
+    wrk: WrkResult
+    statements_per_request: float
+    cpu_per_1000: float
+    db_cpu_per_1000: float
+    peak_mb: float
+    other_cpu_percent: float
+
+
+def run_wrk(
+    tools: Tools, target: Target, request: Request, *, concurrency: int, duration: str, threads: int
+) -> WrkResult:
+    """Run wrk once and parse the summary its `done()` prints."""
+    with tempfile.NamedTemporaryFile(prefix="bench-body-", suffix=".json") as body:
+        body.write(request.body)
+        body.flush()
+        env = dict(os.environ)
+        env["BENCH_BODY_FILE"] = body.name
+        env["BENCH_AUTHORIZATION"] = request.headers.get("Authorization", "")
+        command = [
+            str(tools.wrk),
+            f"-t{min(threads, concurrency)}",
+            f"-c{concurrency}",
+            f"-d{duration}",
+            f"--timeout={WRK_TIMEOUT}",
+            "-s",
+            str(LUA_SCRIPT),
+            f"{target.base_url}{request.path}",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    for line in result.stdout.splitlines():
+        if line.startswith(_MARK):
+            data = json.loads(line[len(_MARK) :])
+            errors = sum(data[key] for key in data if key.startswith("errors_"))
+            return WrkResult(
+                requests=data["requests"],
+                seconds=data["duration_us"] / 1e6,
+                errors=errors,
+                p50_ms=data["p50_us"] / 1000,
+                p99_ms=data["p99_us"] / 1000,
+            )
+    raise BenchError(f"wrk printed no result (exit {result.returncode}):\n{result.stderr}")
+
+
+class StatementCounter:
+    """Reads pg_stat_statements of one database over a superuser connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def reset(self) -> None:
+        await self.conn.execute("SELECT pg_stat_statements_reset()")
+
+    async def calls(self) -> int:
+        return int(await self.conn.fetchval(_STATEMENT_CALLS))
+
+
+def database_backends(postmaster_pid: int) -> list[psutil.Process]:
+    """The database server's processes (its backends do the SQL work)."""
+    try:
+        root = psutil.Process(postmaster_pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores, steal included)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+def _children_cpu_seconds() -> float:
+    """CPU seconds of this process's finished children (wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def statements_per_request(
+    target: Target, request: Request, counter: StatementCounter
+) -> float:
+    """SQL statements of one request: pg_stat_statements over sequential requests."""
+    await counter.reset()
+    async with httpx.AsyncClient(base_url=target.base_url, timeout=60) as client:
+        for _ in range(STATEMENT_SAMPLE_REQUESTS):
+            response = await client.post(
+                request.path, content=request.body, headers=request.headers
+            )
+            response.raise_for_status()
+    return await counter.calls() / STATEMENT_SAMPLE_REQUESTS
+
+
+async def measure(
+    tools: Tools,
+    target: Target,
+    request: Request,
+    counter: StatementCounter,
+    *,
+    postmaster_pid: int,
+    concurrency: int,
+    duration: str,
+    warmup: str,
+    threads: int,
+) -> Measurement:
+    """Warm up, then one timed wrk run with statements, CPU and peak memory."""
+    run_wrk(tools, target, request, concurrency=concurrency, duration=warmup, threads=threads)
+    cpu_before = cpu_seconds(target.server.tree())
+    db_before = cpu_seconds(database_backends(postmaster_pid))
+    machine_before, wrk_before = _machine_busy_seconds(), _children_cpu_seconds()
+    wall_started = time.monotonic()
+    with PeakRss(target.server) as memory:
+        result = run_wrk(
+            tools, target, request, concurrency=concurrency, duration=duration, threads=threads
+        )
+    wall = time.monotonic() - wall_started
+    target_cpu = cpu_delta(cpu_before, cpu_seconds(target.server.tree()))
+    db_cpu = cpu_delta(db_before, cpu_seconds(database_backends(postmaster_pid)))
+    machine = _machine_busy_seconds() - machine_before
+    wrk_cpu = _children_cpu_seconds() - wrk_before
+    if not target.server.alive():
+        raise BenchError(f"{target.label} died during the run:\n{target.server.log_tail()}")
+    # wrk has stopped but the target still finishes the requests that were in flight.
+    await asyncio.sleep(min(3.0, max(0.3, 2 * result.p99_ms / 1000)))
+    other = max(0.0, machine - target_cpu - db_cpu - wrk_cpu)
+    capacity = wall * (psutil.cpu_count() or 1)
+    per_thousand = 1000 / result.requests if result.requests else 0.0
+    return Measurement(
+        target=target.label,
+        processes=target.processes,
+        concurrency=concurrency,
+        wrk=result,
+        statements_per_request=await statements_per_request(target, request, counter),
+        cpu_per_1000=target_cpu * per_thousand,
+        db_cpu_per_1000=db_cpu * per_thousand,
+        peak_mb=memory.peak_bytes / (1 << 20),
+        other_cpu_percent=100 * other / capacity if capacity else 0.0,
+    )
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    """The PostgreSQL server's pid from postmaster.pid."""
+    return int((data_dir / "pgdata" / "postmaster.pid").read_text().splitlines()[0])

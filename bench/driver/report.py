@@ -1,0 +1,238 @@
+"""The printed report: one table per operation, the ratios, the 10x database's latency.
+
+The same text goes to bench/.results/<timestamp>.txt, and (for full runs) into
+docs/performance.md between the generated-section markers; the rest of that file (the
+hand-written optimisation log) is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.driver.config import Config
+from bench.driver.install import Tools
+from bench.driver.measure import STATEMENT_SAMPLE_REQUESTS, Measurement
+
+DOC_BEGIN = "<!-- bench:generated:begin (bench/run rewrites this section) -->"
+DOC_END = "<!-- bench:generated:end -->"
+_HEADER = (
+    f"{'target':<16}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    f"{'stmt/req':>10}{'CPU s/1k':>10}{'DB CPU s/1k':>13}{'peak MB/proc':>14}{'other %':>9}"
+)
+
+
+@dataclass
+class OperationReport:
+    """An operation's measurements and what its answer looks like."""
+
+    name: str
+    description: str
+    measurements: list[Measurement] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BigReport:
+    """parent-week on the base and on the 10x database, same target and concurrency."""
+
+    base_database: str
+    big_database: str
+    base: Measurement
+    big: Measurement
+
+
+def _row(item: Measurement) -> str:
+    w = item.wrk
+    return (
+        f"{item.target:<16}{item.concurrency:>5}{w.rps:>9.1f}{w.p50_ms:>9.2f}{w.p99_ms:>9.2f}"
+        f"{w.errors:>8}{item.statements_per_request:>10.2f}{item.cpu_per_1000:>10.2f}"
+        f"{item.db_cpu_per_1000:>13.2f}{item.peak_mb:>14.1f}{item.other_cpu_percent:>9.0f}"
+    )
+
+
+def _rps(items: Sequence[Measurement], target: str, concurrency: int) -> float | None:
+    for item in items:
+        if item.target == target and item.concurrency == concurrency:
+            return item.wrk.rps
+    return None
+
+
+RATIOS = (
+    ("gateway/PostGraphile, 1 process", "gateway x1", "postgraphile x1"),
+    ("gateway/PostGraphile, 2 processes", "gateway x2", "postgraphile x2"),
+    ("gateway/raw-limit, 1 process", "gateway x1", "raw-limit x1"),
+)
+
+
+def ratio_table(items: Sequence[Measurement], concurrencies: Sequence[int]) -> list[str]:
+    """Throughput ratios at equal process count, one column per concurrency."""
+    lines = [f"{'throughput ratio':<36}" + "".join(f"{f'c={c}':>9}" for c in concurrencies)]
+    for label, mine, peer in RATIOS:
+        cells = []
+        for concurrency in concurrencies:
+            ours, theirs = _rps(items, mine, concurrency), _rps(items, peer, concurrency)
+            if ours is None or not theirs:
+                cells.append(f"{'-':>9}")
+            else:
+                cells.append(f"{ours / theirs:>8.2f}x")
+        lines.append(f"{label:<36}" + "".join(cells))
+    return lines
+
+
+def operation_section(report: OperationReport, concurrencies: Sequence[int]) -> list[str]:
+    lines = [f"== {report.name}: {report.description}", _HEADER]
+    for concurrency in concurrencies:
+        lines += [_row(item) for item in report.measurements if item.concurrency == concurrency]
+    lines.append("")
+    lines += ratio_table(report.measurements, concurrencies)
+    return lines
+
+
+def big_section(big: BigReport) -> list[str]:
+    ratio_p50 = big.big.wrk.p50_ms / big.base.wrk.p50_ms if big.base.wrk.p50_ms else 0.0
+    ratio_p99 = big.big.wrk.p99_ms / big.base.wrk.p99_ms if big.base.wrk.p99_ms else 0.0
+    rps = big.big.wrk.rps / big.base.wrk.rps if big.base.wrk.rps else 0.0
+    return [
+        f"== parent-week on the 10x database ({big.big_database}) vs the base one "
+        f"({big.base_database}): {big.base.target}, concurrency {big.base.concurrency}",
+        _HEADER,
+        _row(big.base).replace(big.base.target, f"{'base db':<{len(big.base.target)}}", 1),
+        _row(big.big).replace(big.big.target, f"{'10x db':<{len(big.big.target)}}", 1),
+        "",
+        f"gateway latency ratio 10x/base: p50 {ratio_p50:.2f}x, p99 {ratio_p99:.2f}x "
+        f"(throughput {rps:.2f}x)",
+    ]
+
+
+def write_results(results_dir: Path, stamp: str, text: str) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{stamp}.txt"
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+_DOC_INTRO = """# Performance
+
+How the gateway compares with PostGraphile v5 and with the raw-SQL limit on the same
+database and machine, measured by `bench/run` (see the README's *Benchmarks* section).
+The generated section below is rewritten by every full run; the optimisation log at the
+bottom is written by hand and kept.
+"""
+
+_DOC_LOG = """## Optimisation log
+
+Each optimisation of the gateway with its measured effect (ratios from `bench/run`
+before and after, same machine, same day).
+
+| change | measured effect (ratios before → after) | notes |
+|---|---|---|
+"""
+
+
+def update_doc(doc: Path, generated_markdown: str) -> None:
+    """Replace the generated section of docs/performance.md, keeping everything else."""
+    block = f"{DOC_BEGIN}\n{generated_markdown.rstrip()}\n{DOC_END}"
+    if doc.exists():
+        text = doc.read_text(encoding="utf-8")
+        if DOC_BEGIN in text and DOC_END in text:
+            before, rest = text.split(DOC_BEGIN, 1)
+            _old, after = rest.split(DOC_END, 1)
+            doc.write_text(before + block + after, encoding="utf-8")
+            return
+        doc.write_text(text.rstrip() + "\n\n" + block + "\n", encoding="utf-8")
+        return
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(f"{_DOC_INTRO}\n{block}\n\n{_DOC_LOG}", encoding="utf-8")
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+FAIRNESS = [
+    "PostGraphile connects as the database superuser and reads the `school` tables",
+    "directly: no row-level security, no per-family authorization, no token check. The",
+    "gateway verifies a bearer token, loads the viewer's scope and checks it on every",
+    "request, and reads through the read-contract views as a read-only role. This favours",
+    "PostGraphile. The raw limit runs the gateway's own SQL (gateway.data) with the student",
+    "ids given in the request body: no GraphQL, no token, no scope check.",
+    "PostGraphile's student-quarter returns the marks only; the weighted averages are",
+    "computed by the checker from them (not inside its timed requests). Lesson start/end",
+    "times are left out of parent-week: PostGraphile has no relation from lessons to bells.",
+    "Every target has a pool of at most 10 connections per process; all run on one 2-core",
+    "machine with wrk and PostgreSQL, so absolute numbers are noise: quote the ratios.",
+]
+
+
+def render(
+    config: Config,
+    command: str,
+    tools: Tools,
+    reports: Sequence[OperationReport],
+    big: BigReport | None,
+    header: dict[str, str],
+    started: float,
+) -> str:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"school-gateway benchmark, {now}",
+        f"command:  {command}",
+        f"machine:  {_cores()} cores, {_cpu_model()}; Python {platform.python_version()}, "
+        f"Node {tools.node_version()}, PostGraphile 5.1.5, {tools.wrk_version()}",
+        *(f"{f'{key}:':<10}{value}" for key, value in header.items()),
+        f"runs:     {config.duration} timed after a {config.warmup} warm-up, concurrency "
+        f"{','.join(map(str, config.concurrencies))}, wrk threads {config.threads}; "
+        "targets alternate within each concurrency",
+        "targets:  gateway xN = school-gateway serve --workers N; postgraphile xN = "
+        "PostGraphile v5 (amber preset, NODE_ENV=production), N node:cluster processes; "
+        "raw-limit x1 = bench/raw_limit.py (Starlette + asyncpg + orjson, 1 uvicorn worker)",
+        "columns:  stmt/req = SQL statements per request (pg_stat_statements over "
+        f"{STATEMENT_SAMPLE_REQUESTS} sequential requests); CPU s/1k = CPU "
+        "seconds of the target's processes per 1000 requests; DB CPU s/1k = the same for "
+        "PostgreSQL; peak MB/proc = the largest resident set of one serving process; other % "
+        "= the machine's CPU used by anything else during the run (high = unreliable)",
+        "fairness: " + "\n          ".join(FAIRNESS),
+        "",
+    ]
+    for report in reports:
+        lines += operation_section(report, config.concurrencies)
+        lines.append("")
+    if big is not None:
+        lines += big_section(big)
+    else:
+        lines.append("(10x database skipped)")
+    lines.append("")
+    lines.append(f"total time {time.monotonic() - started:.0f} s")
+    return "\n".join(lines)
+
+
+def markdown(text: str) -> str:
+    """The generated section of docs/performance.md: the latest run as printed."""
+    first, command = text.splitlines()[0], text.splitlines()[1]
+    return "\n".join(
+        [
+            "## Latest run",
+            "",
+            f"Generated by `{command.removeprefix('command:').strip()}` ({first}).",
+            "Reproduce with `bench/run` (full) or `bench/run --quick` (smoke); every run also",
+            "writes its output to `bench/.results/<timestamp>.txt`.",
+            "",
+            "```text",
+            text,
+            "```",
+        ]
+    )
