@@ -39,8 +39,9 @@ class Tools:
         return _output([str(self.node), "--version"])
 
     def wrk_version(self) -> str:
-        first = _output([str(self.wrk), "--version"], check=False).splitlines()
-        return first[0] if first else "wrk"
+        lines = _output([str(self.wrk), "--version"], check=False).splitlines()
+        words = lines[0].split() if lines else []
+        return " ".join(words[:2]) if words else "wrk"  # "wrk debian/4.1.0-3+b2"
 
 
 def _output(command: list[str], *, check: bool = True) -> str:
