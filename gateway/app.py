@@ -8,6 +8,7 @@ one line per request and turns any exception that escaped into a masked JSON 500
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -118,7 +119,31 @@ def app_from_env() -> Starlette:
     """Factory for `uvicorn --factory` workers: settings and logging from the environment."""
     settings = Settings.from_env()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_garbage_collection()
+    return app
+
+
+# Allocations of container objects between automatic collections of the youngest
+# generation (CPython's default is 700).
+GC_GEN0_THRESHOLD = 10_000
+
+
+def tune_garbage_collection() -> None:
+    """Make the cyclic garbage collector cheap for a serving process.
+
+    A request allocates thousands of short-lived containers (rows, typed objects,
+    response dicts); with CPython's defaults the collector ran several times per request
+    and, every few dozen requests, traversed every object of the process (schema,
+    modules, caches): about a quarter of the CPU time of a diary request. Objects that
+    exist once the application is built are moved out of the collector's reach
+    (`gc.freeze`), and the youngest generation is collected less often, so that most
+    request objects are freed by reference counting before a collection sees them.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, older, oldest)
 
 
 class RequestMiddleware:

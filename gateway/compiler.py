@@ -26,27 +26,19 @@ own errors and null propagation; see `gateway.compiled`.
 
 from __future__ import annotations
 
-import keyword
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
 from graphql import (
     FieldNode,
-    GraphQLBoolean,
-    GraphQLEnumType,
     GraphQLField,
-    GraphQLFloat,
-    GraphQLID,
-    GraphQLInt,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
-    GraphQLString,
     OperationDefinitionNode,
     OperationType,
     Undefined,
@@ -59,8 +51,10 @@ from graphql.execution.collect_fields import (
     collect_subfields,
 )
 from graphql.execution.values import VariableValues
-from strawberry.schema.schema_converter import CustomGraphQLEnumType, GraphQLCoreConverter
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
+
+from gateway.codegen import generate
 
 TYPENAME: Final = "__typename"
 _MIN_INT: Final = -(2**31)
@@ -233,30 +227,9 @@ class _Compiler:
         return cached
 
     def generate(self, plan: ObjectPlan) -> SyncCompleter:
-        """A function building the response dict of one source object of `plan`."""
+        """A generated function building the response dict of one source object."""
         self.generated += 1
-        namespace: dict[str, Any] = {"_abandon": abandon, "_INF": math.inf}
-        # graphql-core turns an exception given as a value into a field error.
-        lines = [
-            "def complete(source):",
-            "    if isinstance(source, Exception):",
-            "        _abandon()",
-        ]
-        values: dict[str, str] = {}
-        for index, read in enumerate(plan.read_fields):
-            variable = f"v{index}"
-            values[read.key] = variable
-            lines.append(f"    {variable} = {_attribute_read(read.attribute, index, namespace)}")
-            lines.extend(_completion_lines(variable, read.value, index, namespace))
-        for key in plan.typename_keys:
-            values[key] = repr(plan.type.name)
-        items = ", ".join(f"{key!r}: {values[key]}" for key in plan.keys)
-        lines.append(f"    return {{{items}}}")
-        source = "\n".join(lines) + "\n"
-        code = compile(source, f"<compiled {plan.type.name} #{self.generated}>", "exec")
-        exec(code, namespace)  # generated from schema names and response keys only
-        complete: SyncCompleter = namespace["complete"]
-        return complete
+        return generate(plan, abandon=abandon, name=f"{plan.type.name} #{self.generated}")
 
 
 def compile_operation(
@@ -285,31 +258,7 @@ def _default_attribute(field_def: GraphQLField) -> str | None:
     return definition.python_name
 
 
-def _attribute_read(attribute: str, index: int, namespace: dict[str, Any]) -> str:
-    if attribute.isidentifier() and not keyword.iskeyword(attribute):
-        return f"source.{attribute}"
-    namespace[f"a{index}"] = attribute
-    return f"getattr(source, a{index})"
-
-
 # --- leaves ----------------------------------------------------------------------------
-
-# A value of exactly this class (and range) is its own output for these scalars: the
-# checks graphql-core's coercion makes, inlined. Anything else goes through coercion.
-_FAST_LEAF_CHECKS: Final[dict[str, str]] = {
-    GraphQLString.name: "{v}.__class__ is str",
-    GraphQLID.name: "{v}.__class__ is str",
-    GraphQLBoolean.name: "{v}.__class__ is bool",
-    GraphQLInt.name: f"({{v}}.__class__ is int and {_MIN_INT} <= {{v}} <= {_MAX_INT})",
-    GraphQLFloat.name: "({v}.__class__ is float and -_INF < {v} < _INF)",
-}
-_STANDARD_SCALARS: Final = {
-    GraphQLString.name: GraphQLString,
-    GraphQLID.name: GraphQLID,
-    GraphQLBoolean.name: GraphQLBoolean,
-    GraphQLInt.name: GraphQLInt,
-    GraphQLFloat.name: GraphQLFloat,
-}
 
 
 def _leaf_completer(leaf_type: GraphQLLeafType) -> SyncCompleter:
@@ -328,80 +277,6 @@ def _leaf_completer(leaf_type: GraphQLLeafType) -> SyncCompleter:
         return coerced
 
     return complete_leaf
-
-
-def _enum_names(enum_type: GraphQLEnumType) -> dict[Any, str] | None:
-    """Output name of every member of a strawberry enum, as its coercion picks it."""
-    if not isinstance(enum_type, CustomGraphQLEnumType):
-        return None
-    names: dict[Any, str] = {}
-    member: Any
-    for member in enum_type.wrapped_cls:
-        for name, value in enum_type.values.items():
-            if member.value == value.value:
-                names[member] = name
-                break
-    return names
-
-
-def _is_standard(leaf_type: GraphQLLeafType) -> bool:
-    return _STANDARD_SCALARS.get(leaf_type.name) is leaf_type
-
-
-def _completion_lines(
-    variable: str, plan: ValuePlan, index: int, namespace: dict[str, Any]
-) -> list[str]:
-    """Statements completing `variable` in place (inlined fast paths for leaves)."""
-    type_ = plan.type
-    non_null = isinstance(type_, GraphQLNonNull)
-    inner = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
-    namespace[f"c{index}"] = plan.complete
-    if plan.objects is not None and plan.wrappers in ((), ("non_null",)):
-        assert plan.objects.complete is not None
-        namespace[f"p{index}"] = plan.objects.complete
-        if non_null:
-            return [
-                f"    if {variable} is None:",
-                "        _abandon()",
-                f"    {variable} = p{index}({variable})",
-            ]
-        return [f"    if {variable} is not None:", f"        {variable} = p{index}({variable})"]
-    if (
-        plan.objects is not None
-        and plan.wrappers[-2:] == ("list", "non_null")
-        and plan.wrappers[:-2] in ((), ("non_null",))
-    ):
-        # [Object!] and [Object!]! of a synchronous object plan: mapped inline.
-        assert plan.objects is not None and plan.objects.complete is not None
-        namespace[f"p{index}"] = plan.objects.complete
-        check = [f"    if {variable}.__class__ is not list:", "        _abandon()"]
-        if not non_null:
-            check = [f"    if {variable} is not None and {variable}.__class__ is not list:"]
-            check.append("        _abandon()")
-            check.append(f"    if {variable} is not None:")
-            indent = "        "
-        else:
-            indent = "    "
-        mapped = f"[p{index}(x) if x is not None else _abandon() for x in {variable}]"
-        return [*check, f"{indent}{variable} = {mapped}"]
-    if isinstance(inner, GraphQLLeafType) and _is_standard(inner):
-        fast = _FAST_LEAF_CHECKS[inner.name].format(v=variable)
-        if non_null:
-            return [f"    if not {fast}:", f"        {variable} = c{index}({variable})"]
-        return [
-            f"    if {variable} is not None and not {fast}:",
-            f"        {variable} = c{index}({variable})",
-        ]
-    if isinstance(inner, GraphQLEnumType):
-        names = _enum_names(inner)
-        if names is not None:
-            namespace[f"e{index}"] = names
-            guard = f"{variable} is not None" if not non_null else "True"
-            return [
-                f"    if {guard}:",
-                f"        {variable} = e{index}.get({variable}) or c{index}({variable})",
-            ]
-    return [f"    {variable} = c{index}({variable})"]
 
 
 # --- wrappers --------------------------------------------------------------------------

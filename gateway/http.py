@@ -13,7 +13,9 @@ control of the protocol and of the cost per request:
   validation, operation selection and variable coercion failures → 400 and no `data`
   key; once execution starts → 200. With application/json every well-formed request → 200.
 - A bad or expired bearer token → 401 with `WWW-Authenticate: Bearer error="invalid_token"`
-  (codes UNAUTHENTICATED / TOKEN_EXPIRED); no token at all → an anonymous viewer.
+  (codes UNAUTHENTICATED / TOKEN_EXPIRED); no token at all → an anonymous viewer. A
+  verified token is remembered until it expires (`VerifiedTokens`); the viewer's scope
+  is loaded fresh on every request.
 - Each distinct query text is parsed and validated once (an LRU cache of documents).
 - Execution goes through the document's compiled plan (`gateway.compiled`), which gives
   the request back to graphql-core (the reference) whenever it leaves the plain path;
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,7 +53,7 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.schema import Schema as StrawberrySchema
 
 from auth.accounts import load_viewer
-from auth.tokens import verify_token
+from auth.tokens import TokenClaims, verify_token
 from auth.viewer import Viewer
 from gateway.compiled import CompiledExecutor, PlanCache
 from gateway.context import Context
@@ -64,6 +68,7 @@ JSON: Final = "application/json"
 GRAPHQL_RESPONSE_JSON: Final = "application/graphql-response+json"
 MAX_BODY_BYTES: Final = 1 << 20
 DOCUMENT_CACHE_SIZE: Final = 1024
+VERIFIED_TOKENS: Final = 4096
 _OPERATION_NAME_KEY: Final = "graphql_operation_name"
 # strawberry's fast awaitable check (coroutines and futures first), typed for graphql-core.
 _is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
@@ -260,8 +265,38 @@ async def _read_body(request: Request) -> bytes:
 # --- the viewer ----------------------------------------------------------------------
 
 
+class VerifiedTokens:
+    """Bearer tokens whose signature and claims were verified, until they expire.
+
+    A client sends the same token with every request; checking its HMAC signature and
+    claims again each time is the same answer at a cost. A token found here is accepted
+    only while its `exp` is still ahead (the one claim that changes its validity with
+    time); otherwise, and for any token not seen, `verify_token` decides, exactly as
+    without the cache. Bounded, least recently verified first out.
+    """
+
+    def __init__(self, settings: Settings, size: int = VERIFIED_TOKENS) -> None:
+        self._settings = settings
+        self._size = size
+        self._claims: OrderedDict[str, TokenClaims] = OrderedDict()
+
+    def verify(self, token: str) -> TokenClaims:
+        """The claims of a valid token; TOKEN_EXPIRED or UNAUTHENTICATED otherwise."""
+        claims = self._claims.get(token)
+        if claims is not None and claims.expires_at > time.time():
+            return claims
+        claims = verify_token(self._settings, token)
+        self._claims[token] = claims
+        if len(self._claims) > self._size:
+            self._claims.popitem(last=False)
+        return claims
+
+
 async def authenticate(
-    authorization: str | None, settings: Settings, pool: asyncpg.Pool
+    authorization: str | None,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    tokens: VerifiedTokens | None = None,
 ) -> Viewer | None:
     """The viewer of a bearer token; None without one; 401 HttpError for a bad one."""
     if authorization is None:
@@ -270,7 +305,10 @@ async def authenticate(
     try:
         if scheme.lower() != "bearer" or not token.strip():
             raise UnauthenticatedError("Ожидается заголовок Authorization: Bearer <токен>.")
-        claims = verify_token(settings, token.strip())
+        if tokens is None:
+            claims = verify_token(settings, token.strip())
+        else:
+            claims = tokens.verify(token.strip())
         viewer = await load_viewer(pool, claims.account_id)
         if viewer is None:
             raise UnauthenticatedError("Учётная запись не найдена.")
@@ -412,6 +450,7 @@ class GraphQLEndpoint:
         self.schema = schema
         self.settings = settings
         self.documents = DocumentCache(schema, settings)
+        self.tokens = VerifiedTokens(settings)
         self._executor_class = schema.execution_context_class
         self._compiled = (
             CompiledExecutor(schema, _is_awaitable) if settings.executor == "compiled" else None
@@ -422,7 +461,9 @@ class GraphQLEndpoint:
         if media_type is None:
             return error_response(HttpError(406, ErrorCode.NOT_ACCEPTABLE), JSON)
         try:
-            viewer = await authenticate(request.headers.get("authorization"), self.settings, pool)
+            viewer = await authenticate(
+                request.headers.get("authorization"), self.settings, pool, self.tokens
+            )
             graphql_request = await read_graphql_request(request)
             return await self._run(request, graphql_request, viewer, pool, media_type)
         except HttpError as error:

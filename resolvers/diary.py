@@ -13,6 +13,7 @@ import enum
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
+from operator import attrgetter
 from typing import TypeVar
 
 import strawberry
@@ -168,8 +169,14 @@ def _days(date_from: date, date_to: date) -> list[date]:
     return [date_from + timedelta(days=n) for n in range((date_to - date_from).days + 1)]
 
 
-def _latest(*groups: Iterable[datetime]) -> datetime | None:
-    return max((stamp for group in groups for stamp in group), default=None)
+_UPDATED_AT = attrgetter("updated_at")
+_HOMEWORK_UPDATED_AT = attrgetter("homework.updated_at")
+
+
+def _latest(*stamps: Iterable[datetime]) -> datetime | None:
+    """The latest of several (possibly empty) sequences of timestamps."""
+    latest = [stamp for stamp in (max(group, default=None) for group in stamps) if stamp]
+    return max(latest, default=None)
 
 
 def build_diary(
@@ -214,9 +221,9 @@ def build_diary(
         marks=marks,
         attendance=attendance,
         last_updated_at=_latest(
-            (lesson.updated_at for lesson in lessons),
-            (mark.updated_at for mark in marks),
-            (item.updated_at for item in attendance),
-            (record.homework.updated_at for record in homework),
+            map(_UPDATED_AT, lessons),
+            map(_UPDATED_AT, marks),
+            map(_UPDATED_AT, attendance),
+            map(_HOMEWORK_UPDATED_AT, homework),
         ),
     )

@@ -23,6 +23,7 @@ from gateway.errors import UnauthenticatedError
 from resolvers.records import (
     HomeworkRecord,
     LessonRecord,
+    Names,
     PeriodRecord,
     StudentRecord,
     attendance_from_row,
@@ -97,17 +98,23 @@ class _ByStudentRange(ScopedLoader[StudentRange, V]):
 
 
 def _per_student(
-    rows: Sequence[Any], keys: Sequence[int], convert: Callable[[Any], T]
+    rows: Sequence[Any], keys: Sequence[int], convert: Callable[[Any, Names], T]
 ) -> list[list[T]]:
     """Rows having a `student_id` column split into one converted list per key."""
+    names = Names()
     by_student: dict[int, list[T]] = {key: [] for key in keys}
     for row in rows:
-        by_student[row["student_id"]].append(convert(row))
+        by_student[row["student_id"]].append(convert(row, names))
     return [by_student[key] for key in keys]
 
 
-def _convert_groups(groups: list[list[Any]], convert: Callable[[Any], T]) -> list[list[T]]:
-    return [[convert(row) for row in group] for group in groups]
+def _convert_groups(groups: list[list[Any]], convert: Callable[[Any, Names], T]) -> list[list[T]]:
+    names = Names()  # one subject/teacher/work type object per distinct value in the batch
+    return [[convert(row, names) for row in group] for group in groups]
+
+
+def _period(row: Any, _names: Names) -> PeriodRecord:
+    return period_from_row(row)
 
 
 class StudentByIdLoader(_ByStudentId[StudentRecord | None]):
@@ -168,7 +175,7 @@ class PeriodsByStudentLoader(_ByStudentId[list[PeriodRecord]]):
 
     async def load_batch(self, keys: list[int]) -> list[list[PeriodRecord]]:
         rows = await data.list_periods_by_student_ids(self.pool, student_ids=keys)
-        return _per_student(rows, keys, period_from_row)
+        return _per_student(rows, keys, _period)
 
 
 class FinalMarksByStudentLoader(_ByStudentId[list[FinalMark]]):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 import strawberry
 
 from resolvers.types import (
@@ -62,9 +62,12 @@ class StudentRecord:
     school_class: SchoolClass
 
 
-@dataclass(frozen=True, slots=True)
-class LessonRecord:
-    """A lesson of a class as loaded; the diary adds one student's marks and attendance."""
+class LessonRecord(NamedTuple):
+    """A lesson of a class as loaded; the diary adds one student's marks and attendance.
+
+    A named tuple: built positionally in C, the cheapest immutable record there is
+    (a diary request loads every lesson of the week for each child).
+    """
 
     id: int
     date: date
@@ -134,60 +137,94 @@ def student_from_row(row: Row) -> StudentRecord:
     )
 
 
-def _optional_subject(subject_id: int | None, name: str | None) -> Subject | None:
-    if subject_id is None or name is None:
-        return None
-    return Subject(id=_id(subject_id), name=name)
+class Names:
+    """One object per distinct subject, teacher and work type within a batch of rows.
+
+    The rows of a batch repeat the same few subjects and teachers; sharing their
+    (never mutated) objects saves most of the allocations of a conversion.
+    """
+
+    __slots__ = ("_subjects", "_teachers", "_work_types")
+
+    def __init__(self) -> None:
+        self._subjects: dict[tuple[int, str], Subject] = {}
+        self._teachers: dict[tuple[int, str], Teacher] = {}
+        self._work_types: dict[tuple[int, str, str, Decimal], WorkType] = {}
+
+    def subject(self, subject_id: int, name: str) -> Subject:
+        key = (subject_id, name)
+        subject = self._subjects.get(key)
+        if subject is None:
+            subject = self._subjects[key] = Subject(id=_id(subject_id), name=name)
+        return subject
+
+    def teacher(self, teacher_id: int, name: str) -> Teacher:
+        key = (teacher_id, name)
+        teacher = self._teachers.get(key)
+        if teacher is None:
+            teacher = self._teachers[key] = Teacher(id=_id(teacher_id), name=name)
+        return teacher
+
+    def work_type(self, row: Row) -> WorkType:
+        key = (
+            row["work_type_id"],
+            row["work_type_name"],
+            row["work_type_short_name"],
+            row["work_type_weight"],
+        )
+        work_type = self._work_types.get(key)
+        if work_type is None:
+            work_type = self._work_types[key] = WorkType(
+                id=_id(key[0]), name=key[1], short_name=key[2], weight=float(key[3])
+            )
+        return work_type
 
 
-def _optional_teacher(teacher_id: int | None, name: str | None) -> Teacher | None:
-    if teacher_id is None or name is None:
-        return None
-    return Teacher(id=_id(teacher_id), name=name)
-
-
-def lesson_from_row(row: Row) -> LessonRecord:
+def lesson_from_row(row: Row, names: Names | None = None) -> LessonRecord:
     """A lesson row of `diary_api.lessons`."""
-    return LessonRecord(
-        id=row["id"],
-        date=row["date"],
-        number=row["number"],
-        starts_at=row["starts_at"],
-        ends_at=row["ends_at"],
-        subject=Subject(id=_id(row["subject_id"]), name=row["subject_name"]),
-        teacher=Teacher(id=_id(row["teacher_id"]), name=row["teacher_name"]),
-        room=row["room"],
-        status=LessonStatus(row["status"]),
-        status_comment=row["status_comment"],
-        replacement_subject=_optional_subject(
+    names = names or Names()
+    replacement_subject = None
+    if row["replacement_subject_id"] is not None and row["replacement_subject_name"] is not None:
+        replacement_subject = names.subject(
             row["replacement_subject_id"], row["replacement_subject_name"]
-        ),
-        replacement_teacher=_optional_teacher(
+        )
+    replacement_teacher = None
+    if row["replacement_teacher_id"] is not None and row["replacement_teacher_name"] is not None:
+        replacement_teacher = names.teacher(
             row["replacement_teacher_id"], row["replacement_teacher_name"]
-        ),
-        topic=row["topic"],
-        updated_at=row["updated_at"],
+        )
+    return LessonRecord(
+        row["id"],
+        row["date"],
+        row["number"],
+        row["starts_at"],
+        row["ends_at"],
+        names.subject(row["subject_id"], row["subject_name"]),
+        names.teacher(row["teacher_id"], row["teacher_name"]),
+        row["room"],
+        LessonStatus(row["status"]),
+        row["status_comment"],
+        replacement_subject,
+        replacement_teacher,
+        row["topic"],
+        row["updated_at"],
     )
 
 
-def mark_from_row(row: Row) -> Mark:
+def mark_from_row(row: Row, names: Names | None = None) -> Mark:
     """A mark row of `diary_api.marks`."""
+    names = names or Names()
     return Mark(
         id=_id(row["id"]),
         value=row["value"],
         numeric_value=_float(row["numeric_value"]),
-        work_type=WorkType(
-            id=_id(row["work_type_id"]),
-            name=row["work_type_name"],
-            short_name=row["work_type_short_name"],
-            weight=float(row["work_type_weight"]),
-        ),
+        work_type=names.work_type(row),
         weight=float(row["weight"]),
         work_title=row["work_title"],
         comment=row["comment"],
         date=row["date"],
         counts_in_average=row["counts_in_average"],
-        subject=Subject(id=_id(row["subject_id"]), name=row["subject_name"]),
+        subject=names.subject(row["subject_id"], row["subject_name"]),
         lesson=LessonSummary(
             id=_id(row["lesson_id"]),
             date=row["date"],
@@ -199,14 +236,15 @@ def mark_from_row(row: Row) -> Mark:
     )
 
 
-def attendance_from_row(row: Row) -> Attendance:
+def attendance_from_row(row: Row, names: Names | None = None) -> Attendance:
     """An attendance row of `diary_api.attendance`."""
+    names = names or Names()
     return Attendance(
         id=_id(row["id"]),
         date=row["date"],
         lesson_id=_id(row["lesson_id"]),
         lesson_number=row["lesson_number"],
-        subject=Subject(id=_id(row["subject_id"]), name=row["subject_name"]),
+        subject=names.subject(row["subject_id"], row["subject_name"]),
         code=row["code"],
         kind=ATTENDANCE_KINDS[row["code"]],
         minutes_late=row["minutes_late"],
@@ -215,25 +253,31 @@ def attendance_from_row(row: Row) -> Attendance:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class HomeworkRecord:
+class HomeworkRecord(NamedTuple):
     """Homework plus the lesson it was given at (to attach it to that lesson)."""
 
     homework: Homework
     lesson_id: int
 
 
-def homework_from_row(row: Row) -> HomeworkRecord:
+def homework_from_row(row: Row, names: Names | None = None) -> HomeworkRecord:
     """A homework row of `diary_api.homework` (attachments as JSON text)."""
-    attachments = [
-        Attachment(title=item["title"], url=item["url"]) for item in json.loads(row["attachments"])
-    ]
+    names = names or Names()
+    raw_attachments = row["attachments"]
+    attachments = (
+        []
+        if raw_attachments == "[]"
+        else [
+            Attachment(title=item["title"], url=item["url"])
+            for item in orjson.loads(raw_attachments)
+        ]
+    )
     homework = Homework(
         id=_id(row["id"]),
         text=row["text"],
         assigned_on=row["assigned_on"],
         due_on=row["due_on"],
-        subject=Subject(id=_id(row["subject_id"]), name=row["subject_name"]),
+        subject=names.subject(row["subject_id"], row["subject_name"]),
         attachments=attachments,
         lesson_id=_id(row["lesson_id"]),
         updated_at=row["updated_at"],
@@ -254,15 +298,16 @@ def period_from_row(row: Row) -> PeriodRecord:
     )
 
 
-def final_mark_from_row(row: Row) -> FinalMark:
+def final_mark_from_row(row: Row, names: Names | None = None) -> FinalMark:
     """A row of `diary_api.final_marks`."""
+    names = names or Names()
     period = None
     if row["period_id"] is not None:
         period = PeriodRef(id=_id(row["period_id"]), title=row["period_title"])
     return FinalMark(
         id=_id(row["id"]),
         kind=FinalMarkKind(row["kind"]),
-        subject=Subject(id=_id(row["subject_id"]), name=row["subject_name"]),
+        subject=names.subject(row["subject_id"], row["subject_name"]),
         period=period,
         year_title=row["year_title"],
         value=row["value"],
