@@ -246,16 +246,9 @@ async def list_final_marks_by_student_ids(
 
 
 _LAST_UPDATED_SQL = f"""
-SELECT s.id AS student_id,
-       greatest(
-           (SELECT max(m.updated_at) FROM diary_api.marks m WHERE m.student_id = s.id),
-           (SELECT max(a.updated_at) FROM diary_api.attendance a WHERE a.student_id = s.id),
-           (SELECT max(f.updated_at) FROM diary_api.final_marks f WHERE f.student_id = s.id),
-           (SELECT max(l.updated_at) FROM diary_api.lessons l WHERE l.class_id = s.class_id),
-           (SELECT max(h.updated_at) FROM diary_api.homework h WHERE h.class_id = s.class_id)
-       ) AS last_updated_at
+SELECT c.student_id, c.last_updated_at
 FROM {_STUDENT_KEYS}
-JOIN diary_api.students s ON s.id = k.student_id
+JOIN diary_api.student_last_changes c ON c.student_id = k.student_id
 """
 
 

@@ -32,7 +32,9 @@ from graphql import (
 
 from gateway.app import create_app
 from gateway.compiled import CompiledExecutor
+from gateway.db import counting_statements
 from gateway.settings import Settings, SettingsError
+from tests.test_statement_count import FAMILY_QUERY, application_statements
 
 SEED = 20261127
 DOCUMENTS = 160
@@ -361,7 +363,6 @@ async def test_generated_documents_answer_exactly_as_graphql_core(
         with_errors += "errors" in payload
         with_data += payload.get("data") is not None and "errors" not in payload
     outcomes = pair.executor.outcomes - before
-    print("OUTCOMES", outcomes, with_data, with_errors)
     # The comparison is not vacuous: many documents ran through compiled plans, and
     # failures (given back to graphql-core) are well represented too.
     assert outcomes["compiled"] >= DOCUMENTS // 4, outcomes
@@ -445,3 +446,19 @@ def test_the_executor_setting() -> None:
     )
     with pytest.raises(SettingsError, match="SCHOOL_GATEWAY_EXECUTOR"):
         Settings.from_env({**dev, "SCHOOL_GATEWAY_EXECUTOR": "fast"})
+
+
+async def test_both_executors_send_the_same_statements(pair: Pair, tokens: dict[str, str]) -> None:
+    """Level-by-level resolving batches as graphql-core does: same statements, same count."""
+    headers = {"Authorization": f"Bearer {tokens['parent-two-schools']}"}
+    body = {"query": FAMILY_QUERY, "variables": {"from": "2026-11-23", "to": "2026-11-29"}}
+    sent: dict[str, list[str]] = {}
+    for name, client in (("compiled", pair.compiled), ("reference", pair.reference)):
+        before = pair.executor.outcomes["compiled"]
+        with counting_statements(keep_text=True) as counter:
+            response = await client.post("/graphql", json=body, headers=headers)
+        assert response.status_code == 200 and "errors" not in response.json()
+        sent[name] = sorted(application_statements(counter))
+        assert pair.executor.outcomes["compiled"] - before == (name == "compiled")
+    assert sent["compiled"] == sent["reference"]
+    assert len(sent["compiled"]) <= 12

@@ -1,0 +1,33 @@
+"""Garbage-collector settings of a serving process (`gateway.app.tune_garbage_collection`)."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.app import GC_GEN0_THRESHOLD, tune_garbage_collection
+
+
+@pytest.fixture
+def restored_gc() -> Iterator[None]:
+    thresholds = gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("restored_gc")
+def test_startup_objects_are_frozen_and_the_young_generation_is_larger() -> None:
+    _, older, oldest = gc.get_threshold()
+    tune_garbage_collection()
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == (GC_GEN0_THRESHOLD, older, oldest)
+    # Objects made after start are still collected: a cycle is freed by a collection.
+    cycle: list[object] = []
+    cycle.append(cycle)
+    del cycle
+    assert gc.collect() >= 1
