@@ -19,11 +19,19 @@ keys into one statement as they do under graphql-core.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeGuard
 
-from graphql import DirectiveNode, DocumentNode, ExecutionResult, VariableNode, visit
+from graphql import (
+    DirectiveNode,
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    VariableNode,
+    visit,
+)
 from graphql.execution.values import get_argument_values
 from graphql.language import Visitor
 from graphql.pyutils import Path
@@ -37,6 +45,8 @@ from gateway.compiler import (
     ValuePlan,
     compile_operation,
 )
+
+log = logging.getLogger(__name__)
 
 _MAX_PLANS_PER_DOCUMENT: Final = 64
 _MISSING: Final = object()
@@ -133,7 +143,11 @@ class CompiledExecutor:
         run = _Run(executor, self._is_awaitable)
         try:
             (data,) = await run.objects(plan, [executor.root_value], [None])
-        except Exception:  # noqa: BLE001  # any failure at all: graphql-core answers instead
+        except (Abandon, GraphQLError):  # expected: graphql-core answers (FORBIDDEN, nulls…)
+            self.outcomes["abandoned"] += 1
+            return None
+        except Exception:  # graphql-core answers; the bug must not stay silent
+            log.warning("compiled executor failed; answered by graphql-core", exc_info=True)
             self.outcomes["abandoned"] += 1
             return None
         self.outcomes["compiled"] += 1
