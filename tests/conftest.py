@@ -26,6 +26,7 @@ from gateway import embedded
 from gateway.app import create_app
 from gateway.db import create_pool
 from gateway.settings import Settings
+from tests.planted import post_graphql
 
 # The data set's "today": a Friday in the second quarter.
 TODAY = date(2026, 11, 27)
@@ -142,16 +143,7 @@ def gql(client: httpx.AsyncClient, tokens: dict[str, str]) -> GraphQL:
         account: str | None = None,
         expect_status: int | None = 200,
     ) -> dict[str, Any]:
-        headers = {"Accept": "application/json"}
-        if account is not None:
-            headers["Authorization"] = f"Bearer {tokens[account]}"
-        body: dict[str, Any] = {"query": query}
-        if variables is not None:
-            body["variables"] = variables
-        response = await client.post("/graphql", json=body, headers=headers)
-        if expect_status is not None:
-            assert response.status_code == expect_status, response.text
-        payload: dict[str, Any] = response.json()
-        return payload
+        token = tokens[account] if account is not None else None
+        return await post_graphql(client, token, query, variables, expect_status=expect_status)
 
     return run

@@ -80,8 +80,10 @@ async def post_graphql(
     token: str | None,
     query: str,
     variables: dict[str, Any] | None = None,
+    *,
+    expect_status: int | None = 200,
 ) -> dict[str, Any]:
-    """POST a GraphQL operation with a bearer token; the JSON body (status must be 200)."""
+    """POST a GraphQL operation with a bearer token; the JSON body (status checked unless None)."""
     headers = {"Accept": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -89,7 +91,8 @@ async def post_graphql(
     if variables is not None:
         body["variables"] = variables
     response = await client.post("/graphql", json=body, headers=headers)
-    assert response.status_code == 200, response.text
+    if expect_status is not None:
+        assert response.status_code == expect_status, response.text
     payload: dict[str, Any] = response.json()
     return payload
 
