@@ -25,12 +25,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http.ides import get_graphql_ide_html
 
+from auth.records import Recorder
+from auth.routes import auth_routes
+from auth.services import AuthServices
 from gateway.db import create_pool, locate_database
-from gateway.errors import MESSAGES, ErrorCode
+from gateway.errors import MESSAGES, ErrorCode, HttpError
 from gateway.http import (
     JSON,
     GraphQLEndpoint,
-    HttpError,
     accepts_html,
     error_response,
     json_response,
@@ -63,8 +65,10 @@ class _PoolHolder:
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starlette:
     """The gateway application. With `pool=None` the lifespan opens (and closes) one."""
     schema = build_schema(settings, extensions=())
-    endpoint = GraphQLEndpoint(schema, settings)
     holder = _PoolHolder(pool)
+    recorder = Recorder(holder.get)
+    services = AuthServices(settings=settings, pool=holder.get, recorder=recorder)
+    endpoint = GraphQLEndpoint(schema, settings, recorder)
     graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
 
     async def graphql(request: Request) -> Response:
@@ -91,13 +95,17 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if holder.pool is not None:
-            yield
+            try:
+                yield
+            finally:
+                await recorder.close()
             return
         location = await asyncio.to_thread(locate_database, settings)
         holder.pool = await create_pool(location.url, settings)
         try:
             yield
         finally:
+            await recorder.close()
             await holder.pool.close()
             holder.pool = None
             if location.server is not None and location.server.started_here:
@@ -107,11 +115,13 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
         routes=[
             Route(GRAPHQL_PATH, graphql, methods=_ALL_METHODS),
             Route(HEALTH_PATH, healthz, methods=["GET"]),
+            *auth_routes(services),
         ],
         middleware=[Middleware(RequestMiddleware)],
         lifespan=lifespan,
     )
     app.state.graphql_endpoint = endpoint
+    app.state.auth = services
     return app
 
 

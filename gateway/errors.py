@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any
 
 from graphql import GraphQLError
@@ -29,6 +30,19 @@ class ErrorCode(enum.StrEnum):
     NOT_ACCEPTABLE = "NOT_ACCEPTABLE"
     TIMEOUT = "TIMEOUT"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    # Sign-in and sessions (issue 4). Also the outcome codes of recorded sign-in events.
+    ESIA_NOT_CONFIGURED = "ESIA_NOT_CONFIGURED"
+    ESIA_UNAVAILABLE = "ESIA_UNAVAILABLE"
+    ESIA_DENIED = "ESIA_DENIED"
+    ESIA_STATE_MISMATCH = "ESIA_STATE_MISMATCH"
+    ESIA_ACCOUNT_NOT_CONFIRMED = "ESIA_ACCOUNT_NOT_CONFIRMED"
+    NOT_IN_REGISTRY = "NOT_IN_REGISTRY"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    STUDENT_MUST_USE_ESIA = "STUDENT_MUST_USE_ESIA"
+    SIGN_IN_LOCKED = "SIGN_IN_LOCKED"
+    REFRESH_TOKEN_INVALID = "REFRESH_TOKEN_INVALID"
+    SESSION_REVOKED = "SESSION_REVOKED"
+    CSRF_REJECTED = "CSRF_REJECTED"
 
 
 MESSAGES: dict[ErrorCode, str] = {
@@ -52,6 +66,37 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.NOT_ACCEPTABLE: "Неподдерживаемый формат ответа.",
     ErrorCode.TIMEOUT: "Запрос выполнялся слишком долго. Попробуйте сузить период.",
     ErrorCode.INTERNAL_SERVER_ERROR: "Внутренняя ошибка сервера.",
+    ErrorCode.ESIA_NOT_CONFIGURED: "Вход через Госуслуги (ЕСИА) не настроен на этом сервере.",
+    ErrorCode.ESIA_UNAVAILABLE: "Сервис Госуслуг (ЕСИА) временно недоступен. Попробуйте позже.",
+    ErrorCode.ESIA_DENIED: "Вход через Госуслуги (ЕСИА) не выполнен: доступ не предоставлен.",
+    ErrorCode.ESIA_STATE_MISMATCH: (
+        "Сеанс входа устарел или был прерван. Начните вход через Госуслуги заново."
+    ),
+    ErrorCode.ESIA_ACCOUNT_NOT_CONFIRMED: (
+        "Для доступа вам необходимо пройти процедуру проверки своих данных и подтверждения "
+        "личности. Если вы только что подтвердили свою личность, то вам нужно войти в "
+        "систему повторно."
+    ),
+    ErrorCode.NOT_IN_REGISTRY: (
+        "Ваша учётная запись не найдена в электронной школе. Обратитесь к сотруднику школы, "
+        "ответственному за внесение данных о родителях в АИС «Электронная школа», чтобы "
+        "проверить наличие номера СНИЛС в вашей учётной записи."
+    ),
+    ErrorCode.INVALID_CREDENTIALS: "Неверный логин или пароль.",
+    ErrorCode.STUDENT_MUST_USE_ESIA: (
+        "Ученикам старше 14,5 лет вход по школьному логину и паролю недоступен. "
+        "Используйте кнопку «Вход для пользователей старше 14,5 лет» (Госуслуги)."
+    ),
+    ErrorCode.SIGN_IN_LOCKED: (
+        "Слишком много неудачных попыток входа. Вход временно заблокирован, попробуйте позже."
+    ),
+    ErrorCode.REFRESH_TOKEN_INVALID: (
+        "Токен обновления недействителен или уже использован. Войдите снова."
+    ),
+    ErrorCode.SESSION_REVOKED: "Сеанс завершён. Войдите снова.",
+    ErrorCode.CSRF_REJECTED: (
+        "Запрос отклонён: он отправлен не со страницы электронного дневника."
+    ),
 }
 
 
@@ -100,3 +145,21 @@ class DateOutOfRangeError(ApiError):
 
 class LimitOutOfRangeError(ApiError):
     code = ErrorCode.LIMIT_OUT_OF_RANGE
+
+
+class HttpError(Exception):
+    """A response other than a GraphQL result: the status, the code and the headers."""
+
+    def __init__(
+        self,
+        status: int,
+        code: ErrorCode,
+        message: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message or MESSAGES[code])
+        self.status = status
+        self.code = code
+        self.message = message or MESSAGES[code]
+        self.headers = dict(headers or {})

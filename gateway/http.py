@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final, TypeGuard, cast
 
@@ -52,12 +51,12 @@ from starlette.responses import Response
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema import Schema as StrawberrySchema
 
-from auth.accounts import load_viewer
-from auth.tokens import TokenClaims, verify_token
+from auth.records import AccessEvent, Recorder
+from auth.requests import VerifiedTokens, authenticate_request
 from auth.viewer import Viewer
 from gateway.compiled import CompiledExecutor, PlanCache
 from gateway.context import Context
-from gateway.errors import MESSAGES, ApiError, ErrorCode, UnauthenticatedError
+from gateway.errors import MESSAGES, ApiError, ErrorCode, HttpError
 from gateway.limits import parse_query, validate_query
 from gateway.settings import Settings
 from resolvers.loaders import Loaders
@@ -68,30 +67,11 @@ JSON: Final = "application/json"
 GRAPHQL_RESPONSE_JSON: Final = "application/graphql-response+json"
 MAX_BODY_BYTES: Final = 1 << 20
 DOCUMENT_CACHE_SIZE: Final = 1024
-VERIFIED_TOKENS: Final = 4096
 _OPERATION_NAME_KEY: Final = "graphql_operation_name"
 # strawberry's fast awaitable check (coroutines and futures first), typed for graphql-core.
 _is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
 
 Formatted = dict[str, Any]
-
-
-class HttpError(Exception):
-    """A response other than a GraphQL result: the status, the code and the headers."""
-
-    def __init__(
-        self,
-        status: int,
-        code: ErrorCode,
-        message: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message or MESSAGES[code])
-        self.status = status
-        self.code = code
-        self.message = message or MESSAGES[code]
-        self.headers = dict(headers or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,68 +242,6 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-# --- the viewer ----------------------------------------------------------------------
-
-
-class VerifiedTokens:
-    """Bearer tokens whose signature and claims were verified, until they expire.
-
-    A client sends the same token with every request; checking its HMAC signature and
-    claims again each time is the same answer at a cost. A token found here is accepted
-    only while its `exp` is still ahead (the one claim that changes its validity with
-    time); otherwise, and for any token not seen, `verify_token` decides, exactly as
-    without the cache. Bounded, least recently verified first out.
-    """
-
-    def __init__(self, settings: Settings, size: int = VERIFIED_TOKENS) -> None:
-        self._settings = settings
-        self._size = size
-        self._claims: OrderedDict[str, TokenClaims] = OrderedDict()
-
-    def verify(self, token: str) -> TokenClaims:
-        """The claims of a valid token; TOKEN_EXPIRED or UNAUTHENTICATED otherwise."""
-        claims = self._claims.get(token)
-        if claims is not None and claims.expires_at > time.time():
-            return claims
-        claims = verify_token(self._settings, token)
-        self._claims[token] = claims
-        if len(self._claims) > self._size:
-            self._claims.popitem(last=False)
-        return claims
-
-
-async def authenticate(
-    authorization: str | None,
-    settings: Settings,
-    pool: asyncpg.Pool,
-    tokens: VerifiedTokens | None = None,
-) -> Viewer | None:
-    """The viewer of a bearer token; None without one; 401 HttpError for a bad one."""
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.strip().partition(" ")
-    try:
-        if scheme.lower() != "bearer" or not token.strip():
-            raise UnauthenticatedError("Ожидается заголовок Authorization: Bearer <токен>.")
-        if tokens is None:
-            claims = verify_token(settings, token.strip())
-        else:
-            claims = tokens.verify(token.strip())
-        viewer = await load_viewer(pool, claims.account_id)
-        if viewer is None:
-            raise UnauthenticatedError("Учётная запись не найдена.")
-    except ApiError as error:
-        raise HttpError(
-            401,
-            error.code,
-            error.message,
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        ) from None
-    except asyncpg.QueryCanceledError:
-        raise HttpError(503, ErrorCode.TIMEOUT) from None
-    return viewer
-
-
 # --- documents -----------------------------------------------------------------------
 
 
@@ -442,13 +360,14 @@ def is_request_error(result: ExecutionResult) -> bool:
 class GraphQLEndpoint:
     """Turns an HTTP request into a GraphQL response; one instance per application."""
 
-    def __init__(self, schema: StrawberrySchema, settings: Settings) -> None:
+    def __init__(self, schema: StrawberrySchema, settings: Settings, recorder: Recorder) -> None:
         if schema.extensions or schema.directives:
             # Execution goes straight to graphql-core: strawberry's schema extensions and
             # operation directives would silently not run. Limits belong in gateway.limits.
             raise ValueError("the HTTP endpoint does not run strawberry schema extensions")
         self.schema = schema
         self.settings = settings
+        self.recorder = recorder
         self.documents = DocumentCache(schema, settings)
         self.tokens = VerifiedTokens(settings)
         self._executor_class = schema.execution_context_class
@@ -461,9 +380,7 @@ class GraphQLEndpoint:
         if media_type is None:
             return error_response(HttpError(406, ErrorCode.NOT_ACCEPTABLE), JSON)
         try:
-            viewer = await authenticate(
-                request.headers.get("authorization"), self.settings, pool, self.tokens
-            )
+            viewer = await authenticate_request(request, self.settings, pool, self.tokens)
             graphql_request = await read_graphql_request(request)
             return await self._run(request, graphql_request, viewer, pool, media_type)
         except HttpError as error:
@@ -495,11 +412,12 @@ class GraphQLEndpoint:
         if prepared.errors:
             return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
         result = None
+        context = self._context(viewer, pool)
         if self._compiled is not None and prepared.plans is not None:
             result = await self._compiled.execute(
                 prepared.document,
                 prepared.plans,
-                context=self._context(viewer, pool),
+                context=context,
                 variables=graphql_request.variables,
                 operation_name=operation_name,
                 extensions=graphql_request.extensions,
@@ -516,6 +434,16 @@ class GraphQLEndpoint:
         if result.errors:
             body["errors"] = [present_execution_error(e, operation_name) for e in result.errors]
         body["data"] = result.data
+        if viewer is not None and result.data and context.loaders.accessed_student_ids:
+            self.recorder.access(
+                AccessEvent(
+                    at=datetime.now(UTC),
+                    account_id=viewer.account_id,
+                    role=viewer.role.value,
+                    student_ids=tuple(sorted(context.loaders.accessed_student_ids)),
+                    operation_name=operation_name,
+                )
+            )
         return graphql_response(body, media_type, failed=False)
 
     def _context(self, viewer: Viewer | None, pool: asyncpg.Pool) -> Context:

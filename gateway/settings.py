@@ -6,9 +6,11 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+
+from gateway.auth_settings import AuthSettings, AuthSettingsError
 
 
 class SettingsError(ValueError):
@@ -47,6 +49,7 @@ class Settings:
     log_level: str
     today_override: date | None = None
     executor: str = "compiled"
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     def today(self) -> date:
         """The diary's "today": the real date unless overridden (dev mode only)."""
@@ -86,6 +89,14 @@ class Settings:
         executor = env.get("SCHOOL_GATEWAY_EXECUTOR", "compiled").strip().lower() or "compiled"
         if executor not in EXECUTORS:
             raise SettingsError("SCHOOL_GATEWAY_EXECUTOR must be compiled or reference")
+        host = env.get("SCHOOL_GATEWAY_HOST", "127.0.0.1")
+        port = _int(env, "SCHOOL_GATEWAY_PORT", 8000, low=1, high=65535)
+        try:
+            auth = AuthSettings.from_env(
+                env, dev_mode=dev_mode, host=host, port=port, read_int=_int, read_bool=_bool
+            )
+        except AuthSettingsError as error:
+            raise SettingsError(str(error)) from None
         log_level = env.get("SCHOOL_GATEWAY_LOG_LEVEL", "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("SCHOOL_GATEWAY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
@@ -95,9 +106,9 @@ class Settings:
             gateway_role=role,
             dev_mode=dev_mode,
             jwt_secret=secret,
-            jwt_ttl_seconds=_int(env, "SCHOOL_GATEWAY_JWT_TTL", 3600, low=60, high=86400),
-            host=env.get("SCHOOL_GATEWAY_HOST", "127.0.0.1"),
-            port=_int(env, "SCHOOL_GATEWAY_PORT", 8000, low=1, high=65535),
+            jwt_ttl_seconds=auth.access_ttl_seconds,
+            host=host,
+            port=port,
             graphiql=_bool(env, "SCHOOL_GATEWAY_GRAPHIQL", default=dev_mode),
             introspection=_bool(env, "SCHOOL_GATEWAY_INTROSPECTION", default=True),
             max_query_depth=_int(env, "SCHOOL_GATEWAY_MAX_DEPTH", 12, low=2, high=50),
@@ -112,6 +123,7 @@ class Settings:
             log_level=log_level,
             today_override=_today_override(env, dev_mode=dev_mode),
             executor=executor,
+            auth=auth,
         )
 
 

@@ -66,10 +66,14 @@ def require_scope(viewer: Viewer | None, student_ids: Iterable[int]) -> None:
 class ScopedLoader(DataLoader[K, V]):
     """A loader whose keys name students; the scope check runs before any SQL."""
 
-    def __init__(self, pool: asyncpg.Pool, viewer: Viewer | None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, viewer: Viewer | None, accessed: set[int] | None = None
+    ) -> None:
         super().__init__()
         self.pool = pool
         self.viewer = viewer
+        # Students whose data this request read (for the access audit).
+        self.accessed = set[int]() if accessed is None else accessed
 
     @staticmethod
     def student_of(key: K) -> int:
@@ -77,7 +81,9 @@ class ScopedLoader(DataLoader[K, V]):
         raise NotImplementedError
 
     async def batch_load_fn(self, keys: list[K]) -> list[V]:
-        require_scope(self.viewer, [self.student_of(key) for key in keys])
+        student_ids = [self.student_of(key) for key in keys]
+        require_scope(self.viewer, student_ids)
+        self.accessed.update(student_ids)
         return await self.load_batch(keys)
 
     async def load_batch(self, keys: list[K]) -> list[V]:
@@ -201,39 +207,41 @@ class Loaders:
     def __init__(self, pool: asyncpg.Pool, viewer: Viewer | None) -> None:
         self.pool = pool
         self.viewer = viewer
+        # Every student id a loader of this request was asked for (after the scope check).
+        self.accessed_student_ids: set[int] = set()
 
     @cached_property
     def student_by_id(self) -> StudentByIdLoader:
-        return StudentByIdLoader(self.pool, self.viewer)
+        return StudentByIdLoader(self.pool, self.viewer, self.accessed_student_ids)
 
     @cached_property
     def lessons_by_student_range(self) -> LessonsByStudentRangeLoader:
-        return LessonsByStudentRangeLoader(self.pool, self.viewer)
+        return LessonsByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
 
     @cached_property
     def marks_by_student_range(self) -> MarksByStudentRangeLoader:
-        return MarksByStudentRangeLoader(self.pool, self.viewer)
+        return MarksByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
 
     @cached_property
     def attendance_by_student_range(self) -> AttendanceByStudentRangeLoader:
-        return AttendanceByStudentRangeLoader(self.pool, self.viewer)
+        return AttendanceByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
 
     @cached_property
     def homework_by_student_range(self) -> HomeworkByStudentRangeLoader:
-        return HomeworkByStudentRangeLoader(self.pool, self.viewer)
+        return HomeworkByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
 
     @cached_property
     def mark_page_by_filter(self) -> MarkPageByFilterLoader:
-        return MarkPageByFilterLoader(self.pool, self.viewer)
+        return MarkPageByFilterLoader(self.pool, self.viewer, self.accessed_student_ids)
 
     @cached_property
     def periods_by_student(self) -> PeriodsByStudentLoader:
-        return PeriodsByStudentLoader(self.pool, self.viewer)
+        return PeriodsByStudentLoader(self.pool, self.viewer, self.accessed_student_ids)
 
     @cached_property
     def final_marks_by_student(self) -> FinalMarksByStudentLoader:
-        return FinalMarksByStudentLoader(self.pool, self.viewer)
+        return FinalMarksByStudentLoader(self.pool, self.viewer, self.accessed_student_ids)
 
     @cached_property
     def last_updated_by_student(self) -> LastUpdatedByStudentLoader:
-        return LastUpdatedByStudentLoader(self.pool, self.viewer)
+        return LastUpdatedByStudentLoader(self.pool, self.viewer, self.accessed_student_ids)

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from auth.requests import VerifiedTokens
 from gateway.errors import ApiError
-from gateway.http import VerifiedTokens
 from gateway.settings import Settings
 from tests.test_tokens import _claims, _sign
 

@@ -26,7 +26,7 @@ def test_defaults_outside_dev_mode() -> None:
     assert settings.graphiql is False  # follows dev mode
     assert settings.introspection is True
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
-    assert settings.jwt_ttl_seconds == 3600
+    assert settings.jwt_ttl_seconds == 900  # short-lived access tokens (issue 4)
     assert (settings.max_query_depth, settings.max_aliases, settings.max_tokens) == (12, 30, 2000)
     assert settings.max_diary_days == 31
     assert settings.statement_timeout_ms == 5000
