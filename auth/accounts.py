@@ -18,6 +18,11 @@ class AccountNotFoundError(LookupError):
     """The demo person is not in the school registries (is the demo data seeded?)."""
 
 
+# A parent registry record belongs to a person when it holds the person's SNILS, or,
+# when the record has no well-formed SNILS, the person's (ESIA-confirmed) mobile phone.
+# A record with a different SNILS never matches by phone (another person sharing it).
+REGISTRY_MATCH_RULE = "pl.snils = $1 OR (pl.phone = $2 AND coalesce(pl.snils, '') !~ '^[0-9]{11}$')"
+
 _UPSERT_PARENT = """
 INSERT INTO gateway.accounts (role, snils, phone, display_name)
 VALUES ('PARENT', $1, $2, $3)
@@ -41,6 +46,17 @@ DO UPDATE SET snils = EXCLUDED.snils, phone = EXCLUDED.phone,
 RETURNING id::text
 """
 
+_UPSERT_STUDENT_BY_ID = """
+INSERT INTO gateway.accounts (role, snils, phone, student_id, display_name)
+SELECT 'STUDENT', si.snils, si.phone, si.student_id, $2
+FROM diary_api.student_identities si
+WHERE si.student_id = $1
+ON CONFLICT (student_id) WHERE role = 'STUDENT'
+DO UPDATE SET snils = EXCLUDED.snils, phone = EXCLUDED.phone,
+              display_name = EXCLUDED.display_name
+RETURNING id::text
+"""
+
 _UPSERT_STAFF = """
 INSERT INTO gateway.accounts (role, snils, phone, staff_id, display_name)
 SELECT $1, st.snils, st.phone, st.id, $3
@@ -56,8 +72,8 @@ RETURNING id::text
 """
 
 # One statement: the account and its whole scope.
-# PARENT: every student linked to any registry record (in any school) holding the
-#         account's SNILS, or its phone when the account has no SNILS (merged account).
+# PARENT: every student linked to any registry record (in any school) that matches the
+#         person (merged account): see REGISTRY_MATCH_RULE.
 # STUDENT: themself. SCHOOL_ADMIN: their school. REGIONAL_ANALYST: nothing personal.
 _LOAD_VIEWER = """
 SELECT a.id::text AS id, a.role, a.display_name,
@@ -65,8 +81,8 @@ SELECT a.id::text AS id, a.role, a.display_name,
          WHEN 'PARENT' THEN coalesce(
            (SELECT array_agg(DISTINCT pl.student_id)
             FROM diary_api.parent_links pl
-            WHERE (a.snils IS NOT NULL AND pl.snils = a.snils::text)
-               OR (a.snils IS NULL AND pl.phone = a.phone)),
+            WHERE (pl.snils = a.snils::text)
+               OR (pl.phone = a.phone AND coalesce(pl.snils, '') !~ '^[0-9]{11}$')),
            '{}'::int[])
          WHEN 'STUDENT' THEN ARRAY[a.student_id]
          ELSE '{}'::int[]
@@ -103,6 +119,30 @@ async def ensure_demo_account(pool: asyncpg.Pool, account: DemoAccount) -> str:
             f"demo account {account.key!r} is not in the school registries; "
             "seed the demo data first (school-gateway seed)"
         )
+    return str(account_id)
+
+
+async def upsert_parent_account(
+    pool: asyncpg.Pool, *, snils: str | None, phone: str | None, display_name: str
+) -> str:
+    """The gateway account of a parent (created on first sign-in); returns its id."""
+    if snils is None:
+        existing = await pool.fetchval(
+            "SELECT id::text FROM gateway.accounts "
+            "WHERE role = 'PARENT' AND snils IS NULL AND phone = $1",
+            phone,
+        )
+        if existing is not None:
+            return str(existing)
+    account_id = await pool.fetchval(_UPSERT_PARENT, snils, phone, display_name)
+    return str(account_id)
+
+
+async def upsert_student_account(pool: asyncpg.Pool, *, student_id: int, display_name: str) -> str:
+    """The gateway account of a student record (created on first sign-in); returns its id."""
+    account_id = await pool.fetchval(_UPSERT_STUDENT_BY_ID, student_id, display_name)
+    if account_id is None:
+        raise AccountNotFoundError(f"no student record {student_id}")
     return str(account_id)
 
 
