@@ -12,6 +12,13 @@ import asyncpg
 
 from auth.viewer import Role, Viewer
 from fixtures.demo import DemoAccount
+from gateway.errors import ApiError, ErrorCode
+
+
+class SessionRevokedError(ApiError):
+    """The request's session was revoked (logout, a replayed refresh token) or has ended."""
+
+    code = ErrorCode.SESSION_REVOKED
 
 
 class AccountNotFoundError(LookupError):
@@ -71,11 +78,11 @@ DO UPDATE SET role = EXCLUDED.role, snils = EXCLUDED.snils, phone = EXCLUDED.pho
 RETURNING id::text
 """
 
-# One statement: the account and its whole scope.
+# The account and its whole scope (the select list and join of _LOAD_VIEWER*).
 # PARENT: every student linked to any registry record (in any school) that matches the
 #         person (merged account): see REGISTRY_MATCH_RULE.
 # STUDENT: themself. SCHOOL_ADMIN: their school. REGIONAL_ANALYST: nothing personal.
-_LOAD_VIEWER = """
+_VIEWER_COLUMNS = """
 SELECT a.id::text AS id, a.role, a.display_name,
        CASE a.role
          WHEN 'PARENT' THEN coalesce(
@@ -93,10 +100,28 @@ SELECT a.id::text AS id, a.role, a.display_name,
             WHERE st.id = a.staff_id AND st.school_id IS NOT NULL),
            '{}'::int[])
          ELSE '{}'::int[]
-       END AS school_ids
+       END AS school_ids"""
+
+# One statement: the account and its scope (no session: tools and tests).
+_LOAD_VIEWER = (
+    _VIEWER_COLUMNS
+    + """
 FROM gateway.accounts a
 WHERE a.id = $1::uuid
 """
+)
+
+# One statement per request: the session (must belong to the account; revoked or expired
+# → `session_ended`) together with the account and its scope.
+_LOAD_SESSION_VIEWER = (
+    _VIEWER_COLUMNS
+    + """,
+       (s.revoked_at IS NOT NULL OR s.expires_at <= now()) AS session_ended
+FROM gateway.sessions s
+JOIN gateway.accounts a ON a.id = s.account_id
+WHERE s.id = $2::uuid AND a.id = $1::uuid
+"""
+)
 
 
 async def ensure_demo_account(pool: asyncpg.Pool, account: DemoAccount) -> str:
@@ -146,9 +171,31 @@ async def upsert_student_account(pool: asyncpg.Pool, *, student_id: int, display
     return str(account_id)
 
 
-async def load_viewer(pool: asyncpg.Pool, account_id: str) -> Viewer | None:
-    """The viewer of an account with its current scope, or None if there is no such account."""
-    row = await pool.fetchrow(_LOAD_VIEWER, account_id)
+async def upsert_staff_account(
+    pool: asyncpg.Pool, *, role: Role, snils: str, display_name: str
+) -> str:
+    """The gateway account of a staff member (school admin, analyst) found by SNILS."""
+    account_id = await pool.fetchval(_UPSERT_STAFF, role.value, snils, display_name)
+    if account_id is None:
+        raise AccountNotFoundError(f"no {role.value} staff record with this SNILS")
+    return str(account_id)
+
+
+async def load_viewer(
+    pool: asyncpg.Pool, account_id: str, *, session_id: str | None = None
+) -> Viewer | None:
+    """The viewer of an account with its current scope, or None if there is no such account.
+
+    With `session_id` (every authenticated request): None unless that session exists and
+    belongs to the account; SessionRevokedError when it was revoked or has expired. The
+    session is checked in the same single statement that loads the scope.
+    """
+    if session_id is None:
+        row = await pool.fetchrow(_LOAD_VIEWER, account_id)
+    else:
+        row = await pool.fetchrow(_LOAD_SESSION_VIEWER, account_id, session_id)
+        if row is not None and row["session_ended"]:
+            raise SessionRevokedError()
     if row is None:
         return None
     return Viewer(

@@ -1,9 +1,23 @@
-"""Who is asking: the viewer of an HTTP request (bearer token or, later, a cookie session).
+"""Who is asking: the viewer of an HTTP request (a bearer token or a browser session cookie).
 
-A bad or expired bearer token → 401 with `WWW-Authenticate: Bearer error="invalid_token"`
-(codes UNAUTHENTICATED / TOKEN_EXPIRED); no credentials at all → an anonymous viewer.
-A verified token is remembered until it expires (`VerifiedTokens`); the viewer's scope is
-loaded fresh on every request.
+- `Authorization: Bearer <access token>` (API clients) always wins; the cookie is then
+  ignored. A bad token → 401 UNAUTHENTICATED, an expired one → 401 TOKEN_EXPIRED, a
+  token of a revoked or ended session → 401 SESSION_REVOKED (all with
+  `WWW-Authenticate: Bearer error="invalid_token"`).
+- The session cookie (browsers) authenticates only `POST /graphql`, and only after the
+  CSRF check (`check_csrf`, require_json=True):
+    * Content-Type is exactly `application/json` (a cross-site HTML form or a "simple"
+      fetch can only send form/multipart/text/plain), and
+    * the `Origin` header, or when there is none the origin of `Referer`, is one of
+      `settings.auth.allowed_origins`;
+  otherwise 403 CSRF_REJECTED and nothing is executed. A `GET /graphql` carrying only
+  the cookie is anonymous: the cookie is not read (a GET can be triggered cross-site by
+  a link or an <img>; GraphiQL and API clients use POST). A bad/expired/revoked cookie →
+  401 with the same codes, and the response clears the cookie.
+- No credentials at all → an anonymous viewer (None).
+
+A verified token is remembered until it expires (`VerifiedTokens`); the session's state
+and the viewer's scope are loaded fresh on every request, in one statement.
 """
 
 from __future__ import annotations
@@ -11,41 +25,48 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from typing import Final
+from urllib.parse import urlsplit
 
 import asyncpg
 from starlette.requests import Request
+from starlette.responses import Response
 
 from auth.accounts import load_viewer
-from auth.tokens import TokenClaims, verify_token
+from auth.sessions import clear_session_cookie
+from auth.tokens import ACCESS, SESSION, TokenClaims, TokenType, verify_token
 from auth.viewer import Viewer
 from gateway.errors import ApiError, ErrorCode, HttpError, UnauthenticatedError
 from gateway.settings import Settings
 
 VERIFIED_TOKENS: Final = 4096
+JSON_MEDIA_TYPE: Final = "application/json"
+_BEARER_CHALLENGE: Final = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 
 class VerifiedTokens:
-    """Bearer tokens whose signature and claims were verified, until they expire.
+    """Tokens whose signature and claims were verified, until they expire.
 
     A client sends the same token with every request; checking its HMAC signature and
     claims again each time is the same answer at a cost. A token found here is accepted
     only while its `exp` is still ahead (the one claim that changes its validity with
     time); otherwise, and for any token not seen, `verify_token` decides, exactly as
-    without the cache. Bounded, least recently verified first out.
+    without the cache. Entries are per token kind (access / session cookie). Bounded,
+    least recently verified first out. Revocation is not cached: it is read per request.
     """
 
     def __init__(self, settings: Settings, size: int = VERIFIED_TOKENS) -> None:
         self._settings = settings
         self._size = size
-        self._claims: OrderedDict[str, TokenClaims] = OrderedDict()
+        self._claims: OrderedDict[tuple[TokenType, str], TokenClaims] = OrderedDict()
 
-    def verify(self, token: str) -> TokenClaims:
+    def verify(self, token: str, typ: TokenType = ACCESS) -> TokenClaims:
         """The claims of a valid token; TOKEN_EXPIRED or UNAUTHENTICATED otherwise."""
-        claims = self._claims.get(token)
+        key = (typ, token)
+        claims = self._claims.get(key)
         if claims is not None and claims.expires_at > time.time():
             return claims
-        claims = verify_token(self._settings, token)
-        self._claims[token] = claims
+        claims = verify_token(self._settings, token, typ=typ)
+        self._claims[key] = claims
         if len(self._claims) > self._size:
             self._claims.popitem(last=False)
         return claims
@@ -57,8 +78,15 @@ async def authenticate_request(
     pool: asyncpg.Pool,
     tokens: VerifiedTokens | None = None,
 ) -> Viewer | None:
-    """The viewer of an HTTP request; None when it carries no credentials."""
-    return await authenticate(request.headers.get("authorization"), settings, pool, tokens)
+    """The viewer of a GraphQL HTTP request; None when it carries no usable credentials."""
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        return await authenticate(authorization, settings, pool, tokens)
+    cookie = request.cookies.get(settings.auth.session_cookie)
+    if not cookie or request.method != "POST":
+        return None
+    check_csrf(request, settings, require_json=True)
+    return await authenticate_cookie(cookie, settings, pool, tokens)
 
 
 async def authenticate(
@@ -74,20 +102,80 @@ async def authenticate(
     try:
         if scheme.lower() != "bearer" or not token.strip():
             raise UnauthenticatedError("Ожидается заголовок Authorization: Bearer <токен>.")
-        if tokens is None:
-            claims = verify_token(settings, token.strip())
-        else:
-            claims = tokens.verify(token.strip())
-        viewer = await load_viewer(pool, claims.account_id)
-        if viewer is None:
-            raise UnauthenticatedError("Учётная запись не найдена.")
+        claims = _verify(settings, tokens, token.strip(), ACCESS)
+        return await _session_viewer(pool, claims)
     except ApiError as error:
-        raise HttpError(
-            401,
-            error.code,
-            error.message,
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        ) from None
+        raise HttpError(401, error.code, error.message, headers=_BEARER_CHALLENGE) from None
+
+
+async def authenticate_cookie(
+    cookie: str,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    tokens: VerifiedTokens | None = None,
+) -> Viewer:
+    """The viewer of a session cookie (CSRF already checked); 401 HttpError for a bad one."""
+    try:
+        claims = _verify(settings, tokens, cookie, SESSION)
+        return await _session_viewer(pool, claims)
+    except ApiError as error:
+        headers = {"Set-Cookie": cleared_cookie_header(settings)}
+        raise HttpError(401, error.code, error.message, headers=headers) from None
+
+
+def check_csrf(request: Request, settings: Settings, *, require_json: bool) -> None:
+    """403 CSRF_REJECTED unless the request comes from an allowed origin (see module doc)."""
+    if require_json and media_type(request.headers.get("content-type")) != JSON_MEDIA_TYPE:
+        raise HttpError(403, ErrorCode.CSRF_REJECTED)
+    if request_origin(request) not in _allowed(settings):
+        raise HttpError(403, ErrorCode.CSRF_REJECTED)
+
+
+def request_origin(request: Request) -> str | None:
+    """The `Origin` header, else the origin of `Referer`, lower-cased; None without both."""
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return origin.strip().lower()
+    referer = request.headers.get("referer")
+    if not referer:
+        return None
+    parts = urlsplit(referer.strip())
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def media_type(content_type: str | None) -> str | None:
+    """`application/json` of `application/json; charset=utf-8`, lower-cased."""
+    if content_type is None:
+        return None
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def cleared_cookie_header(settings: Settings) -> str:
+    """A `Set-Cookie` value that removes the session cookie."""
+    response = Response()
+    clear_session_cookie(response, settings)
+    return response.headers["set-cookie"]
+
+
+def _allowed(settings: Settings) -> frozenset[str]:
+    return frozenset(origin.lower() for origin in settings.auth.allowed_origins)
+
+
+def _verify(
+    settings: Settings, tokens: VerifiedTokens | None, token: str, typ: TokenType
+) -> TokenClaims:
+    if tokens is None:
+        return verify_token(settings, token, typ=typ)
+    return tokens.verify(token, typ)
+
+
+async def _session_viewer(pool: asyncpg.Pool, claims: TokenClaims) -> Viewer:
+    try:
+        viewer = await load_viewer(pool, claims.account_id, session_id=claims.session_id)
     except asyncpg.QueryCanceledError:
         raise HttpError(503, ErrorCode.TIMEOUT) from None
+    if viewer is None:
+        raise UnauthenticatedError("Учётная запись или сеанс не найдены.")
     return viewer

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
+from auth.dev_idp import dev_idp_routes
+from auth.esia_routes import esia_routes
+from auth.password_routes import password_routes
 from auth.services import AuthServices
+from auth.session_routes import session_routes
 
 
 def auth_routes(services: AuthServices) -> list[BaseRoute]:
@@ -12,4 +16,8 @@ def auth_routes(services: AuthServices) -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     # Filled in by the sign-in modules: esia_routes, password_routes, session_routes,
     # dev_idp_routes (only when services.settings.auth.dev_idp).
+    routes += session_routes(services)
+    routes += password_routes(services)
+    routes += esia_routes(services)
+    routes += dev_idp_routes(services)
     return routes

@@ -1,8 +1,16 @@
-"""Bearer tokens: HS256 JWTs signed by the gateway (joserfc, the successor of authlib's JOSE).
+"""Signed tokens of the gateway: HS256 JWTs via joserfc (the successor of authlib's JOSE).
 
-A token names an account (`sub`); it carries no scope. The viewer's scope is read from
-the registries on every request (auth.accounts.load_viewer), so a token never outlives a
-removed parent-child link.
+Two kinds, told apart by the `typ` claim so one can never stand in for the other:
+
+- access tokens (`typ` "access"): `Authorization: Bearer` of API clients, short-lived
+  (`settings.auth.access_ttl_seconds`);
+- session cookies (`typ` "session"): the value of the browser's session cookie, valid
+  until the session expires.
+
+Both name an account (`sub`) and a session (`sid`); neither carries a scope. The session's
+revocation and the viewer's scope are read from the database on every request
+(auth.accounts.load_viewer), so a token never outlives a logout or a removed
+parent-child link.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
@@ -25,62 +34,95 @@ ALGORITHM = "HS256"
 MAX_TOKEN_LENGTH = 4096
 _ALGORITHMS = (ALGORITHM,)
 
+TokenType = Literal["access", "session"]
+ACCESS: Final[TokenType] = "access"
+SESSION: Final[TokenType] = "session"
+_INVALID = "Недействительный токен доступа."
+
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
-    """What a verified token tells: the account and when the token expires."""
+    """What a verified token tells: the account, its session and when the token expires."""
 
     account_id: str
+    session_id: str
     expires_at: int
     token_id: str
 
 
-def issue_token(settings: Settings, *, account_id: str) -> str:
-    """Sign a bearer token for `account_id`, valid for `settings.jwt_ttl_seconds`."""
+def issue_token(settings: Settings, *, account_id: str, session_id: str) -> str:
+    """An access token of `session_id`, valid for `settings.auth.access_ttl_seconds`."""
     now = int(time.time())
-    claims = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": account_id,
-        "iat": now,
-        "exp": now + settings.jwt_ttl_seconds,
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode({"alg": ALGORITHM}, claims, _key(settings), algorithms=_ALGORITHMS)
+    return _sign(settings, ACCESS, account_id, session_id, now + settings.jwt_ttl_seconds)
 
 
-def verify_token(settings: Settings, token: str) -> TokenClaims:
-    """The claims of a valid token; TOKEN_EXPIRED or UNAUTHENTICATED otherwise."""
+def issue_session_cookie(
+    settings: Settings, *, account_id: str, session_id: str, expires_at: int
+) -> str:
+    """The browser cookie value of `session_id`, valid until `expires_at` (the session's end)."""
+    return _sign(settings, SESSION, account_id, session_id, expires_at)
+
+
+def verify_token(
+    settings: Settings, token: str, *, typ: TokenType = ACCESS, check_expiry: bool = True
+) -> TokenClaims:
+    """The claims of a valid token of kind `typ`; TOKEN_EXPIRED or UNAUTHENTICATED otherwise.
+
+    `check_expiry=False` accepts an expired (but otherwise valid) token: logout revokes
+    the session of a token that has just run out.
+    """
     if not token or len(token) > MAX_TOKEN_LENGTH:
-        raise UnauthenticatedError("Недействительный токен доступа.")
+        raise UnauthenticatedError(_INVALID)
+    # Without the expiry check, a token up to the refresh lifetime past its `exp` passes.
+    leeway = 0 if check_expiry else settings.auth.refresh_ttl_seconds
     try:
         decoded = jwt.decode(token, _key(settings), algorithms=_ALGORITHMS)
-        _claims_registry().validate(decoded.claims)
+        _claims_registry(typ, leeway).validate(decoded.claims)
     except ExpiredTokenError:
         raise TokenExpiredError() from None
     except (JoseError, ValueError):
         # ValueError covers malformed base64/JSON in a token that is not a JWT at all.
-        raise UnauthenticatedError("Недействительный токен доступа.") from None
+        raise UnauthenticatedError(_INVALID) from None
     claims = decoded.claims
-    account_id = claims["sub"]
-    if not _is_uuid(account_id):
-        raise UnauthenticatedError("Недействительный токен доступа.")
+    account_id, session_id = claims["sub"], claims["sid"]
+    if not (_is_uuid(account_id) and _is_uuid(session_id)):
+        raise UnauthenticatedError(_INVALID)
     return TokenClaims(
         account_id=account_id,
+        session_id=session_id,
         expires_at=int(claims["exp"]),
         token_id=str(claims.get("jti", "")),
     )
+
+
+def _sign(
+    settings: Settings, typ: TokenType, account_id: str, session_id: str, expires_at: int
+) -> str:
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "typ": typ,
+        "sub": account_id,
+        "sid": session_id,
+        "iat": int(time.time()),
+        "exp": expires_at,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode({"alg": ALGORITHM}, claims, _key(settings), algorithms=_ALGORITHMS)
 
 
 def _key(settings: Settings) -> OctKey:
     return OctKey.import_key(settings.jwt_secret)
 
 
-def _claims_registry() -> jwt.JWTClaimsRegistry:
+def _claims_registry(typ: TokenType, leeway: int) -> jwt.JWTClaimsRegistry:
     return jwt.JWTClaimsRegistry(
+        leeway=leeway,
         iss={"essential": True, "value": ISSUER},
         aud={"essential": True, "value": AUDIENCE},
+        typ={"essential": True, "value": typ},
         sub={"essential": True},
+        sid={"essential": True},
         exp={"essential": True},
         iat={"essential": True},
     )

@@ -38,7 +38,7 @@ from gateway.http import (
     json_response,
     operation_name_of,
 )
-from gateway.logging import configure_logging, log_request
+from gateway.logging import configure_logging, log_request, safe_path
 from gateway.schema import build_schema
 from gateway.settings import Settings
 
@@ -180,7 +180,7 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         except Exception:  # the outermost boundary: logged with traceback, then masked
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            log.exception("unhandled error in %s %s", scope["method"], safe_path(scope["path"]))
             if not response_started:
                 await _send_internal_error(send)
                 status = 500

@@ -43,6 +43,8 @@ class AuthSettings:
     # or an HTTP signer (POST text → signature). The dev provider accepts neither set.
     esia_signer_command: str | None = None
     esia_signer_url: str | None = None
+    # ESIA: the hash of the client's certificate (client_certificate_hash parameter).
+    esia_certificate_hash: str | None = None
     esia_timeout_seconds: int = 10
     # Sessions and tokens.
     access_ttl_seconds: int = 900
@@ -102,6 +104,7 @@ class AuthSettings:
             esia_scope=env.get("SCHOOL_GATEWAY_ESIA_SCOPE", DEFAULT_ESIA_SCOPE),
             esia_signer_command=signer_command,
             esia_signer_url=signer_url,
+            esia_certificate_hash=env.get("SCHOOL_GATEWAY_ESIA_CERTIFICATE_HASH") or None,
             esia_timeout_seconds=read_int(env, "SCHOOL_GATEWAY_ESIA_TIMEOUT", 10, low=1, high=120),
             access_ttl_seconds=read_int(env, "SCHOOL_GATEWAY_JWT_TTL", 900, low=60, high=86400),
             refresh_ttl_seconds=read_int(

@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from gateway.cli_records import register as register_sign_in_events
 from gateway.embedded import EmbeddedPostgresError
 from gateway.logging import configure_logging
 from gateway.settings import Settings, SettingsError
@@ -53,6 +54,7 @@ Command = Callable[[argparse.Namespace, Settings], int]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `school-gateway` command."""
     args = build_parser().parse_args(argv)
+    _apply_listen_flags(args)
     try:
         settings = load_settings(args.command)
     except SettingsError as error:
@@ -70,6 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+
+
+def _apply_listen_flags(args: argparse.Namespace) -> None:
+    """`--host`/`--port` count as SCHOOL_GATEWAY_HOST/PORT before the settings are read,
+    so everything derived from them (the public URL, the ESIA redirect URI, the dev
+    identity provider's address, the allowed Origin) follows, in workers too."""
+    for flag, variable in (("host", "SCHOOL_GATEWAY_HOST"), ("port", "SCHOOL_GATEWAY_PORT")):
+        value = getattr(args, flag, None)
+        if value:
+            os.environ[variable] = str(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("dev-token", help="print a bearer token for a demo account")
     token.add_argument("account", metavar="ACCOUNT", help="demo account key (see `accounts`)")
     token.set_defaults(handler=cmd_dev_token)
+
+    register_sign_in_events(commands)
     return parser
 
 
@@ -344,12 +358,22 @@ async def _prepare_demo(
     tokens = await _issue_tokens(url, settings, [str(row["key"]) for row in rows])
     print(format_accounts(rows))
     print()
-    print("Dev tokens (header `Authorization: Bearer <token>`):")
+    minutes = settings.jwt_ttl_seconds // 60
+    print(f"Dev tokens (header `Authorization: Bearer <token>`; valid {minutes} min,")
+    print("each its own revocable session: POST /auth/logout with the header ends it):")
     for key, token in tokens.items():
         print(f"  {key}: {token}")
     print()
     print(f"Diary date (the data set's today): {info['today']}")
-    print(f"GraphiQL: http://{settings.host}:{port}/graphql")
+    base = settings.auth.public_url
+    print(f"GraphiQL: {base}/graphql")
+    print(f"Sign in in a browser: {base}/auth/login (school login and password, students")
+    print("under 14.5), or «Вход для пользователей старше 14,5 лет» on that page: ESIA")
+    if settings.auth.dev_idp:
+        from auth.dev_idp import DEV_IDP_PASSWORD
+
+        print("through the development identity provider: pick a person with a SNILS")
+        print(f"above, password {DEV_IDP_PASSWORD!r}.")
     today: date = info["today"]
     return today
 
@@ -369,7 +393,7 @@ async def _account_rows(url: str) -> list[dict[str, object]]:
 
 async def _issue_tokens(url: str, settings: Settings, keys: Sequence[str]) -> dict[str, str]:
     from auth.accounts import AccountNotFoundError, ensure_demo_account
-    from auth.tokens import issue_token
+    from auth.sessions import issue_dev_token
     from fixtures.demo import demo_account
     from gateway.db import create_pool
 
@@ -378,7 +402,7 @@ async def _issue_tokens(url: str, settings: Settings, keys: Sequence[str]) -> di
         tokens: dict[str, str] = {}
         for key in keys:
             account_id = await ensure_demo_account(pool, demo_account(key))
-            tokens[key] = issue_token(settings, account_id=account_id)
+            tokens[key] = await issue_dev_token(pool, settings, account_id)
     except AccountNotFoundError as error:
         raise CliError(str(error)) from None
     finally:

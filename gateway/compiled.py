@@ -6,8 +6,9 @@ compilable, the variables do not coerce, or anything at all goes wrong while the
 runs — a resolver raises (a permission check, a bad argument, a timeout), a non-null
 value is null, a value needs a coercion the fast path does not know. Errors, their
 paths and null propagation are therefore always graphql-core's own. The request is
-then executed again from the start with fresh loaders (the reads are repeated, which
-only failing requests pay).
+then executed again from the start, with the same loaders: their caches answer the
+reads already made, so no statement is sent twice (a batch that failed, e.g. a scope
+check, is not cached and fails again the same way).
 
 Resolvers run exactly as graphql-core runs them: the same resolve info (built by the
 strawberry execution context), the same argument coercion, the field's resolver with

@@ -257,3 +257,23 @@ async def list_last_updated_by_student_ids(
 ) -> list[Row]:
     """Latest change to each student's marks, attendance, final marks, lessons or homework."""
     return list(await pool.fetch(_LAST_UPDATED_SQL, _distinct(student_ids)))
+
+
+_VERSIONS_SQL = f"""
+SELECT concat_ws(';',
+    (SELECT j.version FROM diary_api.journal_version j),
+    (SELECT string_agg(concat_ws(':', v.student_id, v.class_id, v.student_version,
+                                 v.class_version), ',' ORDER BY v.student_id)
+     FROM {_STUDENT_KEYS}
+     JOIN diary_api.student_versions v ON v.student_id = k.student_id))
+"""
+
+
+async def get_versions(pool: asyncpg.Pool, *, student_ids: Sequence[int]) -> str:
+    """One token for the versions of the journal and of these students and their classes.
+
+    Any committed change to data the diary shows for these students gives a different
+    token (see `diary_api.student_versions`).
+    """
+    token = await pool.fetchval(_VERSIONS_SQL, _distinct(student_ids))
+    return str(token)

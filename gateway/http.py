@@ -20,6 +20,10 @@ control of the protocol and of the cost per request:
 - Execution goes through the document's compiled plan (`gateway.compiled`), which gives
   the request back to graphql-core (the reference) whenever it leaves the plain path;
   SCHOOL_GATEWAY_EXECUTOR=reference uses graphql-core alone.
+- Queries of parents and students go through a response cache (`gateway.response_cache`)
+  validated by one statement that reads the change versions of the viewer's students;
+  a hit records the access audit as a miss does. SCHOOL_GATEWAY_RESPONSE_CACHE=0 turns
+  it off.
 - Every error has `extensions.code`. Expected failures (ApiError) pass through; a
   statement timeout becomes TIMEOUT; anything else is logged with its traceback and
   reaches the client as INTERNAL_SERVER_ERROR with a Russian message.
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -54,10 +58,13 @@ from strawberry.schema import Schema as StrawberrySchema
 from auth.records import AccessEvent, Recorder
 from auth.requests import VerifiedTokens, authenticate_request
 from auth.viewer import Viewer
+from gateway import data
 from gateway.compiled import CompiledExecutor, PlanCache
 from gateway.context import Context
 from gateway.errors import MESSAGES, ApiError, ErrorCode, HttpError
 from gateway.limits import parse_query, validate_query
+from gateway.response_cache import CachedResponse, ResponseCache, is_cacheable
+from gateway.response_cache import enabled_from_env as response_cache_enabled
 from gateway.settings import Settings
 from resolvers.loaders import Loaders
 
@@ -360,7 +367,14 @@ def is_request_error(result: ExecutionResult) -> bool:
 class GraphQLEndpoint:
     """Turns an HTTP request into a GraphQL response; one instance per application."""
 
-    def __init__(self, schema: StrawberrySchema, settings: Settings, recorder: Recorder) -> None:
+    def __init__(
+        self,
+        schema: StrawberrySchema,
+        settings: Settings,
+        recorder: Recorder,
+        *,
+        response_cache: bool | None = None,
+    ) -> None:
         if schema.extensions or schema.directives:
             # Execution goes straight to graphql-core: strawberry's schema extensions and
             # operation directives would silently not run. Limits belong in gateway.limits.
@@ -374,6 +388,9 @@ class GraphQLEndpoint:
         self._compiled = (
             CompiledExecutor(schema, _is_awaitable) if settings.executor == "compiled" else None
         )
+        if response_cache is None:
+            response_cache = response_cache_enabled()
+        self.response_cache = ResponseCache() if response_cache else None
 
     async def handle(self, request: Request, pool: asyncpg.Pool) -> Response:
         media_type = negotiate(request.headers.get("accept"))
@@ -411,6 +428,15 @@ class GraphQLEndpoint:
             )
         if prepared.errors:
             return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
+        cache_key, versions = None, ""
+        if self.response_cache is not None and is_cacheable(viewer, operation):
+            assert viewer is not None
+            cache_key = self._cache_key(viewer, graphql_request, operation_name)
+            versions = await _versions(pool, viewer)
+            cached = self.response_cache.get(cache_key, versions)
+            if cached is not None:
+                self._audit_hit(viewer, cached, operation_name)
+                return raw_json_response(cached.body, 200, media_type)
         result = None
         context = self._context(viewer, pool)
         if self._compiled is not None and prepared.plans is not None:
@@ -422,8 +448,8 @@ class GraphQLEndpoint:
                 operation_name=operation_name,
                 extensions=graphql_request.extensions,
             )
-        if result is None:  # the reference: graphql-core, with fresh loaders
-            context = self._context(viewer, pool)
+        if result is None:  # the reference: graphql-core, with the same loaders, whose
+            # caches answer what the compiled attempt read already (no statement twice)
             result = await self._execute(
                 prepared.document, graphql_request, operation_name, context
             )
@@ -444,7 +470,38 @@ class GraphQLEndpoint:
                     operation_name=operation_name,
                 )
             )
-        return graphql_response(body, media_type, failed=False)
+        encoded = orjson.dumps(body)
+        if cache_key is not None and self.response_cache is not None and "errors" not in body:
+            accessed = tuple(sorted(context.loaders.accessed_student_ids))
+            self.response_cache.put(cache_key, CachedResponse(versions, encoded, accessed))
+        return raw_json_response(encoded, 200, media_type)
+
+    def _cache_key(
+        self, viewer: Viewer, graphql_request: GraphQLRequest, operation_name: str | None
+    ) -> Hashable:
+        return ResponseCache.key(
+            viewer,
+            query=graphql_request.query,
+            variables=graphql_request.variables,
+            operation_name=operation_name,
+            extensions=graphql_request.extensions,
+            today=self.settings.today(),
+        )
+
+    def _audit_hit(
+        self, viewer: Viewer, cached: CachedResponse, operation_name: str | None
+    ) -> None:
+        """The access audit of a cached answer: what its execution read, as for a miss."""
+        if cached.accessed_student_ids:
+            self.recorder.access(
+                AccessEvent(
+                    at=datetime.now(UTC),
+                    account_id=viewer.account_id,
+                    role=viewer.role.value,
+                    student_ids=cached.accessed_student_ids,
+                    operation_name=operation_name,
+                )
+            )
 
     def _context(self, viewer: Viewer | None, pool: asyncpg.Pool) -> Context:
         return Context(
@@ -505,6 +562,21 @@ def error_response(error: HttpError, media_type: str) -> Response:
 def json_response(
     body: Any, status: int, media_type: str, headers: Mapping[str, str] | None = None
 ) -> Response:
-    response = Response(orjson.dumps(body), status_code=status, headers=headers)
+    return raw_json_response(orjson.dumps(body), status, media_type, headers)
+
+
+def raw_json_response(
+    encoded: bytes, status: int, media_type: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A response with an already encoded JSON body."""
+    response = Response(encoded, status_code=status, headers=headers)
     response.headers["content-type"] = f"{media_type}; charset=utf-8"
     return response
+
+
+async def _versions(pool: asyncpg.Pool, viewer: Viewer) -> str:
+    """The change token of the viewer's students (one statement); 503 TIMEOUT if slow."""
+    try:
+        return await data.get_versions(pool, student_ids=sorted(viewer.student_ids))
+    except asyncpg.QueryCanceledError:
+        raise HttpError(503, ErrorCode.TIMEOUT) from None

@@ -2,7 +2,14 @@
 
 The request line holds the method, the path (without the query string: a GET request
 carries variables there), the status, the duration and the operation name. Never
-variables, tokens, SNILS, phones or birth dates.
+variables, tokens, SNILS, phones or birth dates. The path and the operation name come
+from the client, so any run of six or more digits in them (a SNILS, a phone number, a
+date written as digits) is replaced by `***` before logging (`safe_text`).
+
+As a net under every other log line, the handler installed by `configure_logging`
+formats through `RedactingFormatter`, which masks what looks like a SNILS, a Russian
+phone number, a date or a long digit run in messages and tracebacks (`redact`) — the
+timestamp prefix is left alone.
 """
 
 from __future__ import annotations
@@ -14,6 +21,20 @@ import sys
 ACCESS_LOGGER = "gateway.access"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _NAME_RE = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,99}$")
+# Six or more digits, possibly split by spaces, dashes, dots, slashes or brackets
+# (123-456-789 64, +7 (912) 555-01-01, 27.11.2012): what a SNILS, phone or date looks like.
+_DIGIT_RUN_RE = re.compile(r"\d(?:[\s\-./()]*\d){5,}")
+PATH_MAX_CHARS = 200
+# What personal data looks like inside any message: SNILS (123-456-789 64, 12345678964),
+# a Russian phone (+7 912 555-01-01, 8(912)5550101), a date (2012-03-04, 04.03.2012),
+# and any run of ten or more digits that is not part of a hexadecimal word.
+_PERSONAL_RE = re.compile(
+    r"\d{3}-\d{3}-\d{3}[\s-]\d{2}"
+    r"|(?:\+7|\b8)[\s\-(]*\d{3}[\s\-)]*\d{3}[\s-]*\d{2}[\s-]*\d{2}"
+    r"|\b\d{4}-\d{2}-\d{2}\b|\b\d{2}\.\d{2}\.\d{4}\b"
+    # Long digit runs, except inside hexadecimal words (a UUID's last group).
+    r"|(?<![0-9A-Fa-f-])\d{10,}|\d{10,}(?![0-9A-Fa-f])"
+)
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -23,7 +44,7 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     if not any(getattr(h, "_school_gateway", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(_FORMAT))
+        handler.setFormatter(RedactingFormatter(_FORMAT))
         handler._school_gateway = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
@@ -35,9 +56,45 @@ def configure_logging(level: str) -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
+def redact(text: str) -> str:
+    """Any log text with SNILS-, phone- and date-looking parts replaced by `***`."""
+    return _PERSONAL_RE.sub("***", text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """A formatter that redacts the message and traceback (never the timestamp)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = redact(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: logging._SysExcInfoType) -> str:
+        return redact(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact(super().formatStack(stack_info))
+
+
+def safe_text(text: str) -> str:
+    """Client-supplied text fit for a log line: digit runs that could be personal masked."""
+    return _DIGIT_RUN_RE.sub("***", text)
+
+
+def safe_path(path: str) -> str:
+    """A request path for a log line: shortened, digit runs masked."""
+    return safe_text(path[:PATH_MAX_CHARS])
+
+
 def log_request(
     method: str, path: str, status: int, duration_ms: float, operation_name: str | None
 ) -> None:
-    """The request line: `POST /graphql 200 12.3ms op=MyChildren`."""
+    """The request line: `POST /graphql 200 12.3ms op=MyChildren` (path and name made safe)."""
     operation = operation_name if operation_name and _NAME_RE.match(operation_name) else "-"
-    access_log.info("%s %s %d %.1fms op=%s", method, path, status, duration_ms, operation)
+    access_log.info(
+        "%s %s %d %.1fms op=%s",
+        method,
+        safe_path(path),
+        status,
+        duration_ms,
+        safe_text(operation),
+    )

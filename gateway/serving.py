@@ -1,12 +1,34 @@
-"""Running uvicorn with one or several workers, with TCP_NODELAY on every connection."""
+"""Running uvicorn with one or several workers, with TCP_NODELAY on every connection.
+
+The event loop is uvloop and the HTTP parser httptools (both pinned in requirements.lock)
+unless SCHOOL_GATEWAY_SERVER=asyncio asks for uvicorn's pure-Python pair (asyncio + h11),
+kept for measuring what they bring (docs/performance.md) and as a fallback.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
+from typing import Final, Literal
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
+
+SERVER_ENV: Final = "SCHOOL_GATEWAY_SERVER"
+
+LoopName = Literal["uvloop", "asyncio"]
+HttpName = Literal["httptools", "h11"]
+
+
+def server_stack(value: str | None = None) -> tuple[LoopName, HttpName]:
+    """uvicorn's (loop, http) implementations: `fast` (default) or `asyncio` (pure Python)."""
+    choice = (os.environ.get(SERVER_ENV, "") if value is None else value).strip().lower()
+    if choice in ("", "fast", "uvloop"):
+        return "uvloop", "httptools"
+    if choice in ("asyncio", "h11"):
+        return "asyncio", "h11"
+    raise ValueError(f"{SERVER_ENV} must be 'fast' or 'asyncio', not {choice!r}")
 
 
 class _NoDelayConfig(uvicorn.Config):
@@ -27,8 +49,11 @@ class _NoDelayConfig(uvicorn.Config):
 
 def run_factory(app_factory: str, *, host: str, port: int, workers: int) -> None:
     """Serve `module:factory` on host:port with `workers` processes (uvicorn.run's paths)."""
+    loop, http = server_stack()
     config = _NoDelayConfig(
         app_factory,
+        loop=loop,
+        http=http,
         factory=True,
         host=host,
         port=port,

@@ -19,7 +19,6 @@ import pytest
 from starlette.applications import Starlette
 
 from auth.accounts import ensure_demo_account
-from auth.tokens import issue_token
 from fixtures.demo import demo_account
 from fixtures.generate import SeedSummary, seed
 from gateway import embedded
@@ -122,13 +121,14 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="session")
 async def tokens(settings: Settings, pool: asyncpg.Pool) -> dict[str, str]:
-    """A bearer token for every demo account, by key."""
+    """A bearer token for every demo account, by key (each of its own DEV_TOKEN API session)."""
+    from auth.sessions import issue_dev_token
     from fixtures.demo import DEMO_ACCOUNTS
 
     result: dict[str, str] = {}
     for account in DEMO_ACCOUNTS:
         account_id = await ensure_demo_account(pool, demo_account(account.key))
-        result[account.key] = issue_token(settings, account_id=account_id)
+        result[account.key] = await issue_dev_token(pool, settings, account_id)
     return result
 
 

@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 
 from auth.accounts import ensure_demo_account
-from auth.tokens import issue_token
+from auth.sessions import issue_dev_token
 from fixtures import snils
 from fixtures.demo import DemoAccount
 from gateway.settings import Settings
@@ -67,7 +67,7 @@ async def planted_parent(
     )
     account_id = await ensure_demo_account(pool, account)
     try:
-        yield issue_token(settings, account_id=account_id)
+        yield await issue_dev_token(pool, settings, account_id)
     finally:
         await owner_conn.execute("DELETE FROM gateway.accounts WHERE id = $1::uuid", account_id)
         await owner_conn.execute(

@@ -273,6 +273,7 @@ def test_every_demo_account_is_covered() -> None:
         "parent-unregistered",
         "school-admin",
         "regional-analyst",
+        "parent-phone-only",  # tests/test_signin_esia.py
     }
     assert {account.key for account in DEMO_ACCOUNTS} == covered
 

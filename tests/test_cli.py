@@ -152,15 +152,28 @@ def test_dev_token_is_refused_outside_dev_mode(database_url: str, tmp_path: Path
     )
 
 
-def test_dev_token_in_dev_mode(
-    database_url: str, tmp_path: Path, settings: Settings, seeded: SeedSummary
+async def test_dev_token_in_dev_mode(
+    database_url: str, tmp_path: Path, settings: Settings, owner_conn: asyncpg.Connection
 ) -> None:
     result = _run(
         ["dev-token", "student-young"], _env(database_url, tmp_path, SCHOOL_GATEWAY_DEV="1")
     )
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
-    assert verify_token(settings, token).account_id
+    claims = verify_token(settings, token)
+    # Bound to its own revocable session (an API session started by DEV_TOKEN).
+    session = await owner_conn.fetchrow(
+        "SELECT account_id::text, kind, method, revoked_at FROM gateway.sessions "
+        "WHERE id = $1::uuid",
+        claims.session_id,
+    )
+    assert session is not None
+    assert dict(session) == {
+        "account_id": claims.account_id,
+        "kind": "API",
+        "method": "DEV_TOKEN",
+        "revoked_at": None,
+    }
 
 
 def test_dev_token_for_an_unknown_account(database_url: str, tmp_path: Path) -> None:

@@ -47,6 +47,17 @@ def test_bad_tokens_are_never_remembered(settings: Settings) -> None:
     assert _code(tokens, expired) == "TOKEN_EXPIRED"
 
 
+def test_remembered_tokens_are_per_kind(settings: Settings) -> None:
+    tokens = VerifiedTokens(settings)
+    cookie = _sign(settings, _claims(typ="session"))
+    assert tokens.verify(cookie, "session").session_id
+    assert _code(tokens, cookie) == "UNAUTHENTICATED"  # never accepted as an access token
+    access = _sign(settings, _claims())
+    assert tokens.verify(access).session_id
+    with pytest.raises(ApiError):
+        tokens.verify(access, "session")
+
+
 def test_the_cache_is_bounded(settings: Settings) -> None:
     tokens = VerifiedTokens(settings, size=2)
     issued = [_sign(settings, _claims()) for _ in range(3)]

@@ -144,3 +144,25 @@ async def test_statements_do_not_grow_with_days(
         month, _ = await count_request(client, token, _window(settings.max_diary_days))
     assert len(one_day) == len(month), f"1 day:\n{_describe(one_day)}\nmonth:\n{_describe(month)}"
     assert sorted(one_day) == sorted(month)
+
+
+async def test_a_failing_request_reads_nothing_twice(
+    client: httpx.AsyncClient,
+    owner_conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    settings: Settings,
+) -> None:
+    """The compiled attempt gives way to graphql-core, which reuses its loaders' reads."""
+    student, outsider = await pick_students(owner_conn, 2)
+    query = """query Mixed($from: Date, $to: Date, $other: ID!) {
+      myChildren { id diary(from: $from, to: $to) { marks { value } } }
+      student(id: $other) { id }
+    }"""
+    variables = {**_window(7), "other": str(outsider)}
+    async with planted_parent(owner_conn, pool, settings, [student], tag=14) as token:
+        with counting_statements(keep_text=True) as counter:
+            payload = await post_graphql(client, token, query, variables)
+    assert payload["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert payload["data"]["myChildren"][0]["id"] == str(student)
+    statements = application_statements(counter)
+    assert len(statements) == len(set(statements)), _describe(statements)

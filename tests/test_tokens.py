@@ -34,7 +34,9 @@ def _claims(**overrides: Any) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "iss": ISSUER,
         "aud": AUDIENCE,
+        "typ": "access",
         "sub": str(uuid.uuid4()),
+        "sid": str(uuid.uuid4()),
         "iat": now,
         "exp": now + 600,
         "jti": uuid.uuid4().hex,
@@ -55,20 +57,21 @@ def _code(settings: Settings, token: str) -> str:
 
 
 def test_issued_token_has_the_documented_claims(settings: Settings) -> None:
-    account_id = str(uuid.uuid4())
+    account_id, session_id = str(uuid.uuid4()), str(uuid.uuid4())
     before = int(time.time())
-    token = issue_token(settings, account_id=account_id)
+    token = issue_token(settings, account_id=account_id, session_id=session_id)
     decoded = jwt.decode(token, OctKey.import_key(settings.jwt_secret), algorithms=["HS256"])
     assert decoded.header["alg"] == "HS256"
     claims = decoded.claims
     assert (claims["iss"], claims["aud"], claims["sub"]) == (ISSUER, AUDIENCE, account_id)
+    assert (claims["typ"], claims["sid"]) == ("access", session_id)
     assert before <= claims["iat"] <= int(time.time())
     assert claims["exp"] - claims["iat"] == settings.jwt_ttl_seconds
     assert len(claims["jti"]) == 32
     verified = verify_token(settings, token)
-    assert verified.account_id == account_id
+    assert (verified.account_id, verified.session_id) == (account_id, session_id)
     assert verified.expires_at == claims["exp"]
-    assert issue_token(settings, account_id=account_id) != token  # fresh jti
+    assert issue_token(settings, account_id=account_id, session_id=session_id) != token  # jti
 
 
 def test_expired_token_has_its_own_code(settings: Settings) -> None:
@@ -84,6 +87,10 @@ def test_expired_token_has_its_own_code(settings: Settings) -> None:
         ("no expiry", {"exp": None}),
         ("no subject", {"sub": None}),
         ("subject is not an account id", {"sub": "42"}),
+        ("no session", {"sid": None}),
+        ("session is not a session id", {"sid": "7"}),
+        ("no token type", {"typ": None}),
+        ("a session cookie used as an access token", {"typ": "session"}),
         ("issued in the future", {"iat": int(time.time()) + 3600}),
     ],
 )
@@ -94,7 +101,7 @@ def test_tokens_with_wrong_claims_are_refused(
 
 
 def test_garbage_tampered_and_foreign_tokens_are_refused(settings: Settings) -> None:
-    good = issue_token(settings, account_id=str(uuid.uuid4()))
+    good = issue_token(settings, account_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))
     header, _payload, signature = good.split(".")
     other_payload = _sign(settings, _claims()).split(".")[1]
     unsigned = ".".join(
@@ -118,11 +125,16 @@ async def test_http_401_for_bad_and_expired_tokens(
 ) -> None:
     past = int(time.time()) - 10
     expired = _sign(settings, _claims(iat=past - 60, exp=past))
-    unknown_account = issue_token(settings, account_id=str(uuid.uuid4()))
+    unknown = issue_token(settings, account_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))
+    # A real session named together with another account: the pair must match.
+    real = verify_token(settings, tokens["parent-one-school"])
+    other = verify_token(settings, tokens["parent-two-schools"])
+    mixed = issue_token(settings, account_id=other.account_id, session_id=real.session_id)
     cases = [
         (f"Bearer {expired}", "TOKEN_EXPIRED"),
         ("Bearer garbage", "UNAUTHENTICATED"),
-        (f"Bearer {unknown_account}", "UNAUTHENTICATED"),
+        (f"Bearer {unknown}", "UNAUTHENTICATED"),
+        (f"Bearer {mixed}", "UNAUTHENTICATED"),
         (f"Basic {tokens['parent-one-school']}", "UNAUTHENTICATED"),
         ("Bearer ", "UNAUTHENTICATED"),
     ]

@@ -14,7 +14,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -109,19 +109,32 @@ def run(config: Config, command: str) -> int:
         # Every target starts now, from the same sources (the 10x gateway too).
         _say("==> starting the targets")
         fingerprint = source_fingerprint(PROJECT_ROOT)
-        targets = [
-            start_gateway(processes, base, workers=1),
-            start_gateway(processes, base, workers=2),
-            start_postgraphile(processes, base, tools, workers=1),
-            start_postgraphile(processes, base, tools, workers=2),
-            start_raw_limit(processes, base),
-        ]
+        env = dict(config.gateway_env)
+        starters: dict[str, Callable[[], Target]] = {
+            "gateway-x1": lambda: start_gateway(processes, base, workers=1, extra_env=env),
+            "gateway-x1-no-cache": lambda: start_gateway(
+                processes, base, workers=1, response_cache=False, extra_env=env
+            ),
+            "gateway-x2": lambda: start_gateway(processes, base, workers=2, extra_env=env),
+            "postgraphile-x1": lambda: start_postgraphile(processes, base, tools, workers=1),
+            "postgraphile-x2": lambda: start_postgraphile(processes, base, tools, workers=2),
+            "raw-limit-x1": lambda: start_raw_limit(processes, base),
+        }
+        targets = [starter() for name, starter in starters.items() if name in config.targets]
         big_target = big_fixture = None
-        if big is not None:
+        no_cache = next((t for t in targets if t.label == "gateway x1 no-cache"), None)
+        if big is not None and no_cache is not None:
             big_fixture = asyncio.run(db.load_fixture(big, today=config.today))
-            big_target = start_gateway(processes, big, workers=1, label="gateway x1 10x")
+            big_target = start_gateway(
+                processes,
+                big,
+                workers=1,
+                label="gateway x1 10x",
+                response_cache=False,
+                extra_env=env,
+            )
         for target in [*targets, *([big_target] if big_target else [])]:
-            _say(f"    {target.label:<16} pid {target.server.pid:<8} {target.base_url}")
+            _say(f"    {target.label:<20} pid {target.server.pid:<8} {target.base_url}")
         operations = [load_operation(name) for name in config.operations]
         _say("==> checking that every target returns the same data")
         descriptions = {op.name: verify(op, targets, fixture) for op in operations}
@@ -130,9 +143,9 @@ def run(config: Config, command: str) -> int:
             measure_all(config, tools, operations, targets, fixture, descriptions, pid)
         )
         big_report = None
-        if big_target is not None and big_fixture is not None:
+        if big_target is not None and big_fixture is not None and no_cache is not None:
             big_report = asyncio.run(
-                measure_big(config, tools, targets[0], fixture, big_target, big_fixture, pid)
+                measure_big(config, tools, no_cache, fixture, big_target, big_fixture, pid)
             )
         database_line = asyncio.run(describe_database(base, config))
     load_line = f"{load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute)"
@@ -235,7 +248,7 @@ async def measure_all(
                     report.measurements.append(result)
                     _say(
                         f"    [{done:>2}/{total}] {operation.name:<16} c={concurrency:<3} "
-                        f"{target.label:<16} {result.wrk.rps:>8.1f} req/s  "
+                        f"{target.label:<20} {result.wrk.rps:>8.1f} req/s  "
                         f"p50 {result.wrk.p50_ms:.2f} ms  errors {result.wrk.errors}"
                     )
     finally:
@@ -252,8 +265,11 @@ async def measure_big(
     big_fixture: db.Fixture,
     pid: int,
 ) -> BigReport:
-    """parent-week at one concurrency: the gateway on the base and on the 10x database."""
-    _say(f"==> the 10x database: parent-week, gateway x1, concurrency {BIG_CONCURRENCY}")
+    """parent-week at one concurrency: the gateway on the base and on the 10x database.
+
+    Both without the response cache: every request reads the database.
+    """
+    _say(f"==> the 10x database: parent-week, gateway x1 no-cache, concurrency {BIG_CONCURRENCY}")
     operation = load_operation("parent-week")
     for target, fixture in ((base_target, base_fixture), (big_target, big_fixture)):
         payload, _size = await asyncio.to_thread(fetch, target, operation, fixture)

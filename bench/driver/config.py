@@ -28,6 +28,8 @@ class Config:
     operations: tuple[str, ...]
     write_doc: bool
     quick: bool
+    targets: tuple[str, ...] = ()
+    gateway_env: tuple[tuple[str, str], ...] = ()
 
 
 def _duration(raw: str) -> str:
@@ -52,6 +54,31 @@ def _operations(raw: str) -> tuple[str, ...]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"operations are {', '.join(OPERATION_NAMES)}")
     return names
+
+
+TARGET_NAMES = (
+    "gateway-x1",
+    "gateway-x1-no-cache",
+    "gateway-x2",
+    "postgraphile-x1",
+    "postgraphile-x2",
+    "raw-limit-x1",
+)
+
+
+def _targets(raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    unknown = [name for name in names if name not in TARGET_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"targets are a subset of {','.join(TARGET_NAMES)}")
+    return names
+
+
+def _env_pair(raw: str) -> tuple[str, str]:
+    name, sep, value = raw.partition("=")
+    if not sep or not name.startswith("SCHOOL_GATEWAY_"):
+        raise argparse.ArgumentTypeError("expected SCHOOL_GATEWAY_NAME=value")
+    return name, value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--operations", type=_operations, default=OPERATION_NAMES, help="comma-separated subset"
     )
+    parser.add_argument(
+        "--targets",
+        type=_targets,
+        default=TARGET_NAMES,
+        help=f"comma-separated subset of {','.join(TARGET_NAMES)} (default all)",
+    )
+    parser.add_argument(
+        "--gateway-env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="SCHOOL_GATEWAY_X=V",
+        help="a setting for every gateway target (repeatable), e.g. "
+        "SCHOOL_GATEWAY_SERVER=asyncio, SCHOOL_GATEWAY_EXECUTOR=reference",
+    )
     docs = parser.add_mutually_exclusive_group()
     docs.add_argument("--doc", dest="doc", action="store_true", default=None, help="update docs")
     docs.add_argument("--no-doc", dest="doc", action="store_false", help="leave docs alone")
@@ -101,4 +143,6 @@ def resolve_config(args: argparse.Namespace) -> Config:
         operations=args.operations,
         write_doc=(not quick) if args.doc is None else args.doc,
         quick=quick,
+        targets=args.targets,
+        gateway_env=tuple(args.gateway_env),
     )

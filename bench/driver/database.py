@@ -17,9 +17,10 @@ from pathlib import Path
 import asyncpg
 
 from auth.accounts import ensure_demo_account, load_viewer
-from auth.tokens import issue_token
+from auth.sessions import issue_dev_token
 from fixtures.demo import demo_account
 from fixtures.generate import seed
+from fixtures.schema import apply_schema
 from gateway import embedded
 from gateway.db import create_pool
 from gateway.settings import Settings
@@ -88,6 +89,8 @@ async def prepare_database(
         await _seed(url, name=name, scale=scale, seed_value=seed_value, today=today)
     conn = await asyncpg.connect(url)
     try:
+        # A reused database gets this tree's schema (views, indexes, change tracking).
+        await apply_schema(conn, gateway_role=gateway_settings(url).gateway_role)
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     finally:
         await conn.close()
@@ -128,7 +131,7 @@ async def load_fixture(database: Database, *, today: date) -> Fixture:
             account_id = await ensure_demo_account(pool, demo_account(key))
             viewer = await load_viewer(pool, account_id)
             assert viewer is not None
-            tokens[key] = issue_token(settings, account_id=account_id)
+            tokens[key] = await issue_dev_token(pool, settings, account_id)
             scopes[key] = sorted(viewer.student_ids)
     finally:
         await pool.close()

@@ -48,21 +48,40 @@ def _clean_env() -> dict[str, str]:
     }
 
 
+NO_CACHE_SUFFIX = " no-cache"
+
+
 def start_gateway(
-    processes: ProcessSet, database: Database, *, workers: int, label: str | None = None
+    processes: ProcessSet,
+    database: Database,
+    *,
+    workers: int,
+    label: str | None = None,
+    response_cache: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> Target:
-    """`school-gateway serve --workers N`: GraphiQL off, WARNING logs, not dev mode."""
+    """`school-gateway serve --workers N`: GraphiQL off, WARNING logs, not dev mode.
+
+    `response_cache=False` serves with SCHOOL_GATEWAY_RESPONSE_CACHE=0 (label suffix
+    " no-cache"): every request is executed, as when each request differs.
+    `extra_env` (bench/run --gateway-env) is applied last.
+    """
     port = free_port()
-    env = _clean_env() | {
-        "DATABASE_URL": database.url,
-        "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
-        "SCHOOL_GATEWAY_JWT_TTL": str(JWT_TTL_S),
-        "SCHOOL_GATEWAY_GRAPHIQL": "0",
-        "SCHOOL_GATEWAY_LOG_LEVEL": "WARNING",
-        "SCHOOL_GATEWAY_POOL_MAX": str(POOL_MAX),
-        "SCHOOL_GATEWAY_HOST": "127.0.0.1",
-    }
-    name = label or f"gateway x{workers}"
+    env = (
+        _clean_env()
+        | {
+            "SCHOOL_GATEWAY_RESPONSE_CACHE": "1" if response_cache else "0",
+            "DATABASE_URL": database.url,
+            "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
+            "SCHOOL_GATEWAY_JWT_TTL": str(JWT_TTL_S),
+            "SCHOOL_GATEWAY_GRAPHIQL": "0",
+            "SCHOOL_GATEWAY_LOG_LEVEL": "WARNING",
+            "SCHOOL_GATEWAY_POOL_MAX": str(POOL_MAX),
+            "SCHOOL_GATEWAY_HOST": "127.0.0.1",
+        }
+        | (extra_env or {})
+    )
+    name = label or f"gateway x{workers}" + ("" if response_cache else NO_CACHE_SUFFIX)
     command = [str(VENV_BIN / "school-gateway"), "serve", "--workers", str(workers)]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     server = processes.start(name, command, env=env, cwd=PROJECT_ROOT)

@@ -1,0 +1,209 @@
+"""Sign-in through ESIA: GET /auth/esia/login and GET /auth/esia/callback.
+
+login: a one-time authorization request (state, nonce, PKCE verifier; 10 minutes) is
+stored in gateway.esia_requests and the browser is sent to the provider.
+callback: the state is consumed (unknown, expired or reused → ESIA_STATE_MISMATCH), the
+code is exchanged and the person read (auth.esia), an unconfirmed account is refused,
+the person is matched to the registries (auth.matching) and a session is started
+(auth.sessions). Every attempt is recorded as a sign-in event with masked identifiers
+and the schools where the person was found.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from auth.accounts import upsert_parent_account, upsert_staff_account, upsert_student_account
+from auth.esia import EsiaClient, EsiaError, EsiaPerson
+from auth.matching import RegistryMatch, match_registries
+from auth.pages import outcome_response
+from auth.records import SIGNED_IN, SignInEvent
+from auth.services import AuthServices
+from auth.sessions import ClientKind, safe_return_to, signed_in_response, start_session
+from auth.viewer import Role
+from gateway.errors import ErrorCode
+
+log = logging.getLogger(__name__)
+
+LOGIN_PATH = "/auth/esia/login"
+CALLBACK_PATH = "/auth/esia/callback"
+REQUEST_TTL_SECONDS = 600
+
+_STATUS = {
+    ErrorCode.ESIA_NOT_CONFIGURED: 503,
+    ErrorCode.ESIA_UNAVAILABLE: 503,
+    ErrorCode.ESIA_DENIED: 403,
+    ErrorCode.ESIA_STATE_MISMATCH: 400,
+    ErrorCode.ESIA_ACCOUNT_NOT_CONFIRMED: 403,
+    ErrorCode.NOT_IN_REGISTRY: 403,
+}
+
+_SAVE_REQUEST = """
+WITH expired AS (DELETE FROM gateway.esia_requests WHERE expires_at < now())
+INSERT INTO gateway.esia_requests (state, nonce, code_verifier, client_kind, return_to,
+                                   expires_at)
+VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+"""
+
+# One-time: the row is gone whatever happens next.
+_TAKE_REQUEST = """
+DELETE FROM gateway.esia_requests WHERE state = $1
+RETURNING nonce, code_verifier, client_kind, return_to, expires_at > now() AS live
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    nonce: str
+    code_verifier: str
+    kind: ClientKind
+    return_to: str
+
+
+class EsiaSignIn:
+    """The two ESIA routes of one application."""
+
+    def __init__(self, services: AuthServices) -> None:
+        self.services = services
+        self.settings = services.settings
+        self._client: EsiaClient | None = None
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route(LOGIN_PATH, self.login, methods=["GET"]),
+            Route(CALLBACK_PATH, self.callback, methods=["GET"]),
+        ]
+
+    def client(self) -> EsiaClient:
+        if self._client is None:
+            self._client = EsiaClient(self.settings.auth)
+        return self._client
+
+    # -- GET /auth/esia/login -----------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        kind = ClientKind.API if request.query_params.get("client") == "api" else ClientKind.BROWSER
+        return_to = safe_return_to(request.query_params.get("return_to"))
+        state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        verifier = secrets.token_urlsafe(48)
+        try:
+            url = await self.client().authorization_url(
+                state=state, nonce=nonce, code_verifier=verifier
+            )
+        except EsiaError as error:
+            log.warning("ESIA sign-in cannot start: %s", error.reason)
+            return self._failed(request, error.code)
+        await self.services.pool().execute(
+            _SAVE_REQUEST, state, nonce, verifier, kind.value, return_to, REQUEST_TTL_SECONDS
+        )
+        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+
+    # -- GET /auth/esia/callback --------------------------------------------------------
+
+    async def callback(self, request: Request) -> Response:
+        params = request.query_params
+        pending = await self._take(params.get("state"))
+        if pending is None:
+            return self._failed(request, ErrorCode.ESIA_STATE_MISMATCH)
+        if params.get("error") or not params.get("code"):
+            log.info("ESIA returned no code (error=%s)", (params.get("error") or "")[:40])
+            return self._failed(request, ErrorCode.ESIA_DENIED)
+        try:
+            person = await self.client().sign_in(
+                code=params["code"], code_verifier=pending.code_verifier, nonce=pending.nonce
+            )
+        except EsiaError as error:
+            log.warning("ESIA sign-in failed: %s", error.reason)
+            return self._failed(request, error.code)
+        return await self._signed_in(request, person, pending)
+
+    async def _take(self, state: str | None) -> _Pending | None:
+        if not state:
+            return None
+        row = await self.services.pool().fetchrow(_TAKE_REQUEST, state)
+        if row is None or not row["live"]:
+            return None
+        return _Pending(
+            nonce=row["nonce"],
+            code_verifier=row["code_verifier"],
+            kind=ClientKind(row["client_kind"]),
+            return_to=row["return_to"] or "",
+        )
+
+    async def _signed_in(self, request: Request, person: EsiaPerson, pending: _Pending) -> Response:
+        pool = self.services.pool()
+        found = await match_registries(pool, snils=person.snils, phone=person.mobile)
+        if not person.trusted:
+            return self._failed(request, ErrorCode.ESIA_ACCOUNT_NOT_CONFIRMED, person, found)
+        account_id = await _account_for(pool, person, found)
+        if account_id is None:
+            return self._failed(request, ErrorCode.NOT_IN_REGISTRY, person, found)
+        issued = await start_session(
+            pool, self.settings, account_id=account_id, kind=pending.kind, method="ESIA"
+        )
+        self._record(request, SIGNED_IN, person, found, account_id)
+        return signed_in_response(self.settings, issued, return_to=pending.return_to)
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    def _failed(
+        self,
+        request: Request,
+        code: ErrorCode,
+        person: EsiaPerson | None = None,
+        found: RegistryMatch | None = None,
+    ) -> Response:
+        self._record(request, code.value, person, found, None)
+        return self._fail(request, code)
+
+    def _fail(self, request: Request, code: ErrorCode) -> Response:
+        return outcome_response(request, code, _STATUS.get(code, 400))
+
+    def _record(
+        self,
+        request: Request,
+        outcome: str,
+        person: EsiaPerson | None,
+        found: RegistryMatch | None,
+        account_id: str | None,
+    ) -> None:
+        self.services.recorder.sign_in(
+            SignInEvent(
+                method="ESIA",
+                outcome=outcome,
+                snils=person.snils if person else None,
+                phone=person.mobile if person else None,
+                school_ids=found.school_ids if found else (),
+                account_id=account_id,
+                client_address=request.client.host if request.client else None,
+            )
+        )
+
+
+async def _account_for(pool: asyncpg.Pool, person: EsiaPerson, found: RegistryMatch) -> str | None:
+    """The gateway account of the matched person (created on first sign-in)."""
+    role = found.role
+    name = person.full_name
+    if role is Role.PARENT:
+        return await upsert_parent_account(
+            pool, snils=person.snils, phone=person.mobile, display_name=name
+        )
+    if role is Role.STUDENT:
+        return await upsert_student_account(
+            pool, student_id=found.student_ids[0], display_name=name
+        )
+    if role is not None and person.snils is not None:
+        return await upsert_staff_account(pool, role=role, snils=person.snils, display_name=name)
+    return None
+
+
+def esia_routes(services: AuthServices) -> list[BaseRoute]:
+    """GET /auth/esia/login and /auth/esia/callback."""
+    return EsiaSignIn(services).routes()

@@ -1,0 +1,404 @@
+"""The response cache: a repeated query is answered from memory, yet every write shows.
+
+Each test asks through the real app as a planted parent, writes to the journal as a
+teacher would (`owner_conn`, straight into the `school` tables), and reads again: the
+very next request must show the change. A hit is recognised by the statements it sends
+(the viewer's scope and the change versions only, no diary statement). Every change is
+undone afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from auth.records import Recorder
+from gateway.db import counting_statements
+from gateway.http import GraphQLEndpoint
+from gateway.response_cache import ENV, ResponseCache, enabled_from_env
+from gateway.settings import Settings
+from tests.conftest import TODAY
+from tests.planted import planted_parent, post_graphql
+
+MONDAY = TODAY - timedelta(days=TODAY.weekday())
+WEEK = {"from": MONDAY.isoformat(), "to": (MONDAY + timedelta(days=6)).isoformat()}
+
+WEEK_QUERY = """
+query CachedWeek($from: Date!, $to: Date!) {
+  myChildren {
+    id fullName school { name }
+    diary(from: $from, to: $to) {
+      days { date lessons { id room status topic subject { name }
+                            homework { text } marks { id value weight }
+                            attendance { code minutesLate } } }
+    }
+  }
+}
+"""
+
+
+class Asker:
+    """Asks the week query as one token; tells hits from misses by the statements sent."""
+
+    def __init__(self, client: httpx.AsyncClient, token: str, cache: ResponseCache) -> None:
+        self.client = client
+        self.token = token
+        self.cache = cache
+
+    async def ask(self, query: str = WEEK_QUERY, **variables: Any) -> tuple[dict[str, Any], bool]:
+        hits = self.cache.hits
+        with counting_statements(keep_text=True) as counter:
+            payload = await post_graphql(self.client, self.token, query, variables or WEEK)
+        hit = self.cache.hits == hits + 1
+        diary_read = any("diary_api.students s" in text for text in counter.statements)
+        assert not (hit and diary_read), "a hit reads no diary data"
+        return payload, hit
+
+    async def week(self) -> tuple[dict[str, Any], bool]:
+        payload, hit = await self.ask()
+        assert "errors" not in payload, payload
+        return payload, hit
+
+
+def lessons(payload: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Every lesson of every child in the payload, by id."""
+    return {
+        int(lesson["id"]): lesson
+        for child in payload["data"]["myChildren"]
+        for day in child["diary"]["days"]
+        for lesson in day["lessons"]
+    }
+
+
+@pytest.fixture(scope="module")
+async def family(owner_conn: asyncpg.Connection) -> dict[str, int]:
+    """A student with marks, homework and a topic at lessons of this week, and such a lesson."""
+    row = await owner_conn.fetchrow(
+        """SELECT st.id AS student_id, l.id AS lesson_id, l.date, l.class_id
+           FROM school.students st
+           JOIN school.lessons l ON l.class_id = st.class_id
+           WHERE l.date BETWEEN $1 AND $2
+             AND EXISTS (SELECT 1 FROM school.lesson_topics t WHERE t.lesson_id = l.id)
+             AND EXISTS (SELECT 1 FROM school.homework h WHERE h.lesson_id = l.id)
+             AND EXISTS (SELECT 1 FROM school.marks m
+                         WHERE m.student_id = st.id AND m.lesson_id = l.id)
+           ORDER BY st.id, l.id LIMIT 1""",
+        MONDAY,
+        MONDAY + timedelta(days=6),
+    )
+    assert row is not None, "the data set has a full diary this week"
+    other = await owner_conn.fetchval(
+        """SELECT st.id FROM school.students st
+           WHERE st.school_id <> (SELECT school_id FROM school.students WHERE id = $1)
+             AND EXISTS (SELECT 1 FROM school.marks m WHERE m.student_id = st.id)
+           ORDER BY st.id LIMIT 1""",
+        row["student_id"],
+    )
+    return {**dict(row), "other_student_id": other}
+
+
+def response_cache(app: Starlette) -> ResponseCache:
+    cache = endpoint(app).response_cache
+    assert cache is not None
+    return cache
+
+
+@pytest.fixture
+async def asker(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    owner_conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    family: dict[str, int],
+) -> AsyncIterator[Asker]:
+    students = [family["student_id"], family["other_student_id"]]
+    async with planted_parent(owner_conn, pool, settings, students, tag=40) as token:
+        yield Asker(client, token, response_cache(app))
+
+
+def endpoint(app: Starlette) -> GraphQLEndpoint:
+    found: GraphQLEndpoint = app.state.graphql_endpoint
+    return found
+
+
+async def test_the_cache_is_on_by_default(app: Starlette) -> None:
+    assert enabled_from_env({}) is True
+    assert enabled_from_env({ENV: "0"}) is False
+    assert endpoint(app).response_cache is not None
+
+
+async def test_a_repeated_query_is_a_hit_with_the_same_body(asker: Asker) -> None:
+    first, _ = await asker.week()
+    second, second_hit = await asker.week()
+    assert second_hit and second == first
+    assert len(first["data"]["myChildren"]) == 2
+    assert lessons(first), "the week has lessons"
+
+
+async def test_a_hit_is_audited_like_the_miss(
+    asker: Asker, app: Starlette, owner_conn: asyncpg.Connection
+) -> None:
+    await asker.week()
+    _, hit = await asker.week()
+    assert hit
+    recorder: Recorder = app.state.auth.recorder
+    async with asyncio.timeout(10):
+        await recorder.flush()
+    rows = await owner_conn.fetch(
+        """SELECT account_id, role, student_ids, operation_name FROM gateway.access_audit
+           WHERE operation_name = 'CachedWeek' ORDER BY id DESC LIMIT 2"""
+    )
+    assert len(rows) == 2
+    assert dict(rows[0]) == dict(rows[1])
+    assert rows[0]["role"] == "PARENT" and len(rows[0]["student_ids"]) == 2
+
+
+async def test_a_new_mark_then_its_update_then_its_deletion_show_at_once(
+    asker: Asker, owner_conn: asyncpg.Connection, family: dict[str, Any]
+) -> None:
+    lesson_id = family["lesson_id"]
+    await asker.week()
+    mark_id = await owner_conn.fetchval("SELECT max(id) + 1 FROM school.marks")
+    await owner_conn.execute(
+        """INSERT INTO school.marks (id, student_id, lesson_id, date, work_type_id, value,
+                                     numeric_value, weight)
+           VALUES ($1, $2, $3, $4, (SELECT min(id) FROM school.work_types), '2', 2, 1)""",
+        mark_id,
+        family["student_id"],
+        lesson_id,
+        family["date"],
+    )
+    try:
+        payload, hit = await asker.week()
+        assert not hit
+        marks = {m["id"]: m for m in lessons(payload)[lesson_id]["marks"]}
+        assert marks[str(mark_id)]["value"] == "2"
+        await owner_conn.execute("UPDATE school.marks SET value = '3' WHERE id = $1", mark_id)
+        payload, hit = await asker.week()
+        assert not hit
+        marks = {m["id"]: m for m in lessons(payload)[lesson_id]["marks"]}
+        assert marks[str(mark_id)]["value"] == "3"
+    finally:
+        await owner_conn.execute("DELETE FROM school.marks WHERE id = $1", mark_id)
+    payload, hit = await asker.week()
+    assert not hit
+    assert str(mark_id) not in {m["id"] for m in lessons(payload)[lesson_id]["marks"]}
+    _, hit = await asker.week()
+    assert hit
+
+
+PRIMARY_KEYS = {"lessons": "id", "lesson_topics": "lesson_id", "homework": "id", "subjects": "id"}
+
+
+def _room(lesson: dict[str, Any]) -> Any:
+    return lesson["room"]
+
+
+def _topic(lesson: dict[str, Any]) -> Any:
+    return lesson["topic"]
+
+
+def _homework(lesson: dict[str, Any]) -> Any:
+    return lesson["homework"][0]["text"]
+
+
+def _subject(lesson: dict[str, Any]) -> Any:
+    return lesson["subject"]["name"]
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "key", "read"),
+    [
+        ("lessons", "room", "id", _room),
+        ("lesson_topics", "topic", "lesson_id", _topic),
+        ("homework", "text", "lesson_id", _homework),
+        ("subjects", "name", "id", _subject),
+    ],
+)
+async def test_a_changed_lesson_topic_homework_or_subject_shows_at_once(
+    asker: Asker,
+    owner_conn: asyncpg.Connection,
+    family: dict[str, Any],
+    table: str,
+    column: str,
+    key: str,
+    read: Callable[[dict[str, Any]], Any],
+) -> None:
+    lesson_id = family["lesson_id"]
+    key_value = lesson_id
+    if table == "subjects":
+        key_value = await owner_conn.fetchval(
+            "SELECT subject_id FROM school.lessons WHERE id = $1", lesson_id
+        )
+    value = f"Изменено: {table}"
+    await asker.week()
+    _, hit = await asker.week()
+    assert hit
+    old = await owner_conn.fetch(
+        f"SELECT {PRIMARY_KEYS[table]} AS pk, {column} AS old FROM school.{table} WHERE {key} = $1",
+        key_value,
+    )
+    assert old
+    await owner_conn.execute(
+        f"UPDATE school.{table} SET {column} = $2 WHERE {key} = $1", key_value, value
+    )
+    try:
+        payload, hit = await asker.week()
+        assert not hit
+        assert read(lessons(payload)[lesson_id]) == value
+    finally:
+        for row in old:
+            await owner_conn.execute(
+                f"UPDATE school.{table} SET {column} = $2 WHERE {PRIMARY_KEYS[table]} = $1",
+                row["pk"],
+                row["old"],
+            )
+    payload, hit = await asker.week()
+    assert not hit
+    assert read(lessons(payload)[lesson_id]) != value
+
+
+async def test_new_attendance_shows_at_once(
+    asker: Asker, owner_conn: asyncpg.Connection, family: dict[str, Any]
+) -> None:
+    lesson_id = family["lesson_id"]
+    existing = await owner_conn.fetchrow(
+        "SELECT * FROM school.attendance WHERE student_id = $1 AND lesson_id = $2",
+        family["student_id"],
+        lesson_id,
+    )
+    await owner_conn.execute(
+        "DELETE FROM school.attendance WHERE student_id = $1 AND lesson_id = $2",
+        family["student_id"],
+        lesson_id,
+    )
+    try:
+        payload, _ = await asker.week()
+        assert lessons(payload)[lesson_id]["attendance"] is None
+        _, hit = await asker.week()
+        assert hit
+        await owner_conn.execute(
+            """INSERT INTO school.attendance (id, student_id, lesson_id, date, code, minutes_late)
+               VALUES ((SELECT max(id) + 1 FROM school.attendance), $1, $2, $3, 'О', 7)""",
+            family["student_id"],
+            lesson_id,
+            family["date"],
+        )
+        payload, hit = await asker.week()
+        assert not hit
+        assert lessons(payload)[lesson_id]["attendance"] == {"code": "О", "minutesLate": 7}
+    finally:
+        await owner_conn.execute(
+            "DELETE FROM school.attendance WHERE student_id = $1 AND lesson_id = $2",
+            family["student_id"],
+            lesson_id,
+        )
+        if existing is not None:
+            columns = list(existing.keys())
+            await owner_conn.execute(
+                f"INSERT INTO school.attendance ({', '.join(columns)}) "
+                f"VALUES ({', '.join(f'${n}' for n in range(1, len(columns) + 1))})",
+                *existing.values(),
+            )
+
+
+async def test_a_removed_parent_child_link_shows_at_once(
+    asker: Asker, owner_conn: asyncpg.Connection, family: dict[str, Any]
+) -> None:
+    payload, _ = await asker.week()
+    assert len(payload["data"]["myChildren"]) == 2
+    _, hit = await asker.week()
+    assert hit
+    link = await owner_conn.fetchrow(
+        """SELECT ps.parent_id, ps.student_id FROM school.parent_students ps
+           JOIN school.parents p ON p.id = ps.parent_id
+           WHERE ps.student_id = $1 AND p.last_name = 'Проверкина'""",
+        family["other_student_id"],
+    )
+    assert link is not None
+    await owner_conn.execute(
+        "DELETE FROM school.parent_students WHERE parent_id = $1 AND student_id = $2",
+        link["parent_id"],
+        link["student_id"],
+    )
+    try:
+        payload, hit = await asker.week()
+        assert not hit
+        assert [c["id"] for c in payload["data"]["myChildren"]] == [str(family["student_id"])]
+    finally:
+        await owner_conn.execute(
+            "INSERT INTO school.parent_students (parent_id, student_id) VALUES ($1, $2)",
+            link["parent_id"],
+            link["student_id"],
+        )
+
+
+async def test_another_family_never_gets_the_cached_answer(
+    asker: Asker,
+    app: Starlette,
+    client: httpx.AsyncClient,
+    owner_conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    family: dict[str, Any],
+) -> None:
+    mine, _ = await asker.week()
+    async with planted_parent(
+        owner_conn, pool, settings, [family["other_student_id"]], tag=41
+    ) as token:
+        theirs, hit = await Asker(client, token, response_cache(app)).week()
+    assert not hit
+    assert [c["id"] for c in theirs["data"]["myChildren"]] == [str(family["other_student_id"])]
+    assert theirs != mine
+
+
+async def test_errors_are_never_cached(asker: Asker, family: dict[str, Any]) -> None:
+    query = "query Other($id: ID!) { student(id: $id) { id fullName } }"
+    outsider = str(family["student_id"] + 1)
+    for _ in range(2):
+        payload, hit = await asker.ask(query, id=outsider)
+        assert not hit
+        assert payload["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        assert payload["data"] == {"student": None}
+
+
+async def test_other_variables_are_another_entry(asker: Asker) -> None:
+    await asker.week()
+    last_week = {
+        "from": (MONDAY - timedelta(days=7)).isoformat(),
+        "to": (MONDAY - timedelta(days=1)).isoformat(),
+    }
+    payload, hit = await asker.ask(**last_week)
+    assert not hit
+    days = [day["date"] for day in payload["data"]["myChildren"][0]["diary"]["days"]]
+    assert days[0] == last_week["from"]
+
+
+def test_the_cache_is_bounded() -> None:
+    from gateway.response_cache import CachedResponse
+
+    cache = ResponseCache(max_entries=2, max_bytes=10)
+    for n in range(3):
+        cache.put(n, CachedResponse("v", b"1234", ()))
+    assert len(cache) == 2 and cache.get(0, "v") is None and cache.get(2, "v") is not None
+    cache.put(3, CachedResponse("v", b"12345678", ()))
+    assert len(cache) == 1
+    assert cache.get(3, "w") is None, "other versions are a miss"
+
+
+async def test_every_journal_table_is_change_tracked(owner_conn: asyncpg.Connection) -> None:
+    untracked = await owner_conn.fetch(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'school' AND c.relkind = 'r'
+             AND NOT EXISTS (SELECT 1 FROM pg_trigger t
+                             WHERE t.tgrelid = c.oid AND t.tgname LIKE 'versions%')"""
+    )
+    assert [row["relname"] for row in untracked] == []
