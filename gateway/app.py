@@ -28,6 +28,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from auth.records import Recorder
 from auth.routes import auth_routes
 from auth.services import AuthServices
+from gateway.analytics_service import AnalyticsService
 from gateway.db import create_pool, locate_database
 from gateway.errors import MESSAGES, ErrorCode, HttpError
 from gateway.http import (
@@ -40,6 +41,7 @@ from gateway.http import (
 )
 from gateway.logging import configure_logging, log_request, safe_path
 from gateway.schema import build_schema
+from gateway.services import AppServices
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     holder = _PoolHolder(pool)
     recorder = Recorder(holder.get)
     services = AuthServices(settings=settings, pool=holder.get, recorder=recorder)
-    endpoint = GraphQLEndpoint(schema, settings, recorder)
+    app_services = AppServices(analytics=AnalyticsService(settings, holder.get))
+    endpoint = GraphQLEndpoint(schema, settings, recorder, app_services)
     graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
 
     async def graphql(request: Request) -> Response:
@@ -99,6 +102,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
                 yield
             finally:
                 await recorder.close()
+                await app_services.close()
             return
         location = await asyncio.to_thread(locate_database, settings)
         holder.pool = await create_pool(location.url, settings)
@@ -106,6 +110,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
             yield
         finally:
             await recorder.close()
+            await app_services.close()
             await holder.pool.close()
             holder.pool = None
             if location.server is not None and location.server.started_here:
@@ -122,6 +127,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     )
     app.state.graphql_endpoint = endpoint
     app.state.auth = services
+    app.state.services = app_services
     return app
 
 

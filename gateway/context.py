@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -10,6 +10,7 @@ import asyncpg
 
 from auth.viewer import Viewer
 from gateway.errors import UnauthenticatedError
+from gateway.services import AppServices
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class Context:
     pool: asyncpg.Pool
     settings: Settings
     today: date
+    app: AppServices = field(default_factory=AppServices)
 
     def require_viewer(self) -> Viewer:
         """The authenticated viewer, or UNAUTHENTICATED."""

@@ -65,6 +65,7 @@ from gateway.errors import MESSAGES, ApiError, ErrorCode, HttpError
 from gateway.limits import parse_query, validate_query
 from gateway.response_cache import CachedResponse, ResponseCache, is_cacheable
 from gateway.response_cache import enabled_from_env as response_cache_enabled
+from gateway.services import AppServices
 from gateway.settings import Settings
 from resolvers.loaders import Loaders
 
@@ -372,6 +373,7 @@ class GraphQLEndpoint:
         schema: StrawberrySchema,
         settings: Settings,
         recorder: Recorder,
+        app_services: AppServices | None = None,
         *,
         response_cache: bool | None = None,
     ) -> None:
@@ -382,6 +384,7 @@ class GraphQLEndpoint:
         self.schema = schema
         self.settings = settings
         self.recorder = recorder
+        self.app_services = app_services or AppServices()
         self.documents = DocumentCache(schema, settings)
         self.tokens = VerifiedTokens(settings)
         self._executor_class = schema.execution_context_class
@@ -453,6 +456,7 @@ class GraphQLEndpoint:
             result = await self._execute(
                 prepared.document, graphql_request, operation_name, context
             )
+        context.loaders.release()  # the result is plain data now: free the request's graph
         if is_request_error(result):
             errors = [present_request_error(error) for error in result.errors or ()]
             return graphql_response({"errors": errors}, media_type, failed=True)
@@ -510,6 +514,7 @@ class GraphQLEndpoint:
             pool=pool,
             settings=self.settings,
             today=self.settings.today(),
+            app=self.app_services,
         )
 
     async def _execute(
