@@ -1,7 +1,8 @@
 """Field permissions, printed as directives in `schema.graphql`.
 
 Each permission class names the schema directive it shows as, so the published SDL says
-who may ask for a field: `@authenticated`, `@roles(anyOf: [...])`, `@studentScope`.
+who may ask for a field: `@authenticated`, `@roles(anyOf: [...])`, `@studentScope`,
+`@schoolScope`.
 They are the first layer; the loaders' scope check (`resolvers.loaders`) is the second.
 """
 
@@ -120,6 +121,118 @@ class CanSeeStudent(BasePermission):
         raise ForbiddenError()
 
 
+# --- school dashboards (issue 5) -----------------------------------------------------
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION],
+    name="schoolScope",
+    description=(
+        "School data is returned only to an administrator of that school: role "
+        "SCHOOL_ADMIN, and the schoolId argument (or the school of the object the field "
+        "is on) is one they administer (otherwise FORBIDDEN, and no data)."
+    ),
+)
+class SchoolScope:
+    pass
+
+
+class IsSchoolAdmin(BasePermission):
+    """A school's IT administrator (a person or a machine client with that role)."""
+
+    _schema_directive: ClassVar[object | None] = Roles(any_of=[Role.SCHOOL_ADMIN])
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        viewer = _viewer(info)
+        if viewer is None:
+            raise UnauthenticatedError()
+        return viewer.role is Role.SCHOOL_ADMIN
+
+    def on_unauthorized(self) -> None:
+        raise ForbiddenError()
+
+
+class CanAdministerSchool(BasePermission):
+    """A school admin of the school: the `schoolId` argument, else `source.school_id`.
+
+    A school outside the viewer's schools is FORBIDDEN whether or not it exists.
+    """
+
+    _schema_directive: ClassVar[object | None] = SchoolScope()
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        viewer = _viewer(info)
+        if viewer is None:
+            raise UnauthenticatedError()
+        if viewer.role is not Role.SCHOOL_ADMIN:
+            return False
+        school_id: int = (
+            parse_int_id(kwargs["school_id"], argument="schoolId")
+            if "school_id" in kwargs
+            else source.school_id
+        )
+        return school_id in viewer.school_ids
+
+    def on_unauthorized(self) -> None:
+        raise ForbiddenError()
+
+
 def requires(*permissions: type[BasePermission]) -> list[FieldExtension]:
     """Field extensions enforcing `permissions` in order and printing their directives."""
     return [PermissionExtension([permission() for permission in permissions])]
+
+
+# --- OAuth scopes (machine clients, issue 5) -----------------------------------------
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION],
+    name="scope",
+    description=(
+        "The field needs this OAuth scope: a machine client must have been granted it "
+        "(a signed-in person has every scope of their role); otherwise FORBIDDEN."
+    ),
+)
+class Scope:
+    name: str
+
+
+class HasScope(BasePermission):
+    """The viewer holds OAuth scope `scope` (auth.viewer.ROLE_SCOPES); FORBIDDEN otherwise.
+
+    An instance per scope: `PermissionExtension([IsAuthenticated(), HasScope(SCOPE_...)])`
+    next to the role check; the SDL shows `@scope(name: "...")`.
+    """
+
+    def __init__(self, scope: str) -> None:
+        super().__init__()
+        self.scope = scope
+        self._directive = Scope(name=scope)
+
+    @property
+    def schema_directive(self) -> object:
+        return self._directive
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        viewer = _viewer(info)
+        if viewer is None:
+            raise UnauthenticatedError()
+        return self.scope in viewer.scopes
+
+    def on_unauthorized(self) -> None:
+        raise ForbiddenError()
+
+
+class IsRegionalAnalyst(BasePermission):
+    """A regional analyst (a person or a machine client with that role): aggregates only."""
+
+    _schema_directive: ClassVar[object | None] = Roles(any_of=[Role.REGIONAL_ANALYST])
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        viewer = _viewer(info)
+        if viewer is None:
+            raise UnauthenticatedError()
+        return viewer.role is Role.REGIONAL_ANALYST
+
+    def on_unauthorized(self) -> None:
+        raise ForbiddenError()

@@ -58,7 +58,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SIGNED_IN = "SIGNED_IN"
-METHODS: Final = frozenset({"ESIA", "PASSWORD", "REFRESH"})
+METHODS: Final = frozenset({"ESIA", "PASSWORD", "REFRESH", "CLIENT"})
 MAX_QUEUED: Final = 10_000
 BATCH_SIZE: Final = 500
 CLOSE_TIMEOUT_S: Final = 5.0
@@ -78,7 +78,7 @@ class SignInEvent:
     `at` defaults to the moment the event is queued.
     """
 
-    method: str  # ESIA | PASSWORD | REFRESH
+    method: str  # ESIA | PASSWORD | REFRESH | CLIENT (a machine client's token request)
     outcome: str  # SIGNED_IN or an ErrorCode value
     snils: str | None = None
     phone: str | None = None

@@ -15,6 +15,10 @@
   a link or an <img>; GraphiQL and API clients use POST). A bad/expired/revoked cookie →
   401 with the same codes, and the response clears the cookie.
 - No credentials at all → an anonymous viewer (None).
+- A machine client's token (`typ` "client", from POST /oauth/token, auth.client_routes)
+  is a bearer token too: its viewer is the client's role, schools and scopes
+  (auth.clients.load_client_viewer, one statement); a revoked client → 401
+  CLIENT_REVOKED on the token's next request.
 
 A verified token is remembered until it expires (`VerifiedTokens`); the session's state
 and the viewer's scope are loaded fresh on every request, in one statement.
@@ -32,8 +36,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.accounts import load_viewer
+from auth.clients import load_client_viewer
 from auth.sessions import clear_session_cookie
-from auth.tokens import ACCESS, SESSION, TokenClaims, TokenType, verify_token
+from auth.tokens import ACCESS, BEARER, CLIENT, SESSION, TokenClaims, TokenType, verify_token
 from auth.viewer import Viewer
 from gateway.errors import ApiError, ErrorCode, HttpError, UnauthenticatedError
 from gateway.settings import Settings
@@ -57,9 +62,11 @@ class VerifiedTokens:
     def __init__(self, settings: Settings, size: int = VERIFIED_TOKENS) -> None:
         self._settings = settings
         self._size = size
-        self._claims: OrderedDict[tuple[TokenType, str], TokenClaims] = OrderedDict()
+        self._claims: OrderedDict[tuple[TokenType | tuple[TokenType, ...], str], TokenClaims] = (
+            OrderedDict()
+        )
 
-    def verify(self, token: str, typ: TokenType = ACCESS) -> TokenClaims:
+    def verify(self, token: str, typ: TokenType | tuple[TokenType, ...] = ACCESS) -> TokenClaims:
         """The claims of a valid token; TOKEN_EXPIRED or UNAUTHENTICATED otherwise."""
         key = (typ, token)
         claims = self._claims.get(key)
@@ -102,7 +109,9 @@ async def authenticate(
     try:
         if scheme.lower() != "bearer" or not token.strip():
             raise UnauthenticatedError("Ожидается заголовок Authorization: Bearer <токен>.")
-        claims = _verify(settings, tokens, token.strip(), ACCESS)
+        claims = _verify(settings, tokens, token.strip(), BEARER)
+        if claims.kind == CLIENT:
+            return await _client_viewer(pool, claims)
         return await _session_viewer(pool, claims)
     except ApiError as error:
         raise HttpError(401, error.code, error.message, headers=_BEARER_CHALLENGE) from None
@@ -164,7 +173,10 @@ def _allowed(settings: Settings) -> frozenset[str]:
 
 
 def _verify(
-    settings: Settings, tokens: VerifiedTokens | None, token: str, typ: TokenType
+    settings: Settings,
+    tokens: VerifiedTokens | None,
+    token: str,
+    typ: TokenType | tuple[TokenType, ...],
 ) -> TokenClaims:
     if tokens is None:
         return verify_token(settings, token, typ=typ)
@@ -178,4 +190,14 @@ async def _session_viewer(pool: asyncpg.Pool, claims: TokenClaims) -> Viewer:
         raise HttpError(503, ErrorCode.TIMEOUT) from None
     if viewer is None:
         raise UnauthenticatedError("Учётная запись или сеанс не найдены.")
+    return viewer
+
+
+async def _client_viewer(pool: asyncpg.Pool, claims: TokenClaims) -> Viewer:
+    try:
+        viewer = await load_client_viewer(pool, claims.account_id, claims.scopes)
+    except asyncpg.QueryCanceledError:
+        raise HttpError(503, ErrorCode.TIMEOUT) from None
+    if viewer is None:
+        raise UnauthenticatedError("Клиент не найден.")
     return viewer

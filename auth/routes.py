@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
+from auth.client_routes import client_routes
 from auth.dev_idp import dev_idp_routes
 from auth.esia_routes import esia_routes
 from auth.password_routes import password_routes
@@ -20,4 +21,5 @@ def auth_routes(services: AuthServices) -> list[BaseRoute]:
     routes += password_routes(services)
     routes += esia_routes(services)
     routes += dev_idp_routes(services)
+    routes += client_routes(services)  # POST /oauth/token (machine clients)
     return routes

@@ -11,6 +11,12 @@ Both name an account (`sub`) and a session (`sid`); neither carries a scope. The
 revocation and the viewer's scope are read from the database on every request
 (auth.accounts.load_viewer), so a token never outlives a logout or a removed
 parent-child link.
+
+A third kind, client tokens (`typ` "client"), is issued by the client-credentials grant
+(auth.client_routes) to machine clients: `sub` is the client id, `scope` the granted
+OAuth scopes (space-separated), no `sid`; short-lived (`settings.client_token_ttl_seconds`).
+The client's revocation and registration are read per request too (auth.clients).
+A bearer header carries an access token or a client token (`BEARER`).
 """
 
 from __future__ import annotations
@@ -34,20 +40,29 @@ ALGORITHM = "HS256"
 MAX_TOKEN_LENGTH = 4096
 _ALGORITHMS = (ALGORITHM,)
 
-TokenType = Literal["access", "session"]
+TokenType = Literal["access", "session", "client"]
 ACCESS: Final[TokenType] = "access"
 SESSION: Final[TokenType] = "session"
+CLIENT: Final[TokenType] = "client"
+# What an `Authorization: Bearer` header may carry.
+BEARER: Final[tuple[TokenType, ...]] = (ACCESS, CLIENT)
 _INVALID = "Недействительный токен доступа."
 
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
-    """What a verified token tells: the account, its session and when the token expires."""
+    """What a verified token tells: the account, its session and when the token expires.
+
+    For a client token (`kind` CLIENT): `account_id` is the client id, `session_id` is
+    empty and `scopes` are the granted scopes.
+    """
 
     account_id: str
     session_id: str
     expires_at: int
     token_id: str
+    kind: TokenType = ACCESS
+    scopes: frozenset[str] = frozenset()
 
 
 def issue_token(settings: Settings, *, account_id: str, session_id: str) -> str:
@@ -63,10 +78,35 @@ def issue_session_cookie(
     return _sign(settings, SESSION, account_id, session_id, expires_at)
 
 
+def issue_client_token(
+    settings: Settings, *, client_id: str, scopes: frozenset[str]
+) -> tuple[str, int]:
+    """A client token for `client_id` with `scopes`, and its lifetime in seconds."""
+    now = int(time.time())
+    ttl = settings.client_token_ttl_seconds
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "typ": CLIENT,
+        "sub": client_id,
+        "scope": " ".join(sorted(scopes)),
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+    }
+    token = jwt.encode({"alg": ALGORITHM}, claims, _key(settings), algorithms=_ALGORITHMS)
+    return token, ttl
+
+
 def verify_token(
-    settings: Settings, token: str, *, typ: TokenType = ACCESS, check_expiry: bool = True
+    settings: Settings,
+    token: str,
+    *,
+    typ: TokenType | tuple[TokenType, ...] = ACCESS,
+    check_expiry: bool = True,
 ) -> TokenClaims:
-    """The claims of a valid token of kind `typ`; TOKEN_EXPIRED or UNAUTHENTICATED otherwise.
+    """The claims of a valid token of kind `typ` (or of one of the kinds of a tuple, e.g.
+    BEARER); TOKEN_EXPIRED or UNAUTHENTICATED otherwise.
 
     `check_expiry=False` accepts an expired (but otherwise valid) token: logout revokes
     the session of a token that has just run out.
@@ -75,15 +115,21 @@ def verify_token(
         raise UnauthenticatedError(_INVALID)
     # Without the expiry check, a token up to the refresh lifetime past its `exp` passes.
     leeway = 0 if check_expiry else settings.auth.refresh_ttl_seconds
+    kinds = typ if isinstance(typ, tuple) else (typ,)
     try:
         decoded = jwt.decode(token, _key(settings), algorithms=_ALGORITHMS)
-        _claims_registry(typ, leeway).validate(decoded.claims)
+        kind = decoded.claims.get("typ")
+        if kind not in kinds:
+            raise UnauthenticatedError(_INVALID)
+        _claims_registry(kind, leeway).validate(decoded.claims)
     except ExpiredTokenError:
         raise TokenExpiredError() from None
     except (JoseError, ValueError):
         # ValueError covers malformed base64/JSON in a token that is not a JWT at all.
         raise UnauthenticatedError(_INVALID) from None
     claims = decoded.claims
+    if kind == CLIENT:
+        return _client_claims(claims)
     account_id, session_id = claims["sub"], claims["sid"]
     if not (_is_uuid(account_id) and _is_uuid(session_id)):
         raise UnauthenticatedError(_INVALID)
@@ -92,6 +138,20 @@ def verify_token(
         session_id=session_id,
         expires_at=int(claims["exp"]),
         token_id=str(claims.get("jti", "")),
+    )
+
+
+def _client_claims(claims: dict[str, object]) -> TokenClaims:
+    client_id, scope = claims["sub"], claims.get("scope", "")
+    if not (_is_uuid(client_id) and isinstance(scope, str)):
+        raise UnauthenticatedError(_INVALID)
+    return TokenClaims(
+        account_id=str(client_id),
+        session_id="",
+        expires_at=int(str(claims["exp"])),
+        token_id=str(claims.get("jti", "")),
+        kind=CLIENT,
+        scopes=frozenset(scope.split()),
     )
 
 
@@ -122,7 +182,7 @@ def _claims_registry(typ: TokenType, leeway: int) -> jwt.JWTClaimsRegistry:
         aud={"essential": True, "value": AUDIENCE},
         typ={"essential": True, "value": typ},
         sub={"essential": True},
-        sid={"essential": True},
+        sid={"essential": typ != CLIENT},  # client tokens have no session
         exp={"essential": True},
         iat={"essential": True},
     )

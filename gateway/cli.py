@@ -24,6 +24,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+from gateway.cli_analytics import register as register_analytics
+from gateway.cli_clients import register as register_clients
 from gateway.cli_records import register as register_sign_in_events
 from gateway.embedded import EmbeddedPostgresError
 from gateway.logging import configure_logging
@@ -121,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(handler=cmd_dev_token)
 
     register_sign_in_events(commands)
+    register_clients(commands)
+    register_analytics(commands)
     return parser
 
 

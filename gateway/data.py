@@ -68,11 +68,18 @@ _RANGE_KEYS = """unnest((SELECT $1::int[]), (SELECT $2::date[]), (SELECT $3::dat
 # Distinct student ids (callers pass them through `_distinct`).
 _STUDENT_KEYS = "unnest((SELECT $1::int[])) AS k(student_id)"
 
+# `periods` (rows of diary_api.periods, as in _PERIODS_SQL) come along: averages and the
+# period list need them right after the student, which saves that request a statement
+# and a round trip.
 _STUDENTS_SQL = f"""
 SELECT s.id, s.school_id, s.class_id, s.last_name, s.first_name, s.patronymic,
        s.grade, s.letter, s.class_name, s.period_scheme, s.year_id,
        sc.name AS school_name, sc.short_name AS school_short_name,
-       sc.municipality_id, sc.municipality
+       sc.municipality_id, sc.municipality,
+       ARRAY(SELECT p FROM diary_api.periods p
+             WHERE p.school_id = s.school_id AND p.year_id = s.year_id
+               AND p.scheme = s.period_scheme
+             ORDER BY p.number) AS periods
 FROM {_STUDENT_KEYS}
 JOIN diary_api.students s ON s.id = k.student_id
 JOIN diary_api.schools sc ON sc.id = s.school_id
@@ -80,7 +87,8 @@ JOIN diary_api.schools sc ON sc.id = s.school_id
 
 
 async def get_students_by_ids(pool: asyncpg.Pool, *, student_ids: Sequence[int]) -> list[Row]:
-    """Students with their school and class, in no particular order."""
+    """Students with their school and class, and their periods (column `periods`, the
+    rows `list_periods_by_student_ids` gives, by number), in no particular order."""
     return list(await pool.fetch(_STUDENTS_SQL, _distinct(student_ids)))
 
 

@@ -43,6 +43,14 @@ class ErrorCode(enum.StrEnum):
     REFRESH_TOKEN_INVALID = "REFRESH_TOKEN_INVALID"
     SESSION_REVOKED = "SESSION_REVOKED"
     CSRF_REJECTED = "CSRF_REJECTED"
+    # Machine clients (OAuth client credentials) and query cost limits (issue 5).
+    INVALID_CLIENT = "INVALID_CLIENT"
+    INVALID_SCOPE = "INVALID_SCOPE"
+    UNSUPPORTED_GRANT_TYPE = "UNSUPPORTED_GRANT_TYPE"
+    CLIENT_REVOKED = "CLIENT_REVOKED"
+    QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+    # Regional analytics (issue 5).
+    RATE_LIMITED = "RATE_LIMITED"
 
 
 MESSAGES: dict[ErrorCode, str] = {
@@ -96,6 +104,17 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.SESSION_REVOKED: "Сеанс завершён. Войдите снова.",
     ErrorCode.CSRF_REJECTED: (
         "Запрос отклонён: он отправлен не со страницы электронного дневника."
+    ),
+    ErrorCode.INVALID_CLIENT: "Неверный идентификатор или секрет клиента.",
+    ErrorCode.INVALID_SCOPE: "Запрошенные области доступа (scope) недоступны этому клиенту.",
+    ErrorCode.UNSUPPORTED_GRANT_TYPE: "Поддерживается только grant_type=client_credentials.",
+    ErrorCode.CLIENT_REVOKED: "Доступ клиента отозван.",
+    ErrorCode.QUERY_TOO_COSTLY: (
+        "Запрос слишком тяжёлый: его оценочная стоимость превышает допустимую. "
+        "Сократите период, число элементов или набор полей."
+    ),
+    ErrorCode.RATE_LIMITED: (
+        "Слишком много аналитических запросов. Повторите запрос немного позже."
     ),
 }
 

@@ -61,6 +61,7 @@ from auth.viewer import Viewer
 from gateway import data
 from gateway.compiled import CompiledExecutor, PlanCache
 from gateway.context import Context
+from gateway.cost import CostLimits
 from gateway.errors import MESSAGES, ApiError, ErrorCode, HttpError
 from gateway.limits import parse_query, validate_query
 from gateway.response_cache import CachedResponse, ResponseCache, is_cacheable
@@ -386,6 +387,7 @@ class GraphQLEndpoint:
         self.recorder = recorder
         self.app_services = app_services or AppServices()
         self.documents = DocumentCache(schema, settings)
+        self.costs = CostLimits(schema._schema, settings)  # per-role query cost budgets
         self.tokens = VerifiedTokens(settings)
         self._executor_class = schema.execution_context_class
         self._compiled = (
@@ -431,6 +433,11 @@ class GraphQLEndpoint:
             )
         if prepared.errors:
             return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
+        too_costly = self.costs.refusal(
+            prepared.document, operation, graphql_request.variables, viewer
+        )
+        if too_costly is not None:  # refused before anything runs (gateway.cost)
+            return graphql_response({"errors": [too_costly]}, media_type, failed=True)
         cache_key, versions = None, ""
         if self.response_cache is not None and is_cacheable(viewer, operation):
             assert viewer is not None

@@ -8,13 +8,15 @@ import strawberry
 from strawberry.extensions import SchemaExtension
 
 from gateway.settings import Settings
+from resolvers.analytics import AnalyticsQuery
+from resolvers.dashboard import DashboardQuery
 from resolvers.people import Query as FamilyQuery
 
 
 # The root Query: one base class per domain (families' diaries; school dashboards and
 # regional analytics add theirs as further bases).
 @strawberry.type(description="Diary queries for families; school and regional queries for staff.")
-class Query(FamilyQuery):
+class Query(FamilyQuery, DashboardQuery, AnalyticsQuery):
     pass
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from gateway.analytics_settings import AnalyticsSettings
 from gateway.auth_settings import AuthSettings, AuthSettingsError
 
 
@@ -50,6 +51,15 @@ class Settings:
     today_override: date | None = None
     executor: str = "compiled"
     auth: AuthSettings = field(default_factory=AuthSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)  # issue 5
+    # Machine clients (auth.clients): lifetime of a client-credentials access token.
+    client_token_ttl_seconds: int = 300
+    # Query cost budgets per role (gateway.cost); anonymous requests get the smallest.
+    max_cost_anonymous: int = 1_000
+    max_cost_parent: int = 100_000
+    max_cost_student: int = 50_000
+    max_cost_school_admin: int = 100_000
+    max_cost_regional_analyst: int = 100_000
 
     def today(self) -> date:
         """The diary's "today": the real date unless overridden (dev mode only)."""
@@ -124,7 +134,29 @@ class Settings:
             today_override=_today_override(env, dev_mode=dev_mode),
             executor=executor,
             auth=auth,
+            analytics=AnalyticsSettings.from_env(env, read_int=_int, error=SettingsError),
+            client_token_ttl_seconds=_int(
+                env, "SCHOOL_GATEWAY_CLIENT_TOKEN_TTL", 300, low=30, high=3600
+            ),
+            **_cost_limits(env),
         )
+
+
+# name of the Settings field → (environment variable, default)
+COST_LIMIT_VARIABLES: dict[str, tuple[str, int]] = {
+    "max_cost_anonymous": ("SCHOOL_GATEWAY_MAX_COST_ANONYMOUS", 1_000),
+    "max_cost_parent": ("SCHOOL_GATEWAY_MAX_COST_PARENT", 100_000),
+    "max_cost_student": ("SCHOOL_GATEWAY_MAX_COST_STUDENT", 50_000),
+    "max_cost_school_admin": ("SCHOOL_GATEWAY_MAX_COST_SCHOOL_ADMIN", 100_000),
+    "max_cost_regional_analyst": ("SCHOOL_GATEWAY_MAX_COST_REGIONAL_ANALYST", 100_000),
+}
+
+
+def _cost_limits(env: Mapping[str, str]) -> dict[str, int]:
+    return {
+        name: _int(env, variable, default, low=1, high=100_000_000)
+        for name, (variable, default) in COST_LIMIT_VARIABLES.items()
+    }
 
 
 def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:

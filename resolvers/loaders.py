@@ -124,11 +124,29 @@ def _period(row: Any, _names: Names) -> PeriodRecord:
 
 
 class StudentByIdLoader(_ByStudentId[StudentRecord | None]):
-    """Student (names, school, class) by id; None when the id names nobody."""
+    """Student (names, school, class) by id; None when the id names nobody.
+
+    The same statement reads each student's periods; `periods` (when given) primes the
+    periods loader with them, for students that passed this loader's scope check.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        viewer: Viewer | None,
+        accessed: set[int] | None = None,
+        periods: Callable[[], DataLoader[int, list[PeriodRecord]]] | None = None,
+    ) -> None:
+        super().__init__(pool, viewer, accessed)
+        self.periods = periods
 
     async def load_batch(self, keys: list[int]) -> list[StudentRecord | None]:
         rows = await data.get_students_by_ids(self.pool, student_ids=keys)
         by_id = {row["id"]: student_from_row(row) for row in rows}
+        if self.periods is not None and rows:
+            periods = self.periods()
+            for row in rows:
+                periods.prime(row["id"], [period_from_row(p) for p in row["periods"]])
         return [by_id.get(key) for key in keys]
 
 
@@ -224,7 +242,12 @@ class Loaders:
 
     @cached_property
     def student_by_id(self) -> StudentByIdLoader:
-        return StudentByIdLoader(self.pool, self.viewer, self.accessed_student_ids)
+        return StudentByIdLoader(
+            self.pool, self.viewer, self.accessed_student_ids, periods=self._periods_loader
+        )
+
+    def _periods_loader(self) -> PeriodsByStudentLoader:
+        return self.periods_by_student
 
     @cached_property
     def lessons_by_student_range(self) -> LessonsByStudentRangeLoader:

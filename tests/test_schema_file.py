@@ -57,4 +57,10 @@ def test_sdl_is_valid_graphql() -> None:
     schema = parse_sdl(export_sdl())
     query = schema.query_type
     assert query is not None
-    assert set(query.fields) == {"viewer", "myChildren", "student"}
+    assert set(query.fields) == {
+        "viewer",
+        "myChildren",
+        "student",
+        "schoolDashboard",
+        "regionalAnalytics",
+    }
