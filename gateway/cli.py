@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--yes", action="store_true", help="replace existing data without asking")
     seed.set_defaults(handler=cmd_seed)
 
+    migrate = commands.add_parser(
+        "migrate", help="create or update the gateway's schema, views and grants (idempotent)"
+    )
+    migrate.set_defaults(handler=cmd_migrate)
+
     accounts = commands.add_parser("accounts", help="list the demo accounts")
     accounts.add_argument("--json", action="store_true", help="print JSON")
     accounts.set_defaults(handler=cmd_accounts)
@@ -213,6 +218,24 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(_seed(url, settings, scale=args.scale, seed=args.seed, today=today))
     print(f"Seeded scale {args.scale}, seed {args.seed}, today {today.isoformat()}.")
     return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    with database(settings) as url:
+        asyncio.run(_migrate(url, settings))
+    print("Schema, read-contract views and grants are up to date.")
+    return EXIT_OK
+
+
+async def _migrate(url: str, settings: Settings) -> None:
+    """Apply the bundled SQL (tables, views, grants); safe on a database already set up."""
+    from fixtures.schema import apply_schema
+
+    conn = await asyncpg.connect(url)
+    try:
+        await apply_schema(conn, gateway_role=settings.gateway_role)
+    finally:
+        await conn.close()
 
 
 def cmd_accounts(args: argparse.Namespace, settings: Settings) -> int:
@@ -358,6 +381,9 @@ async def _prepare_demo(
             await conn.close()
         if info is None:
             raise CliError("seeding finished but gateway.seed_info is empty")
+    elif settings.database_url is None:
+        # A data folder from an older version: bring its tables, views and grants up to date.
+        await _migrate(url, settings)
     rows = await _account_rows(url)
     tokens = await _issue_tokens(url, settings, [str(row["key"]) for row in rows])
     print(format_accounts(rows))

@@ -108,8 +108,13 @@ async def pool(
 
 
 @pytest.fixture(scope="session")
-def app(settings: Settings, pool: asyncpg.Pool) -> Starlette:
-    return create_app(settings, pool=pool)
+async def app(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Starlette]:
+    application = create_app(settings, pool=pool)
+    yield application
+    # What the lifespan would do (ASGITransport does not run it): write what the
+    # recorder still holds, close the analytics pool and its background refresh.
+    await application.state.auth.recorder.close()
+    await application.state.services.close()
 
 
 @pytest.fixture
