@@ -112,6 +112,15 @@ LIST_SIZES: Final[dict[tuple[str, str], ListSize]] = {
     ("Homework", "attachments"): ListSize(assumed=3),
     # Marks of one subject in the averaging window: at most 3 a week.
     ("SubjectAverage", "contributions"): ListSize(assumed=80, per_day=3 / 7),
+    # A school's teacher × class × subject rows; sign-in outcome codes.
+    ("JournalCompleteness", "rows"): ListSize(assumed=300),
+    ("SignInProblems", "byOutcome"): ListSize(assumed=20),
+    # Analytics: groups of a region-wide grouping (the API refuses more than 5000);
+    # mark values and attendance codes are a handful.
+    ("MarkAggregates", "groups"): ListSize(assumed=1000),
+    ("AttendanceAggregates", "groups"): ListSize(assumed=1000),
+    ("MarkGroup", "distribution"): ListSize(assumed=6),
+    ("AttendanceGroup", "byCode"): ListSize(assumed=6),
 }
 
 # Field weights other than the defaults (the `@cost(weight:)` of the spec).

@@ -58,13 +58,20 @@ from strawberry.schema import Schema as StrawberrySchema
 from auth.records import AccessEvent, Recorder
 from auth.requests import VerifiedTokens, authenticate_request
 from auth.viewer import Viewer
-from gateway import data
 from gateway.compiled import CompiledExecutor, PlanCache
 from gateway.context import Context
 from gateway.cost import CostLimits
 from gateway.errors import MESSAGES, ApiError, ErrorCode, HttpError
 from gateway.limits import parse_query, validate_query
-from gateway.response_cache import CachedResponse, ResponseCache, is_cacheable
+from gateway.response_cache import (
+    CachedResponse,
+    ResponseCache,
+    ScopeGuesses,
+    Speculation,
+    audit_hit,
+    current_versions,
+    is_cacheable,
+)
 from gateway.response_cache import enabled_from_env as response_cache_enabled
 from gateway.services import AppServices
 from gateway.settings import Settings
@@ -396,17 +403,52 @@ class GraphQLEndpoint:
         if response_cache is None:
             response_cache = response_cache_enabled()
         self.response_cache = ResponseCache() if response_cache else None
+        self._guesses = ScopeGuesses()
 
     async def handle(self, request: Request, pool: asyncpg.Pool) -> Response:
         media_type = negotiate(request.headers.get("accept"))
         if media_type is None:
             return error_response(HttpError(406, ErrorCode.NOT_ACCEPTABLE), JSON)
+        # The body is read before the viewer, so that a cached answer's versions can be
+        # read alongside it; a bad body still loses to a bad token, as before.
+        body_error, graphql_request = None, None
+        try:
+            graphql_request = await read_graphql_request(request)
+        except HttpError as error:
+            body_error = error
+        speculation = self._speculate(request, graphql_request, pool)
         try:
             viewer = await authenticate_request(request, self.settings, pool, self.tokens)
-            graphql_request = await read_graphql_request(request)
-            return await self._run(request, graphql_request, viewer, pool, media_type)
+            if body_error is not None or graphql_request is None:
+                raise body_error or HttpError(400, ErrorCode.BAD_REQUEST)  # (never None both)
+            return await self._run(request, graphql_request, viewer, pool, media_type, speculation)
         except HttpError as error:
             return error_response(error, media_type)
+        finally:
+            if speculation is not None:
+                await speculation.settle()
+
+    def _speculate(
+        self, request: Request, graphql_request: GraphQLRequest | None, pool: asyncpg.Pool
+    ) -> Speculation | None:
+        cache = self.response_cache
+        if cache is None or graphql_request is None:
+            return None
+        return self._guesses.speculate(
+            request.headers.get("authorization"),
+            lambda viewer: self._cache_key(viewer, graphql_request) in cache,
+            pool,
+        )
+
+    def _cache_key(self, viewer: Viewer, graphql_request: GraphQLRequest) -> Hashable:
+        return ResponseCache.key(
+            viewer,
+            query=graphql_request.query,
+            variables=graphql_request.variables,
+            operation_name=graphql_request.operation_name,
+            extensions=graphql_request.extensions,
+            today=self.settings.today(),
+        )
 
     async def _run(
         self,
@@ -415,6 +457,7 @@ class GraphQLEndpoint:
         viewer: Viewer | None,
         pool: asyncpg.Pool,
         media_type: str,
+        speculation: Speculation | None = None,
     ) -> Response:
         prepared = self.documents.prepare(graphql_request.query)
         if prepared.document is None:
@@ -439,13 +482,15 @@ class GraphQLEndpoint:
         if too_costly is not None:  # refused before anything runs (gateway.cost)
             return graphql_response({"errors": [too_costly]}, media_type, failed=True)
         cache_key, versions = None, ""
-        if self.response_cache is not None and is_cacheable(viewer, operation):
-            assert viewer is not None
-            cache_key = self._cache_key(viewer, graphql_request, operation_name)
-            versions = await _versions(pool, viewer)
+        cacheable = self.response_cache is not None and is_cacheable(viewer, operation)
+        known = viewer if cacheable else None
+        self._guesses.remember(request.headers.get("authorization"), known)
+        if self.response_cache is not None and known is not None:
+            cache_key = self._cache_key(known, graphql_request)
+            versions = await current_versions(pool, known, speculation)
             cached = self.response_cache.get(cache_key, versions)
             if cached is not None:
-                self._audit_hit(viewer, cached, operation_name)
+                audit_hit(self.recorder, known, cached, operation_name)
                 return raw_json_response(cached.body, 200, media_type)
         result = None
         context = self._context(viewer, pool)
@@ -486,33 +531,6 @@ class GraphQLEndpoint:
             accessed = tuple(sorted(context.loaders.accessed_student_ids))
             self.response_cache.put(cache_key, CachedResponse(versions, encoded, accessed))
         return raw_json_response(encoded, 200, media_type)
-
-    def _cache_key(
-        self, viewer: Viewer, graphql_request: GraphQLRequest, operation_name: str | None
-    ) -> Hashable:
-        return ResponseCache.key(
-            viewer,
-            query=graphql_request.query,
-            variables=graphql_request.variables,
-            operation_name=operation_name,
-            extensions=graphql_request.extensions,
-            today=self.settings.today(),
-        )
-
-    def _audit_hit(
-        self, viewer: Viewer, cached: CachedResponse, operation_name: str | None
-    ) -> None:
-        """The access audit of a cached answer: what its execution read, as for a miss."""
-        if cached.accessed_student_ids:
-            self.recorder.access(
-                AccessEvent(
-                    at=datetime.now(UTC),
-                    account_id=viewer.account_id,
-                    role=viewer.role.value,
-                    student_ids=cached.accessed_student_ids,
-                    operation_name=operation_name,
-                )
-            )
 
     def _context(self, viewer: Viewer | None, pool: asyncpg.Pool) -> Context:
         return Context(
@@ -584,11 +602,3 @@ def raw_json_response(
     response = Response(encoded, status_code=status, headers=headers)
     response.headers["content-type"] = f"{media_type}; charset=utf-8"
     return response
-
-
-async def _versions(pool: asyncpg.Pool, viewer: Viewer) -> str:
-    """The change token of the viewer's students (one statement); 503 TIMEOUT if slow."""
-    try:
-        return await data.get_versions(pool, student_ids=sorted(viewer.student_ids))
-    except asyncpg.QueryCanceledError:
-        raise HttpError(503, ErrorCode.TIMEOUT) from None

@@ -21,23 +21,41 @@ What is cached, and under which key:
 A hit still records the access audit with the students the original execution read
 (kept with the response), exactly as a miss does. Bounded by entries and by bytes,
 least recently used out. One cache per serving process.
+
+Speculation: the versions statement needs the viewer's scope, which the token's own
+statement loads. For a bearer token seen before (`ScopeGuesses`) whose last viewer has
+an answer cached for this very request, the versions of that viewer's scope are read at
+the same time as the viewer (`Speculation`), on another pooled connection; they are
+used only if the scope just loaded is exactly that one (otherwise the versions are read
+again for the real scope). A hit then costs one round trip to the
+database instead of two. The versions are still read before any data, so nothing
+changes in what a hit may serve.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
+import asyncpg
 import orjson
 from graphql import FieldNode, OperationDefinitionNode, OperationType
 
+from auth.records import AccessEvent, Recorder
 from auth.viewer import Viewer
+from gateway import data
+from gateway.errors import ErrorCode, HttpError
+
+log = logging.getLogger(__name__)
 
 ENV: Final = "SCHOOL_GATEWAY_RESPONSE_CACHE"
+MAX_GUESSES: Final = 4096
 MAX_ENTRIES: Final = 2048
 MAX_BYTES: Final = 64 << 20
 MAX_BODY_BYTES: Final = 512 << 10
@@ -117,6 +135,9 @@ class ResponseCache:
         self.hits += 1
         return entry
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
     def put(self, key: Hashable, entry: CachedResponse) -> None:
         if len(entry.body) > MAX_BODY_BYTES:
             return
@@ -131,3 +152,92 @@ class ResponseCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class ScopeGuesses:
+    """The viewer each bearer token had on its last cacheable request (bounded)."""
+
+    def __init__(self, size: int = MAX_GUESSES) -> None:
+        self._viewers: OrderedDict[str, Viewer] = OrderedDict()
+        self._size = size
+
+    def get(self, authorization: str | None) -> Viewer | None:
+        return None if authorization is None else self._viewers.get(authorization)
+
+    def speculate(
+        self,
+        authorization: str | None,
+        cached: Callable[[Viewer], bool],
+        pool: asyncpg.Pool,
+    ) -> Speculation | None:
+        """Start reading the versions of the token's last scope, if an answer for this
+        request and that viewer is cached (nothing is read for anything else)."""
+        guess = self.get(authorization)
+        if guess is None or not cached(guess):
+            return None
+        scope = guess.student_ids
+        return Speculation(scope, data.get_versions(pool, student_ids=sorted(scope)))
+
+    def remember(self, authorization: str | None, viewer: Viewer | None) -> None:
+        """Keep the token's viewer; None forgets it (its request was not cacheable)."""
+        if authorization is None:
+            return
+        if viewer is None:
+            self._viewers.pop(authorization, None)
+            return
+        self._viewers[authorization] = viewer
+        self._viewers.move_to_end(authorization)
+        if len(self._viewers) > self._size:
+            self._viewers.popitem(last=False)
+
+
+class Speculation:
+    """The versions of a guessed scope, being read while the viewer loads."""
+
+    def __init__(self, scope: frozenset[int], versions: Awaitable[str]) -> None:
+        self.scope = scope
+        self._task: asyncio.Future[str] = asyncio.ensure_future(versions)
+
+    async def versions_for(self, scope: frozenset[int]) -> str | None:
+        """The versions if the guess was right (errors of the read propagate), else None."""
+        if scope != self.scope:
+            return None
+        return await self._task
+
+    async def settle(self) -> None:
+        """Wait for the read (never left running); an unused read's failure is logged."""
+        await asyncio.wait({self._task})
+        if not self._task.cancelled() and self._task.exception() is not None:
+            log.warning("speculative versions read failed: %r", self._task.exception())
+
+
+async def current_versions(
+    pool: asyncpg.Pool, viewer: Viewer, speculation: Speculation | None
+) -> str:
+    """The change token of the viewer's students: one statement, unless a right guess read
+    it already. 503 TIMEOUT when the statement times out."""
+    try:
+        if speculation is not None:
+            versions = await speculation.versions_for(viewer.student_ids)
+            if versions is not None:
+                return versions
+        return await data.get_versions(pool, student_ids=sorted(viewer.student_ids))
+    except asyncpg.QueryCanceledError:
+        raise HttpError(503, ErrorCode.TIMEOUT) from None
+
+
+def audit_hit(
+    recorder: Recorder, viewer: Viewer, cached: CachedResponse, operation_name: str | None
+) -> None:
+    """The access audit of a cached answer: the students its execution read, as a miss
+    records them (gateway.http)."""
+    if cached.accessed_student_ids:
+        recorder.access(
+            AccessEvent(
+                at=datetime.now(UTC),
+                account_id=viewer.account_id,
+                role=viewer.role.value,
+                student_ids=cached.accessed_student_ids,
+                operation_name=operation_name,
+            )
+        )

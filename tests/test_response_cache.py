@@ -20,9 +20,10 @@ import pytest
 from starlette.applications import Starlette
 
 from auth.records import Recorder
+from auth.viewer import Role, Viewer
 from gateway.db import counting_statements
 from gateway.http import GraphQLEndpoint
-from gateway.response_cache import ENV, ResponseCache, enabled_from_env
+from gateway.response_cache import ENV, ResponseCache, ScopeGuesses, Speculation, enabled_from_env
 from gateway.settings import Settings
 from tests.conftest import TODAY
 from tests.planted import planted_parent, post_graphql
@@ -51,12 +52,14 @@ class Asker:
         self.client = client
         self.token = token
         self.cache = cache
+        self.statements: list[str] = []  # of the last request
 
     async def ask(self, query: str = WEEK_QUERY, **variables: Any) -> tuple[dict[str, Any], bool]:
         hits = self.cache.hits
         with counting_statements(keep_text=True) as counter:
             payload = await post_graphql(self.client, self.token, query, variables or WEEK)
         hit = self.cache.hits == hits + 1
+        self.statements = list(counter.statements)
         diary_read = any("diary_api.students s" in text for text in counter.statements)
         assert not (hit and diary_read), "a hit reads no diary data"
         return payload, hit
@@ -402,3 +405,54 @@ async def test_every_journal_table_is_change_tracked(owner_conn: asyncpg.Connect
                              WHERE t.tgrelid = c.oid AND t.tgname LIKE 'versions%')"""
     )
     assert [row["relname"] for row in untracked] == []
+
+
+async def test_a_known_token_reads_the_versions_once_alongside_its_viewer(asker: Asker) -> None:
+    await asker.week()
+    payload, hit = await asker.ask()
+    assert hit and "errors" not in payload
+    versions = [text for text in asker.statements if "diary_api.student_versions" in text]
+    assert len(versions) == 1
+
+
+async def test_a_wrong_guess_is_not_used() -> None:
+    async def versions() -> str:
+        return "guessed"
+
+    speculation = Speculation(frozenset({1, 2}), versions())
+    assert await speculation.versions_for(frozenset({1})) is None
+    assert await speculation.versions_for(frozenset({1, 2})) == "guessed"
+    await speculation.settle()
+
+
+async def test_an_unused_failed_guess_is_settled_quietly() -> None:
+    async def versions() -> str:
+        raise asyncpg.QueryCanceledError("canceling statement due to statement timeout")
+
+    speculation = Speculation(frozenset({1}), versions())
+    await speculation.settle()  # no exception, no "never retrieved" warning
+
+
+def test_guesses_are_bounded_and_forgotten() -> None:
+    guesses = ScopeGuesses(size=2)
+    viewers = [
+        Viewer(account_id=str(n), role=Role.PARENT, display_name="", student_ids=frozenset({n}))
+        for n in range(3)
+    ]
+    for n, viewer in enumerate(viewers):
+        guesses.remember(f"Bearer {n}", viewer)
+    assert guesses.get("Bearer 0") is None and guesses.get("Bearer 2") == viewers[2]
+    guesses.remember("Bearer 2", None)
+    assert guesses.get("Bearer 2") is None and guesses.get(None) is None
+
+
+async def test_a_request_not_cached_reads_its_versions_once(asker: Asker) -> None:
+    await asker.week()
+    last_week = {
+        "from": (MONDAY - timedelta(days=7)).isoformat(),
+        "to": (MONDAY - timedelta(days=1)).isoformat(),
+    }
+    _, hit = await asker.ask(**last_week)  # a known token, an answer not cached: no guess
+    assert not hit
+    versions = [text for text in asker.statements if "diary_api.student_versions" in text]
+    assert len(versions) == 1
