@@ -271,3 +271,18 @@ def test_python_dash_m_gateway(tmp_path: Path) -> None:
     assert result.returncode == 0
     for command in ("serve", "demo", "seed", "accounts", "export-schema", "dev-token"):
         assert command in result.stdout
+
+
+async def test_migrate_brings_an_older_database_up_to_date(
+    database_url: str, tmp_path: Path, seeded: SeedSummary, owner_conn: asyncpg.Connection
+) -> None:
+    # An older database: one of the gateway's tables (and so its grants) is missing.
+    await owner_conn.execute("DROP TABLE gateway.esia_requests")
+    result = _run(["migrate"], _env(database_url, tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    assert await owner_conn.fetchval(
+        "SELECT has_table_privilege('school_gateway', 'gateway.esia_requests', 'INSERT')"
+    )
+    # Idempotent: a second run on an up-to-date database changes nothing and succeeds.
+    assert _run(["migrate"], _env(database_url, tmp_path)).returncode == 0
