@@ -21,6 +21,7 @@ import pytest
 from auth.tokens import verify_token
 from fixtures.demo import DEMO_ACCOUNTS
 from fixtures.generate import SeedSummary
+from gateway.cli import _apply_listen_flags, build_parser
 from gateway.schema import export_sdl
 from gateway.settings import Settings
 from tests.conftest import JWT_SECRET, SEED, TODAY
@@ -286,3 +287,17 @@ async def test_migrate_brings_an_older_database_up_to_date(
     )
     # Idempotent: a second run on an up-to-date database changes nothing and succeeds.
     assert _run(["migrate"], _env(database_url, tmp_path)).returncode == 0
+
+
+def test_port_flag_moves_the_public_url_and_the_esia_redirect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SCHOOL_GATEWAY_PORT", raising=False)
+    monkeypatch.delenv("SCHOOL_GATEWAY_PUBLIC_URL", raising=False)
+    args = build_parser().parse_args(["demo", "--port", "8123"])
+    _apply_listen_flags(args)
+    auth = Settings.from_env({**os.environ, "SCHOOL_GATEWAY_DEV": "1"}).auth
+    assert auth.public_url == "http://127.0.0.1:8123"
+    assert auth.redirect_uri == "http://127.0.0.1:8123/auth/esia/callback"
+    assert auth.esia_url == "http://127.0.0.1:8123/dev-idp"
+    assert "http://127.0.0.1:8123" in auth.allowed_origins
