@@ -82,24 +82,24 @@ RETURNING id::text
 # PARENT: every student linked to any registry record (in any school) that matches the
 #         person (merged account): see REGISTRY_MATCH_RULE.
 # STUDENT: themself. SCHOOL_ADMIN: their school. REGIONAL_ANALYST: nothing personal.
-_VIEWER_COLUMNS = """
+_ACCOUNT_MATCH_RULE = REGISTRY_MATCH_RULE.replace("$1", "a.snils::text").replace("$2", "a.phone")
+_VIEWER_COLUMNS = f"""
 SELECT a.id::text AS id, a.role, a.display_name,
        CASE a.role
          WHEN 'PARENT' THEN coalesce(
            (SELECT array_agg(DISTINCT pl.student_id)
             FROM diary_api.parent_links pl
-            WHERE (pl.snils = a.snils::text)
-               OR (pl.phone = a.phone AND coalesce(pl.snils, '') !~ '^[0-9]{11}$')),
-           '{}'::int[])
+            WHERE {_ACCOUNT_MATCH_RULE}),
+           '{{}}'::int[])
          WHEN 'STUDENT' THEN ARRAY[a.student_id]
-         ELSE '{}'::int[]
+         ELSE '{{}}'::int[]
        END AS student_ids,
        CASE a.role
          WHEN 'SCHOOL_ADMIN' THEN coalesce(
            (SELECT array_agg(st.school_id) FROM diary_api.staff st
             WHERE st.id = a.staff_id AND st.school_id IS NOT NULL),
-           '{}'::int[])
-         ELSE '{}'::int[]
+           '{{}}'::int[])
+         ELSE '{{}}'::int[]
        END AS school_ids"""
 
 # One statement: the account and its scope (no session: tools and tests).

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl
 
 import asyncpg
 import orjson
-from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Payload, OAuth2Request
+from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Request
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidRequestError,
@@ -46,7 +46,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from auth.clients import AUTH_METHODS, ServiceClient, fetch_client
+from auth.oauth_payload import DictPayload
 from auth.records import SIGNED_IN, SignInEvent
+from auth.requests import media_type
 from auth.services import AuthServices
 from auth.tokens import issue_client_token
 from gateway.errors import MESSAGES, ErrorCode
@@ -68,24 +70,11 @@ ERROR_CODES: Final = {
 Answer = tuple[int, dict[str, Any], list[tuple[str, str]]]
 
 
-class _Payload(OAuth2Payload):  # type: ignore[misc]
-    def __init__(self, values: dict[str, str]) -> None:
-        self._values = values
-
-    @property
-    def data(self) -> dict[str, str]:
-        return self._values
-
-    @property
-    def datalist(self) -> dict[str, list[str]]:
-        return {key: [value] for key, value in self._values.items()}
-
-
 class _Request(OAuth2Request):  # type: ignore[misc]
     def __init__(self, url: str, headers: Mapping[str, str], form: dict[str, str]) -> None:
         super().__init__("POST", url, headers=headers)
         self._form = form
-        self.payload = _Payload(form)
+        self.payload = DictPayload(form)
 
     @property
     def args(self) -> dict[str, str]:
@@ -194,8 +183,7 @@ async def token_endpoint(request: Request, services: AuthServices) -> Response:
 
 async def _read_form(request: Request) -> dict[str, str]:
     """The form parameters; invalid_request for another media type, a big or repeated one."""
-    media_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if media_type != FORM_MEDIA_TYPE:
+    if media_type(request.headers.get("content-type")) != FORM_MEDIA_TYPE:
         raise InvalidRequestError("Content-Type must be application/x-www-form-urlencoded")
     body = b""
     async for chunk in request.stream():

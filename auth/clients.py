@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from typing import Any, Final
 import asyncpg
 from authlib.oauth2.rfc6749 import ClientMixin
 
+from auth.tokens import is_uuid
 from auth.viewer import CLIENT_ROLES, ROLE_SCOPES, Role, Viewer
 from gateway.errors import ApiError, ErrorCode
 
@@ -142,13 +142,7 @@ def _client(row: asyncpg.Record) -> ServiceClient:
 
 def is_client_id(value: str | None) -> bool:
     """A well-formed client id (a uuid); anything else is never looked up."""
-    if not value or len(value) > 64:
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    return value is not None and len(value) <= 64 and is_uuid(value)
 
 
 def check_registration(role: Role, school_ids: Iterable[int], scopes: Iterable[str]) -> None:

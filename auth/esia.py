@@ -69,7 +69,6 @@ TOKEN_PATH = "/aas/oauth2/v3/te"
 PERSON_PATH = "/rs/prns/{oid}"
 CONTACTS_PATH = "/rs/prns/{oid}/ctts"
 JWKS_PATH = "/jwks"  # development provider only: real ESIA publishes no JWKS
-LOGOUT_PATH = "/idp/ext/Logout"
 
 # The development provider's signer key: it proves the signer wiring, nothing more.
 DEV_SIGNER_KEY = b"school-gateway dev-idp client secret signer"

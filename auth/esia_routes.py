@@ -1,17 +1,25 @@
 """Sign-in through ESIA: GET /auth/esia/login and GET /auth/esia/callback.
 
 login: a one-time authorization request (state, nonce, PKCE verifier; 10 minutes) is
-stored in gateway.esia_requests and the browser is sent to the provider.
-callback: the state is consumed (unknown, expired or reused → ESIA_STATE_MISMATCH), the
-code is exchanged and the person read (auth.esia), an unconfirmed account is refused,
-the person is matched to the registries (auth.matching) and a session is started
-(auth.sessions). Every attempt is recorded as a sign-in event with masked identifiers
-and the schools where the person was found.
+stored in gateway.esia_requests and the browser is sent to the provider. The request is
+bound to the browser that started it (RFC 6749 §10.12): an HttpOnly cookie
+(`BINDING_COOKIE`, path /auth/esia, 10 minutes) holds a random value whose SHA-256 is
+stored with the state; one value serves every sign-in started in that browser.
+callback: the state is consumed (unknown, expired, reused, or not started by this
+browser → ESIA_STATE_MISMATCH; so a callback URL made with someone else's ESIA account
+cannot sign a victim's browser in as that account), the code is exchanged and the
+person read (auth.esia), an unconfirmed account is refused, the person is matched to
+the registries (auth.matching) and a session is started (auth.sessions). Every
+attempt is recorded as a sign-in event with masked identifiers and the schools where
+the person was found.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -35,6 +43,9 @@ log = logging.getLogger(__name__)
 LOGIN_PATH = "/auth/esia/login"
 CALLBACK_PATH = "/auth/esia/callback"
 REQUEST_TTL_SECONDS = 600
+BINDING_COOKIE = "sg_esia_binding"
+_BINDING_PATH = "/auth/esia"
+_BINDING_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 
 _STATUS = {
     ErrorCode.ESIA_NOT_CONFIGURED: 503,
@@ -48,14 +59,15 @@ _STATUS = {
 _SAVE_REQUEST = """
 WITH expired AS (DELETE FROM gateway.esia_requests WHERE expires_at < now())
 INSERT INTO gateway.esia_requests (state, nonce, code_verifier, client_kind, return_to,
-                                   expires_at)
-VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+                                   expires_at, browser_hash)
+VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7)
 """
 
 # One-time: the row is gone whatever happens next.
 _TAKE_REQUEST = """
 DELETE FROM gateway.esia_requests WHERE state = $1
-RETURNING nonce, code_verifier, client_kind, return_to, expires_at > now() AS live
+RETURNING nonce, code_verifier, client_kind, return_to, expires_at > now() AS live,
+          browser_hash
 """
 
 
@@ -93,6 +105,9 @@ class EsiaSignIn:
         return_to = safe_return_to(request.query_params.get("return_to"))
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         verifier = secrets.token_urlsafe(48)
+        binding = request.cookies.get(BINDING_COOKIE, "")
+        if not _BINDING_VALUE.fullmatch(binding):
+            binding = secrets.token_urlsafe(32)
         try:
             url = await self.client().authorization_url(
                 state=state, nonce=nonce, code_verifier=verifier
@@ -101,19 +116,36 @@ class EsiaSignIn:
             log.warning("ESIA sign-in cannot start: %s", error.reason)
             return self._failed(request, error.code)
         await self.services.pool().execute(
-            _SAVE_REQUEST, state, nonce, verifier, kind.value, return_to, REQUEST_TTL_SECONDS
+            _SAVE_REQUEST,
+            state,
+            nonce,
+            verifier,
+            kind.value,
+            return_to,
+            REQUEST_TTL_SECONDS,
+            _binding_hash(binding),
         )
-        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+        response = RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+        response.set_cookie(
+            BINDING_COOKIE,
+            binding,
+            max_age=REQUEST_TTL_SECONDS,
+            path=_BINDING_PATH,
+            secure=self.settings.auth.cookie_secure,
+            httponly=True,
+            samesite="lax",  # sent on the provider's top-level redirect back
+        )
+        return response
 
     # -- GET /auth/esia/callback --------------------------------------------------------
 
     async def callback(self, request: Request) -> Response:
         params = request.query_params
-        pending = await self._take(params.get("state"))
+        pending = await self._take(params.get("state"), request.cookies.get(BINDING_COOKIE))
         if pending is None:
             return self._failed(request, ErrorCode.ESIA_STATE_MISMATCH)
         if params.get("error") or not params.get("code"):
-            log.info("ESIA returned no code (error=%s)", (params.get("error") or "")[:40])
+            log.info("ESIA returned no code (error=%r)", (params.get("error") or "")[:40])
             return self._failed(request, ErrorCode.ESIA_DENIED)
         try:
             person = await self.client().sign_in(
@@ -124,11 +156,14 @@ class EsiaSignIn:
             return self._failed(request, error.code)
         return await self._signed_in(request, person, pending)
 
-    async def _take(self, state: str | None) -> _Pending | None:
+    async def _take(self, state: str | None, binding: str | None) -> _Pending | None:
+        """The pending request of `state`, consumed; None unless live and this browser's."""
         if not state:
             return None
         row = await self.services.pool().fetchrow(_TAKE_REQUEST, state)
-        if row is None or not row["live"]:
+        if row is None or not row["live"] or row["browser_hash"] is None or not binding:
+            return None
+        if not hmac.compare_digest(bytes(row["browser_hash"]), _binding_hash(binding)):
             return None
         return _Pending(
             nonce=row["nonce"],
@@ -185,6 +220,10 @@ class EsiaSignIn:
                 client_address=request.client.host if request.client else None,
             )
         )
+
+
+def _binding_hash(binding: str) -> bytes:
+    return hashlib.sha256(binding.encode()).digest()
 
 
 async def _account_for(pool: asyncpg.Pool, person: EsiaPerson, found: RegistryMatch) -> str | None:

@@ -2,12 +2,14 @@
 
 The order of a sign-in attempt (`PasswordSignIn.attempt`):
 
-1. Throttle (auth.throttle): refused while the login or the client address is locked
-   (429 SIGN_IN_LOCKED); otherwise the attempt is counted and may be delayed.
-2. The login is looked up in diary_api.student_identities and the password checked
-   with argon2 in a worker thread. An unknown login (or a student without a password)
-   is checked against a dummy hash made with the same parameters, so it costs the same
-   time as a wrong password; both get 401 INVALID_CREDENTIALS with the same message.
+1. The login is looked up in diary_api.student_identities (so that even a refused
+   attempt is recorded with the student's school).
+2. Throttle (auth.throttle): refused while the login or the client address is locked
+   (429 SIGN_IN_LOCKED); otherwise the attempt is counted and may be delayed. Then the
+   password is checked with argon2 in a worker thread. An unknown login (or a student
+   without a password) is checked against a dummy hash made with the same parameters,
+   so it costs the same time as a wrong password; both get 401 INVALID_CREDENTIALS
+   with the same message.
 3. Only with the right password is the age looked at (a wrong password learns nothing
    about it): see `may_use_password`. Older students get 403 STUDENT_MUST_USE_ESIA.
 4. The student's gateway account is created or refreshed; the caller starts a session.

@@ -29,9 +29,15 @@ from starlette.routing import BaseRoute, Route
 from auth.pages import html_page, outcome_response
 from auth.password import MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH, PasswordOutcome, PasswordSignIn
 from auth.records import SIGNED_IN, SignInEvent
-from auth.requests import request_origin
+from auth.requests import media_type, request_origin
 from auth.services import AuthServices
-from auth.sessions import ClientKind, safe_return_to, signed_in_response, start_session
+from auth.sessions import (
+    MAX_RETURN_TO_LENGTH,
+    ClientKind,
+    safe_return_to,
+    signed_in_response,
+    start_session,
+)
 from auth.throttle import retry_after_header
 from gateway.errors import MESSAGES, ErrorCode, HttpError
 
@@ -133,7 +139,7 @@ async def read_submission(request: Request, *, allowed_origins: frozenset[str]) 
             ClientKind.BROWSER,
             _field(values["login"], MAX_LOGIN_LENGTH).strip(),
             _field(values["password"], MAX_PASSWORD_LENGTH),
-            _field(values["return_to"], 2048) or None,
+            _return_to(values["return_to"]),
         )
     if _media_type(request) != "application/json":
         raise HttpError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE)
@@ -245,6 +251,14 @@ def _field(value: object, max_length: int) -> str:
     return value
 
 
+def _return_to(value: object) -> str | None:
+    """The form's return path; one too long to be ours is ignored (safe_return_to's default),
+    never an error about the login or password."""
+    if not isinstance(value, str) or not value or len(value) > MAX_RETURN_TO_LENGTH:
+        return None
+    return value
+
+
 def _known(code: str | None) -> ErrorCode | None:
     """The ErrorCode named by `?error=`, or None (arbitrary text is never shown)."""
     try:
@@ -254,7 +268,7 @@ def _known(code: str | None) -> ErrorCode | None:
 
 
 def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media_type(request.headers.get("content-type")) or ""
 
 
 def _is_form(request: Request) -> bool:

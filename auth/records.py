@@ -2,12 +2,13 @@
 
 Writers on the request path only enqueue (`Recorder.sign_in`, `Recorder.access`): a
 plain append to an in-memory queue, no statement and no await. Identifiers are masked
-at that moment (SNILS → `***-***-789 64`, phone → `+7912***01`), so raw values never
-wait in memory for the writer. A background task, started lazily in the running event
-loop by the first event, writes what is queued in batches of up to `batch_size`, one
-statement per batch for both tables (`INSERT ... SELECT FROM unnest(...)` in two
-data-modifying CTEs), with a clean context (the writer's statements are never counted
-against the request that happened to start it).
+at that moment (SNILS → `***-***-789 64`, phone → `+7912***01`, a SNILS or phone typed
+as a login → `***`), so raw values never wait in memory for the writer. A background
+task, started lazily in the running event loop by the first event, writes what is
+queued in batches of up to `batch_size`, one statement per batch for both tables
+(`INSERT ... SELECT FROM unnest(...)` in two data-modifying CTEs), with a clean context
+(the writer's statements are never counted against the request that happened to start
+it).
 
 Failure behaviour, by design lossy rather than blocking:
 - The queue holds at most `max_queued` records (plus the batch being written). When it
@@ -45,6 +46,7 @@ from typing import Final, NamedTuple
 import asyncpg
 
 from fixtures.snils import masked, masked_phone
+from gateway.logging import redact
 
 __all__ = [
     "SIGNED_IN",
@@ -141,7 +143,7 @@ def sign_in_row(event: SignInEvent) -> SignInRow | None:
         outcome=event.outcome[:TEXT_MAX_CHARS],
         masked_snils=masked(event.snils) or None,
         masked_phone=masked_phone(event.phone) or None,
-        login=event.login[:LOGIN_MAX_CHARS] if event.login else None,
+        login=_stored_login(event.login),
         school_ids=_int_array(event.school_ids),
         account_id=_uuid_or_none(event.account_id),
         client_address=event.client_address[:TEXT_MAX_CHARS] if event.client_address else None,
@@ -169,6 +171,16 @@ def access_row(event: AccessEvent) -> AccessRow | None:
 def _int_array(values: Iterable[int]) -> str:
     """A sorted PostgreSQL integer[] literal ('{1,2}'); unnest cannot take ragged 2-D arrays."""
     return "{" + ",".join(str(value) for value in sorted({int(value) for value in values})) + "}"
+
+
+def _stored_login(login: str | None) -> str | None:
+    """The login as stored, shortened. A parent may type their SNILS or phone into the
+    school login form: what looks like a SNILS, a phone or a date is masked (`redact`);
+    a client id (a UUID, method CLIENT) is kept whole."""
+    if not login:
+        return None
+    kept = login if _uuid_or_none(login) is not None else redact(login)
+    return kept[:LOGIN_MAX_CHARS]
 
 
 def _uuid_or_none(value: str | None) -> str | None:

@@ -30,6 +30,8 @@ from gateway.settings import Settings
 
 DEFAULT_RETURN_TO: Final = "/graphql"
 MAX_RETURN_TO_LENGTH: Final = 2048
+# Ours are 43 characters (new_refresh_token); anything much longer is not looked up.
+MAX_REFRESH_TOKEN_LENGTH: Final = 256
 SIGN_IN_METHODS: Final = frozenset({"ESIA", "PASSWORD", "DEV_TOKEN"})
 
 
@@ -157,7 +159,7 @@ async def refresh_session(pool: asyncpg.Pool, settings: Settings, token: str) ->
 
     Raises RefreshTokenInvalidError; a token used before revokes its session (replay).
     """
-    if not token or len(token) > 256:
+    if not token or len(token) > MAX_REFRESH_TOKEN_LENGTH:
         raise RefreshTokenInvalidError()
     presented = hash_refresh_token(token)
     successor = new_refresh_token()
@@ -180,7 +182,7 @@ async def revoke_session(pool: asyncpg.Pool, session_id: str) -> str | None:
 
 async def revoke_by_refresh_token(pool: asyncpg.Pool, token: str) -> str | None:
     """Revoke the session a refresh token belongs to (used or not); its id or None."""
-    if not token or len(token) > 256:
+    if not token or len(token) > MAX_REFRESH_TOKEN_LENGTH:
         return None
     session_id: str | None = await pool.fetchval(_REVOKE_BY_REFRESH, hash_refresh_token(token))
     return session_id

@@ -131,7 +131,7 @@ def verify_token(
     if kind == CLIENT:
         return _client_claims(claims)
     account_id, session_id = claims["sub"], claims["sid"]
-    if not (_is_uuid(account_id) and _is_uuid(session_id)):
+    if not (is_uuid(account_id) and is_uuid(session_id)):
         raise UnauthenticatedError(_INVALID)
     return TokenClaims(
         account_id=account_id,
@@ -143,7 +143,7 @@ def verify_token(
 
 def _client_claims(claims: dict[str, object]) -> TokenClaims:
     client_id, scope = claims["sub"], claims.get("scope", "")
-    if not (_is_uuid(client_id) and isinstance(scope, str)):
+    if not (is_uuid(client_id) and isinstance(scope, str)):
         raise UnauthenticatedError(_INVALID)
     return TokenClaims(
         account_id=str(client_id),
@@ -188,7 +188,8 @@ def _claims_registry(typ: TokenType, leeway: int) -> jwt.JWTClaimsRegistry:
     )
 
 
-def _is_uuid(value: object) -> bool:
+def is_uuid(value: object) -> bool:
+    """A string holding a UUID (the ids in our tokens: accounts, sessions, clients)."""
     if not isinstance(value, str):
         return False
     try:

@@ -35,7 +35,8 @@ ATTENDANCE_DIMENSIONS: Final[Mapping[str, tuple[str, ...]]] = {
     **{name: columns for name, columns in MARK_DIMENSIONS.items() if name != "WORK_TYPE"},
     "CODE": ("code",),
 }
-KEY_COLUMNS: Final = (
+# The columns every kind of base cell has (a lesson cell has only these).
+_COMMON_KEY: Final = (
     "school_id",
     "municipality_id",
     "grade",
@@ -43,10 +44,8 @@ KEY_COLUMNS: Final = (
     "year_id",
     "period_scheme",
     "period_number",
-    "work_type_id",
-    "code",
 )
-_REFRESH_LOCK: Final = 72163005
+KEY_COLUMNS: Final = (*_COMMON_KEY, "work_type_id", "code")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +106,7 @@ _CELL_KEY: Final = (
     "work_type_id",
 )
 _MARK_CELL_COLUMNS: Final = (
-    "school_id",
-    "municipality_id",
-    "grade",
-    "subject_id",
-    "year_id",
-    "period_scheme",
-    "period_number",
+    *_COMMON_KEY,
     "work_type_id",
     "students",
     "marks",
@@ -121,47 +114,24 @@ _MARK_CELL_COLUMNS: Final = (
     "weighted_sum",
     "weight_sum",
 )
-_ATTENDANCE_CELL_COLUMNS: Final = (
-    "school_id",
-    "municipality_id",
-    "grade",
-    "subject_id",
-    "year_id",
-    "period_scheme",
-    "period_number",
-    "code",
-    "students",
-    "records",
-)
+_ATTENDANCE_CELL_COLUMNS: Final = (*_COMMON_KEY, "code", "students", "records")
 _VALUE_COLUMNS: Final = (*_CELL_KEY, "value", "marks")
 
 # Student-lessons up to the diary's today; a cell's students are its classes' enrolment.
-_LESSON_CELLS = """
-SELECT school_id, municipality_id, grade, subject_id, year_id, period_scheme, period_number,
+_COMMON = ", ".join(_COMMON_KEY)
+_LESSON_CELLS = f"""
+SELECT {_COMMON},
        sum(enrolled)::integer AS students, sum(lessons)::integer AS lessons,
        sum(lessons * enrolled)::bigint AS student_lessons
 FROM (
-    SELECT school_id, municipality_id, grade, subject_id, year_id, period_scheme,
-           period_number, class_id, max(enrolled) AS enrolled, sum(lessons) AS lessons
+    SELECT {_COMMON}, class_id, max(enrolled) AS enrolled, sum(lessons) AS lessons
     FROM diary_api.analytics_class_lessons
     WHERE date <= $1
-    GROUP BY school_id, municipality_id, grade, subject_id, year_id, period_scheme,
-             period_number, class_id
+    GROUP BY {_COMMON}, class_id
 ) per_class
-GROUP BY school_id, municipality_id, grade, subject_id, year_id, period_scheme, period_number
+GROUP BY {_COMMON}
 """
-_LESSON_CELL_COLUMNS: Final = (
-    "school_id",
-    "municipality_id",
-    "grade",
-    "subject_id",
-    "year_id",
-    "period_scheme",
-    "period_number",
-    "students",
-    "lessons",
-    "student_lessons",
-)
+_LESSON_CELL_COLUMNS: Final = (*_COMMON_KEY, "students", "lessons", "student_lessons")
 
 _TABLES: Final = (
     "analytics_mark_values",
@@ -169,6 +139,17 @@ _TABLES: Final = (
     "analytics_attendance_cells",
     "analytics_lesson_cells",
 )
+
+
+# Neither LOCK nor SET takes a snapshot: the first query after the lock does.
+_LOCK_SQL: Final = "LOCK TABLE gateway.analytics_refresh IN EXCLUSIVE MODE"
+_RECORD_REFRESH_SQL: Final = """
+INSERT INTO gateway.analytics_refresh (id, refreshed_at, as_of, duration_ms)
+VALUES (true, clock_timestamp(), $1, $2)
+ON CONFLICT (id) DO UPDATE SET refreshed_at = excluded.refreshed_at,
+    as_of = excluded.as_of, duration_ms = excluded.duration_ms
+RETURNING refreshed_at, as_of, duration_ms
+"""
 
 
 def _select(view: str, columns: Sequence[str]) -> str:
@@ -196,33 +177,28 @@ async def refresh(
     freshness returned) when, once the lock is held, they were refreshed at or after it:
     another process has just done it. Readers see the previous snapshot until the commit.
 
-    The views are read with plain SELECTs (which PostgreSQL may run in parallel, unlike
-    INSERT ... SELECT) and the rows copied into the gateway's tables."""
+    The lock (an EXCLUSIVE lock on gateway.analytics_refresh) is taken before the first
+    query, so that the transaction's one snapshot (repeatable read) is taken after it:
+    the views are all read from that snapshot (a write committed between two of the
+    reads is in all of the new cells or in none), and it sees any refresh that committed
+    while this one waited. The views are read with plain SELECTs (which PostgreSQL may
+    run in parallel, unlike INSERT ... SELECT) and the rows copied into the gateway's
+    tables."""
     started = time.perf_counter()
-    async with conn.transaction():
-        await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-        await conn.execute("SET LOCAL work_mem = '64MB'")
-        if wait:
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _REFRESH_LOCK)
-        elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _REFRESH_LOCK):
-            return None
-        if stale_before is not None:
-            current = await freshness(conn)
-            if current is not None and current.refreshed_at >= stale_before:
-                return current
-        await _rebuild(conn, today)
-        duration_ms = round((time.perf_counter() - started) * 1000)
-        row = await conn.fetchrow(
-            """
-            INSERT INTO gateway.analytics_refresh (id, refreshed_at, as_of, duration_ms)
-            VALUES (true, clock_timestamp(), $1, $2)
-            ON CONFLICT (id) DO UPDATE SET refreshed_at = excluded.refreshed_at,
-                as_of = excluded.as_of, duration_ms = excluded.duration_ms
-            RETURNING refreshed_at, as_of, duration_ms
-            """,
-            today,
-            duration_ms,
-        )
+    try:
+        async with conn.transaction(isolation="repeatable_read"):
+            await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+            await conn.execute("SET LOCAL work_mem = '64MB'")
+            await conn.execute(_LOCK_SQL if wait else _LOCK_SQL + " NOWAIT")
+            if stale_before is not None:
+                current = await freshness(conn)
+                if current is not None and current.refreshed_at >= stale_before:
+                    return current
+            await _rebuild(conn, today)
+            duration_ms = round((time.perf_counter() - started) * 1000)
+            row = await conn.fetchrow(_RECORD_REFRESH_SQL, today, duration_ms)
+    except asyncpg.LockNotAvailableError:  # NOWAIT: another refresh is running
+        return None
     assert row is not None
     return Freshness(row["refreshed_at"], row["as_of"], row["duration_ms"])
 
@@ -281,6 +257,19 @@ def _grouping(columns: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, s
     return select + total_flag, sets
 
 
+def _published_sums(
+    table: str, columns: Sequence[str], where: str, sums: Sequence[str], extra: Sequence[str] = ()
+) -> str:
+    """Per group and for the total: whether any cell is published (students >= k, $1)
+    and the sums of `sums` over the published cells only (the suppression rule)."""
+    select, sets = _grouping(columns, extra)
+    figures = "".join(f", sum({c}) FILTER (WHERE students >= $1) AS {c}" for c in sums)
+    return (
+        f"SELECT {select} bool_or(students >= $1) AS published{figures}"
+        f" FROM gateway.{table} WHERE {where} GROUP BY {sets}"
+    )
+
+
 async def mark_aggregates(
     conn: asyncpg.Connection,
     columns: Sequence[str],
@@ -293,19 +282,13 @@ async def mark_aggregates(
     one row per group with the values and their counts, most frequent first)."""
     params: list[object] = [k]
     where = cell_filter.where(params, has_work_type=True, has_code=False)
-    select, sets = _grouping(columns)
     figures = await conn.fetch(
-        f"""
-        SELECT {select}
-               bool_or(students >= $1) AS published,
-               sum(marks) FILTER (WHERE students >= $1) AS marks,
-               sum(counted_marks) FILTER (WHERE students >= $1) AS counted_marks,
-               sum(weighted_sum) FILTER (WHERE students >= $1) AS weighted_sum,
-               sum(weight_sum) FILTER (WHERE students >= $1) AS weight_sum
-        FROM gateway.analytics_mark_cells
-        WHERE {where}
-        GROUP BY {sets}
-        """,
+        _published_sums(
+            "analytics_mark_cells",
+            columns,
+            where,
+            ("marks", "counted_marks", "weighted_sum", "weight_sum"),
+        ),
         *params,
     )
     if not with_values:
@@ -337,31 +320,18 @@ async def attendance_aggregates(
     lesson_columns = [column for column in columns if column != "code"]
     params: list[object] = [k]
     where = cell_filter.where(params, has_work_type=False, has_code=False)
-    select, sets = _grouping(lesson_columns)
     lessons = await conn.fetch(
-        f"""
-        SELECT {select}
-               bool_or(students >= $1) AS published,
-               sum(lessons) FILTER (WHERE students >= $1) AS lessons,
-               sum(student_lessons) FILTER (WHERE students >= $1) AS student_lessons
-        FROM gateway.analytics_lesson_cells
-        WHERE {where}
-        GROUP BY {sets}
-        """,
+        _published_sums(
+            "analytics_lesson_cells", lesson_columns, where, ("lessons", "student_lessons")
+        ),
         *params,
     )
     params = [k]
     where = cell_filter.where(params, has_work_type=False, has_code=True)
-    select, sets = _grouping(lesson_columns, ("code",))
     records = await conn.fetch(
-        f"""
-        SELECT {select}
-               bool_or(students >= $1) AS published,
-               sum(records) FILTER (WHERE students >= $1) AS records
-        FROM gateway.analytics_attendance_cells
-        WHERE {where}
-        GROUP BY {sets}
-        """,
+        _published_sums(
+            "analytics_attendance_cells", lesson_columns, where, ("records",), ("code",)
+        ),
         *params,
     )
     return lessons, records

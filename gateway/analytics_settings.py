@@ -10,8 +10,8 @@
 - `SCHOOL_GATEWAY_ANALYTICS_REFRESH_SECONDS` (default 3600; 0 = no background refresh).
 - `SCHOOL_GATEWAY_ANALYTICS_REFRESH_TIMEOUT_MS` (default 600000): statement timeout of a
   refresh.
-- `SCHOOL_GATEWAY_ANALYTICS_RATE_LIMIT` (default 60) analytics fields per client per
-  `SCHOOL_GATEWAY_ANALYTICS_RATE_WINDOW_SECONDS` (default 60).
+- `SCHOOL_GATEWAY_ANALYTICS_RATE_LIMIT` (default 60) calls of `regionalAnalytics` per
+  client per `SCHOOL_GATEWAY_ANALYTICS_RATE_WINDOW_SECONDS` (default 60).
 - `SCHOOL_GATEWAY_ANALYTICS_CPU_SHARE` (percent, default 25; 100 = no cap): the most of
   a serving process's event loop that assembling analytics answers may take.
 """

@@ -151,9 +151,20 @@ def _origin(url: str) -> str:
 
 
 def _origins(env: Mapping[str, str], public_url: str) -> frozenset[str]:
-    raw = env.get("SCHOOL_GATEWAY_ALLOWED_ORIGINS", "")
-    extra = {_origin(item.strip()) for item in raw.split(",") if item.strip()}
-    return frozenset({_origin(public_url), *extra})
+    """The public URL's origin and SCHOOL_GATEWAY_ALLOWED_ORIGINS (http(s) URLs), lower-cased.
+
+    An entry that is not an http(s) URL (`app.example.ru` without a scheme) would never
+    match a browser's Origin: refused at start rather than silently ignored.
+    """
+    name = "SCHOOL_GATEWAY_ALLOWED_ORIGINS"
+    items = [item.strip() for item in env.get(name, "").split(",") if item.strip()]
+    extra: set[str] = set()
+    for item in items:
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise AuthSettingsError(f"{name}: {item!r} is not an http(s) origin")
+        extra.add(_origin(item))
+    return frozenset(origin.lower() for origin in (_origin(public_url), *extra))
 
 
 def _is_local(url: str) -> bool:

@@ -32,6 +32,7 @@ from auth.clients import (
     revoke_client,
 )
 from auth.viewer import CLIENT_ROLES, ROLE_SCOPES, Role
+from gateway.cli_records import school_id_argument
 from gateway.settings import Settings
 
 COMMAND: Final = "clients"
@@ -49,7 +50,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--role", required=True, type=_role, help="SCHOOL_ADMIN or REGIONAL_ANALYST"
     )
     create.add_argument(
-        "--school", dest="schools", type=_school_id, action="append", default=[],
+        "--school", dest="schools", type=school_id_argument, action="append", default=[],
         metavar="ID", help="a school a SCHOOL_ADMIN client may see (repeatable)",
     )  # fmt: skip
     scopes = ", ".join(sorted(set().union(*(ROLE_SCOPES[role] for role in CLIENT_ROLES))))
@@ -148,13 +149,3 @@ def _role(raw: str) -> Role:
         raise argparse.ArgumentTypeError("expected SCHOOL_ADMIN or REGIONAL_ANALYST")
     assert role is not None
     return role
-
-
-def _school_id(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a school id, got {raw!r}") from None
-    if not 1 <= value <= 2_147_483_647:
-        raise argparse.ArgumentTypeError(f"expected a school id, got {raw!r}")
-    return value

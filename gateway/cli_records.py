@@ -72,7 +72,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = commands.add_parser(
         COMMAND, help="recent sign-in attempts with masked identifiers (support path)"
     )
-    parser.add_argument("--school", type=_school_id, metavar="ID", help="school id")
+    parser.add_argument("--school", type=school_id_argument, metavar="ID", help="school id")
     parser.add_argument(
         "--outcome", type=_outcome, metavar="CODE", help="SIGNED_IN or an error code"
     )
@@ -192,12 +192,16 @@ def _format_event(event: dict[str, Any]) -> str:
 # --- argument types --------------------------------------------------------------------
 
 
-def _school_id(raw: str) -> int:
+MAX_SCHOOL_ID: Final = 2_147_483_647  # PostgreSQL integer
+
+
+def school_id_argument(raw: str) -> int:
+    """A `--school ID` value: a positive PostgreSQL integer (also `clients create`)."""
     try:
         value = int(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a school id, got {raw!r}") from None
-    if value < 1:
+    if not 1 <= value <= MAX_SCHOOL_ID:
         raise argparse.ArgumentTypeError(f"expected a school id, got {raw!r}")
     return value
 

@@ -35,7 +35,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import date
 from functools import lru_cache
 from typing import Any, Final, TypeGuard, cast
 
@@ -55,7 +55,7 @@ from starlette.responses import Response
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema import Schema as StrawberrySchema
 
-from auth.records import AccessEvent, Recorder
+from auth.records import Recorder
 from auth.requests import VerifiedTokens, authenticate_request
 from auth.viewer import Viewer
 from gateway.compiled import CompiledExecutor, PlanCache
@@ -68,9 +68,9 @@ from gateway.response_cache import (
     ResponseCache,
     ScopeGuesses,
     Speculation,
-    audit_hit,
     current_versions,
     is_cacheable,
+    record_access,
 )
 from gateway.response_cache import enabled_from_env as response_cache_enabled
 from gateway.services import AppServices
@@ -436,18 +436,19 @@ class GraphQLEndpoint:
             return None
         return self._guesses.speculate(
             request.headers.get("authorization"),
-            lambda viewer: self._cache_key(viewer, graphql_request) in cache,
+            lambda viewer: self._cache_key(viewer, graphql_request, self.settings.today()) in cache,
             pool,
         )
 
-    def _cache_key(self, viewer: Viewer, graphql_request: GraphQLRequest) -> Hashable:
+    @staticmethod
+    def _cache_key(viewer: Viewer, graphql_request: GraphQLRequest, today: date) -> Hashable:
         return ResponseCache.key(
             viewer,
             query=graphql_request.query,
             variables=graphql_request.variables,
             operation_name=graphql_request.operation_name,
             extensions=graphql_request.extensions,
-            today=self.settings.today(),
+            today=today,
         )
 
     async def _run(
@@ -481,19 +482,20 @@ class GraphQLEndpoint:
         )
         if too_costly is not None:  # refused before anything runs (gateway.cost)
             return graphql_response({"errors": [too_costly]}, media_type, failed=True)
+        today = self.settings.today()  # one day for the cache key and the execution
         cache_key, versions = None, ""
         cacheable = self.response_cache is not None and is_cacheable(viewer, operation)
         known = viewer if cacheable else None
         self._guesses.remember(request.headers.get("authorization"), known)
         if self.response_cache is not None and known is not None:
-            cache_key = self._cache_key(known, graphql_request)
+            cache_key = self._cache_key(known, graphql_request, today)
             versions = await current_versions(pool, known, speculation)
             cached = self.response_cache.get(cache_key, versions)
             if cached is not None:
-                audit_hit(self.recorder, known, cached, operation_name)
+                record_access(self.recorder, known, cached.accessed_student_ids, operation_name)
                 return raw_json_response(cached.body, 200, media_type)
         result = None
-        context = self._context(viewer, pool)
+        context = self._context(viewer, pool, today)
         if self._compiled is not None and prepared.plans is not None:
             result = await self._compiled.execute(
                 prepared.document,
@@ -516,29 +518,21 @@ class GraphQLEndpoint:
         if result.errors:
             body["errors"] = [present_execution_error(e, operation_name) for e in result.errors]
         body["data"] = result.data
-        if viewer is not None and result.data and context.loaders.accessed_student_ids:
-            self.recorder.access(
-                AccessEvent(
-                    at=datetime.now(UTC),
-                    account_id=viewer.account_id,
-                    role=viewer.role.value,
-                    student_ids=tuple(sorted(context.loaders.accessed_student_ids)),
-                    operation_name=operation_name,
-                )
-            )
+        accessed = tuple(sorted(context.loaders.accessed_student_ids))
+        if viewer is not None and result.data:
+            record_access(self.recorder, viewer, accessed, operation_name)
         encoded = orjson.dumps(body)
         if cache_key is not None and self.response_cache is not None and "errors" not in body:
-            accessed = tuple(sorted(context.loaders.accessed_student_ids))
             self.response_cache.put(cache_key, CachedResponse(versions, encoded, accessed))
         return raw_json_response(encoded, 200, media_type)
 
-    def _context(self, viewer: Viewer | None, pool: asyncpg.Pool) -> Context:
+    def _context(self, viewer: Viewer | None, pool: asyncpg.Pool, today: date) -> Context:
         return Context(
             viewer=viewer,
             loaders=Loaders(pool, viewer),
             pool=pool,
             settings=self.settings,
-            today=self.settings.today(),
+            today=today,
             app=self.app_services,
         )
 

@@ -25,11 +25,12 @@ _NAME_RE = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,99}$")
 # (123-456-789 64, +7 (912) 555-01-01, 27.11.2012): what a SNILS, phone or date looks like.
 _DIGIT_RUN_RE = re.compile(r"\d(?:[\s\-./()]*\d){5,}")
 PATH_MAX_CHARS = 200
-# What personal data looks like inside any message: SNILS (123-456-789 64, 12345678964),
-# a Russian phone (+7 912 555-01-01, 8(912)5550101), a date (2012-03-04, 04.03.2012),
-# and any run of ten or more digits that is not part of a hexadecimal word.
+# What personal data looks like inside any message: SNILS (123-456-789 64,
+# 123 456 789 64, 12345678964), a Russian phone (+7 912 555-01-01, 8(912)5550101), a
+# date (2012-03-04, 04.03.2012), and any run of ten or more digits that is not part of
+# a hexadecimal word.
 _PERSONAL_RE = re.compile(
-    r"\d{3}-\d{3}-\d{3}[\s-]\d{2}"
+    r"\d{3}[\s-]\d{3}[\s-]\d{3}[\s-]\d{2}"
     r"|(?:\+7|\b8)[\s\-(]*\d{3}[\s\-)]*\d{3}[\s-]*\d{2}[\s-]*\d{2}"
     r"|\b\d{4}-\d{2}-\d{2}\b|\b\d{2}\.\d{2}\.\d{4}\b"
     # Long digit runs, except inside hexadecimal words (a UUID's last group).

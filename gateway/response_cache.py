@@ -226,18 +226,21 @@ async def current_versions(
         raise HttpError(503, ErrorCode.TIMEOUT) from None
 
 
-def audit_hit(
-    recorder: Recorder, viewer: Viewer, cached: CachedResponse, operation_name: str | None
+def record_access(
+    recorder: Recorder,
+    viewer: Viewer,
+    student_ids: tuple[int, ...],
+    operation_name: str | None,
 ) -> None:
-    """The access audit of a cached answer: the students its execution read, as a miss
-    records them (gateway.http)."""
-    if cached.accessed_student_ids:
+    """The access audit of an answer that read these students' data (nothing if none):
+    a miss records the students its loaders read, a hit those its execution read."""
+    if student_ids:
         recorder.access(
             AccessEvent(
                 at=datetime.now(UTC),
                 account_id=viewer.account_id,
                 role=viewer.role.value,
-                student_ids=cached.accessed_student_ids,
+                student_ids=student_ids,
                 operation_name=operation_name,
             )
         )

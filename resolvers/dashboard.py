@@ -51,7 +51,8 @@ from resolvers.dashboard_types import (
     JournalTotals,
     SortDirection,
 )
-from resolvers.types import School, SchoolClass, Subject, Teacher
+from resolvers.records import school_class_from_row
+from resolvers.types import School, Subject, Teacher
 
 Info = strawberry.Info[Context, None]
 
@@ -70,12 +71,7 @@ def school_section(scope: str) -> list[FieldExtension]:
 def _journal_row(row: Any) -> JournalCompletenessRow:
     return JournalCompletenessRow(
         teacher=Teacher(id=strawberry.ID(str(row["teacher_id"])), name=row["teacher_name"]),
-        school_class=SchoolClass(
-            id=strawberry.ID(str(row["class_id"])),
-            name=row["class_name"],
-            grade=row["grade"],
-            letter=row["letter"],
-        ),
+        school_class=school_class_from_row(row),
         subject=Subject(id=strawberry.ID(str(row["subject_id"])), name=row["subject_name"]),
         lessons_held=row["held"],
         lessons_with_topic=row["with_topic"],

@@ -28,7 +28,7 @@ from resolvers.dashboard_types import (
     RegistryParentFinding,
     UnlinkedStudent,
 )
-from resolvers.types import SchoolClass
+from resolvers.records import school_class_from_row
 
 Info = strawberry.Info[Context, None]
 DEFAULT_PAGE_SIZE = 100
@@ -85,12 +85,7 @@ def _unlinked(row: Any) -> UnlinkedStudent:
     return UnlinkedStudent(
         id=strawberry.ID(str(row["student_id"])),
         full_name=_full_name(row),
-        school_class=SchoolClass(
-            id=strawberry.ID(str(row["class_id"])),
-            name=row["class_name"],
-            grade=row["grade"],
-            letter=row["letter"],
-        ),
+        school_class=school_class_from_row(row),
     )
 
 

@@ -128,12 +128,14 @@ def student_from_row(row: Row) -> StudentRecord:
             short_name=row["school_short_name"],
             municipality=row["municipality"],
         ),
-        school_class=SchoolClass(
-            id=_id(row["class_id"]),
-            name=row["class_name"],
-            grade=row["grade"],
-            letter=row["letter"],
-        ),
+        school_class=school_class_from_row(row),
+    )
+
+
+def school_class_from_row(row: Any) -> SchoolClass:
+    """A class from a row's `class_id`, `class_name`, `grade` and `letter`."""
+    return SchoolClass(
+        id=_id(row["class_id"]), name=row["class_name"], grade=row["grade"], letter=row["letter"]
     )
 
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from gateway import analytics_data
 from gateway.cli_analytics import refresh_cells
 from gateway.settings import Settings
 from tests.analytics_support import (
@@ -429,3 +430,85 @@ async def test_attendance_group_of_k_is_shown_and_of_k_minus_1_suppressed(
     assert group["records"] is None and group["rate"] is None and group["byCode"] is None
     total = hidden["data"]["regionalAnalytics"]["attendance"]["total"]
     assert total["records"] == 0 and total["byCode"] == []
+
+
+class _WritesBetweenReads(asyncpg.Connection):  # type: ignore[misc]
+    """A connection that lets another transaction commit right after it read the mark
+    cells (the first view a refresh reads), before it reads the other views."""
+
+    between: Any = None
+
+    async def fetch(self, query: str, *args: Any, **options: Any) -> list[Any]:
+        rows: list[Any] = await super().fetch(query, *args, **options)
+        if "diary_api.analytics_mark_cells" in query and self.between is not None:
+            await self.between()
+        return rows
+
+
+async def test_a_write_during_a_refresh_is_in_all_new_cells_or_in_none(
+    owner_conn: asyncpg.Connection,
+    database_url: str,
+    settings: Settings,
+    cells: dict[CellKey, MarkCell],
+) -> None:
+    key = next(iter(cells))
+    work_type_id: int = await owner_conn.fetchval("SELECT max(id) + 1 FROM school.work_types")
+    planted: list[int] = []
+
+    async def plant() -> None:  # a mark in a cell no refresh has seen (a new work type)
+        await owner_conn.execute(
+            "INSERT INTO school.work_types (id, name, short_name, weight) "
+            "VALUES ($1, 'Проверка снимка', 'ПС', 1)",
+            work_type_id,
+        )
+        planted.append(await _plant_mark(owner_conn, key))
+        await owner_conn.execute(
+            "UPDATE school.marks SET work_type_id = $1 WHERE id = $2", work_type_id, planted[0]
+        )
+
+    conn = await asyncpg.connect(
+        database_url,
+        connection_class=_WritesBetweenReads,
+        server_settings={"role": settings.gateway_role},
+    )
+    try:
+        conn.between = plant
+        result = await analytics_data.refresh(conn, today=settings.today(), timeout_ms=60_000)
+        conn.between = None
+        assert result is not None and planted, "the mark was written during the refresh"
+        in_cells = await conn.fetchval(
+            "SELECT count(*) FROM gateway.analytics_mark_cells WHERE work_type_id = $1",
+            work_type_id,
+        )
+        in_values = await conn.fetchval(
+            "SELECT count(*) FROM gateway.analytics_mark_values WHERE work_type_id = $1",
+            work_type_id,
+        )
+        assert (in_cells, in_values) == (0, 0), "the refresh read one snapshot"
+    finally:
+        await conn.close()
+        await owner_conn.execute("DELETE FROM school.marks WHERE id = ANY($1::bigint[])", planted)
+        await owner_conn.execute("DELETE FROM school.work_types WHERE id = $1", work_type_id)
+        await refresh_cells(database_url, settings)
+
+
+async def test_a_refresh_that_may_not_wait_skips_while_another_runs(
+    database_url: str, settings: Settings
+) -> None:
+    role = {"role": settings.gateway_role}
+    holder = await asyncpg.connect(database_url, server_settings=role)
+    other = await asyncpg.connect(database_url, server_settings=role)
+    try:
+        async with holder.transaction():  # what a running refresh holds
+            await holder.execute("LOCK TABLE gateway.analytics_refresh IN EXCLUSIVE MODE")
+            skipped = await analytics_data.refresh(
+                other, today=settings.today(), timeout_ms=60_000, wait=False
+            )
+        assert skipped is None
+        done = await analytics_data.refresh(
+            other, today=settings.today(), timeout_ms=60_000, wait=False
+        )
+        assert done is not None and done.as_of == settings.today()
+    finally:
+        await holder.close()
+        await other.close()

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -35,10 +33,10 @@ from auth.viewer import (
 from gateway.db import counting_statements
 from gateway.settings import Settings
 from tests.planted import error_codes, post_graphql
+from tests.test_records_cli import run_school_gateway
 from tests.test_statement_count import application_statements
 from tests.test_tokens import _claims, _sign
 
-COMMAND = str(Path(sys.executable).with_name("school-gateway"))
 TOKEN_URL = "/oauth/token"
 FORM = {"grant_type": "client_credentials"}
 VIEWER = "{ viewer { id role displayName } }"
@@ -46,21 +44,7 @@ CHILDREN = "{ myChildren { id fullName } }"
 
 
 def run_cli(database_url: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("SCHOOL_GATEWAY_") and key != "DATABASE_URL"
-    }
-    env.update({"DATABASE_URL": database_url, "SCHOOL_GATEWAY_DATA_DIR": str(data_dir)})
-    return subprocess.run(
-        [COMMAND, "clients", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    return run_school_gateway(database_url, data_dir, "clients", *args)
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:

@@ -56,3 +56,20 @@ async def test_dev_idp_cannot_be_enabled_outside_dev_mode(
         assert (await c.get("/dev-idp/jwks")).status_code == 404
     with pytest.raises(SettingsError, match="signer"):
         Settings.from_env({**production, "SCHOOL_GATEWAY_ESIA_URL": "https://esia.gosuslugi.ru"})
+
+
+def test_allowed_origins_must_be_http_urls(database_url: str) -> None:
+    env = {
+        "DATABASE_URL": database_url,
+        "SCHOOL_GATEWAY_JWT_SECRET": "x" * 48,
+        "SCHOOL_GATEWAY_PUBLIC_URL": "https://Dnevnik.example.ru",
+    }
+    with pytest.raises(SettingsError, match="SCHOOL_GATEWAY_ALLOWED_ORIGINS"):
+        Settings.from_env({**env, "SCHOOL_GATEWAY_ALLOWED_ORIGINS": "app.example.ru"})
+    settings = Settings.from_env(
+        {**env, "SCHOOL_GATEWAY_ALLOWED_ORIGINS": " https://App.example.ru/path , "}
+    )
+    assert settings.auth.allowed_origins == {
+        "https://dnevnik.example.ru",
+        "https://app.example.ru",
+    }

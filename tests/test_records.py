@@ -17,7 +17,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from auth.records import AccessEvent, Recorder, SignInEvent
+from auth.records import AccessEvent, Recorder, SignInEvent, sign_in_row
 from fixtures import snils
 from fixtures.demo import demo_account
 from fixtures.snils import masked_phone
@@ -284,6 +284,24 @@ async def test_sign_in_events_are_stored_masked(
         None,
         [],
     )
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("smirnov.petr", "smirnov.petr"),
+        ("246-813-579 94", "***"),  # a parent's SNILS typed into the school login form
+        ("24681357994", "***"),
+        ("+7 912 555-01-02", "***"),
+        ("8(912)5550102", "***"),
+        ("ivanov 04.03.2012", "ivanov ***"),
+        ("3f2a1b0c-1234-4abc-9def-012345678901", "3f2a1b0c-1234-4abc-9def-012345678901"),
+        ("x" * 100, "x" * 64),
+    ],
+)
+def test_a_login_that_is_personal_data_is_stored_masked(typed: str, stored: str) -> None:
+    row = sign_in_row(SignInEvent(method="PASSWORD", outcome="INVALID_CREDENTIALS", login=typed))
+    assert row is not None and row.login == stored
 
 
 @pytest.mark.parametrize(

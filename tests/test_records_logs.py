@@ -129,6 +129,7 @@ async def test_requests_and_sign_ins_log_no_personal_data(
             "account 3f2a1b0c-1234-4abc-9def-0123456789ab",
         ),
         ("snils 246-813-579 94 / 24681357994", "snils *** / ***"),
+        ("snils 246 813 579 94.", "snils ***."),  # written with spaces, as people do
         ("phone +79125550102, 8 (912) 555-01-02, +7 912 555 01 02", "phone ***, ***, ***"),
         ("born 2012-03-04 or 04.03.2012", "born *** or ***"),
         ("name=Op24681357994", "name=Op***"),

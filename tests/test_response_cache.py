@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
-from typing import Any
+from dataclasses import fields
+from datetime import date, timedelta
+from typing import Any, ClassVar
 
 import asyncpg
 import httpx
@@ -21,6 +22,7 @@ from starlette.applications import Starlette
 
 from auth.records import Recorder
 from auth.viewer import Role, Viewer
+from gateway.app import create_app
 from gateway.db import counting_statements
 from gateway.http import GraphQLEndpoint
 from gateway.response_cache import ENV, ResponseCache, ScopeGuesses, Speculation, enabled_from_env
@@ -456,3 +458,35 @@ async def test_a_request_not_cached_reads_its_versions_once(asker: Asker) -> Non
     assert not hit
     versions = [text for text in asker.statements if "diary_api.student_versions" in text]
     assert len(versions) == 1
+
+
+class _MidnightSettings(Settings):
+    """Settings whose today() is Sunday on the first call, then Monday once, then Sunday:
+    midnight passing between a request's cache key and its execution, then a clock
+    seen from another process (or a test) that is still on Sunday."""
+
+    days: ClassVar[list[date]] = []
+
+    def today(self) -> date:
+        return self.days.pop(0) if self.days else MONDAY - timedelta(days=1)
+
+
+async def test_the_key_and_the_execution_share_one_today(
+    owner_conn: asyncpg.Connection, pool: asyncpg.Pool, settings: Settings, family: dict[str, int]
+) -> None:
+    sunday = MONDAY - timedelta(days=1)
+    clock = _MidnightSettings(**{f.name: getattr(settings, f.name) for f in fields(settings)})
+    transport = httpx.ASGITransport(app=create_app(clock, pool=pool))
+    _MidnightSettings.days = [sunday, MONDAY]
+    query = "{ myChildren { diary { from to } } }"
+    async with (
+        planted_parent(owner_conn, pool, settings, [family["student_id"]], tag=41) as token,
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        first = await post_graphql(client, token, query)
+        second = await post_graphql(client, token, query)
+    # Sunday's default window is the week that ends on it, in both answers (never
+    # Monday's week stored under Sunday's key).
+    expected = {"from": (sunday - timedelta(days=6)).isoformat(), "to": sunday.isoformat()}
+    assert first["data"]["myChildren"] == [{"diary": expected}], first
+    assert second == first

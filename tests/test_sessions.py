@@ -31,7 +31,7 @@ from gateway.db import counting_statements
 from gateway.settings import Settings
 from tests.conftest import _test_env
 from tests.test_statement_count import application_statements
-from tests.test_tokens import _claims, _sign
+from tests.test_tokens import _claims, _registry_children, _sign, link_removed
 
 VIEWER_QUERY = "{ viewer { id role } }"
 CHILDREN_QUERY = "{ myChildren { id } }"
@@ -227,6 +227,25 @@ async def test_logout_accepts_a_just_expired_access_token(
     refused = await client.post("/auth/logout", headers={"Authorization": f"Bearer {forged}"})
     assert refused.status_code == 401
     assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_a_session_cookie_or_client_token_is_no_access_token(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Token kinds never stand in for each other: a browser's cookie value sent as a
+    bearer token, or a machine client's token at logout, is refused and revokes nothing."""
+    browser = await _session(pool, settings, "parent-one-school", ClientKind.BROWSER)
+    as_bearer = {"Authorization": f"Bearer {browser.cookie_value}"}
+    refused = await _graphql(client, as_bearer)
+    assert (refused.status_code, _codes(refused)) == (401, ["UNAUTHENTICATED"])
+    assert (await client.post("/auth/logout", headers=as_bearer)).status_code == 401
+    client_token = _sign(
+        settings, _claims(typ="client", sub=str(uuid.uuid4()), sid=None, scope="diary:read")
+    )
+    logout = await client.post("/auth/logout", headers={"Authorization": f"Bearer {client_token}"})
+    assert logout.status_code == 401
+    still = await _graphql(client, _cookie_headers(settings, browser, Origin=_origin(settings)))
+    assert still.status_code == 200 and still.json()["data"]["viewer"]["id"] == browser.account_id
 
 
 async def test_logout_by_refresh_token_alone(
@@ -468,15 +487,6 @@ async def test_start_session_refuses_unknown_methods(
 # --- scope and isolation -------------------------------------------------------------
 
 
-async def _registry_children(owner_conn: asyncpg.Connection, snils: str) -> set[int]:
-    rows = await owner_conn.fetch(
-        "SELECT ps.student_id FROM school.parents p "
-        "JOIN school.parent_students ps ON ps.parent_id = p.id WHERE p.snils = $1",
-        snils,
-    )
-    return {row["student_id"] for row in rows}
-
-
 async def test_removed_link_vanishes_for_a_cookie_session(
     client: httpx.AsyncClient,
     pool: asyncpg.Pool,
@@ -496,26 +506,11 @@ async def test_removed_link_vanishes_for_a_cookie_session(
     before = await children()
     assert before == await _registry_children(owner_conn, account.snils) and len(before) == 2
     removed = max(before)
-    link = await owner_conn.fetchrow(
-        "DELETE FROM school.parent_students ps USING school.parents p "
-        "WHERE ps.parent_id = p.id AND p.snils = $1 AND ps.student_id = $2 "
-        "RETURNING ps.parent_id, ps.student_id, ps.relation",
-        account.snils,
-        removed,
-    )
-    try:
+    async with link_removed(owner_conn, account.snils, removed):
         assert await children() == before - {removed}
         response = await _graphql(client, headers, STUDENT_QUERY, {"id": str(removed)})
         assert _codes(response) == ["FORBIDDEN"]
         assert response.json()["data"] == {"student": None}
-    finally:
-        await owner_conn.execute(
-            "INSERT INTO school.parent_students (parent_id, student_id, relation) "
-            "VALUES ($1, $2, $3)",
-            link["parent_id"],
-            link["student_id"],
-            link["relation"],
-        )
     assert await children() == before
 
 

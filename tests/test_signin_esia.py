@@ -482,6 +482,39 @@ async def test_state_unknown_reused_or_expired(
     ]
 
 
+async def test_callback_from_another_browser_is_refused(
+    live: LiveServer, browser: httpx.AsyncClient, owner_conn: asyncpg.Connection
+) -> None:
+    """Login CSRF: a callback URL made with the attacker's ESIA account (their state and
+    code) must not sign the victim's browser in as the attacker."""
+    attacker = demo_account("parent-one-school").snils
+    assert attacker
+    callback_url = await provider_redirect(browser, attacker)
+    binding = [c for c in browser.cookies.jar if c.name == "sg_esia_binding"]
+    assert len(binding) == 1 and binding[0].path == "/auth/esia"
+    assert binding[0].has_nonstandard_attr("HttpOnly")
+    since = await last_event_id(owner_conn)
+    async with httpx.AsyncClient(base_url=live.url, headers=BROWSER, timeout=30) as victim:
+        # The victim has a sign-in of their own in flight: its binding is not the attacker's.
+        await victim.get("/auth/esia/login")
+        answer = await victim.get(callback_url)
+        assert_page(answer, ErrorCode.ESIA_STATE_MISMATCH, 400)
+        assert "sg_session" not in answer.cookies
+    (event,) = await events_after(live, owner_conn, since)
+    assert event["outcome"] == "ESIA_STATE_MISMATCH" and event["account_id"] is None
+    # The state is spent: the attacker's own browser cannot use it afterwards either.
+    assert_page(await browser.get(callback_url), ErrorCode.ESIA_STATE_MISMATCH, 400)
+
+
+async def test_one_browser_may_have_two_sign_ins_in_flight(browser: httpx.AsyncClient) -> None:
+    snils = demo_account("parent-one-school").snils
+    assert snils
+    first = await provider_redirect(browser, snils)
+    second = await provider_redirect(browser, snils)
+    assert (await browser.get(first)).status_code == 303
+    assert (await browser.get(second)).status_code == 303
+
+
 async def test_return_to_must_be_a_local_path(browser: httpx.AsyncClient) -> None:
     snils = demo_account("parent-one-school").snils
     assert snils

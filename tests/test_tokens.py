@@ -6,6 +6,8 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -198,6 +200,31 @@ async def _registry_children(owner_conn: asyncpg.Connection, snils: str) -> set[
     return {row["student_id"] for row in rows}
 
 
+@asynccontextmanager
+async def link_removed(
+    owner_conn: asyncpg.Connection, snils: str, student_id: int
+) -> AsyncIterator[None]:
+    """The registry link of the parent with `snils` to `student_id` deleted, then restored."""
+    link = await owner_conn.fetchrow(
+        "DELETE FROM school.parent_students ps USING school.parents p "
+        "WHERE ps.parent_id = p.id AND p.snils = $1 AND ps.student_id = $2 "
+        "RETURNING ps.parent_id, ps.student_id, ps.relation",
+        snils,
+        student_id,
+    )
+    assert link is not None
+    try:
+        yield
+    finally:
+        await owner_conn.execute(
+            "INSERT INTO school.parent_students (parent_id, student_id, relation) "
+            "VALUES ($1, $2, $3)",
+            link["parent_id"],
+            link["student_id"],
+            link["relation"],
+        )
+
+
 async def test_scope_of_each_role(pool: asyncpg.Pool, owner_conn: asyncpg.Connection) -> None:
     merged = demo_account("parent-two-schools")
     viewer = await load_viewer(pool, await ensure_demo_account(pool, merged))
@@ -255,14 +282,7 @@ async def test_removed_link_vanishes_on_the_next_request(
     before = await children()
     assert before == await _registry_children(owner_conn, account.snils)
     removed = min(before)
-    link = await owner_conn.fetchrow(
-        "DELETE FROM school.parent_students ps USING school.parents p "
-        "WHERE ps.parent_id = p.id AND p.snils = $1 AND ps.student_id = $2 "
-        "RETURNING ps.parent_id, ps.student_id, ps.relation",
-        account.snils,
-        removed,
-    )
-    try:
+    async with link_removed(owner_conn, account.snils, removed):
         assert await children() == before - {removed}
         forbidden = await client.post(
             "/graphql",
@@ -273,12 +293,4 @@ async def test_removed_link_vanishes_on_the_next_request(
             headers=headers,
         )
         assert forbidden.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    finally:
-        await owner_conn.execute(
-            "INSERT INTO school.parent_students (parent_id, student_id, relation) "
-            "VALUES ($1, $2, $3)",
-            link["parent_id"],
-            link["student_id"],
-            link["relation"],
-        )
     assert await children() == before

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from auth.esia import normalize_phone
 from fixtures import snils as snils_util
 from fixtures.demo import DEMO_ACCOUNTS, DemoAccount
 from fixtures.generator_people import years_before
@@ -129,10 +130,7 @@ def find_person(persons: tuple[DevPerson, ...], login: str) -> DevPerson | None:
     for person in persons:
         if len(digits) == 11 and digits == person.snils:
             return person
-    phone = ("+7" + digits[1:]) if len(digits) == 11 and digits[0] in "78" else None
-    if len(digits) == 10:
-        phone = "+7" + digits
-    for person in persons:
-        if phone is not None and person.mobile == phone:
-            return person
-    return None
+    phone = normalize_phone(login)
+    if phone is None:
+        return None
+    return next((person for person in persons if person.mobile == phone), None)

@@ -15,14 +15,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 from authlib.oauth2.rfc6749 import (
     AuthorizationCodeMixin,
     AuthorizationServer,
     ClientMixin,
-    OAuth2Payload,
     OAuth2Request,
 )
 from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError
@@ -35,6 +33,7 @@ from starlette.responses import Response
 
 from auth.dev_idp.persons import DevPerson
 from auth.esia import TIMESTAMP_FORMAT, dev_signature, secret_text
+from auth.oauth_payload import DictPayload
 
 CODE_TTL_SECONDS = 300
 TOKEN_TTL_SECONDS = 3600
@@ -54,24 +53,11 @@ class Incoming:
     form: dict[str, str] = field(default_factory=dict)
 
 
-class _Payload(OAuth2Payload):  # type: ignore[misc]
-    def __init__(self, values: dict[str, str]) -> None:
-        self._values = values
-
-    @property
-    def data(self) -> dict[str, str]:
-        return self._values
-
-    @property
-    def datalist(self) -> dict[str, list[str]]:
-        return {key: [value] for key, value in self._values.items()}
-
-
 class _Request(OAuth2Request):  # type: ignore[misc]
     def __init__(self, incoming: Incoming) -> None:
         super().__init__(incoming.method, incoming.url, headers=incoming.headers)
         self._incoming = incoming
-        self.payload = _Payload({**incoming.query, **incoming.form})
+        self.payload = DictPayload({**incoming.query, **incoming.form})
 
     @property
     def args(self) -> dict[str, str]:
@@ -336,7 +322,3 @@ class DevAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     def jwks(self) -> dict[str, object]:
         return {"keys": [self.key.as_dict(private=False)]}
-
-
-def query_string(values: dict[str, str]) -> str:
-    return urlencode(values)
