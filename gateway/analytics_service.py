@@ -74,11 +74,10 @@ class RateLimiter:
 class AnalyticsService:
     """One per application; resolvers reach it as `info.context.app.analytics`."""
 
-    def __init__(self, settings: Settings, diary_pool: Callable[[], asyncpg.Pool]) -> None:
+    def __init__(self, settings: Settings) -> None:
+        """Analytics never use the diary pool (not even to refresh): they open their own."""
         self.settings = settings
         self.options = settings.analytics
-        # Analytics never use the diary pool (not even to refresh): kept for the interface.
-        self._diary_pool = diary_pool
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._refreshing = asyncio.Lock()

@@ -70,7 +70,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     holder = _PoolHolder(pool)
     recorder = Recorder(holder.get)
     services = AuthServices(settings=settings, pool=holder.get, recorder=recorder)
-    app_services = AppServices(analytics=AnalyticsService(settings, holder.get))
+    app_services = AppServices(analytics=AnalyticsService(settings))
     endpoint = GraphQLEndpoint(schema, settings, recorder, app_services)
     graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
 
