@@ -219,24 +219,38 @@ def student_quarter_postgraphile(data: Json) -> Json:
 # --- student-year -----------------------------------------------------------------
 
 
+def _year_row(
+    mark: Json, mark_id: str, subject: str, lesson_id: str, number: int, topic: str | None
+) -> list[Json]:
+    """One mark of student-year as a comparable row (the same for every target)."""
+    return [
+        mark_id,
+        mark["value"],
+        _num(mark["numericValue"]),
+        _num(mark["weight"]),
+        mark["date"],
+        mark["workTitle"],
+        mark["comment"],
+        mark["countsInAverage"],
+        mark["workType"]["name"],
+        _num(mark["workType"]["weight"]),
+        subject,
+        lesson_id,
+        number,
+        topic,
+    ]
+
+
 def student_year_gateway(data: Json) -> Json:
     return sorted(
-        [
+        _year_row(
+            mark,
             str(mark["id"]),
-            mark["value"],
-            _num(mark["numericValue"]),
-            _num(mark["weight"]),
-            mark["date"],
-            mark["workTitle"],
-            mark["comment"],
-            mark["countsInAverage"],
-            mark["workType"]["name"],
-            _num(mark["workType"]["weight"]),
             mark["subject"]["name"],
             str(mark["lesson"]["id"]),
             mark["lesson"]["number"],
             mark["lesson"]["topic"],
-        ]
+        )
         for mark in data["student"]["marks"]
     )
 
@@ -247,22 +261,14 @@ def student_year_postgraphile(data: Json) -> Json:
         lesson = mark["lesson"]
         topic = lesson["lessonTopic"]
         rows.append(
-            [
+            _year_row(
+                mark,
                 str(mark["rowId"]),
-                mark["value"],
-                _num(mark["numericValue"]),
-                _num(mark["weight"]),
-                mark["date"],
-                mark["workTitle"],
-                mark["comment"],
-                mark["countsInAverage"],
-                mark["workType"]["name"],
-                _num(mark["workType"]["weight"]),
                 lesson["subject"]["name"],
                 str(lesson["rowId"]),
                 lesson["number"],
                 None if topic is None else topic["topic"],
-            ]
+            )
         )
     return sorted(rows)
 
