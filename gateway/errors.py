@@ -51,6 +51,11 @@ class ErrorCode(enum.StrEnum):
     QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
     # Regional analytics (issue 5).
     RATE_LIMITED = "RATE_LIMITED"
+    # Hardening (issue 9).
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 
 
 MESSAGES: dict[ErrorCode, str] = {
@@ -115,6 +120,14 @@ MESSAGES: dict[ErrorCode, str] = {
     ),
     ErrorCode.RATE_LIMITED: (
         "Слишком много аналитических запросов. Повторите запрос немного позже."
+    ),
+    ErrorCode.SERVICE_UNAVAILABLE: (
+        "Сервис временно недоступен. Повторите запрос через несколько секунд."
+    ),
+    ErrorCode.REQUEST_TIMEOUT: "Запрос передавался слишком медленно и был прерван.",
+    ErrorCode.PAYLOAD_TOO_LARGE: "Тело запроса слишком большое.",
+    ErrorCode.QUERY_TOO_COMPLEX: (
+        "Запрос слишком сложный: в нём слишком много полей или фрагментов. Упростите запрос."
     ),
 }
 
