@@ -335,16 +335,27 @@ class _AttendanceRows:
     codes: dict[tuple[Any, ...] | None, list[Row]]
 
 
+def _lesson_groups(rows: _AttendanceRows, *, by_code: bool) -> list[tuple[Any, ...] | None]:
+    """The groups of the dimensions other than CODE (None: the total).
+
+    The attendance query groups the codes as an extra column of both the groups and the
+    total, so grouped by CODE alone every row it returns is a total row: then the codes
+    of the total are the groups (without this, `[CODE]` answered no groups at all).
+    """
+    if by_code and not rows.lesson_columns:
+        return [None]
+    return [key for key in {*rows.lessons, *rows.codes} if key is not None]
+
+
 async def _attendance_groups(
     rows: _AttendanceRows, keys: _Keys, *, by_code: bool
 ) -> list[AttendanceGroup]:
     groups: list[AttendanceGroup] = []
     columns = rows.lesson_columns
-    for lesson_key in {*rows.lessons, *rows.codes} - {None}:
-        assert lesson_key is not None
+    for lesson_key in _lesson_groups(rows, by_code=by_code):
         if len(groups) % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)  # let diary requests in between
-        values = dict(zip(columns, lesson_key, strict=True))
+        values = {} if lesson_key is None else dict(zip(columns, lesson_key, strict=True))
         lesson = rows.lessons.get(lesson_key)
         code_rows = rows.codes.get(lesson_key, [])
         if not by_code:
