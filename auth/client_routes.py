@@ -17,7 +17,8 @@ Errors keep the RFC 6749 §5.2 shape (`error`, `error_description`) and add our 
 `code` and Russian `message`: invalid_client → 401 INVALID_CLIENT with
 `WWW-Authenticate: Basic ...` (unknown client, wrong secret, revoked client),
 invalid_scope → 400 INVALID_SCOPE, unsupported_grant_type → 400 UNSUPPORTED_GRANT_TYPE,
-invalid_request → 400 BAD_REQUEST (malformed body, a repeated parameter).
+invalid_request → 400 BAD_REQUEST (malformed body, a repeated parameter); a body over
+8 KiB (read as a bounded stream, auth.bodies) → 413 PAYLOAD_TOO_LARGE.
 
 Every token request is recorded as a sign-in event, method CLIENT, the client id (as
 sent, truncated by the recorder) in `login`, outcome SIGNED_IN or the code (a revoked
@@ -45,13 +46,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from auth.bodies import read_limited
 from auth.clients import AUTH_METHODS, ServiceClient, fetch_client
 from auth.oauth_payload import DictPayload
 from auth.records import SIGNED_IN, SignInEvent
 from auth.requests import media_type
 from auth.services import AuthServices
 from auth.tokens import issue_client_token
-from gateway.errors import MESSAGES, ErrorCode
+from gateway.errors import MESSAGES, ErrorCode, HttpError
 from gateway.settings import Settings
 
 TOKEN_PATH: Final = "/oauth/token"
@@ -172,6 +174,8 @@ async def token_endpoint(request: Request, services: AuthServices) -> Response:
         oauth_request = _Request(url, headers, form)
     except OAuth2Error as error:
         answer: Answer = (error.status_code or 400, dict(error.get_body()), error.get_headers())
+    except HttpError as error:  # the body is over its limit
+        answer = (error.status, {"error": "invalid_request", "code": error.code.value}, [])
     except asyncpg.QueryCanceledError:
         return _response(503, {"error": "temporarily_unavailable"}, [])
     else:
@@ -185,11 +189,7 @@ async def _read_form(request: Request) -> dict[str, str]:
     """The form parameters; invalid_request for another media type, a big or repeated one."""
     if media_type(request.headers.get("content-type")) != FORM_MEDIA_TYPE:
         raise InvalidRequestError("Content-Type must be application/x-www-form-urlencoded")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise InvalidRequestError("The request body is too large")
+    body = await read_limited(request, MAX_FORM_BYTES)
     try:
         pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
@@ -226,7 +226,7 @@ def _record(
     elif client is not None and client.revoked:
         outcome = ErrorCode.CLIENT_REVOKED.value
     else:
-        outcome = _code(str(body.get("error", ""))).value
+        outcome = str(body.get("code") or _code(str(body.get("error", ""))).value)
     services.recorder.sign_in(
         SignInEvent(
             method=METHOD,
@@ -244,7 +244,7 @@ def _code(error: str) -> ErrorCode:
 
 def _response(status: int, body: dict[str, Any], headers: list[tuple[str, str]]) -> Response:
     if "error" in body:
-        code = _code(str(body["error"]))
+        code = ErrorCode(body["code"]) if "code" in body else _code(str(body["error"]))
         body = {**body, "code": code.value, "message": MESSAGES[code]}
     response = Response(orjson.dumps(body), status_code=status)
     for name, value in headers:

@@ -12,6 +12,11 @@ person read (auth.esia), an unconfirmed account is refused, the person is matche
 the registries (auth.matching) and a session is started (auth.sessions). Every
 attempt is recorded as a sign-in event with masked identifiers and the schools where
 the person was found.
+
+Starts are throttled per client address (`esia_starts_per_minute`, counted in the
+database across workers, auth.throttle): over the limit → 429 RATE_LIMITED with
+`Retry-After` (the seconds left of the minute) and a Russian page or JSON. A browser
+sign-in that succeeds ends the session of the session cookie the browser still had.
 """
 
 from __future__ import annotations
@@ -34,7 +39,14 @@ from auth.matching import RegistryMatch, match_registries
 from auth.pages import outcome_response
 from auth.records import SIGNED_IN, SignInEvent
 from auth.services import AuthServices
-from auth.sessions import ClientKind, safe_return_to, signed_in_response, start_session
+from auth.sessions import (
+    ClientKind,
+    end_replaced_session,
+    safe_return_to,
+    signed_in_response,
+    start_session,
+)
+from auth.throttle import SignInThrottle, retry_after_header
 from auth.viewer import Role
 from gateway.errors import ErrorCode
 
@@ -46,6 +58,10 @@ REQUEST_TTL_SECONDS = 600
 BINDING_COOKIE = "sg_esia_binding"
 _BINDING_PATH = "/auth/esia"
 _BINDING_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
+_TOO_MANY_STARTS = (
+    "Слишком много попыток входа через Госуслуги с этого адреса. "
+    "Повторите попытку через {seconds} с."
+)
 
 _STATUS = {
     ErrorCode.ESIA_NOT_CONFIGURED: 503,
@@ -86,6 +102,7 @@ class EsiaSignIn:
         self.services = services
         self.settings = services.settings
         self._client: EsiaClient | None = None
+        self._throttle = SignInThrottle(services.settings.auth)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -101,6 +118,9 @@ class EsiaSignIn:
     # -- GET /auth/esia/login -----------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
+        retry_after = await self._throttle.count_esia_start(self.services.pool(), _address(request))
+        if retry_after is not None:
+            return self._too_many_starts(request, retry_after)
         kind = ClientKind.API if request.query_params.get("client") == "api" else ClientKind.BROWSER
         return_to = safe_return_to(request.query_params.get("return_to"))
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
@@ -180,6 +200,9 @@ class EsiaSignIn:
         account_id = await _account_for(pool, person, found)
         if account_id is None:
             return self._failed(request, ErrorCode.NOT_IN_REGISTRY, person, found)
+        if pending.kind is ClientKind.BROWSER:
+            previous = request.cookies.get(self.settings.auth.session_cookie)
+            await end_replaced_session(pool, self.settings, previous)
         issued = await start_session(
             pool, self.settings, account_id=account_id, kind=pending.kind, method="ESIA"
         )
@@ -201,6 +224,17 @@ class EsiaSignIn:
     def _fail(self, request: Request, code: ErrorCode) -> Response:
         return outcome_response(request, code, _STATUS.get(code, 400))
 
+    def _too_many_starts(self, request: Request, retry_after: int) -> Response:
+        """429 RATE_LIMITED: this address started too many sign-ins this minute."""
+        self._record(request, ErrorCode.RATE_LIMITED.value, None, None, None)
+        return outcome_response(
+            request,
+            ErrorCode.RATE_LIMITED,
+            429,
+            message=_TOO_MANY_STARTS.format(seconds=retry_after),
+            headers={**retry_after_header(retry_after), "Cache-Control": "no-store"},
+        )
+
     def _record(
         self,
         request: Request,
@@ -220,6 +254,10 @@ class EsiaSignIn:
                 client_address=request.client.host if request.client else None,
             )
         )
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _binding_hash(binding: str) -> bytes:

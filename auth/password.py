@@ -4,8 +4,10 @@ The order of a sign-in attempt (`PasswordSignIn.attempt`):
 
 1. The login is looked up in diary_api.student_identities (so that even a refused
    attempt is recorded with the student's school).
-2. Throttle (auth.throttle): refused while the login or the client address is locked
-   (429 SIGN_IN_LOCKED); otherwise the attempt is counted and may be delayed. Then the
+2. Throttle (auth.throttle): refused while the login is locked for untrusted clients
+   or, for a client with a device cookie of this login (auth.device_cookie), while that
+   cookie is locked (429 SIGN_IN_LOCKED); otherwise the attempt is counted and may be
+   delayed (a client address is never refused, only slowed down). Then the
    password is checked with argon2 in a worker thread. An unknown login (or a student
    without a password) is checked against a dummy hash made with the same parameters,
    so it costs the same time as a wrong password; both get 401 INVALID_CREDENTIALS
@@ -95,6 +97,7 @@ class PasswordOutcome:
     student: Student | None = None
     account_id: str | None = None
     retry_after: int | None = None
+    trusted: bool = False  # admitted by a device cookie of this login
 
     @property
     def school_ids(self) -> tuple[int, ...]:
@@ -138,33 +141,44 @@ class PasswordSignIn:
         self._throttle = SignInThrottle(services.settings.auth)
         self._verifier = PasswordVerifier()
 
-    async def attempt(self, login: str, password: str, *, address: str) -> PasswordOutcome:
-        """Check a login and password from `address`; see the module docstring."""
+    async def attempt(
+        self, login: str, password: str, *, address: str, device: str | None = None
+    ) -> PasswordOutcome:
+        """Check a login and password from `address`; see the module docstring.
+
+        `device` is the nonce of a valid device cookie for this login, if any.
+        """
         pool = self._services.pool()
         student = await find_student(pool, login)
-        admission = await self._throttle.admit(pool, login=login, address=address)
+        admission = await self._throttle.admit(pool, login=login, address=address, device=device)
+        trusted = admission.trusted
         if not admission.allowed:
             return PasswordOutcome(
-                ErrorCode.SIGN_IN_LOCKED, 429, student, retry_after=admission.retry_after
+                ErrorCode.SIGN_IN_LOCKED,
+                429,
+                student,
+                retry_after=admission.retry_after,
+                trusted=trusted,
             )
         if admission.delay_seconds > 0:
             await asyncio.sleep(admission.delay_seconds)
         stored_hash = None if student is None else student.password_hash
         matches = await self._verifier.verify(stored_hash, password)
         if student is None or not matches:
-            return PasswordOutcome(ErrorCode.INVALID_CREDENTIALS, 401, student)
+            return PasswordOutcome(ErrorCode.INVALID_CREDENTIALS, 401, student, trusted=trusted)
         return await self._verified(pool, student, admission)
 
     async def _verified(
         self, pool: asyncpg.Pool, student: Student, admission: Admission
     ) -> PasswordOutcome:
         await self._throttle.succeeded(pool, admission)
+        trusted = admission.trusted
         if not may_use_password(student.birth_date, self._services.settings.today()):
-            return PasswordOutcome(ErrorCode.STUDENT_MUST_USE_ESIA, 403, student)
+            return PasswordOutcome(ErrorCode.STUDENT_MUST_USE_ESIA, 403, student, trusted=trusted)
         account_id = await upsert_student_account(
             pool, student_id=student.student_id, display_name=student.display_name
         )
-        return PasswordOutcome(None, 200, student, account_id=account_id)
+        return PasswordOutcome(None, 200, student, account_id=account_id, trusted=trusted)
 
 
 async def find_student(pool: asyncpg.Pool, login: str) -> Student | None:

@@ -9,6 +9,11 @@ POST takes either a form (a browser: on success a session cookie and 303 to
 {"login", "password"} (an API client: on success the token response; on failure the
 JSON error). Every attempt is recorded as a sign-in event (method PASSWORD). The rules
 (throttling, timing, the age limit) are in auth.password and auth.throttle.
+
+A success also sets the login's device cookie (auth.device_cookie: this client is then
+trusted for that login while it is locked for others), and a browser sign-in ends the
+session of the session cookie the browser still had. The body is read as a bounded
+stream (auth.bodies): over 8 KiB → 413 PAYLOAD_TOO_LARGE, whatever its framing.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from urllib.parse import quote
 
 import orjson
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from auth.bodies import AUTH_BODY_LIMIT, FORM_TYPES, read_form, read_limited
+from auth.device_cookie import issue_device_cookie, set_device_cookie, trusted_device
 from auth.pages import html_page, outcome_response
 from auth.password import MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH, PasswordOutcome, PasswordSignIn
 from auth.records import SIGNED_IN, SignInEvent
@@ -34,6 +40,7 @@ from auth.services import AuthServices
 from auth.sessions import (
     MAX_RETURN_TO_LENGTH,
     ClientKind,
+    end_replaced_session,
     safe_return_to,
     signed_in_response,
     start_session,
@@ -43,8 +50,7 @@ from gateway.errors import MESSAGES, ErrorCode, HttpError
 
 LOGIN_PATH: Final = "/auth/login"
 ESIA_LOGIN_PATH: Final = "/auth/esia/login"
-MAX_BODY_BYTES: Final = 8192
-FORM_TYPES: Final = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+MAX_BODY_BYTES: Final = AUTH_BODY_LIMIT
 PAGE_TITLE: Final = "Электронные дневники и журналы"
 _PAGE_HEADERS: Final = {
     "Cache-Control": "no-store",
@@ -95,46 +101,56 @@ async def _post(request: Request, services: AuthServices, sign_in: PasswordSignI
             message=_ENTER_LOGIN_AND_PASSWORD,
             submitted=submitted,
         )
-    outcome = await sign_in.attempt(submitted.login, submitted.password, address=address)
+    settings = services.settings
+    device = trusted_device(settings, request.cookies, submitted.login)
+    outcome = await sign_in.attempt(
+        submitted.login, submitted.password, address=address, device=device
+    )
     if outcome.code is not None:
         _record(services, submitted, address, outcome.code.value, outcome)
         headers = None if outcome.retry_after is None else retry_after_header(outcome.retry_after)
         return _failure(
             request, browser, outcome.code, outcome.status, headers=headers, submitted=submitted
         )
+    return await _signed_in(request, services, submitted, outcome, address)
+
+
+async def _signed_in(
+    request: Request,
+    services: AuthServices,
+    submitted: Submitted,
+    outcome: PasswordOutcome,
+    address: str,
+) -> Response:
+    """Start the session (ending the browser's previous one); set the device cookie."""
     assert outcome.account_id is not None
+    settings, pool = services.settings, services.pool()
+    if submitted.kind is ClientKind.BROWSER:
+        previous = request.cookies.get(settings.auth.session_cookie)
+        await end_replaced_session(pool, settings, previous)
     issued = await start_session(
-        services.pool(),
-        services.settings,
-        account_id=outcome.account_id,
-        kind=submitted.kind,
-        method="PASSWORD",
+        pool, settings, account_id=outcome.account_id, kind=submitted.kind, method="PASSWORD"
     )
     _record(services, submitted, address, SIGNED_IN, outcome)
-    return signed_in_response(services.settings, issued, return_to=submitted.return_to)
+    response = signed_in_response(settings, issued, return_to=submitted.return_to)
+    set_device_cookie(response, settings, issue_device_cookie(settings, submitted.login))
+    return response
 
 
 async def read_submission(request: Request, *, allowed_origins: frozenset[str]) -> Submitted:
     """The login and password of a form (browser) or JSON (API client) request.
 
-    Raises HttpError: 400 BAD_REQUEST for a malformed or oversized body, 415 for another
-    content type, 403 CSRF_REJECTED for a form posted from a foreign Origin.
+    Raises HttpError: 413 PAYLOAD_TOO_LARGE for a body over MAX_BODY_BYTES (read as a
+    bounded stream), 400 BAD_REQUEST for a malformed body, 415 for another content type,
+    403 CSRF_REJECTED for a form posted from a foreign Origin.
     """
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise HttpError(400, ErrorCode.BAD_REQUEST)
     if _is_form(request):
         # Login CSRF: a form posted from another site (Origin, else Referer) is refused.
         origin = request_origin(request)
         if origin is not None and origin not in {o.lower() for o in allowed_origins}:
             raise HttpError(403, ErrorCode.CSRF_REJECTED)
-        try:
-            async with request.form(
-                max_files=0, max_fields=8, max_part_size=MAX_BODY_BYTES
-            ) as form:
-                values = {name: form.get(name) for name in ("login", "password", "return_to")}
-        except HTTPException:  # a malformed multipart body or too many fields
-            raise HttpError(400, ErrorCode.BAD_REQUEST) from None
+        form = await read_form(request, limit=MAX_BODY_BYTES, max_fields=8)
+        values = {name: form.get(name) for name in ("login", "password", "return_to")}
         return Submitted(
             ClientKind.BROWSER,
             _field(values["login"], MAX_LOGIN_LENGTH).strip(),
@@ -143,9 +159,7 @@ async def read_submission(request: Request, *, allowed_origins: frozenset[str]) 
         )
     if _media_type(request) != "application/json":
         raise HttpError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE)
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise HttpError(400, ErrorCode.BAD_REQUEST)
+    body = await read_limited(request, MAX_BODY_BYTES)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:

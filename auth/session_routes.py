@@ -11,10 +11,16 @@ event with method REFRESH (outcome SIGNED_IN, REFRESH_TOKEN_INVALID, or SESSION_
 for a replay that revoked its session).
 
 POST /auth/logout — revokes the session of the `Authorization: Bearer` token (expired
-tokens accepted) or of the session cookie (CSRF-checked: the Origin/Referer must be an
-allowed origin; any content type, so a plain HTML form works), and of a `refresh_token`
-parameter if given; clears the cookie. 204, or 303 to `return_to` (default /graphql) for
-a browser page navigation. No credentials at all → 401 UNAUTHENTICATED.
+tokens accepted) and the session of the session cookie, and of a `refresh_token`
+parameter if given; clears the cookie. A cookie alone is CSRF-checked (the
+Origin/Referer must be an allowed origin; any content type, so a plain HTML form works);
+with a bearer token it is not: a cross-site page cannot send an Authorization header
+without a CORS preflight, which the gateway never grants. 204, or 303 to `return_to`
+(default /graphql) for a browser page navigation. No credentials at all → 401
+UNAUTHENTICATED.
+
+Both read their parameters from a body of at most 8 KiB, read as a bounded stream
+(auth.bodies): a larger one → 413 PAYLOAD_TOO_LARGE (`invalid_request`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from auth.bodies import AUTH_BODY_LIMIT, FORM_TYPES, read_form, read_limited
 from auth.pages import outcome_response, wants_html
 from auth.records import SIGNED_IN, SignInEvent
 from auth.requests import check_csrf, media_type
@@ -33,18 +40,18 @@ from auth.services import AuthServices
 from auth.sessions import (
     RefreshTokenInvalidError,
     clear_session_cookie,
+    cookie_session_id,
     refresh_session,
     revoke_by_refresh_token,
     revoke_session,
     safe_return_to,
     token_response,
 )
-from auth.tokens import ACCESS, SESSION, verify_token
+from auth.tokens import ACCESS, verify_token
 from gateway.errors import MESSAGES, ApiError, ErrorCode, HttpError, UnauthenticatedError
 
-MAX_PARAMS_BYTES: Final = 8192
-_FORM = "application/x-www-form-urlencoded"
-_MULTIPART = "multipart/form-data"
+MAX_PARAMS_BYTES: Final = AUTH_BODY_LIMIT
+MAX_PARAMS: Final = 16
 _JSON = "application/json"
 
 
@@ -116,20 +123,17 @@ async def logout_endpoint(services: AuthServices, request: Request) -> Response:
         params = await read_params(request)
     except (HttpError, ParamsError) as error:
         return outcome_response(request, error.code, error.status)
-    session_id: str | None = None
     try:
-        if authorization is not None:
-            session_id = _bearer_session(services, authorization)
-        elif cookie:
-            session_id = _cookie_session(services, cookie)
+        bearer = None if authorization is None else _bearer_session(services, authorization)
     except ApiError as error:
-        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if authorization else {}
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
         return outcome_response(request, error.code, 401, headers=headers)
+    sessions = {bearer, cookie_session_id(settings, cookie)} - {None}
     refresh = params.get("refresh_token")
-    if session_id is None and not refresh and not cookie:
+    if not sessions and not refresh and not cookie:
         return outcome_response(request, ErrorCode.UNAUTHENTICATED, 401)
     pool = services.pool()
-    if session_id is not None:
+    for session_id in sorted(s for s in sessions if s is not None):
         await revoke_session(pool, session_id)
     if refresh:
         await revoke_by_refresh_token(pool, refresh)
@@ -141,15 +145,6 @@ def _bearer_session(services: AuthServices, authorization: str) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise UnauthenticatedError("Ожидается заголовок Authorization: Bearer <токен>.")
     claims = verify_token(services.settings, token.strip(), typ=ACCESS, check_expiry=False)
-    return claims.session_id
-
-
-def _cookie_session(services: AuthServices, cookie: str) -> str | None:
-    """The session of a cookie; None for a cookie that is not ours (it is cleared anyway)."""
-    try:
-        claims = verify_token(services.settings, cookie, typ=SESSION, check_expiry=False)
-    except ApiError:
-        return None
     return claims.session_id
 
 
@@ -168,16 +163,18 @@ def _logged_out(
 
 
 async def read_params(request: Request) -> dict[str, str]:
-    """String parameters of a form or JSON body (an empty body gives none)."""
-    body = await request.body()
-    if len(body) > MAX_PARAMS_BYTES:
-        raise ParamsError(413, ErrorCode.BAD_REQUEST, "request body too large")
+    """String parameters of a form or JSON body (an empty body gives none), read as a
+    bounded stream."""
+    kind = media_type(request.headers.get("content-type"))
+    try:
+        if kind in FORM_TYPES:
+            form = await read_form(request, limit=MAX_PARAMS_BYTES, max_fields=MAX_PARAMS)
+            return {key: value for key, value in form.items() if isinstance(value, str)}
+        body = await read_limited(request, MAX_PARAMS_BYTES)
+    except HttpError as error:
+        raise ParamsError(error.status, error.code, _DESCRIPTIONS[error.code]) from None
     if not body:
         return {}
-    kind = media_type(request.headers.get("content-type"))
-    if kind in (_FORM, _MULTIPART):
-        form = await request.form()
-        return {key: value for key, value in form.items() if isinstance(value, str)}
     if kind == _JSON:
         try:
             parsed: Any = orjson.loads(body)
@@ -189,6 +186,12 @@ async def read_params(request: Request) -> dict[str, str]:
     raise ParamsError(
         415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "use application/x-www-form-urlencoded or JSON"
     )
+
+
+_DESCRIPTIONS: Final = {
+    ErrorCode.PAYLOAD_TOO_LARGE: "request body too large",
+    ErrorCode.BAD_REQUEST: "malformed form body",
+}
 
 
 def oauth_error(status: int, error: str, description: str, code: ErrorCode) -> Response:

@@ -5,7 +5,8 @@ session token) or an API client's (kind API: a short-lived access token plus a r
 refresh token, stored as SHA-256 in gateway.refresh_tokens). Every access token and
 session cookie names its session (`sid`); auth.accounts.load_viewer checks the session
 in the same statement that loads the viewer, so revoking a session (logout, a replayed
-refresh token) takes effect on the very next request.
+refresh token) takes effect on the very next request. A new sign-in in a browser that
+still holds a session cookie ends that session (`end_replaced_session`).
 
 Lifetimes: a browser session lasts `session_ttl_seconds`; an API session
 `refresh_ttl_seconds` (no refresh token outlives its session); access tokens
@@ -25,7 +26,8 @@ import asyncpg
 import orjson
 from starlette.responses import RedirectResponse, Response
 
-from auth.tokens import issue_session_cookie, issue_token
+from auth.tokens import SESSION, issue_session_cookie, issue_token, verify_token
+from gateway.errors import ApiError
 from gateway.settings import Settings
 
 DEFAULT_RETURN_TO: Final = "/graphql"
@@ -178,6 +180,25 @@ async def revoke_session(pool: asyncpg.Pool, session_id: str) -> str | None:
     """Revoke a session (idempotent); the account id, or None for an unknown session."""
     account_id: str | None = await pool.fetchval(_REVOKE, session_id)
     return account_id
+
+
+def cookie_session_id(settings: Settings, cookie: str | None) -> str | None:
+    """The session a session cookie names (expired accepted); None for a cookie that is
+    not ours."""
+    if not cookie:
+        return None
+    try:
+        claims = verify_token(settings, cookie, typ=SESSION, check_expiry=False)
+    except ApiError:
+        return None
+    return claims.session_id
+
+
+async def end_replaced_session(pool: asyncpg.Pool, settings: Settings, cookie: str | None) -> None:
+    """A new sign-in in a browser ends the session of the cookie it still had, if any."""
+    session_id = cookie_session_id(settings, cookie)
+    if session_id is not None:
+        await revoke_session(pool, session_id)
 
 
 async def revoke_by_refresh_token(pool: asyncpg.Pool, token: str) -> str | None:

@@ -1,29 +1,37 @@
-"""Throttling of password sign-in: per login and per client address, across workers.
+"""Throttling of password sign-in, across workers: slow guessing, never lock out others.
 
-The state lives in gateway.sign_in_throttle (one row per key, `login:<login>` with the
-login case-folded, `address:<client address>`), changed by single atomic statements,
-so every worker process of the gateway sees the same counters.
+The state lives in gateway.sign_in_throttle, one row per key, changed by single atomic
+statements, so every worker process of the gateway sees the same counters:
 
-The rule (times are the database's `now()`):
+- `login:<login>` (case-folded): failures of the login from *untrusted* clients;
+- `device:<nonce>`: failures of one device cookie (auth.device_cookie): a client that
+  signed in successfully with this login before;
+- `address:<client address>`: failures from one address — it only ever *delays*;
+- `esia:<client address>`: starts of ESIA sign-in (`count_esia_start`), per minute.
 
+The rule (OWASP's device cookies; times are the database's `now()`):
+
+- An attempt with a valid device cookie for its login is *trusted*: it is counted on
+  its device key only. Any other attempt is counted on its login and its address.
 - An attempt is *counted before the password is checked*: admitting it adds one to the
-  failure counter of both keys. A check that succeeds (the right password) gives the
-  attempt back: the login's row is deleted (its counter and any lock reset) and the
-  address's counter goes down by one. So a burst of parallel guesses cannot outrun
-  the counter, and a worker that dies mid-check leaves the attempt counted as failed.
-- Failures are counted in a fixed window of `failure_window_seconds` that starts at the
-  first counted failure; a later attempt after the window has passed starts a new one.
-- The attempt that brings a key's counter to its limit (`login_max_failures` for a
-  login, `address_max_failures` for an address) locks that key for `lockout_seconds`.
-  That attempt is still checked; if its password is right, the lock it set is lifted.
-  So after N failed attempts the next one, even with the right password, is refused
-  with 429 SIGN_IN_LOCKED and `Retry-After` (seconds until the lock ends, at least 1).
-  Refused attempts are not counted: they neither extend nor renew a lock.
-- Progressive delay: an admitted attempt waits before its password is checked, for
-  `0.1 s * 2**(k-1)` capped at 1.6 s, where k is the number of failures counted
-  before it: the login's, or the address's scaled to the login limit
-  (`address_failures * login_max_failures // address_max_failures`), whichever is larger.
-  No earlier failures, no delay.
+  failure counter of its keys. A check that succeeds gives the attempt back: the login's
+  (or the device's) row is deleted — counter and lock reset — and the address's counter
+  goes down by one. So parallel guesses cannot outrun a counter, and a worker that dies
+  mid-check leaves the attempt counted as failed.
+- Failures are counted in a fixed window of `failure_window_seconds` from the first;
+  an attempt after the window has passed starts a new one.
+- Locks: the attempt that brings a login's counter to `login_max_failures` (a device's
+  to `device_max_failures`) locks that key for `lockout_seconds`. That attempt is still
+  checked; if its password is right the lock it set is lifted. While a key is locked,
+  attempts counted on it are refused with 429 SIGN_IN_LOCKED and `Retry-After`, and are
+  not counted. A locked login refuses untrusted clients only: the login's own known
+  browsers (trusted) go on; a locked device cookie refuses only itself.
+- An address is never locked: its failures beyond `address_free_failures` in the window
+  delay its untrusted attempts. The right password from a busy address still signs in.
+- Progressive delay before the password check, `0.1 s * 2**(k-1)` capped at
+  `max_delay_ms`, where k is the larger of the failures counted before the attempt on
+  its login (or device) and the address's failures beyond its free allowance
+  (untrusted attempts only). No such failures, no delay.
 - Rows whose window and lock have both ended are deleted now and then.
 """
 
@@ -39,10 +47,12 @@ import asyncpg
 from gateway.auth_settings import AuthSettings
 
 DELAY_STEP_SECONDS: Final = 0.1
-MAX_DELAY_SECONDS: Final = 1.6
 PURGE_INTERVAL_SECONDS: Final = 300.0
+ESIA_WINDOW_SECONDS: Final = 60.0
 LOGIN_PREFIX: Final = "login:"
+DEVICE_PREFIX: Final = "device:"
 ADDRESS_PREFIX: Final = "address:"
+ESIA_PREFIX: Final = "esia:"
 MAX_KEY_LENGTH: Final = 200
 
 # A key's window is over (or its lock has ended): the attempt starts a new window.
@@ -50,8 +60,16 @@ _FRESH = (
     "(t.window_started <= now() - make_interval(secs => $4)"
     " OR (t.locked_until IS NOT NULL AND t.locked_until <= now()))"
 )
-_LIMIT = f"(CASE WHEN t.key LIKE '{LOGIN_PREFIX}%' THEN $2::int ELSE $3::int END)"
 _COUNT = f"(CASE WHEN {_FRESH} THEN 1 ELSE t.failures + 1 END)"
+
+
+def _limit(key: str) -> str:
+    """The failures that lock `key` (SQL): logins $2, devices $3, NULL (never) otherwise."""
+    return (
+        f"(CASE WHEN {key} LIKE '{LOGIN_PREFIX}%' THEN $2::int"
+        f" WHEN {key} LIKE '{DEVICE_PREFIX}%' THEN $3::int END)"
+    )
+
 
 # One statement: refuse if any key is locked; otherwise count the attempt on every key,
 # locking a key whose counter reaches its limit. A row locked concurrently is not
@@ -61,25 +79,25 @@ WITH locked AS (
     SELECT max(t.locked_until) AS until
     FROM gateway.sign_in_throttle t
     WHERE t.key = ANY($1::text[]) AND t.locked_until > now()
+      AND {_limit("t.key")} IS NOT NULL
 ), counted AS (
     INSERT INTO gateway.sign_in_throttle AS t (key, failures, window_started, locked_until)
     SELECT k.key, 1, now(),
-           CASE WHEN (CASE WHEN k.key LIKE '{LOGIN_PREFIX}%' THEN $2::int ELSE $3::int END) <= 1
-                THEN now() + make_interval(secs => $5) END
+           CASE WHEN {_limit("k.key")} <= 1 THEN now() + make_interval(secs => $5) END
     FROM unnest($1::text[]) AS k(key)
     WHERE (SELECT until FROM locked) IS NULL
     ON CONFLICT (key) DO UPDATE SET
         failures = {_COUNT},
         window_started = CASE WHEN {_FRESH} THEN now() ELSE t.window_started END,
-        locked_until = CASE WHEN {_COUNT} >= {_LIMIT}
+        locked_until = CASE WHEN {_COUNT} >= {_limit("t.key")}
                             THEN now() + make_interval(secs => $5) END
     WHERE t.locked_until IS NULL OR t.locked_until <= now()
-    RETURNING t.key, t.failures, t.window_started, t.locked_until
+    RETURNING t.key, t.failures, t.window_started
 )
-SELECT c.key, c.failures, c.window_started, c.locked_until, NULL::int AS retry_after
+SELECT c.key, c.failures, c.window_started, NULL::int AS retry_after
 FROM counted c
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, greatest(ceil(extract(epoch FROM l.until - now())), 1)::int
+SELECT NULL, NULL, NULL, greatest(ceil(extract(epoch FROM l.until - now())), 1)::int
 FROM locked l WHERE l.until IS NOT NULL
 """
 
@@ -89,16 +107,30 @@ SELECT greatest(ceil(extract(epoch FROM max(locked_until) - now())), 1)::int
 FROM gateway.sign_in_throttle WHERE key = ANY($1::text[]) AND locked_until > now()
 """
 
-# The right password: reset the login, give the attempt back to the address (in the
-# window it was counted in), lifting the address lock if this attempt set it.
+# The right password: reset the login or device key (counter and lock), give the
+# attempt back to the address (in the window it was counted in).
 _SUCCEEDED = """
 WITH reset AS (
     DELETE FROM gateway.sign_in_throttle WHERE key = $1
 )
 UPDATE gateway.sign_in_throttle
-SET failures = greatest(failures - 1, 0),
-    locked_until = CASE WHEN locked_until = $4 THEN NULL ELSE locked_until END
+SET failures = greatest(failures - 1, 0)
 WHERE key = $2 AND window_started = $3
+"""
+
+# One more start in the key's current fixed window (a new window once it has passed);
+# the count and the seconds until the window ends.
+_COUNT_START = """
+INSERT INTO gateway.sign_in_throttle AS t (key, failures, window_started)
+VALUES ($1, 1, now())
+ON CONFLICT (key) DO UPDATE SET
+    failures = CASE WHEN t.window_started <= now() - make_interval(secs => $2)
+                    THEN 1 ELSE t.failures + 1 END,
+    window_started = CASE WHEN t.window_started <= now() - make_interval(secs => $2)
+                          THEN now() ELSE t.window_started END
+RETURNING t.failures,
+          greatest(ceil(extract(epoch FROM
+              t.window_started + make_interval(secs => $2) - now())), 1)::int AS retry_after
 """
 
 _PURGE = """
@@ -115,15 +147,18 @@ class CountedKey:
     key: str
     failures: int
     window_started: datetime
-    locked_until: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The throttle's answer to an attempt: refused (with Retry-After) or admitted."""
+    """The throttle's answer to an attempt: refused (with Retry-After) or admitted.
 
-    login_key: str
-    address_key: str
+    `reset_key` is the login's (untrusted) or the device's (trusted) key, reset when the
+    password is right; `address` is the address row to give the attempt back to.
+    """
+
+    reset_key: str
+    trusted: bool
     retry_after: int | None = None  # set when refused
     delay_seconds: float = 0.0
     address: CountedKey | None = None
@@ -138,67 +173,99 @@ def login_key(login: str) -> str:
     return (LOGIN_PREFIX + login.strip().casefold())[:MAX_KEY_LENGTH]
 
 
+def device_key(nonce: str) -> str:
+    """The throttle key of a device cookie (its nonce)."""
+    return (DEVICE_PREFIX + nonce)[:MAX_KEY_LENGTH]
+
+
 def address_key(address: str) -> str:
     """The throttle key of a client address."""
     return (ADDRESS_PREFIX + address)[:MAX_KEY_LENGTH]
 
 
-def delay_for(failures_before: int) -> float:
+def esia_key(address: str) -> str:
+    """The key counting ESIA sign-in starts of a client address."""
+    return (ESIA_PREFIX + address)[:MAX_KEY_LENGTH]
+
+
+def delay_for(failures_before: int, cap_seconds: float) -> float:
     """The wait before checking an attempt that follows `failures_before` failures."""
     if failures_before <= 0:
         return 0.0
-    return min(DELAY_STEP_SECONDS * 2.0 ** min(failures_before - 1, 16), MAX_DELAY_SECONDS)
+    return min(DELAY_STEP_SECONDS * 2.0 ** min(failures_before - 1, 16), cap_seconds)
 
 
 class SignInThrottle:
-    """Admits or refuses password attempts; one per application."""
+    """Admits or refuses password attempts and ESIA starts; one per application."""
 
     def __init__(self, settings: AuthSettings) -> None:
         self._settings = settings
         self._next_purge = 0.0
 
-    async def admit(self, pool: asyncpg.Pool, *, login: str, address: str) -> Admission:
-        """Count an attempt on its login and address, or refuse it while either is locked."""
+    async def admit(
+        self, pool: asyncpg.Pool, *, login: str, address: str, device: str | None = None
+    ) -> Admission:
+        """Count an attempt (see the module docstring), or refuse it while it is locked.
+
+        `device` is the nonce of a valid device cookie for this login, if any.
+        """
         await self._purge_now_and_then(pool)
-        keys = [login_key(login), address_key(address)]
+        if device is not None:
+            keys = [device_key(device)]
+        else:
+            keys = [login_key(login), address_key(address)]
         s = self._settings
         rows = await pool.fetch(
             _ADMIT,
             keys,
             s.login_max_failures,
-            s.address_max_failures,
+            s.device_max_failures,
             float(s.failure_window_seconds),
             float(s.lockout_seconds),
         )
         counted = {row["key"]: _counted(row) for row in rows if row["key"] is not None}
         refused = [row["retry_after"] for row in rows if row["retry_after"] is not None]
+        trusted = device is not None
         if refused or len(counted) < len(keys):
             retry_after = refused[0] if refused else await self._retry_after(pool, keys)
-            return Admission(keys[0], keys[1], retry_after=retry_after)
+            return Admission(keys[0], trusted, retry_after=retry_after)
+        address_row = None if trusted else counted[keys[1]]
         return Admission(
             keys[0],
-            keys[1],
-            delay_seconds=self._delay(counted[keys[0]], counted[keys[1]]),
-            address=counted[keys[1]],
+            trusted,
+            delay_seconds=self._delay(counted[keys[0]], address_row),
+            address=address_row,
         )
 
     async def succeeded(self, pool: asyncpg.Pool, admission: Admission) -> None:
-        """The attempt's password was right: reset the login, release the address count."""
+        """The attempt's password was right: reset its login or device, release the address."""
         address = admission.address
-        if address is None:
-            return
         await pool.execute(
             _SUCCEEDED,
-            admission.login_key,
-            admission.address_key,
-            address.window_started,
-            address.locked_until,
+            admission.reset_key,
+            None if address is None else address.key,
+            None if address is None else address.window_started,
         )
 
-    def _delay(self, login: CountedKey, address: CountedKey) -> float:
+    async def count_esia_start(self, pool: asyncpg.Pool, address: str) -> int | None:
+        """Count a start of ESIA sign-in from `address`: None when allowed, else the
+        seconds until this minute's window ends (Retry-After)."""
+        await self._purge_now_and_then(pool)
+        row = await pool.fetchrow(_COUNT_START, esia_key(address), ESIA_WINDOW_SECONDS)
+        if row["failures"] <= self._settings.esia_starts_per_minute:
+            return None
+        retry_after: int = row["retry_after"]
+        return retry_after
+
+    def _delay(self, own: CountedKey, address: CountedKey | None) -> float:
+        """The wait before the check: by the login's or device's earlier failures and the
+        address's failures beyond its allowance, whichever is more, capped."""
         s = self._settings
-        scaled_address = (address.failures - 1) * s.login_max_failures // s.address_max_failures
-        return delay_for(max(login.failures - 1, scaled_address))
+        failures_before = own.failures - 1
+        if address is not None:
+            excess = address.failures - 1 - s.address_free_failures
+            failures_before = max(failures_before, excess)
+        return delay_for(failures_before, s.max_delay_ms / 1000)
 
     async def _retry_after(self, pool: asyncpg.Pool, keys: list[str]) -> int:
         seconds: int | None = await pool.fetchval(_RETRY_AFTER, keys)
@@ -214,10 +281,7 @@ class SignInThrottle:
 
 def _counted(row: asyncpg.Record) -> CountedKey:
     return CountedKey(
-        key=row["key"],
-        failures=row["failures"],
-        window_started=row["window_started"],
-        locked_until=row["locked_until"],
+        key=row["key"], failures=row["failures"], window_started=row["window_started"]
     )
 
 

@@ -52,11 +52,19 @@ class AuthSettings:
     session_ttl_seconds: int = 12 * 3600
     session_cookie: str = "sg_session"
     cookie_secure: bool = False
-    # Throttling of failed sign-ins: per login and per client address.
+    # Throttling of password sign-in (auth/throttle.py, docs/sign-in.md): failures per
+    # login from untrusted clients and per device cookie before a lock; failures per
+    # client address before its attempts are delayed (an address is never locked);
+    # the longest delay; the device cookie's lifetime.
     login_max_failures: int = 5
-    address_max_failures: int = 30
+    device_max_failures: int = 5
+    address_free_failures: int = 30
+    max_delay_ms: int = 2000
     failure_window_seconds: int = 900
     lockout_seconds: int = 900
+    device_cookie_ttl_seconds: int = 180 * 86400
+    # Starts of ESIA sign-in (GET /auth/esia/login) per client address and minute.
+    esia_starts_per_minute: int = 120
 
     @classmethod
     def from_env(
@@ -94,6 +102,12 @@ class AuthSettings:
         client_id = env.get("SCHOOL_GATEWAY_ESIA_CLIENT_ID", "")
         if esia_url is not None and not using_dev_idp and not client_id:
             raise AuthSettingsError("SCHOOL_GATEWAY_ESIA_CLIENT_ID is required for real ESIA")
+        if "SCHOOL_GATEWAY_ADDRESS_MAX_FAILURES" in env:
+            raise AuthSettingsError(
+                "SCHOOL_GATEWAY_ADDRESS_MAX_FAILURES is gone: a client address is never locked "
+                "any more, only slowed down; set SCHOOL_GATEWAY_ADDRESS_FREE_FAILURES (failures "
+                "before delays start) instead"
+            )
         origins = _origins(env, public_url)
         return cls(
             public_url=public_url,
@@ -120,13 +134,25 @@ class AuthSettings:
             login_max_failures=read_int(
                 env, "SCHOOL_GATEWAY_LOGIN_MAX_FAILURES", 5, low=1, high=1000
             ),
-            address_max_failures=read_int(
-                env, "SCHOOL_GATEWAY_ADDRESS_MAX_FAILURES", 30, low=1, high=100000
+            device_max_failures=read_int(
+                env, "SCHOOL_GATEWAY_DEVICE_MAX_FAILURES", 5, low=1, high=1000
+            ),
+            address_free_failures=read_int(
+                env, "SCHOOL_GATEWAY_ADDRESS_FREE_FAILURES", 30, low=0, high=100000
+            ),
+            max_delay_ms=read_int(
+                env, "SCHOOL_GATEWAY_SIGN_IN_MAX_DELAY_MS", 2000, low=0, high=30000
             ),
             failure_window_seconds=read_int(
                 env, "SCHOOL_GATEWAY_FAILURE_WINDOW", 900, low=10, high=86400
             ),
             lockout_seconds=read_int(env, "SCHOOL_GATEWAY_LOCKOUT", 900, low=1, high=86400),
+            device_cookie_ttl_seconds=read_int(
+                env, "SCHOOL_GATEWAY_DEVICE_COOKIE_TTL", 180 * 86400, low=3600, high=400 * 86400
+            ),
+            esia_starts_per_minute=read_int(
+                env, "SCHOOL_GATEWAY_ESIA_STARTS_PER_MINUTE", 120, low=1, high=100000
+            ),
         )
 
     @property

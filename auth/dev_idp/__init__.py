@@ -4,7 +4,8 @@ Mounted at /dev-idp inside the gateway when `settings.auth.dev_idp` (which
 gateway.auth_settings refuses outside dev mode). It serves ESIA's endpoints with the
 same parameters and claims: the authorization endpoint with a login page (SNILS or
 phone + the demo password), the token endpoint (signed client secret, PKCE, id_token),
-the person and contacts resources, and a JWKS for the id_token's signature.
+the person and contacts resources, and a JWKS for the id_token's signature. Its forms
+are read as bounded streams (auth.bodies, 16 KiB): a larger body → 413.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from auth.bodies import read_form
 from auth.dev_idp.pages import error_page, login_page
 from auth.dev_idp.persons import DEV_IDP_PASSWORD, DevPerson, dev_persons, find_person
 from auth.dev_idp.server import DevAuthorizationServer, DevClient, Incoming
@@ -27,11 +29,14 @@ from auth.esia import (
 )
 from auth.services import AuthServices
 from gateway.auth_settings import DEV_IDP_PATH
+from gateway.errors import HttpError
 from gateway.settings import Settings
 
 __all__ = ["DEV_IDP_PASSWORD", "DevIdentityProvider", "dev_idp_routes"]
 
 _FORM_FIELDS = frozenset({"login", "password", "action"})
+_MAX_FORM_BYTES = 16384
+_MAX_FORM_FIELDS = 40
 _BAD_CREDENTIALS = "Неверный СНИЛС, телефон или пароль."
 
 
@@ -63,7 +68,11 @@ class DevIdentityProvider:
         ]
 
     async def _incoming(self, request: Request, path: str) -> Incoming:
-        form = dict(await request.form()) if request.method == "POST" else {}
+        form: dict[str, object] = {}
+        if request.method == "POST":
+            form = dict(
+                await read_form(request, limit=_MAX_FORM_BYTES, max_fields=_MAX_FORM_FIELDS)
+            )
         return Incoming(
             method=request.method,
             url=self.base_url + path,
@@ -73,7 +82,10 @@ class DevIdentityProvider:
         )
 
     async def authorize(self, request: Request) -> Response:
-        incoming = await self._incoming(request, AUTHORIZE_PATH)
+        try:
+            incoming = await self._incoming(request, AUTHORIZE_PATH)
+        except HttpError as error:
+            return error_page(error.message, status=error.status)
         # The OAuth parameters: the query on GET, the form's hidden fields on POST.
         source = incoming.form if request.method == "POST" else incoming.query
         params = {k: v for k, v in source.items() if k not in _FORM_FIELDS}
@@ -97,7 +109,11 @@ class DevIdentityProvider:
         return self.server.create_authorization_response(oauth, grant_user=person, grant=grant)  # type: ignore[no-any-return]
 
     async def token(self, request: Request) -> Response:
-        incoming = await self._incoming(request, TOKEN_PATH)
+        try:
+            incoming = await self._incoming(request, TOKEN_PATH)
+        except HttpError as error:
+            body = {"error": "invalid_request", "error_description": error.code.value}
+            return JSONResponse(body, status_code=error.status)
         return self.server.create_token_response(incoming)  # type: ignore[no-any-return]
 
     def _authorized(self, request: Request) -> DevPerson | None:
