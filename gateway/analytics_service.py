@@ -14,6 +14,9 @@ the background every `refresh_seconds` once the process has served analytics (on
 the last refresh, by any process, is older than that), and by `school-gateway
 analytics-refresh`. A refresh writes the primary database (a replica is read-only) on
 a connection of its own, with its own statement timeout.
+
+Both connect as the gateway's least-privilege login role (gateway.db_roles): a
+superuser DSN is refused, like the diary pool's; on a replica the same role exists.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from gateway import analytics_data as data
+from gateway.db import connect_as_gateway, gateway_session_settings, locate_database
 from gateway.errors import ApiError, ErrorCode
 from gateway.settings import Settings
 
@@ -103,11 +107,10 @@ class AnalyticsService:
         return self._pool
 
     async def _primary_url(self) -> str:
-        """The diary database (DATABASE_URL, or the embedded server, already running)."""
+        """The gateway's login DSN of the diary database (DATABASE_URL, or the embedded
+        server, already running)."""
         if self.settings.database_url is not None:
             return self.settings.database_url
-        from gateway.db import locate_database
-
         return (await asyncio.to_thread(locate_database, self.settings)).url
 
     async def _open_pool(self) -> asyncpg.Pool:
@@ -118,7 +121,7 @@ class AnalyticsService:
             max_size=self.options.pool_max_size,
             server_settings={
                 "jit": "off",
-                "role": self.settings.gateway_role,
+                **await gateway_session_settings(url, self.settings),
                 "statement_timeout": str(self.options.statement_timeout_ms),
                 "application_name": APPLICATION_NAME,
             },
@@ -205,12 +208,10 @@ class AnalyticsService:
     async def _refresh_connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection of its own to the primary (a replica is read-only): a refresh
         takes neither a diary connection nor one of the analytics pool's."""
-        conn = await asyncpg.connect(
+        conn = await connect_as_gateway(
             await self._primary_url(),
-            server_settings={
-                "role": self.settings.gateway_role,
-                "application_name": APPLICATION_NAME + "-refresh",
-            },
+            self.settings,
+            application_name=APPLICATION_NAME + "-refresh",
         )
         try:
             yield conn

@@ -5,6 +5,13 @@ Settings come from the environment and are validated first: a bad setting is one
 stderr and exit code 2. With DATABASE_URL the commands use that server and touch nothing
 else; without it they use the embedded PostgreSQL in the data folder (started on demand,
 stopped again by the command that started it).
+
+Database roles (docs/read-contract.md): `serve`, `demo` and the commands that act as the
+gateway connect as its least-privilege login role (DATABASE_URL, or the embedded
+server's login role with the password kept in the data folder); a superuser DSN is
+refused. `seed` and `migrate` connect as the schema owner (DATABASE_OWNER_URL, or
+DATABASE_URL as before, or the embedded server's superuser) and (re)create the login
+role.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import orjson
@@ -27,9 +35,13 @@ import orjson
 from gateway.cli_analytics import register as register_analytics
 from gateway.cli_clients import register as register_clients
 from gateway.cli_records import register as register_sign_in_events
+from gateway.db_roles import UnsafeLoginError
 from gateway.embedded import EmbeddedPostgresError
 from gateway.logging import configure_logging
 from gateway.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from gateway.db import DatabaseLocation
 
 PROG = "school-gateway"
 DEV_SECRET_FILE = "dev-jwt-secret"
@@ -69,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return error.exit_code
+    except UnsafeLoginError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as error:
         print(f"{PROG}: database error: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -175,13 +190,17 @@ def _dev_secret(data_dir: Path) -> str:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.db import gateway_session_settings
     from gateway.serving import run_factory
 
-    with database(settings) as url:
-        # Workers build their app from the environment: point them at the same server.
-        os.environ["DATABASE_URL"] = url
+    with database_location(settings) as location:
+        # Refuse a superuser DSN here, in one line, before any worker starts.
+        asyncio.run(gateway_session_settings(location.url, settings))
+        # Workers build their app from the environment: the same server, the same login.
+        os.environ["DATABASE_URL"] = location.url
         run_factory(
             "gateway.app:app_from_env",
+            settings,
             host=args.host or settings.host,
             port=args.port or settings.port,
             workers=args.workers,
@@ -197,11 +216,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port or settings.port
     if settings.database_url is None:
         print(f"Data folder: {settings.data_dir}")
-    with database(settings) as url:
-        seeded_today = asyncio.run(_prepare_demo(url, settings, args, port=port))
+    with database_location(settings) as location:
+        seeded_today = asyncio.run(_prepare_demo(location, settings, args, port=port))
         if settings.today_override is None:
             settings = dataclasses.replace(settings, today_override=seeded_today)
-        app = create_app(dataclasses.replace(settings, database_url=url))
+        app = create_app(dataclasses.replace(settings, database_url=location.url))
         config = uvicorn.Config(
             app, host=settings.host, port=port, log_config=None, access_log=False
         )
@@ -211,31 +230,65 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     today: date = args.today or date.today()
-    with database(settings) as url:
-        existing = asyncio.run(_describe_existing_data(url))
+    with database_location(settings) as location:
+        existing = asyncio.run(_describe_existing_data(location.owner_url, settings))
         if existing is not None:
             _confirm_replace(existing, assume_yes=args.yes)
-        asyncio.run(_seed(url, settings, scale=args.scale, seed=args.seed, today=today))
+        asyncio.run(
+            _seed(location.owner_url, settings, scale=args.scale, seed=args.seed, today=today)
+        )
     print(f"Seeded scale {args.scale}, seed {args.seed}, today {today.isoformat()}.")
     return EXIT_OK
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    with database(settings) as url:
-        asyncio.run(_migrate(url, settings))
-    print("Schema, read-contract views and grants are up to date.")
+    with database_location(settings) as location:
+        asyncio.run(_migrate(location.owner_url, settings))
+    print(
+        f"Schema, read-contract views, the login role {settings.gateway_role} "
+        "and its grants are up to date."
+    )
     return EXIT_OK
 
 
-async def _migrate(url: str, settings: Settings) -> None:
-    """Apply the bundled SQL (tables, views, grants); safe on a database already set up."""
+async def _migrate(owner_url: str, settings: Settings) -> None:
+    """Apply the bundled SQL (tables, views, the login role, grants); safe on a database
+    already set up. With DATABASE_URL and DATABASE_OWNER_URL both set, the login role
+    gets DATABASE_URL's password."""
     from fixtures.schema import apply_schema
 
-    conn = await asyncpg.connect(url)
+    conn = await _owner_connection(owner_url, settings)
     try:
-        await apply_schema(conn, gateway_role=settings.gateway_role)
+        await apply_schema(
+            conn, gateway_role=settings.gateway_role, gateway_password=_login_password(settings)
+        )
     finally:
         await conn.close()
+
+
+async def _owner_connection(owner_url: str, settings: Settings) -> asyncpg.Connection:
+    """A connection as the schema owner; the gateway's own login is refused."""
+    conn = await asyncpg.connect(owner_url)
+    if await conn.fetchval("SELECT session_user") == settings.gateway_role:
+        await conn.close()
+        raise CliError(
+            f"the database URL logs in as the gateway's role {settings.gateway_role}, which "
+            "may not change the schema: set DATABASE_OWNER_URL to the schema owner's DSN",
+            exit_code=EXIT_USAGE,
+        )
+    return conn
+
+
+def _login_password(settings: Settings) -> str | None:
+    """The password in DATABASE_URL when it is the gateway's login and another DSN is the
+    owner's (DATABASE_OWNER_URL): `migrate` and `seed` give it to the login role."""
+    url, owner = settings.database_url, settings.database_owner_url
+    if url is None or owner is None or owner == url:
+        return None
+    parts = urlsplit(url)
+    if unquote(parts.username or "") != settings.gateway_role or not parts.password:
+        return None
+    return unquote(parts.password)
 
 
 def cmd_accounts(args: argparse.Namespace, settings: Settings) -> int:
@@ -278,12 +331,20 @@ def cmd_dev_token(args: argparse.Namespace, settings: Settings) -> int:
 
 @contextmanager
 def database(settings: Settings) -> Iterator[str]:
-    """The database URL; the embedded server is started if needed and stopped if we started it."""
+    """The gateway's login DSN (see `database_location`)."""
+    with database_location(settings) as location:
+        yield location.url
+
+
+@contextmanager
+def database_location(settings: Settings) -> Iterator[DatabaseLocation]:
+    """The gateway's and the owner's DSNs; the embedded server is started if needed (its
+    login role made ready) and stopped if we started it."""
     from gateway.db import locate_database
 
     location = locate_database(settings)
     try:
-        yield location.url
+        yield location
     finally:
         if location.server is not None and location.server.started_here:
             location.server.stop()
@@ -299,8 +360,8 @@ class SeedState:
     students: int
 
 
-async def _describe_existing_data(url: str) -> SeedState | None:
-    conn = await asyncpg.connect(url)
+async def _describe_existing_data(owner_url: str, settings: Settings) -> SeedState | None:
+    conn = await _owner_connection(owner_url, settings)
     try:
         info = await _seed_info(conn)
         students = 0
@@ -352,15 +413,18 @@ async def _seed(url: str, settings: Settings, *, scale: int, seed: int, today: d
         seed=seed,
         today=today,
         gateway_role=settings.gateway_role,
+        gateway_password=_login_password(settings),
         progress=print,
     )
 
 
 async def _prepare_demo(
-    url: str, settings: Settings, args: argparse.Namespace, *, port: int
+    location: DatabaseLocation, settings: Settings, args: argparse.Namespace, *, port: int
 ) -> date:
-    """Seed on first start, print the accounts with tokens; returns the data set's today."""
-    conn = await asyncpg.connect(url)
+    """Seed on first start (as the owner), print the accounts with tokens (as the
+    gateway's login role); returns the data set's today."""
+    owner_url, url = location.owner_url, location.url
+    conn = await asyncpg.connect(owner_url)
     try:
         info = await _seed_info(conn)
     finally:
@@ -373,7 +437,7 @@ async def _prepare_demo(
                 exit_code=EXIT_USAGE,
             )
         print(f"First start: generating demo data (scale {args.scale}, seed {args.seed})...")
-        await _seed(url, settings, scale=args.scale, seed=args.seed, today=date.today())
+        await _seed(owner_url, settings, scale=args.scale, seed=args.seed, today=date.today())
         conn = await asyncpg.connect(url)
         try:
             info = await _seed_info(conn)
@@ -382,8 +446,9 @@ async def _prepare_demo(
         if info is None:
             raise CliError("seeding finished but gateway.seed_info is empty")
     elif settings.database_url is None:
-        # A data folder from an older version: bring its tables, views and grants up to date.
-        await _migrate(url, settings)
+        # A data folder from an older version: bring its tables, views and grants up to
+        # date (its login role was made ready when the server was located).
+        await _migrate(owner_url, settings)
     rows = await _account_rows(url)
     tokens = await _issue_tokens(url, settings, [str(row["key"]) for row in rows])
     print(format_accounts(rows))

@@ -14,10 +14,10 @@ import asyncio
 import sys
 from typing import Final
 
-import asyncpg
 import orjson
 
 from gateway import analytics_data
+from gateway.db import connect_as_gateway
 from gateway.settings import Settings
 
 COMMAND: Final = "analytics-refresh"
@@ -54,11 +54,8 @@ def cmd_analytics_refresh(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def refresh_cells(url: str, settings: Settings) -> analytics_data.Freshness:
-    """One refresh on a connection of its own, as the gateway's role."""
-    conn = await asyncpg.connect(
-        url,
-        server_settings={"role": settings.gateway_role, "application_name": "school-gateway"},
-    )
+    """One refresh on a connection of its own, as the gateway's login role."""
+    conn = await connect_as_gateway(url, settings)
     try:
         result = await analytics_data.refresh(
             conn, today=settings.today(), timeout_ms=settings.analytics.refresh_timeout_ms

@@ -33,6 +33,7 @@ from auth.clients import (
 )
 from auth.viewer import CLIENT_ROLES, ROLE_SCOPES, Role
 from gateway.cli_records import school_id_argument
+from gateway.db import connect_as_gateway
 from gateway.settings import Settings
 
 COMMAND: Final = "clients"
@@ -130,7 +131,7 @@ def _run(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]])
     from gateway.cli import database
 
     async def main(url: str) -> T:
-        conn = await asyncpg.connect(url, server_settings={"role": settings.gateway_role})
+        conn = await connect_as_gateway(url, settings)
         try:
             return await work(conn)
         finally:

@@ -29,6 +29,7 @@ import orjson
 
 from auth.records import SIGNED_IN
 from fixtures.snils import masked, masked_phone
+from gateway.db import connect_as_gateway
 from gateway.errors import MESSAGES, ErrorCode
 from gateway.settings import Settings
 
@@ -111,7 +112,7 @@ async def fetch_sign_in_events(
     url: str, settings: Settings, filters: EventFilter
 ) -> list[dict[str, Any]]:
     """The matching events, newest first, as plain dicts (JSON-ready)."""
-    conn = await asyncpg.connect(url, server_settings={"role": settings.gateway_role})
+    conn = await connect_as_gateway(url, settings)
     try:
         rows = await conn.fetch(
             _QUERY,

@@ -1,7 +1,14 @@
-"""Database connections: where the server is, the pool, and a per-request statement counter."""
+"""Database connections: where the server is, the pool, and a per-request statement counter.
+
+The gateway connects as its least-privilege login role (gateway.db_roles): with
+DATABASE_URL, the DSN the operator gives (DATABASE_OWNER_URL, or else DATABASE_URL, is
+the owner's, for `seed` and `migrate`); on the embedded server, the role is created or
+brought up to date at every start and its password kept in the data folder.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 from collections.abc import Iterator
@@ -11,6 +18,13 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from gateway import embedded
+from gateway.db_roles import (
+    LoginIdentity,
+    login_identity,
+    read_or_create_secret,
+    role_to_set,
+    with_credentials,
+)
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,24 +74,87 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+# Next to the embedded server's data: the gateway's database password (mode 0600).
+GATEWAY_PASSWORD_FILE = "db-gateway-password"
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseLocation:
-    """Where the database is: a DSN plus the embedded server when we started one."""
+    """Where the database is: the gateway's login DSN (`url`: serving and the commands
+    that act as the gateway), the owner's (`owner_url`: seeding and migrations), and the
+    embedded server when there is one."""
 
     url: str
+    owner_url: str
     server: embedded.EmbeddedServer | None
 
 
 def locate_database(settings: Settings) -> DatabaseLocation:
-    """`DATABASE_URL` when set, otherwise the embedded server (started if needed)."""
+    """`DATABASE_URL` when set, otherwise the embedded server (started if needed), whose
+    login role is created or updated and given the password kept in its data folder.
+
+    Blocking (it may start a server): call it from a thread when an event loop runs."""
     if settings.database_url is not None:
-        return DatabaseLocation(url=settings.database_url, server=None)
+        owner = settings.database_owner_url or settings.database_url
+        return DatabaseLocation(url=settings.database_url, owner_url=owner, server=None)
     server = embedded.start(settings.data_dir)
-    return DatabaseLocation(url=server.url, server=server)
+    url = asyncio.run(embedded_login(server, settings.gateway_role))
+    return DatabaseLocation(url=url, owner_url=server.url, server=server)
+
+
+async def embedded_login(server: embedded.EmbeddedServer, gateway_role: str) -> str:
+    """The login DSN of the gateway's role on the embedded server (role made ready)."""
+    password = read_or_create_secret(server.data_dir / GATEWAY_PASSWORD_FILE)
+    return await prepare_login(server.url, gateway_role, password)
+
+
+async def prepare_login(owner_url: str, gateway_role: str, password: str) -> str:
+    """Create or update the login role with `password` (as the owner); its DSN."""
+    from fixtures.schema import ensure_login_role
+
+    conn = await asyncpg.connect(owner_url)
+    try:
+        await ensure_login_role(conn, gateway_role=gateway_role, gateway_password=password)
+    finally:
+        await conn.close()
+    return with_credentials(owner_url, gateway_role, password)
+
+
+async def identify(url: str) -> LoginIdentity:
+    """Whom `url` logs in as (one short connection)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return await login_identity(conn)
+    finally:
+        await conn.close()
+
+
+async def gateway_session_settings(url: str, settings: Settings) -> dict[str, str]:
+    """The server settings that make a session of `url` the gateway's: none when `url`
+    logs in as its role (nothing to switch, nothing to switch back); `role` for an older
+    deployment's DSN (warned); a superuser is refused (UnsafeLoginError)."""
+    role = role_to_set(await identify(url), settings.gateway_role)
+    return {} if role is None else {"role": role}
+
+
+async def connect_as_gateway(
+    url: str, settings: Settings, *, application_name: str = "school-gateway"
+) -> asyncpg.Connection:
+    """One connection as the gateway's role (the commands that act as the gateway)."""
+    conn = await asyncpg.connect(url, server_settings={"application_name": application_name})
+    try:
+        role = role_to_set(await login_identity(conn), settings.gateway_role)
+        if role is not None:
+            await conn.execute(f'SET ROLE "{role}"')
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
 
 
 async def create_pool(url: str, settings: Settings) -> asyncpg.Pool:
-    """A pool whose sessions run as the gateway's read-only role with a statement timeout."""
+    """A pool of the gateway's login role with a statement timeout (see
+    `gateway_session_settings` for what else `url` may log in as)."""
     pool = await asyncpg.create_pool(
         url,
         min_size=settings.pool_min_size,
@@ -86,7 +163,7 @@ async def create_pool(url: str, settings: Settings) -> asyncpg.Pool:
         reset=_keep_session,
         server_settings={
             "jit": "off",  # short OLTP statements; JIT compilation only adds latency
-            "role": settings.gateway_role,
+            **await gateway_session_settings(url, settings),
             "statement_timeout": str(settings.statement_timeout_ms),
             "application_name": "school-gateway",
         },

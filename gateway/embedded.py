@@ -3,6 +3,11 @@
 The server listens on 127.0.0.1 at a free port (so other tools, e.g. benchmark peers,
 can reach it too) and on a Unix socket in its data folder. It is started on demand and
 stopped when the process that started it exits.
+
+Authentication (pg_hba.conf, rewritten at every start): over TCP every role needs its
+password (SCRAM-SHA-256), the superuser too; its password is generated once and kept in
+`<data folder>/db-owner-password` (mode 0600). Only the Unix socket, inside the data
+folder (mode 0700: its owner alone can reach it), trusts local connections.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from gateway.db_roles import read_or_create_secret, set_password_sql
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,15 @@ SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
 DATABASE = "school"
 START_TIMEOUT_S = 60
+OWNER_PASSWORD_FILE = "db-owner-password"
+HBA = """\
+# Written by school-gateway (gateway/embedded.py) at every start: edits are overwritten.
+# The Unix socket is inside the data folder (mode 0700): only its owner can reach it.
+local   all   all                   trust
+# Over TCP every role signs in with its password.
+host    all   all   127.0.0.1/32    scram-sha-256
+host    all   all   ::1/128         scram-sha-256
+"""
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -49,10 +65,15 @@ class EmbeddedServer:
     data_dir: Path
     port: int
     started_here: bool
+    owner_password: str = field(default="", repr=False)
 
     @property
     def url(self) -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
+        return self.url_of(DATABASE)
+
+    def url_of(self, database: str) -> str:
+        """The superuser's DSN (over TCP, with its password) for another database."""
+        return f"postgresql://{SUPERUSER}:{self.owner_password}@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
         """Stop the server (fast shutdown)."""
@@ -73,12 +94,17 @@ def start(data_dir: Path, *, ephemeral: bool = False) -> EmbeddedServer:
     pgdata = data_dir / "pgdata"
     data_dir.mkdir(parents=True, exist_ok=True)
     running_port = _running_port(pgdata)
+    password = read_or_create_secret(data_dir / OWNER_PASSWORD_FILE)
     if running_port is not None:
         log.info("embedded PostgreSQL already running on port %d (%s)", running_port, pgdata)
-        return EmbeddedServer(data_dir=data_dir, port=running_port, started_here=False)
+        if _write_hba(pgdata):  # a server started by an older version: trust over TCP
+            _run_as_owner([str(BIN_DIR / "pg_ctl"), "-D", str(pgdata), "reload"])
+        _set_owner_password(pgdata, running_port, password)
+        return EmbeddedServer(data_dir, running_port, started_here=False, owner_password=password)
     _prepare_permissions(data_dir)
     if not (pgdata / "PG_VERSION").exists():
         _initdb(pgdata)
+    _write_hba(pgdata)
     port = _free_port()
     options = [
         f"-p {port}",
@@ -101,8 +127,36 @@ def start(data_dir: Path, *, ephemeral: bool = False) -> EmbeddedServer:
             f"embedded PostgreSQL failed to start in {pgdata}:\n{tail}"
         ) from error
     _ensure_database(pgdata, port)
+    _set_owner_password(pgdata, port, password)
     log.info("embedded PostgreSQL started on port %d (%s)", port, pgdata)
-    return EmbeddedServer(data_dir=data_dir, port=port, started_here=True)
+    return EmbeddedServer(data_dir, port, started_here=True, owner_password=password)
+
+
+def _write_hba(pgdata: Path) -> bool:
+    """Make pg_hba.conf require passwords over TCP; whether it changed."""
+    path = pgdata / "pg_hba.conf"
+    if path.read_text(encoding="utf-8") == HBA:
+        return False
+    path.write_text(HBA, encoding="utf-8")
+    owner = pgdata.stat()
+    if os.geteuid() == 0:  # the server runs as the data folder's owner
+        os.chown(path, owner.st_uid, owner.st_gid)
+    path.chmod(0o600)
+    return True
+
+
+def _set_owner_password(pgdata: Path, port: int, password: str) -> None:
+    """Give the superuser its password (over the socket, which trusts the folder's owner)."""
+    subprocess.run(
+        [*_psql(pgdata, port), "-d", "postgres", "-c", set_password_sql(SUPERUSER, password)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _psql(pgdata: Path, port: int) -> list[str]:
+    """psql over the Unix socket in the data folder, as the superuser."""
+    return [str(BIN_DIR / "psql"), "-h", str(pgdata), "-p", str(port), "-U", SUPERUSER]
 
 
 def _prepare_permissions(data_dir: Path) -> None:
@@ -153,7 +207,7 @@ def _initdb(pgdata: Path) -> None:
 
 
 def _ensure_database(pgdata: Path, port: int) -> None:
-    psql = [str(BIN_DIR / "psql"), "-h", str(pgdata), "-p", str(port), "-U", SUPERUSER]
+    psql = _psql(pgdata, port)
     exists = subprocess.run(
         [*psql, "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname='{DATABASE}'"],
         check=True,

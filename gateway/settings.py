@@ -49,6 +49,9 @@ class Settings:
     pool_max_size: int
     log_level: str
     today_override: date | None = None
+    # The schema owner's DSN for `seed` and `migrate` (DATABASE_OWNER_URL); DATABASE_URL
+    # is the gateway's own login (docs/read-contract.md).
+    database_owner_url: str | None = None
     executor: str = "compiled"
     auth: AuthSettings = field(default_factory=AuthSettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)  # issue 5
@@ -87,6 +90,11 @@ class Settings:
             ("postgresql://", "postgres://")
         ):
             raise SettingsError("DATABASE_URL must start with postgresql:// or postgres://")
+        database_owner_url = env.get("DATABASE_OWNER_URL") or None
+        if database_owner_url is not None and not database_owner_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise SettingsError("DATABASE_OWNER_URL must start with postgresql:// or postgres://")
         role = env.get("SCHOOL_GATEWAY_DB_ROLE", "school_gateway")
         if not _ROLE_RE.match(role):
             raise SettingsError(
@@ -132,6 +140,7 @@ class Settings:
             pool_max_size=pool_max,
             log_level=log_level,
             today_override=_today_override(env, dev_mode=dev_mode),
+            database_owner_url=database_owner_url,
             executor=executor,
             auth=auth,
             analytics=AnalyticsSettings.from_env(env, read_int=_int, error=SettingsError),

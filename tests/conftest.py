@@ -1,12 +1,17 @@
 """Shared fixtures: one real PostgreSQL per test run, seeded once at scale 1.
 
-The server is the embedded one (started in a temporary folder) unless DATABASE_URL is
-set. Tests read the generated data; a test that writes restores what it changed.
+The server is the embedded one (started in a temporary folder) unless
+DATABASE_OWNER_URL (or DATABASE_URL) names the owner of an external test database.
+As in production, the gateway (`database_url`, `settings`, `pool`, `app`) connects as
+its least-privilege login role; only seeding and `owner_conn` (expected values) use the
+owner's DSN (`owner_url`). Tests read the generated data; a test that writes restores
+what it changed.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import date
@@ -23,7 +28,8 @@ from fixtures.demo import demo_account
 from fixtures.generate import SeedSummary, seed
 from gateway import embedded
 from gateway.app import create_app
-from gateway.db import create_pool
+from gateway.db import create_pool, embedded_login, prepare_login
+from gateway.embedded import EmbeddedServer
 from gateway.settings import Settings
 from tests.planted import post_graphql
 
@@ -32,11 +38,14 @@ TODAY = date(2026, 11, 27)
 SCALE = 1
 SEED = 7
 JWT_SECRET = "test-secret-test-secret-test-secret-0123456789"
+GATEWAY_ROLE = "school_gateway"  # SCHOOL_GATEWAY_DB_ROLE's default
 
 GraphQL = Callable[..., Awaitable[dict[str, Any]]]
 
 
-def _test_env(database_url: str | None, data_dir: Path) -> dict[str, str]:
+def _test_env(
+    database_url: str | None, data_dir: Path, owner_url: str | None = None
+) -> dict[str, str]:
     env = {
         "SCHOOL_GATEWAY_DEV": "1",
         "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
@@ -46,6 +55,8 @@ def _test_env(database_url: str | None, data_dir: Path) -> dict[str, str]:
     }
     if database_url:
         env["DATABASE_URL"] = database_url
+    if owner_url:
+        env["DATABASE_OWNER_URL"] = owner_url
     return env
 
 
@@ -55,30 +66,56 @@ def data_dir() -> Iterator[Path]:
         yield Path(folder)
 
 
+def _external_owner_url() -> str | None:
+    return os.environ.get("DATABASE_OWNER_URL") or os.environ.get("DATABASE_URL") or None
+
+
 @pytest.fixture(scope="session")
-def database_url(data_dir: Path) -> Iterator[str]:
-    """Superuser DSN of the test database (embedded server unless DATABASE_URL is set)."""
-    external = os.environ.get("DATABASE_URL")
-    if external:
-        yield external
+def database_server(data_dir: Path) -> Iterator[EmbeddedServer | None]:
+    """The embedded server of this run (None with an external test database)."""
+    if _external_owner_url():
+        yield None
         return
     server = embedded.start(data_dir / "embedded", ephemeral=True)
     try:
-        yield server.url
+        yield server
     finally:
         server.stop()
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, data_dir: Path) -> Settings:
-    return Settings.from_env(_test_env(database_url, data_dir))
+def owner_url(database_server: EmbeddedServer | None) -> str:
+    """The schema owner's DSN (a superuser): seeding and expected values only."""
+    external = _external_owner_url()
+    if database_server is None:
+        assert external is not None
+        return external
+    return database_server.url
 
 
 @pytest.fixture(scope="session")
-async def seeded(database_url: str, settings: Settings) -> SeedSummary:
-    """The scale-1 data set, generated once per run."""
+async def database_url(owner_url: str, database_server: EmbeddedServer | None) -> str:
+    """The gateway's login DSN (DATABASE_URL in production), its role made ready the way
+    the product does it: on the embedded server with the password kept in its data
+    folder (what `serve` and `demo` there use too), elsewhere with a password of this
+    run."""
+    if database_server is not None:
+        return await embedded_login(database_server, GATEWAY_ROLE)
+    return await prepare_login(owner_url, GATEWAY_ROLE, secrets.token_urlsafe(24))
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, owner_url: str, data_dir: Path) -> Settings:
+    settings = Settings.from_env(_test_env(database_url, data_dir, owner_url))
+    assert settings.gateway_role == GATEWAY_ROLE
+    return settings
+
+
+@pytest.fixture(scope="session")
+async def seeded(owner_url: str, settings: Settings) -> SeedSummary:
+    """The scale-1 data set, generated once per run (as the owner)."""
     return await seed(
-        database_url,
+        owner_url,
         scale=SCALE,
         seed=SEED,
         today=TODAY,
@@ -87,9 +124,9 @@ async def seeded(database_url: str, settings: Settings) -> SeedSummary:
 
 
 @pytest.fixture(scope="session")
-async def owner_conn(database_url: str, seeded: SeedSummary) -> AsyncIterator[asyncpg.Connection]:
+async def owner_conn(owner_url: str, seeded: SeedSummary) -> AsyncIterator[asyncpg.Connection]:
     """A superuser connection for computing expected values independently of the gateway."""
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(owner_url)
     try:
         yield conn
     finally:
@@ -100,6 +137,7 @@ async def owner_conn(database_url: str, seeded: SeedSummary) -> AsyncIterator[as
 async def pool(
     database_url: str, settings: Settings, seeded: SeedSummary
 ) -> AsyncIterator[asyncpg.Pool]:
+    """The gateway's pool, as its login role (like `serve`)."""
     pool = await create_pool(database_url, settings)
     try:
         yield pool

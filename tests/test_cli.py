@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -22,6 +23,9 @@ from auth.tokens import verify_token
 from fixtures.demo import DEMO_ACCOUNTS
 from fixtures.generate import SeedSummary
 from gateway.cli import _apply_listen_flags, build_parser
+from gateway.db import embedded_login
+from gateway.db_roles import with_credentials
+from gateway.embedded import EmbeddedServer
 from gateway.schema import export_sdl
 from gateway.settings import Settings
 from tests.conftest import JWT_SECRET, SEED, TODAY
@@ -68,9 +72,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serving(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
+def _serving(
+    env: dict[str, str], port: int, command: str = "serve"
+) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
-        [COMMAND, "serve", "--port", str(port)],
+        [COMMAND, command, "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -96,6 +102,9 @@ def _serving(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_serve_answers_real_http_requests(
@@ -216,7 +225,7 @@ def test_accounts_text(database_url: str, tmp_path: Path, seeded: SeedSummary) -
 
 
 async def test_seed_refuses_to_replace_data_without_yes(
-    database_url: str, tmp_path: Path, owner_conn: asyncpg.Connection
+    database_url: str, owner_url: str, tmp_path: Path, owner_conn: asyncpg.Connection
 ) -> None:
     before = await owner_conn.fetchrow(
         "SELECT scale, seed, today, seeded_at FROM gateway.seed_info"
@@ -224,7 +233,7 @@ async def test_seed_refuses_to_replace_data_without_yes(
     process = await asyncio.create_subprocess_exec(
         COMMAND,
         *("seed", "--scale", "1", "--seed", "99", "--today", "2026-10-01"),
-        env=_env(database_url, tmp_path),
+        env=_env(database_url, tmp_path, DATABASE_OWNER_URL=owner_url),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -275,18 +284,19 @@ def test_python_dash_m_gateway(tmp_path: Path) -> None:
 
 
 async def test_migrate_brings_an_older_database_up_to_date(
-    database_url: str, tmp_path: Path, seeded: SeedSummary, owner_conn: asyncpg.Connection
+    owner_url: str, tmp_path: Path, seeded: SeedSummary, owner_conn: asyncpg.Connection
 ) -> None:
     # An older database: one of the gateway's tables (and so its grants) is missing.
     await owner_conn.execute("DROP TABLE gateway.esia_requests")
-    result = _run(["migrate"], _env(database_url, tmp_path))
+    # DATABASE_URL alone still names the owner for `migrate`, as before.
+    result = _run(["migrate"], _env(owner_url, tmp_path))
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stdout
     assert await owner_conn.fetchval(
         "SELECT has_table_privilege('school_gateway', 'gateway.esia_requests', 'INSERT')"
     )
     # Idempotent: a second run on an up-to-date database changes nothing and succeeds.
-    assert _run(["migrate"], _env(database_url, tmp_path)).returncode == 0
+    assert _run(["migrate"], _env(owner_url, tmp_path)).returncode == 0
 
 
 def test_port_flag_moves_the_public_url_and_the_esia_redirect(
@@ -301,3 +311,131 @@ def test_port_flag_moves_the_public_url_and_the_esia_redirect(
     assert auth.redirect_uri == "http://127.0.0.1:8123/auth/esia/callback"
     assert auth.esia_url == "http://127.0.0.1:8123/dev-idp"
     assert "http://127.0.0.1:8123" in auth.allowed_origins
+
+
+# --- the gateway's login role (issue 9, item 13) ---------------------------------------
+
+MIGRATED_ROLE = "school_gateway_migrated"
+_ROLE_STATE = """
+SELECT rolcanlogin AS login, rolsuper OR rolcreaterole OR rolcreatedb AS powers,
+       (SELECT array_agg(g.rolname ORDER BY g.rolname) FROM pg_auth_members m
+        JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) AS member_of,
+       has_table_privilege(r.rolname, 'diary_api.students', 'SELECT') AS reads_contract,
+       has_table_privilege(r.rolname, 'school.students', 'SELECT') AS reads_school,
+       has_table_privilege(r.rolname, 'gateway.access_audit', 'UPDATE') AS rewrites_audit
+FROM pg_roles r WHERE rolname = $1
+"""
+
+
+async def _whom(url: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        user: str = await conn.fetchval("SELECT session_user")
+    finally:
+        await conn.close()
+    return user
+
+
+async def test_migrate_creates_the_login_role_and_repairs_an_old_one(
+    owner_url: str, tmp_path: Path, seeded: SeedSummary, owner_conn: asyncpg.Connection
+) -> None:
+    """A role of another name: `migrate` creates it with DATABASE_URL's password, turns an
+    older NOLOGIN role with extra powers and a membership into the login role, and is
+    idempotent."""
+    login = with_credentials(owner_url, MIGRATED_ROLE, "migrated-Password-1")
+    env = _env(login, tmp_path, DATABASE_OWNER_URL=owner_url, SCHOOL_GATEWAY_DB_ROLE=MIGRATED_ROLE)
+    expected = {
+        "login": True,
+        "powers": False,
+        "member_of": None,
+        "reads_contract": True,
+        "reads_school": False,
+        "rewrites_audit": False,
+    }
+    try:
+        assert await owner_conn.fetchrow(_ROLE_STATE, MIGRATED_ROLE) is None
+        result = _run(["migrate"], env)
+        assert result.returncode == 0, result.stderr
+        assert f"login role {MIGRATED_ROLE}" in result.stdout
+        assert dict(await owner_conn.fetchrow(_ROLE_STATE, MIGRATED_ROLE)) == expected
+        assert await _whom(login) == MIGRATED_ROLE  # DATABASE_URL's password was set
+        # What an older version left: NOLOGIN; and what nobody should give it.
+        await owner_conn.execute(f"ALTER ROLE {MIGRATED_ROLE} NOLOGIN CREATEDB PASSWORD NULL")
+        await owner_conn.execute(f"GRANT pg_read_all_data TO {MIGRATED_ROLE}")
+        for _ in range(2):  # repaired, then idempotent
+            result = _run(["migrate"], env)
+            assert result.returncode == 0, result.stderr
+            assert dict(await owner_conn.fetchrow(_ROLE_STATE, MIGRATED_ROLE)) == expected
+        assert await _whom(login) == MIGRATED_ROLE
+    finally:
+        if await owner_conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", MIGRATED_ROLE):
+            await owner_conn.execute(f"DROP OWNED BY {MIGRATED_ROLE}")
+            await owner_conn.execute(f"DROP ROLE {MIGRATED_ROLE}")
+
+
+def test_migrate_with_the_gateway_login_only_asks_for_the_owner(
+    database_url: str, tmp_path: Path
+) -> None:
+    result = _run(["migrate"], _env(database_url, tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DATABASE_OWNER_URL" in lines[0], result.stderr
+
+
+async def test_serve_refuses_a_superuser_dsn(
+    owner_url: str, tmp_path: Path, owner_conn: asyncpg.Connection
+) -> None:
+    if not await owner_conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+        pytest.skip("the external test database's owner is not a superuser")
+    result = _run(["serve", "--port", str(_free_port())], _env(owner_url, tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "superuser" in lines[0] and "Traceback" not in result.stderr
+
+
+async def _gateway_backends(conn: asyncpg.Connection, since: datetime) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT usename FROM pg_stat_activity WHERE application_name = 'school-gateway' "
+        "AND backend_start >= $1",
+        since,
+    )
+    return [row["usename"] for row in rows]
+
+
+async def test_serve_connects_as_the_login_role(
+    database_url: str, tmp_path: Path, seeded: SeedSummary, owner_conn: asyncpg.Connection
+) -> None:
+    since = await owner_conn.fetchval("SELECT clock_timestamp()")
+    env = _env(database_url, tmp_path, SCHOOL_GATEWAY_POOL_MIN="2")
+    with _serving(env, _free_port()):
+        users = await _gateway_backends(owner_conn, since)
+    print(f"serve's connections: {users}")
+    assert users and set(users) == {"school_gateway"}
+
+
+async def test_demo_on_an_old_data_folder_connects_as_the_login_role(
+    database_server: EmbeddedServer | None,
+    tmp_path: Path,
+    seeded: SeedSummary,
+    owner_conn: asyncpg.Connection,
+) -> None:
+    """`demo` on the embedded server's data folder, whose role is as an older version
+    left it (NOLOGIN, no password): it makes the login role and serves as it."""
+    if database_server is None:
+        pytest.skip("the demo's embedded server only")
+    await owner_conn.execute("ALTER ROLE school_gateway NOLOGIN PASSWORD NULL")
+    since = await owner_conn.fetchval("SELECT clock_timestamp()")
+    env = _env("", tmp_path, SCHOOL_GATEWAY_TODAY=TODAY.isoformat(), SCHOOL_GATEWAY_POOL_MIN="2")
+    del env["DATABASE_URL"]
+    env["SCHOOL_GATEWAY_DATA_DIR"] = str(database_server.data_dir)
+    try:
+        with _serving(env, _free_port(), command="demo"):
+            users = await _gateway_backends(owner_conn, since)
+    finally:  # whatever happened, the suite's pool can open connections again
+        await embedded_login(database_server, "school_gateway")
+    print(f"demo's connections: {users}")
+    assert users and set(users) == {"school_gateway"}
+    assert await owner_conn.fetchval(
+        "SELECT rolcanlogin AND rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid "
+        "WHERE rolname = 'school_gateway'"
+    )
