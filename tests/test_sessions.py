@@ -543,3 +543,21 @@ async def test_another_familys_token_and_cookie_never_reach_a_child(
     forged = _sign(settings, _claims(sub=str(uuid.uuid4()), sid=api.session_id))
     response = await _graphql(client, {"Authorization": f"Bearer {forged}"})
     assert (response.status_code, _codes(response)) == (401, ["UNAUTHENTICATED"])
+
+
+async def test_logout_with_a_bearer_token_and_a_cookie_revokes_both(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Issue 9, item 15: both sessions end, not only the bearer's; the cookie is cleared."""
+    api = await _session(pool, settings, "parent-one-school")
+    browser = await _session(pool, settings, "parent-two-schools", ClientKind.BROWSER)
+    bearer = {"Authorization": f"Bearer {api.access_token}"}
+    cookie = _cookie_headers(settings, browser, Origin=_origin(settings))
+    assert (await _graphql(client, bearer)).status_code == 200
+    assert (await _graphql(client, cookie)).status_code == 200
+    logout = await client.post("/auth/logout", headers={**bearer, **cookie})
+    assert logout.status_code == 204
+    assert logout.headers["set-cookie"].startswith(f'{settings.auth.session_cookie}=""; ')
+    for headers in (bearer, cookie):
+        after = await _graphql(client, headers)
+        assert (after.status_code, _codes(after)) == (401, ["SESSION_REVOKED"])

@@ -509,3 +509,30 @@ async def test_malformed_sign_in_requests(client: httpx.AsyncClient) -> None:
         headers={"Referer": "https://evil.example/page", "Accept": "text/html"},
     )
     assert foreign.status_code == 403 and "CSRF_REJECTED" in foreign.text
+
+
+async def test_a_new_sign_in_ends_the_browsers_previous_session(
+    client: httpx.AsyncClient, settings: Settings, owner_conn: asyncpg.Connection
+) -> None:
+    """Issue 9, item 15: the form sign-in in a browser that still has a session cookie
+    revokes that session; the new cookie works."""
+    name = settings.auth.session_cookie
+    form = {"login": str(YOUNG.login), "password": DEMO_PASSWORD}
+    headers = {"Origin": ORIGIN, "Accept": "text/html"}
+    first = await client.post(LOGIN_URL, data=form, headers=headers)
+    assert first.status_code == 303
+    old_cookie = first.cookies[name]
+    second = await client.post(LOGIN_URL, data=form, headers=headers)
+    assert second.status_code == 303
+    new_cookie = second.cookies[name]
+    assert new_cookie != old_cookie
+    query = {"query": ME}
+    old = await client.post(
+        "/graphql", json=query, headers={"Origin": ORIGIN, "Cookie": f"{name}={old_cookie}"}
+    )
+    assert old.status_code == 401 and error_codes(old.json()) == ["SESSION_REVOKED"]
+    new = await client.post(
+        "/graphql", json=query, headers={"Origin": ORIGIN, "Cookie": f"{name}={new_cookie}"}
+    )
+    assert new.status_code == 200 and new.json()["data"]["viewer"]["role"] == "STUDENT"
+    await forget_throttle(owner_conn, f"login:{YOUNG.login}")
