@@ -2,7 +2,16 @@
 
 `create_app(settings)` owns its database pool through the lifespan (DATABASE_URL or the
 embedded server); tests pass a pool of their own. The outermost middleware of ours logs
-one line per request and turns any exception that escaped into a masked JSON 500.
+one line per request and answers whatever escaped the routes:
+
+- the database unreachable (`gateway.outage`): 503 SERVICE_UNAVAILABLE with
+  `Retry-After`, one warning per outage (`OutageMonitor`), no traceback;
+- the client gone while its body was read (`ClientDisconnect`): one INFO line, nothing
+  sent, status 499 in the request line (as nginx logs it);
+- the body not received within `SCHOOL_GATEWAY_BODY_TIMEOUT` seconds of the request's
+  start (`BodyTimeout`, from the deadline put on the ASGI receive): 408 REQUEST_TIMEOUT
+  and the connection closed;
+- anything else: logged with its traceback, masked as a JSON 500.
 """
 
 from __future__ import annotations
@@ -16,10 +25,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
-import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,16 +38,24 @@ from auth.routes import auth_routes
 from auth.services import AuthServices
 from gateway.analytics_service import AnalyticsService
 from gateway.db import create_pool, locate_database
-from gateway.errors import MESSAGES, ErrorCode, HttpError
+from gateway.errors import ErrorCode, HttpError
 from gateway.http import (
     JSON,
     GraphQLEndpoint,
     accepts_html,
     error_response,
     json_response,
+    negotiate,
     operation_name_of,
 )
 from gateway.logging import configure_logging, log_request, safe_path
+from gateway.outage import (
+    RETRY_AFTER_S,
+    OutageMonitor,
+    describe,
+    is_database_unavailable,
+    unavailable_error,
+)
 from gateway.schema import build_schema
 from gateway.services import AppServices
 from gateway.settings import Settings
@@ -50,6 +66,9 @@ GRAPHQL_PATH = "/graphql"
 HEALTH_PATH = "/healthz"
 _HEALTH_TIMEOUT_S = 2.0
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# The status a request line shows when the client went away before it was answered
+# (nothing is sent; the number is nginx's "client closed request").
+CLIENT_CLOSED_REQUEST = 499
 
 
 @dataclass(slots=True)
@@ -72,6 +91,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     services = AuthServices(settings=settings, pool=holder.get, recorder=recorder)
     app_services = AppServices(analytics=AnalyticsService(settings))
     endpoint = GraphQLEndpoint(schema, settings, recorder, app_services)
+    outage = OutageMonitor(lambda: holder.get().fetchval("SELECT 1"))
     graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
 
     async def graphql(request: Request) -> Response:
@@ -90,9 +110,13 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
         try:
             async with asyncio.timeout(_HEALTH_TIMEOUT_S):
                 await holder.get().fetchval("SELECT 1")
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            log.warning("health check: database unavailable")
-            return json_response({"status": "unavailable"}, 503, JSON)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            if is_database_unavailable(error):
+                outage.failed(error, HEALTH_PATH)
+            else:
+                log.warning("health check: database error %s", describe(error))
+            retry = {"Retry-After": str(RETRY_AFTER_S)}
+            return json_response({"status": "unavailable"}, 503, JSON, headers=retry)
         return json_response({"status": "ok"}, 200, JSON)
 
     @asynccontextmanager
@@ -101,6 +125,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
             try:
                 yield
             finally:
+                await outage.close()
                 await recorder.close()
                 await app_services.close()
             return
@@ -109,6 +134,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
         try:
             yield
         finally:
+            await outage.close()
             await recorder.close()
             await app_services.close()
             await holder.pool.close()
@@ -122,10 +148,13 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
             Route(HEALTH_PATH, healthz, methods=["GET"]),
             *auth_routes(services),
         ],
-        middleware=[Middleware(RequestMiddleware)],
+        middleware=[
+            Middleware(RequestMiddleware, outage=outage, body_timeout_s=settings.body_timeout_s)
+        ],
         lifespan=lifespan,
     )
     app.state.graphql_endpoint = endpoint
+    app.state.outage = outage
     app.state.auth = services
     app.state.services = app_services
     return app
@@ -162,11 +191,47 @@ def tune_garbage_collection() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, older, oldest)
 
 
+class BodyTimeout(Exception):
+    """The request body did not arrive before its deadline."""
+
+
+def body_deadline(receive: Receive, timeout_s: float) -> Receive:
+    """`receive`, raising BodyTimeout once `timeout_s` have passed since this call while
+    the body is still incomplete (later waits, e.g. for a disconnect, are not limited)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    body_done = False
+
+    async def receive_in_time() -> Message:
+        nonlocal body_done
+        if body_done:
+            return await receive()
+        try:
+            async with asyncio.timeout_at(deadline) as limit:
+                message = await receive()
+        except TimeoutError:
+            if limit.expired():
+                raise BodyTimeout from None
+            raise
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            body_done = True
+        return message
+
+    return receive_in_time
+
+
 class RequestMiddleware:
     """Outermost of ours: one log line per request; nothing escapes unlogged or unmasked."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        outage: OutageMonitor | None = None,
+        body_timeout_s: float = 30.0,
+    ) -> None:
         self.app = app
+        self.outage = outage
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -183,13 +248,28 @@ class RequestMiddleware:
                 response_started = True
             await send(message)
 
+        method, path = scope["method"], safe_path(scope["path"])
         try:
-            await self.app(scope, receive, send_and_watch)
-        except Exception:  # the outermost boundary: logged with traceback, then masked
-            log.exception("unhandled error in %s %s", scope["method"], safe_path(scope["path"]))
+            await self.app(scope, body_deadline(receive, self.body_timeout_s), send_and_watch)
+        except ClientDisconnect:
+            log.info("client disconnected before %s %s was answered", method, path)
+            status = CLIENT_CLOSED_REQUEST
+        except BodyTimeout:
+            log.info(
+                "request body of %s %s not received in %.0f s", method, path, self.body_timeout_s
+            )
             if not response_started:
-                await _send_internal_error(send)
-                status = 500
+                status = await _send_error(send, scope, _body_timeout_error())
+        except Exception as error:  # the outermost boundary: logged with traceback, then masked
+            if is_database_unavailable(error):
+                self._database_unavailable(error, f"{method} {path}")
+                if not response_started:
+                    status = await _send_error(send, scope, unavailable_error())
+            else:
+                log.error("unhandled error in %s %s", method, path, exc_info=error)
+                if not response_started:
+                    internal = HttpError(500, ErrorCode.INTERNAL_SERVER_ERROR)
+                    status = await _send_error(send, scope, internal)
         finally:
             log_request(
                 scope["method"],
@@ -199,26 +279,25 @@ class RequestMiddleware:
                 operation_name_of(scope),
             )
 
+    def _database_unavailable(self, error: BaseException, where: str) -> None:
+        if self.outage is not None:
+            self.outage.failed(error, where)
+        else:
+            log.warning("database unavailable (%s in %s)", describe(error), where)
 
-async def _send_internal_error(send: Send) -> None:
-    body = orjson.dumps(
-        {
-            "errors": [
-                {
-                    "message": MESSAGES[ErrorCode.INTERNAL_SERVER_ERROR],
-                    "extensions": {"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
-                }
-            ]
-        }
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [
-                (b"content-type", b"application/json; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+
+def _body_timeout_error() -> HttpError:
+    return HttpError(408, ErrorCode.REQUEST_TIMEOUT, headers={"Connection": "close"})
+
+
+async def _send_error(send: Send, scope: Scope, error: HttpError) -> int:
+    """Send `error` as a coded JSON response (the media type the client accepts)."""
+    accept = next((value for name, value in scope["headers"] if name == b"accept"), None)
+    media_type = negotiate(accept.decode("latin-1") if accept is not None else None) or JSON
+    response = error_response(error, media_type)
+    await response(scope, _no_receive, send)
+    return error.status
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}

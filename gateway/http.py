@@ -63,6 +63,7 @@ from gateway.context import Context
 from gateway.cost import CostLimits
 from gateway.errors import MESSAGES, ApiError, ErrorCode, HttpError
 from gateway.limits import parse_query, validate_query
+from gateway.outage import DatabaseUnavailable, describe, is_database_unavailable
 from gateway.response_cache import (
     CachedResponse,
     ResponseCache,
@@ -316,10 +317,16 @@ def select_operation(
 
 
 def present_execution_error(error: GraphQLError, operation_name: str | None) -> Formatted:
-    """An error raised while executing, as the client may see it (masked unless expected)."""
+    """An error raised while executing, as the client may see it (masked unless expected).
+
+    The database unreachable (gateway.outage) is not an error of a field: it raises
+    DatabaseUnavailable, and the request is answered 503 SERVICE_UNAVAILABLE.
+    """
     original = error.original_error
     if isinstance(original, GraphQLError) and "code" in (original.extensions or {}):
         return dict(error.formatted)  # ApiError and other coded errors pass through
+    if is_database_unavailable(original):  # the whole response becomes a 503 (gateway.app)
+        raise DatabaseUnavailable(describe(error)) from original
     if _is_statement_timeout(original):
         log.warning("statement timeout in %s at %s", operation_name or "-", _path(error))
         return _replaced(error, ErrorCode.TIMEOUT)

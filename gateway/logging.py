@@ -4,7 +4,10 @@ The request line holds the method, the path (without the query string: a GET req
 carries variables there), the status, the duration and the operation name. Never
 variables, tokens, SNILS, phones or birth dates. The path and the operation name come
 from the client, so any run of six or more digits in them (a SNILS, a phone number, a
-date written as digits) is replaced by `***` before logging (`safe_text`).
+date written as digits), whatever separates the digits — spaces, dashes, dots, slashes,
+brackets, underscores (the one separator a GraphQL name can carry:
+`snils_112_233_445_95`) or any other punctuation a path can carry — is replaced by
+`***` before logging (`safe_text`).
 
 As a net under every other log line, the handler installed by `configure_logging`
 formats through `RedactingFormatter`, which masks what looks like a SNILS, a Russian
@@ -21,21 +24,25 @@ import sys
 ACCESS_LOGGER = "gateway.access"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _NAME_RE = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,99}$")
-# Six or more digits, possibly split by spaces, dashes, dots, slashes or brackets
-# (123-456-789 64, +7 (912) 555-01-01, 27.11.2012): what a SNILS, phone or date looks like.
-_DIGIT_RUN_RE = re.compile(r"\d(?:[\s\-./()]*\d){5,}")
+# Six or more digits, possibly split by anything but letters and "+" (123-456-789 64,
+# 112_233_445_95, (912) 555-01-01, 27.11.2012): what a SNILS, phone or date looks like.
+_DIGIT_RUN_RE = re.compile(r"\d(?:(?:[^\w+]|_)*\d){5,}")
 PATH_MAX_CHARS = 200
 # What personal data looks like inside any message: SNILS (123-456-789 64,
-# 123 456 789 64, 12345678964), a Russian phone (+7 912 555-01-01, 8(912)5550101), a
-# date (2012-03-04, 04.03.2012), and any run of ten or more digits that is not part of
-# a hexadecimal word.
+# 123 456 789 64, 112_233_445_95, 12345678964), a Russian phone (+7 912 555-01-01,
+# 8(912)5550101, 8_912_555_01_01), a date (2012-03-04, 04.03.2012, 2012_03_04), and any
+# run of ten or more digits that is not part of a hexadecimal word.
 _PERSONAL_RE = re.compile(
-    r"\d{3}[\s-]\d{3}[\s-]\d{3}[\s-]\d{2}"
-    r"|(?:\+7|\b8)[\s\-(]*\d{3}[\s\-)]*\d{3}[\s-]*\d{2}[\s-]*\d{2}"
-    r"|\b\d{4}-\d{2}-\d{2}\b|\b\d{2}\.\d{2}\.\d{4}\b"
+    r"\d{3}[\s_-]\d{3}[\s_-]\d{3}[\s_-]\d{2}"
+    r"|(?:\+7|(?<![0-9A-Za-z])8)[\s_\-(]*\d{3}[\s_\-)]*\d{3}[\s_-]*\d{2}[\s_-]*\d{2}"
+    r"|(?<![0-9A-Za-z])(?:\d{4}[-_]\d{2}[-_]\d{2}|\d{2}[._]\d{2}[._]\d{4})(?![0-9A-Za-z])"
     # Long digit runs, except inside hexadecimal words (a UUID's last group).
     r"|(?<![0-9A-Fa-f-])\d{10,}|\d{10,}(?![0-9A-Fa-f])"
 )
+# Digit groups joined by underscores (how a SNILS or phone fits in a GraphQL name or an
+# identifier): masked when they hold six digits or more in all.
+_UNDERSCORED_DIGITS_RE = re.compile(r"\d+(?:_+\d+)+")
+_UNDERSCORED_MIN_DIGITS = 6
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -59,7 +66,12 @@ def configure_logging(level: str) -> None:
 
 def redact(text: str) -> str:
     """Any log text with SNILS-, phone- and date-looking parts replaced by `***`."""
-    return _PERSONAL_RE.sub("***", text)
+    return _UNDERSCORED_DIGITS_RE.sub(_mask_if_long, _PERSONAL_RE.sub("***", text))
+
+
+def _mask_if_long(match: re.Match[str]) -> str:
+    digits = sum(char.isdigit() for char in match.group())
+    return "***" if digits >= _UNDERSCORED_MIN_DIGITS else match.group()
 
 
 class RedactingFormatter(logging.Formatter):

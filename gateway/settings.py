@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -63,6 +64,12 @@ class Settings:
     max_cost_student: int = 50_000
     max_cost_school_admin: int = 100_000
     max_cost_regional_analyst: int = 100_000
+    # Slow clients (issue 9): seconds from a connection's (or a request's) first byte until
+    # its headers are complete, and from a request's start until its body is complete.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    # Addresses/networks whose X-Forwarded-For / -Proto are believed; empty: nobody's.
+    trusted_proxies: tuple[str, ...] = ()
 
     def today(self) -> date:
         """The diary's "today": the real date unless overridden (dev mode only)."""
@@ -148,6 +155,9 @@ class Settings:
                 env, "SCHOOL_GATEWAY_CLIENT_TOKEN_TTL", 300, low=30, high=3600
             ),
             **_cost_limits(env),
+            header_timeout_s=_int(env, "SCHOOL_GATEWAY_HEADER_TIMEOUT", 10, low=1, high=600),
+            body_timeout_s=_int(env, "SCHOOL_GATEWAY_BODY_TIMEOUT", 30, low=1, high=3600),
+            trusted_proxies=_trusted_proxies(env.get("SCHOOL_GATEWAY_TRUSTED_PROXIES", "")),
         )
 
 
@@ -166,6 +176,23 @@ def _cost_limits(env: Mapping[str, str]) -> dict[str, int]:
         name: _int(env, variable, default, low=1, high=100_000_000)
         for name, (variable, default) in COST_LIMIT_VARIABLES.items()
     }
+
+
+def _trusted_proxies(raw: str) -> tuple[str, ...]:
+    """SCHOOL_GATEWAY_TRUSTED_PROXIES: comma-separated IP addresses or CIDR networks."""
+    networks: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"SCHOOL_GATEWAY_TRUSTED_PROXIES must list IP addresses or networks, got {item!r}"
+            ) from None
+        single = network.num_addresses == 1
+        networks.append(str(network.network_address) if single else str(network))
+    return tuple(networks)
 
 
 def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:

@@ -4,7 +4,9 @@ Flows that leave the gateway and come back (ESIA sign-in through the development
 identity provider) need a real HTTP server: the gateway's callback calls the provider's
 token and person endpoints over HTTP, and the provider is mounted in the same app. The
 server runs as a task of the tests' event loop and shares their database pool; its
-settings have SCHOOL_GATEWAY_PUBLIC_URL set to its own address.
+settings have SCHOOL_GATEWAY_PUBLIC_URL set to its own address. It is configured as
+`serve` configures uvicorn (`gateway.serving.gateway_config`: the header timeout, proxy
+headers only from SCHOOL_GATEWAY_TRUSTED_PROXIES).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import create_app
+from gateway.serving import gateway_config
 from gateway.settings import Settings
 
 _START_TIMEOUT_S = 10.0
@@ -49,7 +52,7 @@ async def live_server(env: Mapping[str, str], pool: asyncpg.Pool) -> AsyncIterat
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = Settings.from_env({**env, "SCHOOL_GATEWAY_PUBLIC_URL": url})
     app = create_app(settings, pool=pool)
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", ws="none", access_log=False)
+    config = gateway_config(app, settings, lifespan="on", log_level="warning", ws="none")
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -21,6 +21,7 @@ from gateway.logging import (
     log_request,
     redact,
     safe_path,
+    safe_text,
 )
 from gateway.settings import Settings
 from tests.conftest import GraphQL
@@ -133,6 +134,12 @@ async def test_requests_and_sign_ins_log_no_personal_data(
         ("phone +79125550102, 8 (912) 555-01-02, +7 912 555 01 02", "phone ***, ***, ***"),
         ("born 2012-03-04 or 04.03.2012", "born *** or ***"),
         ("name=Op24681357994", "name=Op***"),
+        # Underscores: how a SNILS, phone or date fits in a GraphQL name (issue 9, item 11).
+        ("query snils_112_233_445_95 { viewer }", "query snils_*** { viewer }"),
+        ("op=Find_246_813_579_94_now", "op=Find_***_now"),
+        ("phone_8_912_555_01_02 or 7_912_555_01_02", "phone_*** or ***"),
+        ("born_2012_03_04, 04_03_2012", "born_***, ***"),
+        ("Rec_ab12_3, v1_2_3, page_10_20", "Rec_ab12_3, v1_2_3, page_10_20"),
     ],
 )
 def test_redact(text: str, expected: str) -> None:
@@ -178,3 +185,32 @@ def test_the_request_line_masks_digits_in_path_and_operation(
     (line,) = [r.getMessage() for r in caplog.records if r.name == "gateway.access"]
     assert line == "GET /graphql/***/+*** 404 0.4ms op=Find***"
     assert safe_path("/a" * 300).startswith("/a") and len(safe_path("/a" * 300)) == 200
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("snils_112_233_445_95", "snils_***"),
+        ("Op_246_813_579_94", "Op_***"),
+        ("/graphql/112~233~445~95", "/graphql/***"),
+        ("/x/112,233,445:95/y", "/x/***/y"),
+        ("/x/+7_912_555_01_02", "/x/+***"),
+        ("MyChildren_2", "MyChildren_2"),
+    ],
+)
+def test_safe_text_masks_digit_groups_whatever_separates_them(text: str, expected: str) -> None:
+    assert safe_text(text) == expected
+
+
+async def test_an_operation_named_with_an_underscored_snils_is_logged_masked(
+    gql: GraphQL, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    payload = await gql("query snils_112_233_445_95 { viewer { role } }", account=ATTACKER)
+    assert payload == {"data": {"viewer": {"role": "PARENT"}}}
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.access"]
+    assert lines and lines[-1].startswith("POST /graphql 200 ")
+    assert lines[-1].endswith(" op=snils_***")
+    for record in caplog.records:
+        assert "112_233_445_95" not in record.getMessage()
+        assert "233_445" not in logging.Formatter().format(record)
