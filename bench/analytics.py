@@ -34,7 +34,7 @@ from fixtures.schema import apply_schema
 from gateway import embedded
 from gateway.app import create_app
 from gateway.cli_analytics import refresh_cells
-from gateway.db import create_pool
+from gateway.db import create_pool, embedded_login
 from gateway.settings import Settings
 
 DATA_DIR: Final = Path(__file__).resolve().parent / ".data-analytics"
@@ -163,11 +163,12 @@ async def main_async(args: argparse.Namespace) -> None:
     server = embedded.start(args.data_dir, ephemeral=True)
     try:
         await prepare(server.url, scale=args.scale, seed_value=args.seed, today=args.today)
-        settings = _settings(server.url, args.today)
+        login_url = await embedded_login(server, "school_gateway")
+        settings = _settings(login_url, args.today)
         for attempt in range(args.refreshes):
-            result = await refresh_cells(server.url, settings)
+            result = await refresh_cells(login_url, settings)
             print(f"refresh {attempt + 1}: {result.duration_ms} ms")
-        token = await analyst_token(server.url, settings)
+        token = await analyst_token(login_url, settings)
         timings = await time_queries(settings, token, args.runs)
     finally:
         if server.started_here:

@@ -5,7 +5,9 @@ operation it calls the same `gateway.data` functions the gateway's loaders call 
 of its own) and answers with the same JSON as the gateway. No GraphQL, no tokens: the
 student ids come in the request body.
 
-    DATABASE_URL=postgresql://... .venv/bin/python -m bench.raw_limit --port 8300
+    DATABASE_URL=postgresql://school_gateway:...@... .venv/bin/python -m bench.raw_limit --port 8300
+
+DATABASE_URL is the gateway's login role's DSN, as for `school-gateway serve`.
 
 POST /parent-week      {"studentIds": [..], "from": "YYYY-MM-DD", "to": "YYYY-MM-DD"}
 POST /student-quarter  {"studentId": "..", "periodId": ".."}
@@ -35,6 +37,7 @@ from starlette.routing import Route
 from bench.averages import MarkValue, subject_results
 from gateway import data
 from gateway.data import MarksFilter, StudentRange
+from gateway.db_roles import login_identity, role_to_set
 
 Row = Any
 Json = dict[str, Any]
@@ -46,6 +49,17 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """No RESET ALL on release (as the gateway's pool)."""
 
 
+async def _role_settings(url: str) -> dict[str, str]:
+    """As the gateway's pool: nothing to switch when `url` logs in as its role."""
+    conn = await asyncpg.connect(url)
+    try:
+        identity = await login_identity(conn)
+    finally:
+        await conn.close()
+    role = role_to_set(identity, os.environ.get("SCHOOL_GATEWAY_DB_ROLE", "school_gateway"))
+    return {} if role is None else {"role": role}
+
+
 async def open_pool(url: str) -> asyncpg.Pool:
     """A pool with the gateway's session settings: its read-only role, no JIT, a timeout."""
     pool = await asyncpg.create_pool(
@@ -55,7 +69,7 @@ async def open_pool(url: str) -> asyncpg.Pool:
         reset=_keep_session,
         server_settings={
             "jit": "off",
-            "role": os.environ.get("SCHOOL_GATEWAY_DB_ROLE", "school_gateway"),
+            **await _role_settings(url),
             "statement_timeout": os.environ.get("SCHOOL_GATEWAY_STATEMENT_TIMEOUT_MS", "5000"),
             "application_name": "bench-raw-limit",
         },

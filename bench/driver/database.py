@@ -22,7 +22,8 @@ from fixtures.demo import demo_account
 from fixtures.generate import seed
 from fixtures.schema import apply_schema
 from gateway import embedded
-from gateway.db import create_pool
+from gateway.db import GATEWAY_PASSWORD_FILE, create_pool, prepare_login
+from gateway.db_roles import read_or_create_secret
 from gateway.settings import Settings
 
 PARENT_ACCOUNT = "parent-two-schools"
@@ -34,11 +35,14 @@ JWT_TTL_S = 86400
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """One seeded bench database (superuser DSN)."""
+    """One seeded bench database: the superuser's DSN (`url`: seeding, expected values,
+    PostGraphile) and the gateway's login role's (`gateway_url`: the gateway, the raw
+    limit)."""
 
     name: str
     url: str
     scale: int
+    gateway_url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +60,7 @@ def start_server(data_dir: Path) -> embedded.EmbeddedServer:
 
 
 def database_url(server: embedded.EmbeddedServer, name: str) -> str:
-    return f"postgresql://{embedded.SUPERUSER}@127.0.0.1:{server.port}/{name}"
+    return server.url_of(name)
 
 
 def gateway_settings(url: str) -> Settings:
@@ -98,7 +102,11 @@ async def prepare_database(
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     finally:
         await conn.close()
-    return Database(name=name, url=url, scale=scale)
+    # The login role is the cluster's: one password (kept in bench/.data) for every database.
+    password = read_or_create_secret(server.data_dir / GATEWAY_PASSWORD_FILE)
+    role = gateway_settings(url).gateway_role
+    gateway_url = await prepare_login(url, role, password)
+    return Database(name=name, url=url, scale=scale, gateway_url=gateway_url)
 
 
 async def _seed_info(url: str) -> tuple[int, int, date] | None:
@@ -126,8 +134,8 @@ async def _seed(url: str, *, name: str, scale: int, seed_value: int, today: date
 
 async def load_fixture(database: Database, *, today: date) -> Fixture:
     """Tokens of the demo accounts and the ids and dates of the operations."""
-    settings = gateway_settings(database.url)
-    pool = await create_pool(database.url, dataclasses.replace(settings, pool_min_size=1))
+    settings = gateway_settings(database.gateway_url)
+    pool = await create_pool(database.gateway_url, dataclasses.replace(settings, pool_min_size=1))
     try:
         tokens: dict[str, str] = {}
         scopes: dict[str, list[int]] = {}

@@ -4,6 +4,8 @@
 - PostGraphile v5 (bench/postgraphile/server.mjs), one process or N via node:cluster,
   connected as the superuser: no row-level security or per-family authorization;
 - the raw limit (bench/raw_limit.py): the gateway's SQL, no GraphQL, uvicorn, 1 worker.
+
+The gateway and the raw limit connect as the gateway's login role (`gateway_url`).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def start_gateway(
         _clean_env()
         | {
             "SCHOOL_GATEWAY_RESPONSE_CACHE": "1" if response_cache else "0",
-            "DATABASE_URL": database.url,
+            "DATABASE_URL": database.gateway_url,
             "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
             "SCHOOL_GATEWAY_JWT_TTL": str(JWT_TTL_S),
             "SCHOOL_GATEWAY_GRAPHIQL": "0",
@@ -117,7 +119,7 @@ def start_raw_limit(processes: ProcessSet, database: Database) -> Target:
     """bench/raw_limit.py under uvicorn, one worker."""
     port = free_port()
     env = _clean_env() | {
-        "DATABASE_URL": database.url,
+        "DATABASE_URL": database.gateway_url,
         "SCHOOL_GATEWAY_POOL_MAX": str(POOL_MAX),
     }
     name = "raw-limit x1"
