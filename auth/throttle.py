@@ -91,7 +91,7 @@ WITH locked AS (
         window_started = CASE WHEN {_FRESH} THEN now() ELSE t.window_started END,
         locked_until = CASE WHEN {_COUNT} >= {_limit("t.key")}
                             THEN now() + make_interval(secs => $5) END
-    WHERE t.locked_until IS NULL OR t.locked_until <= now()
+    WHERE t.locked_until IS NULL OR t.locked_until <= now() OR {_limit("t.key")} IS NULL
     RETURNING t.key, t.failures, t.window_started
 )
 SELECT c.key, c.failures, c.window_started, NULL::int AS retry_after

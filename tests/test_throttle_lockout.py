@@ -302,3 +302,24 @@ async def test_a_device_cookies_failures_lock_only_that_cookie(
             assert fine.status_code == 200
     await forget_throttle(owner_conn, f"address:{home}", f"address:{school}")
     await forget_devices(owner_conn, device)
+
+
+async def test_an_address_lock_left_by_the_old_throttle_is_ignored(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    owner_conn: asyncpg.Connection,
+    planted: PlantedStudent,
+) -> None:
+    """Rows written before the upgrade could lock an address; they no longer refuse."""
+    school = "203.0.113.50"
+    await owner_conn.execute(
+        """INSERT INTO gateway.sign_in_throttle (key, failures, window_started, locked_until)
+           VALUES ($1, 30, now(), now() + interval '15 minutes')""",
+        f"address:{school}",
+    )
+    async with throttled_app(settings, pool) as (app, _), client_at(app, school) as newcomer:
+        ok, body = await sign_in_json(newcomer, planted.login, PLANTED_PASSWORD)
+    assert ok.status_code == 200, body
+    row = await throttle_row(owner_conn, f"address:{school}")
+    assert row is not None and not row["locked"]
+    await forget_throttle(owner_conn, f"address:{school}")
