@@ -81,13 +81,13 @@ async def test_foreign_keys_hold(owner_conn: asyncpg.Connection) -> None:
 
 
 @pytest.fixture
-async def second_database(database_url: str) -> AsyncIterator[str]:
+async def second_database(owner_url: str) -> AsyncIterator[str]:
     """A fresh database on the test server, dropped afterwards."""
-    admin = await asyncpg.connect(database_url)
+    admin = await asyncpg.connect(owner_url)
     try:
         await admin.execute(f"DROP DATABASE IF EXISTS {SECOND_DATABASE} WITH (FORCE)")
         await admin.execute(f"CREATE DATABASE {SECOND_DATABASE}")
-        yield urlsplit(database_url)._replace(path=f"/{SECOND_DATABASE}").geturl()
+        yield urlsplit(owner_url)._replace(path=f"/{SECOND_DATABASE}").geturl()
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {SECOND_DATABASE} WITH (FORCE)")
         await admin.close()
@@ -117,11 +117,11 @@ async def _digest(url: str) -> dict[str, str]:
 
 
 async def test_same_seed_gives_identical_tables(
-    database_url: str, seeded: SeedSummary, second_database: str
+    owner_url: str, seeded: SeedSummary, second_database: str
 ) -> None:
     again = await seed(second_database, scale=seeded.scale, seed=seeded.seed, today=seeded.today)
     assert again.rows == seeded.rows
-    first, second = await _digest(database_url), await _digest(second_database)
+    first, second = await _digest(owner_url), await _digest(second_database)
     assert len(first) >= 20
     assert first == second
 
