@@ -5,7 +5,11 @@ Each request streams 100 MiB from a generator (no Content-Length: chunked framin
 the real application over httpx's ASGI transport, which hands the application one chunk
 per `receive()`; the generator counts what it yielded, i.e. what the server consumed
 before answering. Before the fix `/auth/login` (JSON), `/auth/token` and `/auth/logout`
-read the whole body first (100 MiB consumed, ~100 MiB allocated per request).
+read the whole body first (100 MiB consumed, ~109 MiB allocated per request).
+
+The last test does the same against a real uvicorn server: there the client pushes the
+whole 100 MiB (the server reads and discards what follows the refusal), and the
+process's memory peak (server and client) stays under a few MiB.
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from starlette.applications import Starlette
 
 from auth.bodies import AUTH_BODY_LIMIT
+from tests.conftest import _test_env
+from tests.live_server import live_server
 
 ORIGIN = "http://127.0.0.1:8000"
 CHUNK = 1024
@@ -33,9 +41,10 @@ class Upload:
     """A 100 MiB body from one reused chunk; `sent` counts the bytes handed over."""
 
     sent: int = 0
+    chunk_size: int = CHUNK
 
     async def body(self) -> AsyncIterator[bytes]:
-        chunk = b"x" * CHUNK
+        chunk = b"x" * self.chunk_size
         while self.sent < TOTAL:
             self.sent += len(chunk)
             yield chunk
@@ -132,3 +141,23 @@ async def test_bodies_within_the_limit_still_work(raw_client: httpx.AsyncClient)
         data={"grant_type": "refresh_token", "refresh_token": "nope", "padding": padding},
     )
     assert response.status_code == 400 and response.json()["code"] == "REFRESH_TOKEN_INVALID"
+
+
+async def test_chunked_upload_to_a_real_server_keeps_memory_flat(
+    database_url: str, data_dir: Path, pool: asyncpg.Pool
+) -> None:
+    async with live_server(_test_env(database_url, data_dir), pool) as live:
+        for path in ("/auth/login", "/auth/logout"):
+            upload = Upload(chunk_size=64 * 1024)
+            tracemalloc.start()
+            try:
+                async with httpx.AsyncClient(base_url=live.url, timeout=60) as client:
+                    response = await client.post(
+                        path, content=upload.body(), headers={"Content-Type": "application/json"}
+                    )
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            print(f"live {path}: {response.status_code}, peak {peak / 1024:.0f} KiB")
+            assert response.status_code == 413 and "PAYLOAD_TOO_LARGE" in response.text
+            assert peak < MAX_PEAK_BYTES
