@@ -54,6 +54,7 @@ from gateway.outage import (
     OutageMonitor,
     describe,
     is_database_unavailable,
+    quiet_driver_reconnects,
     unavailable_error,
 )
 from gateway.schema import build_schema
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     app_services = AppServices(analytics=AnalyticsService(settings))
     endpoint = GraphQLEndpoint(schema, settings, recorder, app_services)
     outage = OutageMonitor(lambda: holder.get().fetchval("SELECT 1"))
+    quiet_driver_reconnects()
     graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
 
     async def graphql(request: Request) -> Response:

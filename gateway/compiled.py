@@ -46,6 +46,7 @@ from gateway.compiler import (
     ValuePlan,
     compile_operation,
 )
+from gateway.outage import is_database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,9 @@ class CompiledExecutor:
         except (Abandon, GraphQLError):  # expected: graphql-core answers (FORBIDDEN, nulls…)
             self.outcomes["abandoned"] += 1
             return None
-        except Exception:  # graphql-core answers; the bug must not stay silent
+        except Exception as error:  # graphql-core answers; the bug must not stay silent
+            if is_database_unavailable(error):
+                raise  # not a bug: the whole request is answered 503 (gateway.outage)
             log.warning("compiled executor failed; answered by graphql-core", exc_info=True)
             self.outcomes["abandoned"] += 1
             return None

@@ -19,11 +19,18 @@ Connection-class errors (`is_database_unavailable`):
   starting or stopping), 57P05 idle session timeout; *not* 57014, a statement timeout
   (that is TIMEOUT, the query's own fault);
 - 53300 too many connections;
-- asyncpg's `InterfaceError` about a closed connection (not a closed pool: that is ours);
+- asyncpg's `InterfaceError` about a closed connection (not a closed pool: that is ours),
+  and its `InternalClientError` "cannot switch to state …": a pooled connection still
+  consuming the error the server sent as it shut down, before the close arrived;
 - `OSError` from the network (connection refused or reset, host unreachable, a name that
   does not resolve, asyncio's "Multiple exceptions" when every address refused, and
   `TimeoutError`, which is an OSError), but not the file-system and process kinds.
 Anything else is a bug and keeps its traceback and INTERNAL_SERVER_ERROR.
+
+asyncpg's pool logs a WARNING with a traceback each time it fails to reconnect its
+minimum of connections (backing off from 1 s); `quiet_driver_reconnects` turns those
+that are about the database being away into DEBUG lines without traceback (the outage
+has its warning already).
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ _LOCAL_OS_ERRORS: Final = (
 # "the underlying connection is closed". Not "pool is closed": our own pool closed is a
 # bug or the process stopping, not the database being away.
 _CLOSED_MARKER: Final = "connection is closed"
+_STUCK_MARKER: Final = "cannot switch to state"
 
 
 class DatabaseUnavailable(Exception):
@@ -102,6 +110,8 @@ def _is_connection_class(error: BaseException) -> bool:
         return True
     if isinstance(error, asyncpg.InterfaceError):
         return _CLOSED_MARKER in str(error)
+    if isinstance(error, asyncpg.exceptions.InternalClientError):
+        return str(error).startswith(_STUCK_MARKER)
     return isinstance(error, OSError) and not isinstance(error, _LOCAL_OS_ERRORS)
 
 
@@ -215,6 +225,27 @@ class OutageMonitor:
         if watcher is not None and not watcher.done():
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+
+
+class _DriverReconnects(logging.Filter):
+    """asyncpg's pool reconnect failures during an outage: DEBUG, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and is_database_unavailable(error):
+            record.msg = f"{record.getMessage()} ({describe(error)})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def quiet_driver_reconnects() -> None:
+    """Install `_DriverReconnects` on asyncpg's pool logger (once)."""
+    logger = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(existing, _DriverReconnects) for existing in logger.filters):
+        logger.addFilter(_DriverReconnects())
 
 
 def _report_probe_failure(task: asyncio.Task[None]) -> None:

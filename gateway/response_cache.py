@@ -51,6 +51,7 @@ from auth.records import AccessEvent, Recorder
 from auth.viewer import Viewer
 from gateway import data
 from gateway.errors import ErrorCode, HttpError
+from gateway.outage import is_database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +208,9 @@ class Speculation:
     async def settle(self) -> None:
         """Wait for the read (never left running); an unused read's failure is logged."""
         await asyncio.wait({self._task})
-        if not self._task.cancelled() and self._task.exception() is not None:
-            log.warning("speculative versions read failed: %r", self._task.exception())
+        error = None if self._task.cancelled() else self._task.exception()
+        if error is not None and not is_database_unavailable(error):  # outages: gateway.outage
+            log.warning("speculative versions read failed: %r", error)
 
 
 async def current_versions(
