@@ -128,12 +128,12 @@ async def logout_endpoint(services: AuthServices, request: Request) -> Response:
     except ApiError as error:
         headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
         return outcome_response(request, error.code, 401, headers=headers)
-    sessions = {bearer, cookie_session_id(settings, cookie)} - {None}
+    sessions = {s for s in (bearer, cookie_session_id(settings, cookie)) if s is not None}
     refresh = params.get("refresh_token")
     if not sessions and not refresh and not cookie:
         return outcome_response(request, ErrorCode.UNAUTHENTICATED, 401)
     pool = services.pool()
-    for session_id in sorted(s for s in sessions if s is not None):
+    for session_id in sorted(sessions):
         await revoke_session(pool, session_id)
     if refresh:
         await revoke_by_refresh_token(pool, refresh)
