@@ -101,8 +101,7 @@ async def _post(request: Request, services: AuthServices, sign_in: PasswordSignI
             message=_ENTER_LOGIN_AND_PASSWORD,
             submitted=submitted,
         )
-    settings = services.settings
-    device = trusted_device(settings, request.cookies, submitted.login)
+    device = trusted_device(services.settings, request.cookies, submitted.login)
     outcome = await sign_in.attempt(
         submitted.login, submitted.password, address=address, device=device
     )
