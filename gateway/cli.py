@@ -212,6 +212,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.serving import gateway_config
 
     port = args.port or settings.port
     if settings.database_url is None:
@@ -221,9 +222,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         if settings.today_override is None:
             settings = dataclasses.replace(settings, today_override=seeded_today)
         app = create_app(dataclasses.replace(settings, database_url=location.url))
-        config = uvicorn.Config(
-            app, host=settings.host, port=port, log_config=None, access_log=False
-        )
+        # As `serve`: header timeout, proxy headers only from trusted proxies.
+        config = gateway_config(app, settings, host=settings.host, port=port)
         uvicorn.Server(config).run()
     return EXIT_OK
 
