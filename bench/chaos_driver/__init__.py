@@ -1,0 +1,1 @@
+"""PostgreSQL restarted and crashed under load (`bench/chaos`, issue 9)."""
