@@ -103,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """The first Ctrl+C or SIGTERM stops the run; later ones wait for the cleanup."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -117,7 +120,9 @@ def run(timing: Timing, command: str) -> int:
     today = date.today()
     week = _week_of(today)
     results: list[PhaseResult] = []
-    with tempfile.TemporaryDirectory(prefix="school-gateway-chaos-") as folder:
+    with tempfile.TemporaryDirectory(
+        prefix="school-gateway-chaos-", ignore_cleanup_errors=True
+    ) as folder:
         _say(f"==> embedded PostgreSQL in {folder}")
         postgres = ChaosPostgres.start(Path(folder) / "db")
         try:

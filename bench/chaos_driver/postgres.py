@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import embedded
@@ -43,6 +44,9 @@ class ChaosPostgres:
     """An embedded server this run started (and stops)."""
 
     server: embedded.EmbeddedServer
+    # One pg_ctl operation at a time: a stop on Ctrl+C waits for a restart or crash that
+    # runs in a thread to finish, so the server cannot come back after it was stopped.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def start(cls, folder: Path) -> ChaosPostgres:
@@ -65,24 +69,27 @@ class ChaosPostgres:
 
     def restart(self) -> Outage:
         """`pg_ctl restart -m fast`: sessions are ended, the server comes back at once."""
-        down_at = time.monotonic()
-        self._pg_ctl("restart", "-m", "fast", "-w", "-t", str(PG_CTL_TIMEOUT_S))
-        return Outage("restart", down_at, time.monotonic())
+        with self._lock:
+            down_at = time.monotonic()
+            self._pg_ctl("restart", "-m", "fast", "-w", "-t", str(PG_CTL_TIMEOUT_S))
+            return Outage("restart", down_at, time.monotonic())
 
     def crash(self, down_s: float) -> Outage:
         """`pg_ctl stop -m immediate` (no shutdown checkpoint: crash recovery at start),
         `down_s` seconds without a server, then a start with the same options."""
-        options = self._postmaster_options()
-        down_at = time.monotonic()
-        self._pg_ctl("stop", "-m", "immediate", "-w", "-t", str(PG_CTL_TIMEOUT_S))
-        time.sleep(down_s)
-        self._pg_ctl("start", "-w", "-t", str(PG_CTL_TIMEOUT_S), "-o", options)
-        return Outage("crash", down_at, time.monotonic())
+        with self._lock:
+            options = self._postmaster_options()
+            down_at = time.monotonic()
+            self._pg_ctl("stop", "-m", "immediate", "-w", "-t", str(PG_CTL_TIMEOUT_S))
+            time.sleep(down_s)
+            self._pg_ctl("start", "-w", "-t", str(PG_CTL_TIMEOUT_S), "-o", options)
+            return Outage("crash", down_at, time.monotonic())
 
     def stop(self) -> None:
         """Stop the server if it runs (fast shutdown); quiet when it is already down."""
-        if (self.pgdata / "postmaster.pid").exists():
-            self._pg_ctl("stop", "-m", "fast", "-w", "-t", str(PG_CTL_TIMEOUT_S), check=False)
+        with self._lock:
+            if (self.pgdata / "postmaster.pid").exists():
+                self._pg_ctl("stop", "-m", "fast", "-w", "-t", str(PG_CTL_TIMEOUT_S), check=False)
 
     def _postmaster_options(self) -> str:
         """The options the running postmaster was started with (postmaster.opts, the file
