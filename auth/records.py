@@ -426,7 +426,8 @@ class Recorder:
             await pool.execute(INSERT_BATCH, *batch_arguments(rows))
         except asyncpg.PostgresError as error:
             return self._refused_or_retry(error, len(rows))
-        except (OSError, TimeoutError, asyncpg.InterfaceError) as error:
+        except (OSError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as error:
+            # InternalClientError: a pooled connection caught mid-shutdown (gateway.outage).
             log.warning(
                 "recorder: database unavailable (%s), %d records wait",
                 type(error).__name__,
