@@ -11,8 +11,9 @@ In the spirit of the IBM GraphQL Cost Directives spec (`@cost`, `@listSize`), st
     * fields sized by a date window (`WINDOWS`, e.g. Student.diary(from, to)): the number
       of days of the window, times a per-day size (Diary.lessons: 8 a day);
     * else an assumed size (`LIST_SIZES`, default `DEFAULT_LIST_SIZE`);
-- fragments (named and inline) are expanded in place; type conditions on abstract types
-  and `@include`/`@skip` are counted conservatively: every branch counts;
+- fragments count where they are spread, every spread of a fragment again; type
+  conditions on abstract types and `@include`/`@skip` are counted conservatively: every
+  branch counts;
 - arguments come from literals, the request's variables, the variable's default, then
   the argument's default; a malformed value counts as the default (execution refuses it);
 - introspection (`__schema`, `__type`, `__typename`) is free: bounded by the schema.
@@ -22,15 +23,20 @@ smallest). An operation over budget is refused before anything runs, with
 QUERY_TOO_COSTLY and `extensions.cost` / `extensions.maxCost`.
 
 The per-operation part (the plan: fields, weights, bounds, where each argument comes
-from) is built once per parsed operation and kept (`CostLimits` caches it by operation);
-a request only evaluates the plan with its variables, memoised per distinct values.
+from) is built once per parsed operation and kept as long as the operation is
+(`CostLimits`); a request only evaluates the plan with its variables, memoised per
+distinct (normalised) values. Both are linear in the document's size: a named fragment
+is planned once however often it is spread (the plan is a DAG), and its cost is
+evaluated once per window size, so fragments that each spread the next one twice cost
+2^n without 2^n work. Costs saturate at COST_CEILING.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
@@ -66,6 +72,10 @@ SLICING_ARGUMENTS: Final = ("first", "limit")
 MAX_SLICE: Final = 500  # resolvers.arguments.MAX_PAGE_SIZE
 PLAN_CACHE_SIZE: Final = 1024
 MEMO_SIZE: Final = 64
+# Costs saturate here: far above any budget, and still an exact JSON number.
+COST_CEILING: Final = 10**15
+_MAX_DATE_TEXT: Final = 32
+_OTHER: Final = object()  # a value the estimate treats as neither a count nor a date
 Formatted = dict[str, Any]
 
 
@@ -132,7 +142,10 @@ WEIGHTS: Final[dict[tuple[str, str], int]] = {}
 
 @dataclass(frozen=True, slots=True)
 class _Arg:
-    """Where an argument's value comes from: a literal, or a variable with fallbacks."""
+    """Where an argument's value comes from: a literal, or a variable with fallbacks.
+
+    Values are kept normalised (`_normalised`): a plan never holds a client's raw text.
+    """
 
     value: Any = None  # the literal (or the argument's default)
     variable: str | None = None
@@ -147,24 +160,18 @@ class _Arg:
         return self.variable_default if self.has_variable_default else self.value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Node:
     """A selected field: its weight, how its list bound is found, its sub-selection."""
 
     weight: int
-    children: tuple[_Node, ...]
+    children: tuple[_Part, ...]
     size: ListSize | None = None  # a list without a slicing argument
     slice_arg: _Arg | None = None  # a list sized by `first`/`limit`
     window: Window | None = None  # opens a date window for its subtree
     window_args: tuple[_Arg, _Arg] | None = None  # (from, to)
 
-    def cost(self, variables: Mapping[str, Any], days: int | None, max_days: int) -> int:
-        if self.window is not None and self.window_args is not None:
-            days = _window_days(self.window, self.window_args, variables, max_days)
-        inner = self.weight + sum(child.cost(variables, days, max_days) for child in self.children)
-        return inner * self._bound(variables, days)
-
-    def _bound(self, variables: Mapping[str, Any], days: int | None) -> int:
+    def bound(self, variables: Mapping[str, Any], days: int | None) -> int:
         if self.slice_arg is not None:
             return _slice(self.slice_arg.resolve(variables))
         if self.size is None:
@@ -172,6 +179,17 @@ class _Node:
         if self.size.per_day is not None and days is not None:
             return max(1, math.ceil(days * self.size.per_day))
         return self.size.assumed
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Fragment:
+    """A named fragment's selection, planned once however often it is spread: the plan
+    is a DAG, and its cost is evaluated once per window (`_Evaluation`)."""
+
+    children: tuple[_Part, ...]
+
+
+_Part = _Node | _Fragment
 
 
 def _slice(value: Any) -> int:
@@ -195,7 +213,7 @@ def _window_days(
 def _date(value: Any) -> date | None:
     if isinstance(value, date):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= _MAX_DATE_TEXT:
         try:
             return date.fromisoformat(value)
         except ValueError:
@@ -203,23 +221,69 @@ def _date(value: Any) -> date | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+def _normalised(value: Any) -> Hashable:
+    """What the estimate can see of a value: a clamped count, a date, absent or "other".
+
+    Two values with the same normal form give the same cost, so the memo of costs is
+    keyed by these (small, hashable) forms and never by what a client sent.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return min(max(value, 0), MAX_SLICE + 1)
+    parsed = _date(value)
+    return parsed if parsed is not None else _OTHER
+
+
+class _Evaluation:
+    """One evaluation of a plan with one request's variables: each fragment's cost is
+    computed once per window size, so the work is linear in the plan's size."""
+
+    def __init__(self, variables: Mapping[str, Any], max_days: int) -> None:
+        self.variables = variables
+        self.max_days = max_days
+        self.fragments: dict[tuple[int, int | None], int] = {}
+
+    def parts(self, parts: tuple[_Part, ...], days: int | None) -> int:
+        return min(sum(self.part(part, days) for part in parts), COST_CEILING)
+
+    def part(self, part: _Part, days: int | None) -> int:
+        if isinstance(part, _Node):
+            return self.node(part, days)
+        key = (id(part), days)  # the plan (and so `part`) outlives the evaluation
+        cost = self.fragments.get(key)
+        if cost is None:
+            cost = self.fragments[key] = self.parts(part.children, days)
+        return cost
+
+    def node(self, node: _Node, days: int | None) -> int:
+        if node.window is not None and node.window_args is not None:
+            days = _window_days(node.window, node.window_args, self.variables, self.max_days)
+        inner = node.weight + self.parts(node.children, days)
+        return min(inner * node.bound(self.variables, days), COST_CEILING)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class OperationPlan:
     """The cost plan of one operation; `variables` are those its bounds depend on."""
 
-    roots: tuple[_Node, ...]
+    roots: tuple[_Part, ...]
     variables: tuple[str, ...]
 
     def cost(self, variables: Mapping[str, Any], max_days: int) -> int:
-        return sum(root.cost(variables, None, max_days) for root in self.roots)
+        return _Evaluation(variables, max_days).parts(self.roots, None)
 
 
 class _Planner:
+    """Builds an operation's plan: each field and each named fragment is planned once."""
+
     def __init__(self, schema: GraphQLSchema, document: DocumentNode) -> None:
         self.schema = schema
         self.fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
+        self.planned: dict[str, _Fragment] = {}
+        self.in_progress: set[str] = set()
         self.variable_defaults: dict[str, Any] = {}
         self.used_variables: set[str] = set()
 
@@ -227,37 +291,47 @@ class _Planner:
         for definition in operation.variable_definitions or ():
             if definition.default_value is not None:
                 name = definition.variable.name.value
-                self.variable_defaults[name] = value_from_ast_untyped(definition.default_value)
+                default = _literal(definition.default_value)
+                self.variable_defaults[name] = _normalised(default)
         root = self.schema.get_root_type(operation.operation)
         assert root is not None  # validated documents only
-        roots = self._selections(root, operation.selection_set, frozenset())
+        roots = self._selections(root, operation.selection_set)
         return OperationPlan(roots=roots, variables=tuple(sorted(self.used_variables)))
 
     def _selections(
-        self, parent: GraphQLNamedType, selections: SelectionSetNode, seen: frozenset[str]
-    ) -> tuple[_Node, ...]:
-        nodes: list[_Node] = []
+        self, parent: GraphQLNamedType, selections: SelectionSetNode
+    ) -> tuple[_Part, ...]:
+        parts: list[_Part] = []
         for selection in selections.selections:
             if isinstance(selection, FieldNode):
-                node = self._field(parent, selection, seen)
+                node = self._field(parent, selection)
                 if node is not None:
-                    nodes.append(node)
+                    parts.append(node)
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 target = self.schema.get_type(condition.name.value) if condition else parent
-                nodes += self._selections(target or parent, selection.selection_set, seen)
+                parts += self._selections(target or parent, selection.selection_set)
             elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = self.fragments.get(name)
-                if fragment is None or name in seen:  # validation forbids both
-                    continue
-                target = self.schema.get_type(fragment.type_condition.name.value) or parent
-                nodes += self._selections(target, fragment.selection_set, seen | {name})
-        return tuple(nodes)
+                fragment = self._fragment(selection.name.value, parent)
+                if fragment is not None:
+                    parts.append(fragment)
+        return tuple(parts)
 
-    def _field(
-        self, parent: GraphQLNamedType, node: FieldNode, seen: frozenset[str]
-    ) -> _Node | None:
+    def _fragment(self, name: str, parent: GraphQLNamedType) -> _Fragment | None:
+        planned = self.planned.get(name)
+        if planned is not None:
+            return planned
+        fragment = self.fragments.get(name)
+        if fragment is None or name in self.in_progress:  # validation forbids both
+            return None
+        self.in_progress.add(name)
+        target = self.schema.get_type(fragment.type_condition.name.value) or parent
+        planned = _Fragment(self._selections(target, fragment.selection_set))
+        self.in_progress.discard(name)
+        self.planned[name] = planned
+        return planned
+
+    def _field(self, parent: GraphQLNamedType, node: FieldNode) -> _Node | None:
         name = node.name.value
         if name.startswith("__"):
             return None  # introspection: bounded by the schema, no data read
@@ -267,10 +341,10 @@ class _Planner:
         field_type = definition.type
         named = get_named_type(field_type)
         key = (parent.name, name)
-        children: tuple[_Node, ...] = ()
+        children: tuple[_Part, ...] = ()
         if node.selection_set is not None and is_composite_type(named):
             # Abstract types: fields on the type itself plus every inline branch count.
-            children = self._selections(named, node.selection_set, seen)
+            children = self._selections(named, node.selection_set)
         weight = WEIGHTS.get(key, 1 if is_composite_type(named) else 0)
         window = WINDOWS.get(key)
         window_args = None
@@ -303,7 +377,7 @@ class _Planner:
                 variable_default=self.variable_defaults.get(variable),
                 has_variable_default=variable in self.variable_defaults,
             )
-        return _Arg(value=_literal(given))
+        return _Arg(value=_normalised(_literal(given)))
 
 
 def _field_definition(parent: GraphQLNamedType, name: str) -> GraphQLField | None:
@@ -346,16 +420,18 @@ def budgets(settings: Settings) -> dict[Role | None, int]:
 
 
 class CostLimits:
-    """Estimates and checks operation costs; one per application (plans are cached)."""
+    """Estimates and checks operation costs; one per application.
+
+    Plans are kept per operation node for as long as that node lives (the document
+    cache holds it); this cache holds no node itself, so it never keeps a document
+    alive. Memos of costs are keyed by normalised values (`_normalised`).
+    """
 
     def __init__(self, schema: GraphQLSchema, settings: Settings) -> None:
         self.schema = schema
         self.max_days = settings.max_diary_days
         self.budgets = budgets(settings)
-        # id(operation) → (operation kept alive, its plan, memo of costs by variables)
-        self._plans: OrderedDict[
-            int, tuple[OperationDefinitionNode, OperationPlan, dict[Hashable, int]]
-        ] = OrderedDict()
+        self._plans: OrderedDict[int, _PlanEntry] = OrderedDict()
 
     def max_cost(self, viewer: Viewer | None) -> int:
         return self.budgets[None if viewer is None else viewer.role]
@@ -369,11 +445,8 @@ class CostLimits:
         """The operation's cost with these variables (a validated document)."""
         plan, memo = self._plan(document, operation)
         values = variables or {}
-        key = tuple(values.get(name) for name in plan.variables)
-        try:
-            cached = memo.get(key)
-        except TypeError:  # an unhashable value (a list where a number was expected)
-            return plan.cost(values, self.max_days)
+        key = tuple(_normalised(values.get(name)) for name in plan.variables)
+        cached = memo.get(key)
         if cached is None:
             cached = plan.cost(values, self.max_days)
             if len(memo) >= MEMO_SIZE:
@@ -408,15 +481,34 @@ class CostLimits:
     ) -> tuple[OperationPlan, dict[Hashable, int]]:
         key = id(operation)
         entry = self._plans.get(key)
-        if entry is not None and entry[0] is operation:
+        if entry is not None and entry.operation() is operation:
             self._plans.move_to_end(key)
-            return entry[1], entry[2]
+            return entry.plan, entry.memo
         plan = _Planner(self.schema, document).plan(operation)
-        memo: dict[Hashable, int] = {}
-        self._plans[key] = (operation, plan, memo)
+        entry = _PlanEntry(weakref.ref(operation, self._forget(key)), plan, {})
+        self._plans[key] = entry
         if len(self._plans) > PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
-        return plan, memo
+        return plan, entry.memo
+
+    def _forget(self, key: int) -> Callable[[weakref.ref[OperationDefinitionNode]], None]:
+        """A callback dropping the plan of a node that is gone (only its own entry)."""
+        plans = weakref.ref(self._plans)
+
+        def forget(dead: weakref.ref[OperationDefinitionNode]) -> None:
+            live = plans()
+            entry = None if live is None else live.get(key)
+            if live is not None and entry is not None and entry.operation is dead:
+                del live[key]
+
+        return forget
+
+
+@dataclass(frozen=True, slots=True)
+class _PlanEntry:
+    operation: weakref.ref[OperationDefinitionNode]
+    plan: OperationPlan
+    memo: dict[Hashable, int]
 
 
 def weights_table(schema: GraphQLSchema) -> list[tuple[str, str, str]]:

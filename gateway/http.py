@@ -16,7 +16,8 @@ control of the protocol and of the cost per request:
   (codes UNAUTHENTICATED / TOKEN_EXPIRED); no token at all → an anonymous viewer. A
   verified token is remembered until it expires (`VerifiedTokens`); the viewer's scope
   is loaded fresh on every request.
-- Each distinct query text is parsed and validated once (an LRU cache of documents).
+- Each distinct query text is parsed and validated once (an LRU cache of documents,
+  bounded in bytes, keyed by digests; refusals kept only small).
 - Execution goes through the document's compiled plan (`gateway.compiled`), which gives
   the request back to graphql-core (the reference) whenever it leaves the plain path;
   SCHOOL_GATEWAY_EXECUTOR=reference uses graphql-core alone.
@@ -36,7 +37,6 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
 from typing import Any, Final, TypeGuard, cast
 
 import asyncpg
@@ -58,11 +58,12 @@ from strawberry.schema import Schema as StrawberrySchema
 from auth.records import Recorder
 from auth.requests import VerifiedTokens, authenticate_request
 from auth.viewer import Viewer
+from gateway.bounded_cache import BoundedCache, BoundedMemo
 from gateway.compiled import CompiledExecutor, PlanCache
 from gateway.context import Context
 from gateway.cost import CostLimits
 from gateway.errors import MESSAGES, ApiError, ErrorCode, HttpError
-from gateway.limits import parse_query, validate_query
+from gateway.limits import document_bytes, operations_only, parse_query, validate_query
 from gateway.outage import DatabaseUnavailable, describe, is_database_unavailable
 from gateway.response_cache import (
     CachedResponse,
@@ -84,6 +85,9 @@ JSON: Final = "application/json"
 GRAPHQL_RESPONSE_JSON: Final = "application/graphql-response+json"
 MAX_BODY_BYTES: Final = 1 << 20
 DOCUMENT_CACHE_SIZE: Final = 1024
+DOCUMENT_CACHE_BYTES: Final = 64 << 20
+MAX_REFUSED_BYTES: Final = 4 << 10  # a refused document is remembered only this small
+REFUSED_BYTES_PER_OPERATION: Final = 256
 _OPERATION_NAME_KEY: Final = "graphql_operation_name"
 # strawberry's fast awaitable check (coroutines and futures first), typed for graphql-core.
 _is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
@@ -263,12 +267,25 @@ async def _read_body(request: Request) -> bytes:
 
 
 class DocumentCache:
-    """Parse + validate each distinct query text once (least recently used evicted)."""
+    """Parse + validate each distinct query text once; bounded by entries and by bytes.
 
-    def __init__(self, schema: StrawberrySchema, settings: Settings) -> None:
+    Kept under a digest of the text (least recently used out): a valid document with its
+    estimated size (`document_bytes`: its AST holds its text); a refused one only as its
+    errors and its operations' names (`operations_only`), and only when that is small.
+    """
+
+    def __init__(
+        self,
+        schema: StrawberrySchema,
+        settings: Settings,
+        *,
+        max_entries: int = DOCUMENT_CACHE_SIZE,
+        max_bytes: int = DOCUMENT_CACHE_BYTES,
+    ) -> None:
         self._schema = schema
         self._settings = settings
-        self.prepare = lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(self._prepare)
+        cache: BoundedCache[bytes, PreparedDocument] = BoundedCache(max_entries, max_bytes)
+        self.prepare = BoundedMemo(self._prepare, _document_size, cache)
 
     def _prepare(self, query: str) -> PreparedDocument:
         try:
@@ -276,11 +293,19 @@ class DocumentCache:
         except GraphQLError as error:
             return PreparedDocument(document=None, errors=(dict(error.formatted),))
         errors = validate_query(self._schema._schema, document, self._settings)
-        return PreparedDocument(
-            document=document,
-            errors=tuple(_coded(error, ErrorCode.GRAPHQL_VALIDATION_FAILED) for error in errors),
-            plans=None if errors else PlanCache(document),
-        )
+        if errors:
+            coded = (_coded(error, ErrorCode.GRAPHQL_VALIDATION_FAILED) for error in errors)
+            return PreparedDocument(document=operations_only(document), errors=tuple(coded))
+        return PreparedDocument(document=document, errors=(), plans=PlanCache(document))
+
+
+def _document_size(_query: str, prepared: PreparedDocument) -> int | None:
+    """The bytes a prepared document holds; None (not kept) for a big refusal."""
+    if not prepared.errors and prepared.document is not None:
+        return document_bytes(prepared.document)
+    operations = 0 if prepared.document is None else len(prepared.document.definitions)
+    size = len(orjson.dumps(prepared.errors)) + REFUSED_BYTES_PER_OPERATION * operations
+    return size if size <= MAX_REFUSED_BYTES else None
 
 
 def _coded(error: GraphQLError, code: ErrorCode) -> Formatted:
@@ -447,14 +472,22 @@ class GraphQLEndpoint:
             pool,
         )
 
-    @staticmethod
-    def _cache_key(viewer: Viewer, graphql_request: GraphQLRequest, today: date) -> Hashable:
+    def _cache_key(
+        self, viewer: Viewer, graphql_request: GraphQLRequest, today: date
+    ) -> Hashable | None:
+        """The response cache's key (fixed size: digests; only the variables the operation
+        defines count); None for a request that never reaches execution."""
+        prepared = self.documents.prepare(graphql_request.query)
+        if prepared.errors or prepared.document is None:
+            return None
+        operation = select_operation(prepared.document, graphql_request.operation_name)
+        if not isinstance(operation, OperationDefinitionNode):
+            return None
         return ResponseCache.key(
             viewer,
             query=graphql_request.query,
+            operation=operation,
             variables=graphql_request.variables,
-            operation_name=graphql_request.operation_name,
-            extensions=graphql_request.extensions,
             today=today,
         )
 

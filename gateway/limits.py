@@ -1,13 +1,22 @@
-"""Query limits: tokens (at parse time), depth and aliases (validation rules), introspection.
+"""Query limits: tokens (at parse time), then depth, aliases and size (fields and fragment
+spreads) before any other validation rule, and a work budget for field merging.
 
 Each limit fails with its own `extensions.code` and a Russian message, before any
-resolver runs. The rules are plain graphql-core validation rules; the HTTP endpoint runs
-them once per distinct query text (its document cache), not once per request.
+resolver runs. The limit rules are plain graphql-core validation rules, linear in the
+document's size; the specification's rules run only on a document within the limits,
+so the one rule whose work can grow quadratically (OverlappingFieldsCanBeMerged: every
+pair of fields with one response name is compared) sees at most `max_fields`
+selections, and it runs on a budget of `FIELD_MERGING_UNITS_PER_FIELD` × `max_fields`
+units of graphql-core's own complexity meter (about a microsecond each). A document
+over either is refused with QUERY_TOO_COMPLEX. The HTTP endpoint runs all this once per
+distinct query text (its document cache), not once per request.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 from graphql import (
@@ -20,13 +29,21 @@ from graphql import (
     GraphQLSchema,
     GraphQLSyntaxError,
     InlineFragmentNode,
+    NameNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    Token,
     parse,
     specified_rules,
     validate,
 )
-from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from graphql.validation import (
+    ASTValidationRule,
+    NoSchemaIntrospectionCustomRule,
+    OverlappingFieldsCanBeMergedRule,
+    ValidationContext,
+)
+from graphql.validation.validate import ValidationAbortedError
 
 from gateway.errors import MESSAGES, ErrorCode
 from gateway.settings import Settings
@@ -35,6 +52,25 @@ from gateway.settings import Settings
 # string literals are fine, megabytes of text are not.
 _SOURCE_CHARS_PER_TOKEN = 64
 _LIMIT_PREFIXES = ("Document contains more than", "Source contains more than")
+# Units of graphql-core's field-merging meter a document may spend per allowed field.
+FIELD_MERGING_UNITS_PER_FIELD = 10
+# Memory of a parsed document per lexical token: its token, AST node and location objects,
+# with room for the compiled and cost plans built from it (measured with tracemalloc:
+# 450-550 bytes a token for the document alone).
+BYTES_PER_TOKEN = 1024
+DOCUMENT_OVERHEAD = 48 << 10
+
+
+def max_source_chars(settings: Settings) -> int:
+    """The longest query text parsed at all (longer ones are TOO_MANY_TOKENS unread)."""
+    return settings.max_tokens * _SOURCE_CHARS_PER_TOKEN
+
+
+def too_many_tokens(settings: Settings) -> GraphQLError:
+    return GraphQLError(
+        f"{MESSAGES[ErrorCode.TOO_MANY_TOKENS]} Допустимо не более {settings.max_tokens} лексем.",
+        extensions={"code": ErrorCode.TOO_MANY_TOKENS.value},
+    )
 
 
 def parse_query(query: str, settings: Settings) -> DocumentNode:
@@ -44,15 +80,11 @@ def parse_query(query: str, settings: Settings) -> DocumentNode:
             query,
             max_lexical_tokens=settings.max_tokens,
             max_comments=settings.max_tokens,
-            max_source_length=settings.max_tokens * _SOURCE_CHARS_PER_TOKEN,
+            max_source_length=max_source_chars(settings),
         )
     except GraphQLSyntaxError as error:
         if error.description.startswith(_LIMIT_PREFIXES):
-            raise GraphQLError(
-                f"{MESSAGES[ErrorCode.TOO_MANY_TOKENS]} Допустимо не более "
-                f"{settings.max_tokens} лексем.",
-                extensions={"code": ErrorCode.TOO_MANY_TOKENS.value},
-            ) from None
+            raise too_many_tokens(settings) from None
         raise GraphQLError(
             f"{MESSAGES[ErrorCode.GRAPHQL_PARSE_FAILED]} {error.message}",
             source=error.source,
@@ -64,26 +96,48 @@ def parse_query(query: str, settings: Settings) -> DocumentNode:
 def validate_query(
     schema: GraphQLSchema, document: DocumentNode, settings: Settings
 ) -> list[GraphQLError]:
-    """All specification rules plus the gateway's limits; schema hints hidden with introspection."""
-    return validate(
-        schema,
-        document,
-        validation_rules(settings),
-        hide_suggestions=not settings.introspection,
-    )
+    """The gateway's limits, then (within them) every specification rule; schema hints
+    hidden with introspection."""
+    errors = validate(schema, document, limit_rules(settings))
+    if errors:
+        return errors
+    try:
+        return validate(
+            schema,
+            document,
+            specification_rules(settings),
+            hide_suggestions=not settings.introspection,
+        )
+    except _FieldMergingBudgetSpent:
+        return [_too_complex("Слишком много одноимённых полей и фрагментов для проверки.")]
 
 
 def validation_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
-    """The rule set for these settings (limits first: they are cheap and decisive)."""
-    rules: list[type[ASTValidationRule]] = [
+    """Every rule, limits first (`validate_query` runs them as two passes)."""
+    return (*limit_rules(settings), *specification_rules(settings))
+
+
+def limit_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
+    """The gateway's limits: linear in the document's size, cheap and decisive."""
+    return (
         depth_limit_rule(settings.max_query_depth),
         alias_limit_rule(settings.max_aliases),
+        size_limit_rule(settings.max_fields),
+    )
+
+
+def specification_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
+    """graphql-core's rules, field merging on a budget; introspection off if so set."""
+    merging = field_merging_rule(settings.max_fields * FIELD_MERGING_UNITS_PER_FIELD)
+    rules = [
+        merging if rule is OverlappingFieldsCanBeMergedRule else rule for rule in specified_rules
     ]
     if not settings.introspection:
-        rules.append(NoIntrospectionRule)
-    return (*rules, *specified_rules)
+        rules.insert(0, NoIntrospectionRule)
+    return tuple(rules)
 
 
+@cache  # one class per limit value, not one per validation
 def depth_limit_rule(max_depth: int) -> type[ASTValidationRule]:
     """A rule refusing operations nested deeper than `max_depth` fields (QUERY_TOO_DEEP)."""
 
@@ -103,6 +157,7 @@ def depth_limit_rule(max_depth: int) -> type[ASTValidationRule]:
     return QueryDepthRule
 
 
+@cache  # one class per limit value, not one per validation
 def alias_limit_rule(max_aliases: int) -> type[ASTValidationRule]:
     """A rule refusing documents with more than `max_aliases` aliases (TOO_MANY_ALIASES)."""
 
@@ -122,6 +177,56 @@ def alias_limit_rule(max_aliases: int) -> type[ASTValidationRule]:
                 )
 
     return AliasLimitRule
+
+
+@cache  # one class per limit value, not one per validation
+def size_limit_rule(max_fields: int) -> type[ASTValidationRule]:
+    """A rule refusing documents with more than `max_fields` fields and fragment spreads
+    (QUERY_TOO_COMPLEX), each counted where it is written."""
+
+    class SizeLimitRule(ASTValidationRule):
+        def enter_document(self, node: DocumentNode, *_args: Any) -> None:
+            count = _selection_count(node)
+            if count > max_fields:
+                self.report_error(
+                    _too_complex(
+                        f"Полей и фрагментов {count}, допустимо не более {max_fields}.",
+                        maxFields=max_fields,
+                    )
+                )
+
+    return SizeLimitRule
+
+
+class _FieldMergingBudgetSpent(Exception):
+    """The field-merging rule used up its budget: the document is refused, unfinished."""
+
+
+@cache  # one class per limit value, not one per validation
+def field_merging_rule(budget: int) -> type[ASTValidationRule]:
+    """graphql-core's OverlappingFieldsCanBeMerged with `budget` units of its meter."""
+
+    class BudgetedFieldMergingRule(OverlappingFieldsCanBeMergedRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            self.rule_context.remaining_complexity_budget = budget
+
+        def enter_selection_set(self, *args: Any) -> None:
+            try:
+                super().enter_selection_set(*args)
+            except ValidationAbortedError:
+                if self.rule_context.remaining_complexity_budget >= 0:
+                    raise  # the error limit, not the budget: graphql-core reports it
+                raise _FieldMergingBudgetSpent from None
+
+    return BudgetedFieldMergingRule
+
+
+def _too_complex(detail: str, **extensions: Any) -> GraphQLError:
+    return GraphQLError(
+        f"{MESSAGES[ErrorCode.QUERY_TOO_COMPLEX]} {detail}",
+        extensions={"code": ErrorCode.QUERY_TOO_COMPLEX.value, **extensions},
+    )
 
 
 class NoIntrospectionRule(NoSchemaIntrospectionCustomRule):
@@ -198,3 +303,53 @@ def _all_fields(document: DocumentNode) -> Iterator[FieldNode]:
                 yield selection
             if isinstance(selection, FieldNode | InlineFragmentNode) and selection.selection_set:
                 stack.append(selection.selection_set)
+
+
+def _selection_count(document: DocumentNode) -> int:
+    """Fields and fragment spreads written in the document (fragments not expanded)."""
+    count = 0
+    stack: list[SelectionSetNode] = [
+        definition.selection_set
+        for definition in document.definitions
+        if isinstance(definition, ExecutableDefinitionNode)
+    ]
+    while stack:
+        selection_set = stack.pop()
+        for selection in selection_set.selections:
+            count += not isinstance(selection, InlineFragmentNode)
+            if isinstance(selection, FieldNode | InlineFragmentNode) and selection.selection_set:
+                stack.append(selection.selection_set)
+    return count
+
+
+def document_bytes(document: DocumentNode) -> int:
+    """An upper estimate of the memory a parsed document holds: its text twice (the
+    source, and token values copied from it) and its tokens with their nodes."""
+    location = document.loc
+    if location is None:
+        return DOCUMENT_OVERHEAD
+    tokens = 0
+    token: Token | None = location.start_token
+    while token is not None:
+        tokens += 1
+        token = token.next
+    text = 2 * sys.getsizeof(location.source.body)
+    return DOCUMENT_OVERHEAD + text + BYTES_PER_TOKEN * tokens
+
+
+def operations_only(document: DocumentNode) -> DocumentNode:
+    """The document's operations by name and type, without selections or locations: what
+    choosing the operation of a refused document needs, without keeping its text."""
+    return DocumentNode(
+        definitions=tuple(
+            OperationDefinitionNode(
+                operation=definition.operation,
+                name=None if definition.name is None else NameNode(value=definition.name.value),
+                variable_definitions=(),
+                directives=(),
+                selection_set=SelectionSetNode(selections=()),
+            )
+            for definition in document.definitions
+            if isinstance(definition, OperationDefinitionNode)
+        )
+    )

@@ -15,12 +15,16 @@ What is cached, and under which key:
   journal through the scope-checked loaders (`CACHEABLE_ROOT_FIELDS`), and only answers
   without errors;
 - the key holds the viewer as loaded for this request (account, role, name and the whole
-  scope: a removed parent-child link changes the key), the query text, the variables,
-  the operation name, the extensions and the day the gateway takes as today.
+  scope: a removed parent-child link changes the key), the day the gateway takes as
+  today, and one fixed-size digest of the query text, the operation name and the values
+  of the variables the operation defines (a valid operation uses every variable it
+  defines; graphql-core ignores the others, and nothing reads the request's
+  `extensions`, so neither is part of the key: what a client adds there pins nothing).
 
 A hit still records the access audit with the students the original execution read
-(kept with the response), exactly as a miss does. Bounded by entries and by bytes,
-least recently used out. One cache per serving process.
+(kept with the response), exactly as a miss does. Bounded by entries and by bytes (of
+the bodies, plus an estimate of each key and entry), least recently used out. One
+cache per serving process.
 
 Speculation: the versions statement needs the viewer's scope, which the token's own
 statement loads. For a bearer token seen before (`ScopeGuesses`) whose last viewer has
@@ -38,7 +42,7 @@ import asyncio
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final
@@ -50,6 +54,7 @@ from graphql import FieldNode, OperationDefinitionNode, OperationType
 from auth.records import AccessEvent, Recorder
 from auth.viewer import Viewer
 from gateway import data
+from gateway.bounded_cache import ENTRY_OVERHEAD, BoundedCache, digest
 from gateway.errors import ErrorCode, HttpError
 from gateway.outage import is_database_unavailable
 
@@ -60,6 +65,9 @@ MAX_GUESSES: Final = 4096
 MAX_ENTRIES: Final = 2048
 MAX_BYTES: Final = 64 << 20
 MAX_BODY_BYTES: Final = 512 << 10
+# A key's viewer and the entry's bookkeeping, besides the body (estimates, generous).
+VIEWER_BYTES: Final = 1024
+BYTES_PER_ID: Final = 64
 
 # Root fields whose answers depend only on the viewer and on journal data read through
 # the scope-checked student loaders. A root field not listed here is never cached.
@@ -95,14 +103,23 @@ class CachedResponse:
     accessed_student_ids: tuple[int, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseKey:
+    """What a cached answer is stored under (`ResponseCache.key`): fixed size but for
+    the viewer, which the server loaded."""
+
+    viewer: Viewer
+    request: bytes  # digest of the query text, operation name and variables
+    today: date
+
+
 class ResponseCache:
     """Responses by key, least recently used out, bounded by entries and bytes."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
-        self._entries: OrderedDict[Hashable, CachedResponse] = OrderedDict()
-        self._max_entries = max_entries
-        self._max_bytes = max_bytes
-        self._bytes = 0
+        self._entries: BoundedCache[Hashable, CachedResponse] = BoundedCache(
+            max_entries, max_bytes, max_entry_bytes=MAX_BODY_BYTES + ENTRY_OVERHEAD
+        )
         self.hits = 0
         self.misses = 0
 
@@ -111,20 +128,23 @@ class ResponseCache:
         viewer: Viewer,
         *,
         query: str,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
-        extensions: dict[str, Any] | None,
+        operation: OperationDefinitionNode,
+        variables: Mapping[str, Any] | None,
         today: date,
     ) -> Hashable:
-        """Everything the answer depends on besides the journal data."""
-        return (
-            viewer,
-            query,
-            None if variables is None else orjson.dumps(variables, option=orjson.OPT_SORT_KEYS),
-            operation_name,
-            None if extensions is None else orjson.dumps(extensions, option=orjson.OPT_SORT_KEYS),
-            today,
+        """Everything the answer depends on besides the journal data: the viewer, today,
+        and a digest of the text, the operation's name and its variables' values."""
+        given = variables or {}
+        names = (
+            definition.variable.name.value for definition in operation.variable_definitions or ()
         )
+        used = {name: given[name] for name in names if name in given}
+        request = digest(
+            query,
+            operation.name.value if operation.name else "",
+            orjson.dumps(used, option=orjson.OPT_SORT_KEYS),
+        )
+        return ResponseKey(viewer, request, today)
 
     def get(self, key: Hashable, versions: str) -> CachedResponse | None:
         """The stored response if it was read at exactly these versions."""
@@ -132,7 +152,6 @@ class ResponseCache:
         if entry is None or entry.versions != versions:
             self.misses += 1
             return None
-        self._entries.move_to_end(key)
         self.hits += 1
         return entry
 
@@ -140,30 +159,35 @@ class ResponseCache:
         return key in self._entries
 
     def put(self, key: Hashable, entry: CachedResponse) -> None:
-        if len(entry.body) > MAX_BODY_BYTES:
-            return
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self._bytes -= len(old.body)
-        self._entries[key] = entry
-        self._bytes += len(entry.body)
-        while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= len(evicted.body)
+        self._entries.put(key, entry, _entry_bytes(key, entry))
+
+    @property
+    def bytes(self) -> int:
+        """What the entries hold, as counted against `max_bytes`."""
+        return self._entries.bytes
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _entry_bytes(key: Hashable, entry: CachedResponse) -> int:
+    ids = len(entry.accessed_student_ids)
+    if isinstance(key, ResponseKey):
+        ids += len(key.viewer.student_ids) + len(key.viewer.school_ids)
+    fixed = len(entry.versions) + VIEWER_BYTES + ENTRY_OVERHEAD
+    return len(entry.body) + fixed + BYTES_PER_ID * ids
 
 
 class ScopeGuesses:
     """The viewer each bearer token had on its last cacheable request (bounded)."""
 
     def __init__(self, size: int = MAX_GUESSES) -> None:
-        self._viewers: OrderedDict[str, Viewer] = OrderedDict()
+        # Keyed by a digest of the header: a client's padding pins nothing.
+        self._viewers: OrderedDict[bytes, Viewer] = OrderedDict()
         self._size = size
 
     def get(self, authorization: str | None) -> Viewer | None:
-        return None if authorization is None else self._viewers.get(authorization)
+        return None if authorization is None else self._viewers.get(digest(authorization))
 
     def speculate(
         self,
@@ -183,11 +207,12 @@ class ScopeGuesses:
         """Keep the token's viewer; None forgets it (its request was not cacheable)."""
         if authorization is None:
             return
+        key = digest(authorization)
         if viewer is None:
-            self._viewers.pop(authorization, None)
+            self._viewers.pop(key, None)
             return
-        self._viewers[authorization] = viewer
-        self._viewers.move_to_end(authorization)
+        self._viewers[key] = viewer
+        self._viewers.move_to_end(key)
         if len(self._viewers) > self._size:
             self._viewers.popitem(last=False)
 

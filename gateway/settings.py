@@ -58,6 +58,8 @@ class Settings:
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)  # issue 5
     # Machine clients (auth.clients): lifetime of a client-credentials access token.
     client_token_ttl_seconds: int = 300
+    # Fields and fragment spreads a document may hold (gateway.limits: QUERY_TOO_COMPLEX).
+    max_fields: int = 500
     # Query cost budgets per role (gateway.cost); anonymous requests get the smallest.
     max_cost_anonymous: int = 1_000
     max_cost_parent: int = 100_000
@@ -139,6 +141,7 @@ class Settings:
             max_query_depth=_int(env, "SCHOOL_GATEWAY_MAX_DEPTH", 12, low=2, high=50),
             max_aliases=_int(env, "SCHOOL_GATEWAY_MAX_ALIASES", 30, low=1, high=1000),
             max_tokens=_int(env, "SCHOOL_GATEWAY_MAX_TOKENS", 2000, low=50, high=100000),
+            max_fields=_int(env, "SCHOOL_GATEWAY_MAX_FIELDS", 500, low=10, high=100000),
             max_diary_days=_int(env, "SCHOOL_GATEWAY_MAX_DIARY_DAYS", 31, low=1, high=366),
             statement_timeout_ms=_int(
                 env, "SCHOOL_GATEWAY_STATEMENT_TIMEOUT_MS", 5000, low=100, high=600000

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import glob
 import re
+import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from starlette.applications import Starlette
 from auth.clients import create_client
 from auth.viewer import Role, Viewer
 from gateway.app import create_app
-from gateway.cost import CostLimits, weights_table
+from gateway.cost import COST_CEILING, CostLimits, weights_table
 from gateway.db import counting_statements
 from gateway.limits import parse_query
 from gateway.schema import build_schema
@@ -197,7 +199,51 @@ def test_estimates_are_cached_per_operation(settings: Settings) -> None:
     assert costs._plan(document, operation) is not None
     assert costs._plan(document, operation)[0] is first[0]
     costs.estimate(document, operation, days(3))
-    assert costs._plan(document, operation)[1] == {(days(3)["from"], days(3)["to"]): diary_cost(3)}
+    start, end = (date.fromisoformat(value) for value in days(3).values())
+    assert costs._plan(document, operation)[1] == {(start, end): diary_cost(3)}
+
+
+def test_the_memo_keeps_normal_forms_not_what_the_client_sent(settings: Settings) -> None:
+    costs = _estimator(settings)
+    document, operation = _operation(MARKS, settings)
+    huge = "x" * 1_000_000
+    for value in (huge, [huge], {"a": huge}, 10**30, 12, True):
+        costs.estimate(document, operation, {"first": value})
+    memo = costs._plan(document, operation)[1]
+    assert len(memo) == 3  # "other", the capped count and 12
+    assert all(len(repr(key)) < 100 for key in memo), memo
+
+
+def test_plans_live_as_long_as_their_operation(settings: Settings) -> None:
+    costs = _estimator(settings)
+    document, operation = _operation(DIARY_DAYS, settings)
+    costs.estimate(document, operation, days(3))
+    assert len(costs._plans) == 1
+    del document, operation
+    gc.collect()
+    assert len(costs._plans) == 0, "the plan cache keeps no document alive"
+
+
+def _doubling_fragments(levels: int, leaf: str) -> str:
+    """`query { ...F0 }`, each fragment spreading the next one twice (issue 9, item 1)."""
+    spreads = [f"fragment F{n} on Query {{ ...F{n + 1} ...F{n + 1} }}" for n in range(levels)]
+    return "\n".join(["query { ...F0 }", *spreads, f"fragment F{levels} on Query {{ {leaf} }}"])
+
+
+def test_fragments_spread_twice_at_every_level_cost_linear_work(settings: Settings) -> None:
+    costs = _estimator(settings)
+    cpu: dict[int, float] = {}
+    for levels in (20, 40, 190):
+        document, operation = _operation(_doubling_fragments(levels, "viewer { id }"), settings)
+        started = time.process_time()
+        cost = costs.estimate(document, operation, None)
+        cpu[levels] = time.process_time() - started
+        # Before: 2^levels work (20 levels ~0.3 s, 40 levels years); now a few ms at most.
+        assert cpu[levels] < 0.05, cpu
+        assert cost == min(2**levels, COST_CEILING)  # every spread counts, saturated
+        document, operation = _operation(_doubling_fragments(levels, "__typename"), settings)
+        assert costs.estimate(document, operation, None) == 0
+    print(f"cost estimate CPU by levels: { {n: f'{t * 1000:.2f} ms' for n, t in cpu.items()} }")
 
 
 # --- over HTTP, per role ---------------------------------------------------------------

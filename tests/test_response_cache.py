@@ -10,6 +10,8 @@ undone afterwards.
 from __future__ import annotations
 
 import asyncio
+import gc
+import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from dataclasses import fields
 from datetime import date, timedelta
@@ -25,7 +27,17 @@ from auth.viewer import Role, Viewer
 from gateway.app import create_app
 from gateway.db import counting_statements
 from gateway.http import GraphQLEndpoint
-from gateway.response_cache import ENV, ResponseCache, ScopeGuesses, Speculation, enabled_from_env
+from gateway.response_cache import (
+    ENV,
+    MAX_BODY_BYTES,
+    CachedResponse,
+    ResponseCache,
+    ResponseKey,
+    ScopeGuesses,
+    Speculation,
+    _entry_bytes,
+    enabled_from_env,
+)
 from gateway.settings import Settings
 from tests.conftest import TODAY
 from tests.planted import planted_parent, post_graphql
@@ -388,15 +400,66 @@ async def test_other_variables_are_another_entry(asker: Asker) -> None:
 
 
 def test_the_cache_is_bounded() -> None:
-    from gateway.response_cache import CachedResponse
-
-    cache = ResponseCache(max_entries=2, max_bytes=10)
+    small = CachedResponse("v", b"1234", ())
+    per_entry = _entry_bytes(0, small)  # the body, plus an estimate of the key and entry
+    assert per_entry > len(small.body)
+    cache = ResponseCache(max_entries=2, max_bytes=2 * per_entry + 3)
     for n in range(3):
-        cache.put(n, CachedResponse("v", b"1234", ()))
+        cache.put(n, small)
     assert len(cache) == 2 and cache.get(0, "v") is None and cache.get(2, "v") is not None
-    cache.put(3, CachedResponse("v", b"12345678", ()))
-    assert len(cache) == 1
+    assert cache.bytes == 2 * per_entry
+    cache.put(3, CachedResponse("v", b"12345678", ()))  # 4 bytes more: only one fits
+    assert len(cache) == 1 and cache.bytes == per_entry + 4
     assert cache.get(3, "w") is None, "other versions are a miss"
+    cache.put(4, CachedResponse("v", b"x" * (MAX_BODY_BYTES + 1), ()))
+    assert 4 not in cache, "a body over the limit is not kept"
+
+
+async def test_unused_variables_and_extensions_are_not_in_the_key(asker: Asker) -> None:
+    """Issue 9, item 3: a 1 MB variable the operation does not define pinned ~1 MB per
+    entry (its whole text was in the key); now the key is a fixed-size digest of the
+    variables the operation uses, and answers are shared whatever else is sent."""
+    await asker.week()
+    cache = asker.cache
+    entries, held = len(cache), cache.bytes
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(20):
+            padding = f"{n}" + "ы" * 450_000  # ~0.9 MB of UTF-8 each time, never the same
+            response = await asker.client.post(
+                "/graphql",
+                json={
+                    "query": WEEK_QUERY,
+                    "variables": {**WEEK, "unused": padding},
+                    "extensions": {"trace": padding[:1000]},
+                },
+                headers={"Authorization": f"Bearer {asker.token}"},
+            )
+            assert response.status_code == 200 and "errors" not in response.json()
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    print(
+        f"20 requests with a 1 MB unused variable: cache {held} -> {cache.bytes} bytes, "
+        f"{entries} -> {len(cache)} entries, traced memory +{grown / 2**20:.2f} MiB"
+    )
+    assert cache.hits >= 20 and len(cache) == entries and cache.bytes == held
+    assert grown < 10 * 2**20, grown
+    for key in list(cache._entries._entries):
+        assert isinstance(key, ResponseKey) and len(key.request) == 32
+
+
+async def test_the_key_follows_the_variables_the_operation_uses(asker: Asker) -> None:
+    await asker.week()
+    _, hit = await asker.ask(WEEK_QUERY.replace("CachedWeek", "CachedWeekRenamed"), **WEEK)
+    assert not hit, "another text is another entry"
+    _, hit = await asker.ask(WEEK_QUERY, **WEEK, other="value")
+    assert hit, "a variable the operation does not define changes nothing"
+    _, hit = await asker.ask(WEEK_QUERY, **{**WEEK, "to": WEEK["from"]})
+    assert not hit, "a variable the operation uses does"
 
 
 async def test_every_journal_table_is_change_tracked(owner_conn: asyncpg.Connection) -> None:
