@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from fixtures.demo import DEMO_ACCOUNTS
 from gateway.app import create_app
 from gateway.db import create_pool
+from gateway.db_roles import with_credentials
 from gateway.http import GRAPHQL_RESPONSE_JSON, JSON, negotiate
 from gateway.settings import Settings
 
@@ -337,14 +338,15 @@ async def test_introspection_can_be_switched_off(settings: Settings, pool: async
 
 
 LIMITED_ROLE = "school_gateway_test_limited"
+LIMITED_PASSWORD = "limited-role-password"
 MARKS_QUERY = "query Marks { myChildren { id diary { marks { value } } } }"
 
 
 @pytest.fixture
 async def limited_role(owner_conn: asyncpg.Connection) -> AsyncIterator[str]:
-    """A role that may resolve viewers but was never granted the marks view."""
+    """A login role that may resolve viewers but was never granted the marks view."""
     await owner_conn.execute(f"DROP ROLE IF EXISTS {LIMITED_ROLE}")
-    await owner_conn.execute(f"CREATE ROLE {LIMITED_ROLE} NOLOGIN")
+    await owner_conn.execute(f"CREATE ROLE {LIMITED_ROLE} LOGIN PASSWORD '{LIMITED_PASSWORD}'")
     await owner_conn.execute(f"GRANT USAGE ON SCHEMA gateway, diary_api TO {LIMITED_ROLE}")
     await owner_conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA gateway TO {LIMITED_ROLE}")
     await owner_conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA diary_api TO {LIMITED_ROLE}")
@@ -364,7 +366,10 @@ async def test_unexpected_error_is_masked_and_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     limited = dataclasses.replace(settings, gateway_role=limited_role, pool_min_size=1)
-    pool = await create_pool(database_url, limited)
+    # The gateway logs in as its role (no SET ROLE): the limited role logs in itself.
+    pool = await create_pool(
+        with_credentials(database_url, limited_role, LIMITED_PASSWORD), limited
+    )
     try:
         async with client_for(create_app(limited, pool=pool)) as client:
             with caplog.at_level(logging.ERROR, logger="gateway"):
