@@ -28,10 +28,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
+import asyncpg
+
 from auth.accounts import ensure_demo_account
 from auth.sessions import issue_dev_token
-from bench.chaos_driver.load import Family, record_answers
-from bench.chaos_driver.phases import GatewayLog, PhaseResult, Timing, run_phase
+from bench.chaos_driver.load import OPERATION, Family, record_answers
+from bench.chaos_driver.phases import Audit, GatewayLog, PhaseResult, Timing, run_phase
 from bench.chaos_driver.postgres import ChaosError, ChaosPostgres
 from bench.chaos_driver.report import legend, render
 from bench.driver.database import JWT_SECRET, JWT_TTL_S, gateway_settings
@@ -185,13 +187,48 @@ def _run_gateway(
 ) -> list[PhaseResult]:
     label = "cache on" if cache else "cache off"
     _say(f"==> gateway ({label}): school-gateway serve")
+    audited_before = asyncio.run(audit_rows(postgres.owner_url))
     server, base_url = _start_gateway(processes, dsn, cache=cache)
     try:
         recorded = asyncio.run(record_answers(base_url, families, week))
         _say(f"    recorded the diary of {len(recorded)} families ({week[0]} – {week[1]})")
-        return asyncio.run(_phases(label, base_url, recorded, week, timing, server, postgres))
+        results = asyncio.run(_phases(label, base_url, recorded, week, timing, server, postgres))
     finally:
-        server.stop()
+        server.stop()  # SIGTERM: the gateway writes the audit rows it still holds
+    answered = len(recorded) + sum(result.answers_with_data for result in results)
+    written = asyncio.run(audit_rows(postgres.owner_url)) - audited_before
+    _say(f"    access audit: {written} rows for {answered} answers with students' data")
+    return [
+        dataclasses.replace(result, audit=Audit(result.answers_with_data, rows))
+        for result, rows in zip(
+            results, asyncio.run(audit_rows_in(postgres.owner_url, results)), strict=True
+        )
+    ]
+
+
+_AUDIT_ROWS = "SELECT count(*) FROM gateway.access_audit WHERE operation_name = $1"
+
+
+async def audit_rows(owner_url: str) -> int:
+    """Rows of gateway.access_audit written for the chaos query (read as the owner)."""
+    conn = await asyncpg.connect(owner_url)
+    try:
+        count: int = await conn.fetchval(_AUDIT_ROWS, OPERATION)
+    finally:
+        await conn.close()
+    return count
+
+
+async def audit_rows_in(owner_url: str, results: Sequence[PhaseResult]) -> list[int]:
+    """The chaos query's audit rows whose time falls in each phase."""
+    conn = await asyncpg.connect(owner_url)
+    try:
+        return [
+            await conn.fetchval(f"{_AUDIT_ROWS} AND at BETWEEN $2 AND $3", OPERATION, *r.window)
+            for r in results
+        ]
+    finally:
+        await conn.close()
 
 
 async def _phases(

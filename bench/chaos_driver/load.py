@@ -19,6 +19,7 @@ import httpx
 import orjson
 
 REQUEST_TIMEOUT_S = 15.0
+OPERATION = "ChaosDiary"
 
 DIARY_QUERY = """
 query ChaosDiary($from: Date, $to: Date) {
@@ -68,6 +69,7 @@ class Outcome:
     code: str | None  # the first error's extensions.code, or the transport error's name
     retry_after: bool
     wrong: bool  # a 200 whose data differs from the recorded answer
+    returned_data: bool = False  # a 200 with students' data (the gateway audits it)
 
     @property
     def good(self) -> bool:
@@ -181,7 +183,13 @@ async def _ask(client: httpx.AsyncClient, family: Family, body: bytes) -> Outcom
         not isinstance(payload, dict) or payload.get("data") != family.expected
     )
     retry_after = "retry-after" in response.headers
-    return Outcome(sent_at, done_at, response.status_code, code, retry_after, wrong)
+    returned_data = response.status_code == 200 and _has_students(payload)
+    return Outcome(sent_at, done_at, response.status_code, code, retry_after, wrong, returned_data)
+
+
+def _has_students(payload: Any) -> bool:
+    data = payload.get("data") if isinstance(payload, dict) else None
+    return isinstance(data, dict) and bool(data.get("myChildren"))
 
 
 def _first_code(payload: Mapping[str, Any]) -> str | None:

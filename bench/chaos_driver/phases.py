@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.chaos_driver.load import Family, Load, run_load
@@ -47,8 +48,16 @@ class LogCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class Audit:
+    """A gateway run's access audit: answers that showed students' data, rows written."""
+
+    answers: int
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
 class PhaseResult:
-    """One row of the table."""
+    """One row of the table (the last phase of a gateway also carries its audit)."""
 
     gateway: str
     name: str
@@ -56,6 +65,12 @@ class PhaseResult:
     outage: Outage | None
     log: LogCounts
     seconds: float
+    window: tuple[datetime, datetime]  # wall clock: the phase's first and last moment
+    audit: Audit | None = None
+
+    @property
+    def answers_with_data(self) -> int:
+        return sum(outcome.returned_data for outcome in self.load.outcomes)
 
     @property
     def requests(self) -> int:
@@ -129,6 +144,7 @@ async def run_phase(
     action: Callable[[], Outage] | None,
 ) -> PhaseResult:
     """Load from start to end; `action` (restart or crash) after `before_s`, in a thread."""
+    began = datetime.now(UTC)
     started = time.monotonic()
     stop_at = [started + timing.steady_s if action is None else float("inf")]
     hard_stop = started + timing.before_s + timing.crash_down_s + timing.after_s + 120.0
@@ -165,4 +181,5 @@ async def run_phase(
         outage=outage,
         log=log.counts_since_last(),
         seconds=time.monotonic() - started,
+        window=(began, datetime.now(UTC)),
     )

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from bench.chaos_driver.phases import PhaseResult
 
 HEADER = (
-    f"{'gateway':<18} {'phase':<8} {'outage':>7} {'requests':>8} {'good':>7} {'wrong':>5} "
-    f"{'recovery':>8} {'max lat.':>8} {'log W/E/TB':>11}  responses by status and code"
+    f"{'gateway':<10} {'phase':<8} {'outage':>7} {'requests':>8} {'good':>7} {'wrong':>5} "
+    f"{'recovery':>8} {'max lat.':>8} {'audit':>11} {'log W/E/TB':>10}  "
+    "responses by status and code"
 )
 RECOVERY_LIMIT_S = 1.0
 ALLOWED = ("200", "503 SERVICE_UNAVAILABLE")
@@ -32,10 +33,11 @@ def row(result: PhaseResult) -> str:
     good = sum(outcome.good for outcome in result.load.outcomes)
     outage = _seconds(result.outage.seconds if result.outage else None)
     log = f"{result.log.warnings}/{result.log.errors}/{result.log.tracebacks}"
+    audit = "-" if result.audit is None else f"{result.audit.rows}/{result.audit.answers}"
     return (
-        f"{result.gateway:<18} {result.name:<8} {outage:>7} {result.requests:>8} {good:>7} "
+        f"{result.gateway:<10} {result.name:<8} {outage:>7} {result.requests:>8} {good:>7} "
         f"{result.wrong:>5} {_seconds(result.recovery):>8} {_seconds(result.max_latency):>8} "
-        f"{log:>11}  {_responses(result)}"
+        f"{audit:>11} {log:>10}  {_responses(result)}"
     )
 
 
@@ -79,12 +81,18 @@ def verdict(results: Sequence[PhaseResult]) -> list[str]:
         and (result.recovery is None or result.recovery > RECOVERY_LIMIT_S)
     ]
     tracebacks = sum(result.log.tracebacks for result in results)
+    audits = [result.audit for result in results if result.audit is not None]
+    missing = sum(audit.answers - audit.rows for audit in audits)
     checks = [
         (others == 0, f"responses other than 200 or 503 SERVICE_UNAVAILABLE: {others}"),
         (wrong == 0, f"wrong answers: {wrong}"),
         (no_retry_after == 0, f"503 without Retry-After: {no_retry_after}"),
         (not slow, f"recovery over {RECOVERY_LIMIT_S:.0f} s: {', '.join(slow) or 'none'}"),
         (tracebacks == 0, f"tracebacks in the gateway's log: {tracebacks}"),
+        (
+            all(audit.rows == audit.answers for audit in audits),
+            f"answers with students' data minus access-audit rows: {missing}",
+        ),
     ]
     return [f"{'ok  ' if passed else 'FAIL'} {text}" for passed, text in checks]
 
@@ -93,7 +101,9 @@ def legend() -> str:
     return (
         "outage: from the stop command to PostgreSQL accepting connections again; good: 200\n"
         "with the recorded answer; wrong: a 200 whose data differs from it; recovery: from\n"
-        "the database being back to the first good answer; log W/E/TB: warnings, errors and\n"
-        "tracebacks the gateway logged during the phase; 'no response': the client got no\n"
-        "HTTP response (the error's name follows)."
+        "the database being back to the first good answer; audit: rows in\n"
+        "gateway.access_audit for the phase's requests / answers with students' data (equal\n"
+        "when the audit is exact); log W/E/TB: warnings, errors and tracebacks the gateway\n"
+        "logged during the phase; 'no response': the client got no HTTP response (the\n"
+        "error's name follows)."
     )
