@@ -253,6 +253,10 @@ async def test_seed_refuses_to_replace_data_without_yes(
         ({"SCHOOL_GATEWAY_PORT": "eighty"}, "SCHOOL_GATEWAY_PORT must be an integer"),
         ({"SCHOOL_GATEWAY_JWT_SECRET": "short"}, "SCHOOL_GATEWAY_JWT_SECRET must be at least"),
         ({"DATABASE_URL": "mysql://db/school"}, "DATABASE_URL must start with postgresql://"),
+        (
+            {"DATABASE_OWNER_URL": "mysql://db/school"},
+            "DATABASE_OWNER_URL must start with postgresql://",
+        ),
     ],
 )
 def test_bad_settings_are_one_line_and_exit_2(
