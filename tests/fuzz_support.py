@@ -162,9 +162,7 @@ async def _allowed_ids(conn: asyncpg.Connection, role: str) -> dict[str, frozens
         assert account.snils is not None
         rows = await conn.fetch(_CHILDREN_BY_SNILS, account.snils)
     else:
-        child = account.children[0] if account.children else None
-        login = child.login if child is not None else _student_login(role)
-        rows = await conn.fetch(_STUDENT_BY_LOGIN, login)
+        rows = await conn.fetch(_STUDENT_BY_LOGIN, _student_login(role))
     students = frozenset(row[0] for row in rows)
     assert students, f"{role}: the demo account must have students"
     return {"Student": students}
