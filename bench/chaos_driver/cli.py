@@ -75,22 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_timing(args: argparse.Namespace) -> Timing:
+def resolve_timing(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Timing:
     timing = QUICK if args.quick else FULL
     if args.clients is not None:
         if not 1 <= args.clients <= 64:
-            raise SystemExit("bench/chaos: --clients must be between 1 and 64")
+            parser.error("--clients must be between 1 and 64")
         timing = dataclasses.replace(timing, clients=args.clients)
     if args.after is not None:
         if not 1 <= args.after <= 120:
-            raise SystemExit("bench/chaos: --after must be between 1 and 120 seconds")
+            parser.error("--after must be between 1 and 120 seconds")
         timing = dataclasses.replace(timing, after_s=args.after)
     return timing
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    timing = resolve_timing(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    timing = resolve_timing(parser, args)
     command = "bench/chaos" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
