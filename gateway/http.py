@@ -16,8 +16,8 @@ control of the protocol and of the cost per request:
   (codes UNAUTHENTICATED / TOKEN_EXPIRED); no token at all → an anonymous viewer. A
   verified token is remembered until it expires (`VerifiedTokens`); the viewer's scope
   is loaded fresh on every request.
-- Each distinct query text is parsed and validated once (an LRU cache of documents,
-  bounded in bytes, keyed by digests; refusals kept only small).
+- Each distinct query text is parsed and validated once (`gateway.documents`: an LRU
+  cache bounded in bytes, keyed by digests; refusals kept only small).
 - Execution goes through the document's compiled plan (`gateway.compiled`), which gives
   the request back to graphql-core (the reference) whenever it leaves the plain path;
   SCHOOL_GATEWAY_EXECUTOR=reference uses graphql-core alone.
@@ -58,12 +58,11 @@ from strawberry.schema import Schema as StrawberrySchema
 from auth.records import Recorder
 from auth.requests import VerifiedTokens, authenticate_request
 from auth.viewer import Viewer
-from gateway.bounded_cache import BoundedCache, BoundedMemo
-from gateway.compiled import CompiledExecutor, PlanCache
+from gateway.compiled import CompiledExecutor
 from gateway.context import Context
 from gateway.cost import CostLimits
+from gateway.documents import DocumentCache, coded_error
 from gateway.errors import MESSAGES, ApiError, ErrorCode, HttpError
-from gateway.limits import document_bytes, operations_only, parse_query, validate_query
 from gateway.outage import DatabaseUnavailable, describe, is_database_unavailable
 from gateway.response_cache import (
     CachedResponse,
@@ -84,10 +83,6 @@ log = logging.getLogger(__name__)
 JSON: Final = "application/json"
 GRAPHQL_RESPONSE_JSON: Final = "application/graphql-response+json"
 MAX_BODY_BYTES: Final = 1 << 20
-DOCUMENT_CACHE_SIZE: Final = 1024
-DOCUMENT_CACHE_BYTES: Final = 64 << 20
-MAX_REFUSED_BYTES: Final = 4 << 10  # a refused document is remembered only this small
-REFUSED_BYTES_PER_OPERATION: Final = 256
 _OPERATION_NAME_KEY: Final = "graphql_operation_name"
 # strawberry's fast awaitable check (coroutines and futures first), typed for graphql-core.
 _is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
@@ -103,18 +98,6 @@ class GraphQLRequest:
     operation_name: str | None
     variables: dict[str, Any] | None
     extensions: dict[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedDocument:
-    """A query text parsed and validated once: the document, or the errors to report.
-
-    `plans` holds the document's compiled plans (built on first execution).
-    """
-
-    document: DocumentNode | None
-    errors: tuple[Formatted, ...]
-    plans: PlanCache | None = None
 
 
 # --- content negotiation -----------------------------------------------------------
@@ -266,59 +249,6 @@ async def _read_body(request: Request) -> bytes:
 # --- documents -----------------------------------------------------------------------
 
 
-class DocumentCache:
-    """Parse + validate each distinct query text once; bounded by entries and by bytes.
-
-    Kept under a digest of the text (least recently used out): a valid document with its
-    estimated size (`document_bytes`: its AST holds its text); a refused one only as its
-    errors and its operations' names (`operations_only`), and only when that is small.
-    """
-
-    def __init__(
-        self,
-        schema: StrawberrySchema,
-        settings: Settings,
-        *,
-        max_entries: int = DOCUMENT_CACHE_SIZE,
-        max_bytes: int = DOCUMENT_CACHE_BYTES,
-    ) -> None:
-        self._schema = schema
-        self._settings = settings
-        cache: BoundedCache[bytes, PreparedDocument] = BoundedCache(max_entries, max_bytes)
-        self.prepare = BoundedMemo(self._prepare, _document_size, cache)
-
-    def _prepare(self, query: str) -> PreparedDocument:
-        try:
-            document = parse_query(query, self._settings)
-        except GraphQLError as error:
-            return PreparedDocument(document=None, errors=(dict(error.formatted),))
-        errors = validate_query(self._schema._schema, document, self._settings)
-        if errors:
-            coded = (_coded(error, ErrorCode.GRAPHQL_VALIDATION_FAILED) for error in errors)
-            return PreparedDocument(document=operations_only(document), errors=tuple(coded))
-        return PreparedDocument(document=document, errors=(), plans=PlanCache(document))
-
-
-def _document_size(_query: str, prepared: PreparedDocument) -> int | None:
-    """The bytes a prepared document holds; None (not kept) for a big refusal."""
-    if not prepared.errors and prepared.document is not None:
-        return document_bytes(prepared.document)
-    operations = 0 if prepared.document is None else len(prepared.document.definitions)
-    size = len(orjson.dumps(prepared.errors)) + REFUSED_BYTES_PER_OPERATION * operations
-    return size if size <= MAX_REFUSED_BYTES else None
-
-
-def _coded(error: GraphQLError, code: ErrorCode) -> Formatted:
-    """The error as sent, with `code` (and its Russian lead-in) unless it has a code already."""
-    formatted: Formatted = dict(error.formatted)
-    extensions = dict(formatted.get("extensions") or {})
-    if "code" not in extensions:
-        extensions["code"] = code.value
-        formatted["message"] = f"{MESSAGES[code]} {error.message}"
-    formatted["extensions"] = extensions
-    return formatted
-
-
 def select_operation(
     document: DocumentNode, operation_name: str | None
 ) -> OperationDefinitionNode | Formatted:
@@ -368,7 +298,7 @@ def present_request_error(error: GraphQLError) -> Formatted:
     """An error that stopped execution before it began (variable coercion and the like)."""
     if isinstance(error.original_error, ApiError):
         return dict(error.formatted)
-    return _coded(error, ErrorCode.BAD_USER_INPUT)
+    return coded_error(error, ErrorCode.BAD_USER_INPUT)
 
 
 def _replaced(error: GraphQLError, code: ErrorCode) -> Formatted:

@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 
 from gateway.app import tune_garbage_collection
 from gateway.bounded_cache import ENTRY_OVERHEAD
-from gateway.http import MAX_REFUSED_BYTES, DocumentCache, PreparedDocument
+from gateway.documents import MAX_REFUSED_BYTES, DocumentCache, PreparedDocument
 from gateway.limits import document_bytes, max_source_chars, parse_query
 from gateway.schema import build_schema
 from gateway.settings import Settings
@@ -242,7 +242,7 @@ async def test_many_repeated_fields_are_refused_cheaply(
     for name, queries in series.items():
         spent = await cpu_per_request(client, token, queries, refused_as_too_complex)
         assert_cheap(f"{name}, {label(account)}, each text new", spent)
-    # Stopped by the merging budget (~5,000 comparisons): ~20 ms, but the rule's many
+    # Stopped by the merging budget (10,000 units by default): ~20 ms, but the rule's many
     # live objects make the odd collection expensive. Before: ~0.2 s each.
     queries = [repeated_fields(240, tag=f"B{tag}{n}") for n in range(50)]
     spent = await cpu_per_request(client, token, queries, refused_as_too_complex)
