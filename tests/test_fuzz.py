@@ -269,11 +269,12 @@ async def test_documents_with_one_schema_violation(
 def known_deep_variables(
     request: FuzzRequest, scope: Scope, response: httpx.Response
 ) -> str | None:
-    """# known: issue 9 item 3 (response-cache keys), fixed by the engineer who owns
-    gateway/response_cache.py: `ResponseCache.key` serializes the operation's variables
-    with orjson, whose limit is 255 levels of nesting (orjson.loads accepts 1024), so a
-    parent's or student's variable nested 256-1024 deep is a 500 (TypeError: Recursion
-    limit reached) instead of 400 BAD_USER_INPUT. Only that case, only as a 500."""
+    """# known: issue 9 item 3 (response-cache keys), to be fixed by the engineer who owns
+    gateway/response_cache.py: `ResponseCache.key` serializes the variables the operation
+    declares with orjson.dumps, which refuses more than 254 levels of nesting while the
+    body parser (orjson.loads) accepts 1,024, so a parent's or student's variable nested
+    about 254-1,020 levels deep is a 500 (TypeError: Recursion limit reached) instead of
+    400 BAD_USER_INPUT. Only that case (the generator's 900 levels), only as a 500."""
     deep = ("[" * 256, '{"a":' * 256)
     body = request.body or ""
     if response.status_code == 500 and scope.role in FAMILY_ROLES and any(d in body for d in deep):
