@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import strawberry
 from strawberry.extensions import SchemaExtension
 
+from gateway.execution import SettlingExecutionContext
 from gateway.settings import Settings
 from resolvers.analytics import AnalyticsQuery
 from resolvers.dashboard import DashboardQuery
@@ -32,7 +33,12 @@ def _factory(extension: Extension) -> type[SchemaExtension] | ExtensionFactory:
 
 
 def _schema(extensions: Sequence[Extension]) -> strawberry.Schema:
-    return strawberry.Schema(query=Query, extensions=[_factory(ext) for ext in extensions])
+    return strawberry.Schema(
+        query=Query,
+        extensions=[_factory(ext) for ext in extensions],
+        # Sibling work is settled, never cancelled before it starts (gateway.execution).
+        execution_context_class=SettlingExecutionContext,
+    )
 
 
 def build_schema(settings: Settings, *, extensions: Sequence[Extension] = ()) -> strawberry.Schema:
