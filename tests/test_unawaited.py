@@ -67,7 +67,7 @@ class _Records(logging.Handler):
         self.into = into
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.into.append(record.getMessage())
+        self.into.append(record.getMessage().splitlines()[0])
 
 
 @contextmanager
@@ -90,6 +90,21 @@ def catching_leaks() -> Iterator[Leaks]:
     finally:
         asyncio_log.removeHandler(handler)
         sys.unraisablehook = previous_hook
+
+
+async def _fails() -> None:
+    raise ValueError("unretrieved")
+
+
+async def test_the_check_sees_what_it_is_for() -> None:
+    """A dropped coroutine and a task whose exception nobody read are both caught."""
+    with catching_leaks() as leaks:
+        _fails()  # type: ignore[unused-coroutine]  # dropped on purpose
+        task = asyncio.ensure_future(_fails())
+        await asyncio.wait({task})
+        del task
+    assert leaks.never_awaited == ["coroutine '_fails' was never awaited"]
+    assert leaks.asyncio_errors == ["Task exception was never retrieved"]
 
 
 # --- the cause, without the database ------------------------------------------------------
