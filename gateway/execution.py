@@ -145,8 +145,8 @@ class SettlingExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
         A cancellation of the caller does not cancel them either: a task cancelled
         before it has started would drop the coroutines it owns."""
-        if len(awaitables) == 1:
-            return [await awaitables[0]]  # awaited directly: nothing can be dropped
+        if len(awaitables) <= 1:  # awaited directly: nothing can be dropped
+            return [await awaitable for awaitable in awaitables]
         tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

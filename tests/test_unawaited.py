@@ -148,6 +148,26 @@ async def test_a_failing_sibling_leaves_no_coroutine_unawaited() -> None:
     assert not leaks, leaks
 
 
+async def test_a_failure_is_raised_at_once_and_its_siblings_run_to_their_end() -> None:
+    executor = SettlingExecutionContext.build(_TOY_SCHEMA, parse("{ boom }"))
+    assert isinstance(executor, SettlingExecutionContext)
+    finished: list[str] = []
+
+    async def sibling() -> int:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        finished.append("sibling")
+        return 1
+
+    with pytest.raises(ValueError, match="boom"):
+        await executor.gather_async_work([_Root().boom(None), sibling()])
+    assert finished == []  # raised before the sibling ended…
+    while executor.background_futures:
+        await asyncio.wait(list(executor.background_futures))
+    assert finished == ["sibling"]  # …which was not cancelled (graphql-core cancels it)
+    assert await executor.gather_async_work([]) == []
+
+
 # --- the application ------------------------------------------------------------------------
 
 # Minimal documents reduced from the fuzz run's: a non-null field refused (FORBIDDEN,
