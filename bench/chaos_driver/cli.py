@@ -199,11 +199,10 @@ def _run_gateway(
     answered = len(recorded) + sum(result.answers_with_data for result in results)
     written = asyncio.run(audit_rows(postgres.owner_url)) - audited_before
     _say(f"    access audit: {written} rows for {answered} answers with students' data")
+    audits = asyncio.run(audit_rows_in(postgres.owner_url, results))
     return [
-        dataclasses.replace(result, audit=Audit(result.answers_with_data, rows))
-        for result, rows in zip(
-            results, asyncio.run(audit_rows_in(postgres.owner_url, results)), strict=True
-        )
+        dataclasses.replace(result, audit=Audit(result.answers_with_data, rows, duplicates))
+        for result, (rows, duplicates) in zip(results, audits, strict=True)
     ]
 
 
@@ -220,14 +219,24 @@ async def audit_rows(owner_url: str) -> int:
     return count
 
 
-async def audit_rows_in(owner_url: str, results: Sequence[PhaseResult]) -> list[int]:
-    """The chaos query's audit rows whose time falls in each phase."""
+_AUDIT_IN_WINDOW = """
+SELECT count(*) AS rows,
+       count(*) - count(DISTINCT (account_id, at, student_ids)) AS duplicates
+FROM gateway.access_audit
+WHERE operation_name = $1 AND at BETWEEN $2 AND $3
+"""
+
+
+async def audit_rows_in(owner_url: str, results: Sequence[PhaseResult]) -> list[tuple[int, int]]:
+    """The chaos query's audit rows whose time falls in each phase, and the repeated ones."""
     conn = await asyncpg.connect(owner_url)
     try:
-        return [
-            await conn.fetchval(f"{_AUDIT_ROWS} AND at BETWEEN $2 AND $3", OPERATION, *r.window)
-            for r in results
-        ]
+        found = []
+        for result in results:
+            row = await conn.fetchrow(_AUDIT_IN_WINDOW, OPERATION, *result.window)
+            assert row is not None
+            found.append((int(row["rows"]), int(row["duplicates"])))
+        return found
     finally:
         await conn.close()
 

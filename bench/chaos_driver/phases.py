@@ -49,15 +49,21 @@ class LogCounts:
 
 @dataclass(frozen=True, slots=True)
 class Audit:
-    """A gateway run's access audit: answers that showed students' data, rows written."""
+    """A phase's access audit: answers that showed students' data, rows written, and rows
+    that repeat another (same account, time, students: a batch written twice)."""
 
     answers: int
     rows: int
+    duplicates: int = 0
+
+    @property
+    def exact(self) -> bool:
+        return self.rows == self.answers and self.duplicates == 0
 
 
 @dataclass(frozen=True, slots=True)
 class PhaseResult:
-    """One row of the table (the last phase of a gateway also carries its audit)."""
+    """One row of the table."""
 
     gateway: str
     name: str

@@ -34,6 +34,8 @@ def row(result: PhaseResult) -> str:
     outage = _seconds(result.outage.seconds if result.outage else None)
     log = f"{result.log.warnings}/{result.log.errors}/{result.log.tracebacks}"
     audit = "-" if result.audit is None else f"{result.audit.rows}/{result.audit.answers}"
+    if result.audit is not None and result.audit.duplicates:
+        audit += f" ({result.audit.duplicates} dup)"
     return (
         f"{result.gateway:<10} {result.name:<8} {outage:>7} {result.requests:>8} {good:>7} "
         f"{result.wrong:>5} {_seconds(result.recovery):>8} {_seconds(result.max_latency):>8} "
@@ -83,6 +85,7 @@ def verdict(results: Sequence[PhaseResult]) -> list[str]:
     tracebacks = sum(result.log.tracebacks for result in results)
     audits = [result.audit for result in results if result.audit is not None]
     missing = sum(audit.answers - audit.rows for audit in audits)
+    duplicates = sum(audit.duplicates for audit in audits)
     checks = [
         (others == 0, f"responses other than 200 or 503 SERVICE_UNAVAILABLE: {others}"),
         (wrong == 0, f"wrong answers: {wrong}"),
@@ -90,8 +93,9 @@ def verdict(results: Sequence[PhaseResult]) -> list[str]:
         (not slow, f"recovery over {RECOVERY_LIMIT_S:.0f} s: {', '.join(slow) or 'none'}"),
         (tracebacks == 0, f"tracebacks in the gateway's log: {tracebacks}"),
         (
-            all(audit.rows == audit.answers for audit in audits),
-            f"answers with students' data minus access-audit rows: {missing}",
+            all(audit.exact for audit in audits),
+            f"answers with students' data minus access-audit rows: {missing}; "
+            f"audit rows written twice: {duplicates}",
         ),
     ]
     return [f"{'ok  ' if passed else 'FAIL'} {text}" for passed, text in checks]
@@ -103,7 +107,7 @@ def legend() -> str:
         "with the recorded answer; wrong: a 200 whose data differs from it; recovery: from\n"
         "the database being back to the first good answer; audit: rows in\n"
         "gateway.access_audit for the phase's requests / answers with students' data (equal\n"
-        "when the audit is exact); log W/E/TB: warnings, errors and tracebacks the gateway\n"
-        "logged during the phase; 'no response': the client got no HTTP response (the\n"
-        "error's name follows)."
+        "when the audit is exact; 'dup': rows that repeat another); log W/E/TB: warnings,\n"
+        "errors and tracebacks the gateway logged during the phase; 'no response': the\n"
+        "client got no HTTP response (the error's name follows)."
     )
