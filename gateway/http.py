@@ -83,6 +83,9 @@ log = logging.getLogger(__name__)
 JSON: Final = "application/json"
 GRAPHQL_RESPONSE_JSON: Final = "application/graphql-response+json"
 MAX_BODY_BYTES: Final = 1 << 20
+# Variables and extensions nest at most this deep: the schema's inputs need a few levels;
+# deeper JSON only costs recursion in coercion and key hashing.
+MAX_JSON_DEPTH: Final = 32
 _OPERATION_NAME_KEY: Final = "graphql_operation_name"
 # strawberry's fast awaitable check (coroutines and futures first), typed for graphql-core.
 _is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
@@ -194,12 +197,35 @@ def _graphql_request(
     for name, value in (("variables", variables), ("extensions", extensions)):
         if value is not None and not isinstance(value, dict):
             raise HttpError(400, ErrorCode.BAD_REQUEST, f"Параметр {name} должен быть объектом.")
+        if value is not None and json_depth(value) > MAX_JSON_DEPTH:
+            raise HttpError(
+                400,
+                ErrorCode.BAD_REQUEST,
+                f"Параметр {name} вложен глубже {MAX_JSON_DEPTH} уровней.",
+            )
     return GraphQLRequest(
         query=query,
         operation_name=operation_name or None,
         variables=variables,  # type: ignore[arg-type]  # checked above
         extensions=extensions,  # type: ignore[arg-type]
     )
+
+
+def json_depth(value: object) -> int:
+    """How deeply JSON containers nest in `value` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _json_param(raw: str | None, name: str) -> object:

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 from gateway.app import create_app
@@ -94,6 +95,38 @@ async def test_wrong_variable_values(gql: GraphQL, value: object) -> None:
     assert "$from" in payload["errors"][0]["message"]
     assert "data" not in payload
     _assert_clean(payload)
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+@pytest.mark.parametrize("nested", ["[" * 900 + "]" * 900, '{"a":' * 900 + "1" + "}" * 900])
+async def test_deeply_nested_variables_are_refused(
+    client: httpx.AsyncClient, tokens: dict[str, str], method: str, nested: str
+) -> None:
+    """JSON nested hundreds of levels (orjson parses up to 1,024) is a 400, not a 500 from
+    recursion in coercion or in the response cache's key, for a family (cached) viewer."""
+    query = "query($from: Date) { myChildren { diary(from: $from) { from } } }"
+    variables = '{"from": ' + nested + "}"
+    headers = {**GQL_HEADERS, "Authorization": f"Bearer {tokens[PARENT]}"}
+    if method == "GET":
+        params = {"query": query, "variables": variables}
+        response = await client.get("/graphql", params=params, headers=headers)
+    else:
+        body = '{"query": ' + orjson.dumps(query).decode() + ', "variables": ' + variables + "}"
+        headers["Content-Type"] = "application/json"
+        response = await client.post("/graphql", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    payload = response.json()
+    assert _codes(payload) == ["BAD_REQUEST"]
+    assert "variables" in payload["errors"][0]["message"]
+    _assert_clean(payload)
+
+
+async def test_moderately_nested_variables_still_coerce(gql: GraphQL) -> None:
+    """The depth limit leaves room for every input of the schema (a list inside an object)."""
+    query = "query($from: Date) { myChildren { diary(from: $from) { from } } }"
+    payload = await gql(query, {"from": "2026-11-23", "unused": [[[{"a": [1]}]]]}, account=PARENT)
+    assert "errors" not in payload, payload
+    assert payload["data"]["myChildren"][0]["diary"]["from"] == "2026-11-23"
 
 
 async def test_missing_required_variable(gql: GraphQL) -> None:
