@@ -162,7 +162,9 @@ class Outage:
 async def outage_db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Outage]:
     """A second embedded server, seeded as the suite's, with the gateway's pool on it."""
     folder = tmp_path_factory.mktemp("outage")
-    server = await asyncio.to_thread(embedded.start, folder / "embedded", ephemeral=True)
+    # Durable (not the suite's ephemeral settings): with synchronous_commit=off a crash
+    # (`-m immediate`) loses the last commits, which would read as sign-in events lost.
+    server = await asyncio.to_thread(embedded.start, folder / "embedded", ephemeral=False)
     try:
         await seed(server.url, scale=1, seed=SEED, today=TODAY, gateway_role=GATEWAY_ROLE)
         url = await embedded_login(server, GATEWAY_ROLE)
