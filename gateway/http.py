@@ -261,13 +261,13 @@ def _check_content_type(content_type: str | None) -> None:
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HttpError(413, ErrorCode.BAD_REQUEST, "Тело запроса слишком большое.")
+        raise HttpError(413, ErrorCode.PAYLOAD_TOO_LARGE)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise HttpError(413, ErrorCode.BAD_REQUEST, "Тело запроса слишком большое.")
+            raise HttpError(413, ErrorCode.PAYLOAD_TOO_LARGE)
         chunks.append(chunk)
     return b"".join(chunks)
 

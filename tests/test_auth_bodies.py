@@ -1,4 +1,4 @@
-"""Sign-in bodies are read as bounded streams: a 100 MiB chunked upload is refused after
+"""Bodies (sign-in, tokens, /graphql) are read as bounded streams: a 100 MiB chunked upload is refused after
 reading at most its limit, with memory and CPU to match (issue 9, item 4).
 
 Each request streams 100 MiB from a generator (no Content-Length: chunked framing) into
@@ -26,6 +26,7 @@ import pytest
 from starlette.applications import Starlette
 
 from auth.bodies import AUTH_BODY_LIMIT
+from gateway.http import MAX_BODY_BYTES as GRAPHQL_BODY_LIMIT
 from tests.conftest import _test_env
 from tests.live_server import live_server
 
@@ -73,6 +74,7 @@ CASES = {
     ),
     "logout json": Case("/auth/logout", "application/json", 413),
     "oauth token": Case("/oauth/token", "application/x-www-form-urlencoded", 413),
+    "graphql": Case("/graphql", "application/json", 413, GRAPHQL_BODY_LIMIT),
     "dev idp token": Case(
         "/dev-idp/aas/oauth2/v3/te", "application/x-www-form-urlencoded", 413, 16384
     ),
