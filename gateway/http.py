@@ -35,6 +35,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final, TypeGuard, cast
@@ -264,11 +265,12 @@ async def _read_body(request: Request) -> bytes:
         raise HttpError(413, ErrorCode.PAYLOAD_TOO_LARGE)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise HttpError(413, ErrorCode.PAYLOAD_TOO_LARGE)
-        chunks.append(chunk)
+    async with aclosing(request.stream()) as stream:  # closed at once on a refusal
+        async for chunk in stream:
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise HttpError(413, ErrorCode.PAYLOAD_TOO_LARGE)
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
