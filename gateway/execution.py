@@ -59,6 +59,7 @@ class SettlingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         """graphql-core's `execute_fields`, gathering with `_gather`."""
         results: dict[str, Any] = {}
         pending: list[str] = []
+        finished = False
         try:
             for response_name, field_details_list in grouped_field_set.items():
                 field_path = Path(path, response_name, parent_type.name)
@@ -70,9 +71,10 @@ class SettlingExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 results[response_name] = result
                 if self.is_awaitable(result):
                     pending.append(response_name)
-        except Exception:
-            self.track_async_work([results[name] for name in pending])
-            raise
+            finished = True
+        finally:
+            if not finished:  # a sibling raised: what already started still runs to its end
+                self.track_async_work([results[name] for name in pending])
         if not pending:
             return results
         return self._fill_fields(results, pending)
@@ -95,6 +97,7 @@ class SettlingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         completed: list[Any] = []
         pending: list[int] = []
         iterator = iter(items)
+        finished = False
         try:
             for index, item in enumerate(iterator):
                 item_path = path.add_key(index, None)
@@ -115,11 +118,12 @@ class SettlingExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     position_context,
                 ):
                     pending.append(index)
-        except Exception:
-            awaitables = [completed[index] for index in pending]
-            awaitables.extend(collect_iterator_awaitables(iterator, self.is_awaitable))
-            self.track_async_work(awaitables)
-            raise
+            finished = True
+        finally:
+            if not finished:  # an item raised: the started and the remaining ones still run
+                awaitables = [completed[index] for index in pending]
+                awaitables.extend(collect_iterator_awaitables(iterator, self.is_awaitable))
+                self.track_async_work(awaitables)
         if not pending:
             return completed
         return self._fill_items(completed, pending)
