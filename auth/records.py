@@ -117,6 +117,7 @@ class SignInRow(NamedTuple):
     school_ids: str
     account_id: str | None
     client_address: str | None
+    event_id: str  # a retried batch inserts each event once (ON CONFLICT DO NOTHING)
 
 
 class AccessRow(NamedTuple):
@@ -127,6 +128,7 @@ class AccessRow(NamedTuple):
     role: str
     student_ids: str
     operation_name: str | None
+    event_id: str
 
 
 Row = SignInRow | AccessRow
@@ -147,6 +149,7 @@ def sign_in_row(event: SignInEvent) -> SignInRow | None:
         school_ids=_int_array(event.school_ids),
         account_id=_uuid_or_none(event.account_id),
         client_address=event.client_address[:TEXT_MAX_CHARS] if event.client_address else None,
+        event_id=str(uuid.uuid4()),
     )
 
 
@@ -165,6 +168,7 @@ def access_row(event: AccessEvent) -> AccessRow | None:
         role=role,
         student_ids=_int_array(event.student_ids),
         operation_name=event.operation_name[:TEXT_MAX_CHARS] if event.operation_name else None,
+        event_id=str(uuid.uuid4()),
     )
 
 
@@ -192,24 +196,30 @@ def _uuid_or_none(value: str | None) -> str | None:
         return None
 
 
-# One statement per batch: both tables, each from its columns' arrays.
+# One statement per batch: both tables, each from its columns' arrays. Each event has its
+# own id, so a batch written again after its commit was not acknowledged (the connection
+# lost in the middle of an outage) adds nothing twice: the audit stays exact.
 INSERT_BATCH: Final = """
 WITH sign_ins AS (
     INSERT INTO gateway.sign_in_events
         (at, method, outcome, masked_snils, masked_phone, login, school_ids, account_id,
-         client_address)
+         client_address, event_id)
     SELECT e.at, e.method, e.outcome, e.masked_snils, e.masked_phone, e.login,
-           e.school_ids::integer[], e.account_id, e.client_address
+           e.school_ids::integer[], e.account_id, e.client_address, e.event_id
     FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
-                $6::text[], $7::text[], $8::uuid[], $9::text[])
+                $6::text[], $7::text[], $8::uuid[], $9::text[], $10::uuid[])
         AS e(at, method, outcome, masked_snils, masked_phone, login, school_ids,
-             account_id, client_address)
+             account_id, client_address, event_id)
+    ON CONFLICT (event_id) DO NOTHING
     RETURNING 1
 ), accesses AS (
-    INSERT INTO gateway.access_audit (at, account_id, role, student_ids, operation_name)
-    SELECT a.at, a.account_id, a.role, a.student_ids::integer[], a.operation_name
-    FROM unnest($10::timestamptz[], $11::uuid[], $12::text[], $13::text[], $14::text[])
-        AS a(at, account_id, role, student_ids, operation_name)
+    INSERT INTO gateway.access_audit
+        (at, account_id, role, student_ids, operation_name, event_id)
+    SELECT a.at, a.account_id, a.role, a.student_ids::integer[], a.operation_name, a.event_id
+    FROM unnest($11::timestamptz[], $12::uuid[], $13::text[], $14::text[], $15::text[],
+                $16::uuid[])
+        AS a(at, account_id, role, student_ids, operation_name, event_id)
+    ON CONFLICT (event_id) DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM sign_ins) + (SELECT count(*) FROM accesses)
@@ -217,7 +227,7 @@ SELECT (SELECT count(*) FROM sign_ins) + (SELECT count(*) FROM accesses)
 
 
 def batch_arguments(rows: Sequence[Row]) -> list[list[object]]:
-    """The 14 array arguments of INSERT_BATCH: sign-in columns, then access columns."""
+    """The 16 array arguments of INSERT_BATCH: sign-in columns, then access columns."""
     sign_ins = [row for row in rows if isinstance(row, SignInRow)]
     accesses = [row for row in rows if isinstance(row, AccessRow)]
     return _columns(sign_ins, len(SignInRow._fields)) + _columns(accesses, len(AccessRow._fields))

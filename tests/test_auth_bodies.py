@@ -18,7 +18,7 @@ import asyncio
 import gc
 import time
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +46,7 @@ class Upload:
     sent: int = 0
     chunk_size: int = CHUNK
 
-    async def body(self) -> AsyncIterator[bytes]:
+    async def body(self) -> AsyncGenerator[bytes, None]:
         chunk = b"x" * self.chunk_size
         while self.sent < TOTAL:
             self.sent += len(chunk)

@@ -388,6 +388,42 @@ async def test_a_batch_is_one_statement(pool: asyncpg.Pool, owner_conn: asyncpg.
     assert len(await sign_in_rows(owner_conn, login)) == 50
 
 
+async def test_a_batch_written_again_after_a_lost_acknowledgement_counts_once(
+    pool: asyncpg.Pool, owner_conn: asyncpg.Connection
+) -> None:
+    """The database committed the batch but the connection died before the answer (a
+    crash mid-statement): the recorder retries, and every event is still stored once."""
+    identity = await account_id(pool, ATTACKER)
+    name = op("LostAck")
+    login = f"rec.lostack.{uuid.uuid4().hex[:8]}"
+    lossy = _AcknowledgementLost(pool)
+    recorder = Recorder(lambda: lossy, retry_first_s=0.01)
+    for index in range(20):
+        recorder.access(AccessEvent(datetime.now(UTC), identity, "PARENT", (index,), name))
+        recorder.sign_in(SignInEvent(method="PASSWORD", outcome="SIGNED_IN", login=login))
+    async with asyncio.timeout(10):
+        await recorder.flush()
+    await recorder.close()
+    assert lossy.executed == 2  # committed, "lost", written again
+    assert len(await audit_rows(owner_conn, recorder, name)) == 20
+    assert len(await sign_in_rows(owner_conn, login)) == 20
+
+
+class _AcknowledgementLost:
+    """The real pool, except that the first statement's answer is lost after its commit."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self.executed = 0
+
+    async def execute(self, query: str, *args: object) -> str:
+        result: str = await self._pool.execute(query, *args)
+        self.executed += 1
+        if self.executed == 1:
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+        return result
+
+
 class _SingleConnectionPool:
     """One real connection standing in for the pool (to watch the statements it sends)."""
 
