@@ -31,6 +31,7 @@ from graphql import (
     InlineFragmentNode,
     NameNode,
     OperationDefinitionNode,
+    SelectionNode,
     SelectionSetNode,
     Token,
     parse,
@@ -285,7 +286,8 @@ class _DepthMeter:
         return depth
 
 
-def _all_fields(document: DocumentNode) -> Iterator[FieldNode]:
+def _all_selections(document: DocumentNode) -> Iterator[SelectionNode]:
+    """Every selection written in the document (fragments not expanded), without recursion."""
     stack: list[SelectionSetNode] = [
         definition.selection_set
         for definition in document.definitions
@@ -294,27 +296,18 @@ def _all_fields(document: DocumentNode) -> Iterator[FieldNode]:
     while stack:
         selection_set = stack.pop()
         for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                yield selection
+            yield selection
             if isinstance(selection, FieldNode | InlineFragmentNode) and selection.selection_set:
                 stack.append(selection.selection_set)
+
+
+def _all_fields(document: DocumentNode) -> Iterator[FieldNode]:
+    return (s for s in _all_selections(document) if isinstance(s, FieldNode))
 
 
 def _selection_count(document: DocumentNode) -> int:
     """Fields and fragment spreads written in the document (fragments not expanded)."""
-    count = 0
-    stack: list[SelectionSetNode] = [
-        definition.selection_set
-        for definition in document.definitions
-        if isinstance(definition, ExecutableDefinitionNode)
-    ]
-    while stack:
-        selection_set = stack.pop()
-        for selection in selection_set.selections:
-            count += not isinstance(selection, InlineFragmentNode)
-            if isinstance(selection, FieldNode | InlineFragmentNode) and selection.selection_set:
-                stack.append(selection.selection_set)
-    return count
+    return sum(1 for s in _all_selections(document) if not isinstance(s, InlineFragmentNode))
 
 
 def document_bytes(document: DocumentNode) -> int:
