@@ -25,7 +25,6 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.server import ServerState
 
 log = logging.getLogger(__name__)
 
@@ -80,24 +79,20 @@ def _close_slow(transport: asyncio.Transport | None, timeout_s: float) -> None:
         transport.close()
 
 
+def _headers_deadline(protocol: HttpToolsProtocol | H11Protocol) -> HeaderDeadline:
+    """The header deadline of a connection just made: it closes the transport."""
+    timeout_s = _header_timeout(protocol.config)
+    return HeaderDeadline(
+        protocol.loop, timeout_s, lambda: _close_slow(protocol.transport, timeout_s)
+    )
+
+
 class GatewayHttpToolsProtocol(HttpToolsProtocol):
     """httptools protocol: headers must be complete within the header timeout."""
 
-    def __init__(
-        self,
-        config: uvicorn.Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        timeout_s = _header_timeout(config)
-        self._headers_due = HeaderDeadline(
-            self.loop, timeout_s, lambda: _close_slow(self.transport, timeout_s)
-        )
-
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._headers_due = _headers_deadline(self)
         self._headers_due.arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -116,21 +111,9 @@ class GatewayHttpToolsProtocol(HttpToolsProtocol):
 class GatewayH11Protocol(H11Protocol):
     """h11 protocol: headers must be complete within the header timeout."""
 
-    def __init__(
-        self,
-        config: uvicorn.Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        timeout_s = _header_timeout(config)
-        self._headers_due = HeaderDeadline(
-            self.loop, timeout_s, lambda: _close_slow(self.transport, timeout_s)
-        )
-
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._headers_due = _headers_deadline(self)
         self._headers_due.arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
