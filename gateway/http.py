@@ -433,8 +433,9 @@ class GraphQLEndpoint:
     def _cache_key(
         self, viewer: Viewer, graphql_request: GraphQLRequest, today: date
     ) -> Hashable | None:
-        """The response cache's key (fixed size: digests; only the variables the operation
-        defines count); None for a request that never reaches execution."""
+        """The response cache's key before the request is authenticated (speculation):
+        the document from the cache, its operation chosen; None for a request that never
+        reaches execution. `_run`, which has the operation, builds the key directly."""
         prepared = self.documents.prepare(graphql_request.query)
         if prepared.errors or prepared.document is None:
             return None
@@ -486,7 +487,13 @@ class GraphQLEndpoint:
         known = viewer if cacheable else None
         self._guesses.remember(request.headers.get("authorization"), known)
         if self.response_cache is not None and known is not None:
-            cache_key = self._cache_key(known, graphql_request, today)
+            cache_key = ResponseCache.key(
+                known,
+                query=graphql_request.query,
+                operation=operation,
+                variables=graphql_request.variables,
+                today=today,
+            )
             versions = await current_versions(pool, known, speculation)
             cached = self.response_cache.get(cache_key, versions)
             if cached is not None:
