@@ -3,7 +3,7 @@
 Each permission class names the schema directive it shows as, so the published SDL says
 who may ask for a field: `@authenticated`, `@roles(anyOf: [...])`, `@studentScope`,
 `@schoolScope`.
-They are the first layer; the loaders' scope check (`resolvers.loaders`) is the second.
+They are the first layer; the loaders' scope check (`resolvers.diary.loaders`) is the second.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.schema_directive import Location
 
 from auth.viewer import FAMILY_ROLES, Role, Viewer
-from gateway.errors import BadUserInputError, ForbiddenError, UnauthenticatedError
+from gateway.core.errors import BadUserInputError, ForbiddenError, UnauthenticatedError
 
 # The viewer's Role enum is exposed as the GraphQL enum `Role`.
 strawberry.enum(Role, name="Role", description="Role of a gateway user.")

@@ -15,9 +15,9 @@
   a link or an <img>; GraphiQL and API clients use POST). A bad/expired/revoked cookie →
   401 with the same codes, and the response clears the cookie.
 - No credentials at all → an anonymous viewer (None).
-- A machine client's token (`typ` "client", from POST /oauth/token, auth.client_routes)
+- A machine client's token (`typ` "client", from POST /oauth/token, auth.signin.client_routes)
   is a bearer token too: its viewer is the client's role, schools and scopes
-  (auth.clients.load_client_viewer, one statement); a revoked client → 401
+  (auth.store.clients.load_client_viewer, one statement); a revoked client → 401
   CLIENT_REVOKED on the token's next request.
 
 A verified token is remembered until it expires (`VerifiedTokens`); the session's state
@@ -35,13 +35,14 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import Response
 
-from auth.accounts import load_viewer
-from auth.clients import load_client_viewer
-from auth.sessions import clear_session_cookie
+from auth.store.accounts import load_viewer
+from auth.store.clients import load_client_viewer
+from auth.store.sessions import clear_session_cookie
 from auth.tokens import ACCESS, BEARER, CLIENT, SESSION, TokenClaims, TokenType, verify_token
 from auth.viewer import Viewer
-from gateway.errors import ApiError, ErrorCode, HttpError, UnauthenticatedError
-from gateway.settings import Settings
+from gateway.core.bodies import media_type
+from gateway.core.errors import ApiError, ErrorCode, HttpError, UnauthenticatedError
+from gateway.core.settings import Settings
 
 VERIFIED_TOKENS: Final = 4096
 JSON_MEDIA_TYPE: Final = "application/json"
@@ -152,13 +153,6 @@ def request_origin(request: Request) -> str | None:
     if not parts.scheme or not parts.netloc:
         return None
     return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def media_type(content_type: str | None) -> str | None:
-    """`application/json` of `application/json; charset=utf-8`, lower-cased."""
-    if content_type is None:
-        return None
-    return content_type.split(";", 1)[0].strip().lower()
 
 
 def cleared_cookie_header(settings: Settings) -> str:

@@ -9,13 +9,13 @@ Two kinds, told apart by the `typ` claim so one can never stand in for the other
 
 Both name an account (`sub`) and a session (`sid`); neither carries a scope. The session's
 revocation and the viewer's scope are read from the database on every request
-(auth.accounts.load_viewer), so a token never outlives a logout or a removed
+(auth.store.accounts.load_viewer), so a token never outlives a logout or a removed
 parent-child link.
 
 A third kind, client tokens (`typ` "client"), is issued by the client-credentials grant
-(auth.client_routes) to machine clients: `sub` is the client id, `scope` the granted
+(auth.signin.client_routes) to machine clients: `sub` is the client id, `scope` the granted
 OAuth scopes (space-separated), no `sid`; short-lived (`settings.client_token_ttl_seconds`).
-The client's revocation and registration are read per request too (auth.clients).
+The client's revocation and registration are read per request too (auth.store.clients).
 A bearer header carries an access token or a client token (`BEARER`).
 """
 
@@ -30,8 +30,8 @@ from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import OctKey
 
-from gateway.errors import TokenExpiredError, UnauthenticatedError
-from gateway.settings import Settings
+from gateway.core.errors import TokenExpiredError, UnauthenticatedError
+from gateway.core.settings import Settings
 
 ISSUER = "school-gateway"
 AUDIENCE = "school-gateway"

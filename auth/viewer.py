@@ -6,7 +6,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.errors import ForbiddenError
+from gateway.core.errors import ForbiddenError
 
 
 class Role(enum.Enum):
@@ -18,7 +18,7 @@ class Role(enum.Enum):
 
 FAMILY_ROLES = frozenset({Role.PARENT, Role.STUDENT})
 
-# OAuth scopes: what a machine client (auth.clients) may be granted, per role. A person
+# OAuth scopes: what a machine client (auth.store.clients) may be granted, per role. A person
 # signed in has every scope of their role; a client has the scopes it was registered
 # with, narrowed by its token request. A field that needs a scope the viewer lacks is
 # FORBIDDEN (auth.permissions.HasScope).
@@ -41,7 +41,7 @@ class Viewer:
     """An authenticated caller. `student_ids` is the whole of their scope over children.
 
     `scopes`: the OAuth scopes of the request; left empty for a person, it becomes every
-    scope of their role. `client_id` is set for a machine client (auth.clients); its
+    scope of their role. `client_id` is set for a machine client (auth.store.clients); its
     `account_id` is then the client id and its `scopes` are exactly what the token and
     the client's current registration both allow (possibly none).
     """

@@ -26,16 +26,17 @@ import asyncpg
 import httpx
 import uvicorn
 
-from auth.accounts import ensure_demo_account
-from auth.sessions import issue_dev_token
+from auth.store.accounts import ensure_demo_account
+from auth.store.sessions import issue_dev_token
+from fixtures.database import apply_schema
 from fixtures.demo import demo_account
 from fixtures.generate import seed
-from fixtures.schema import apply_schema
-from gateway import embedded
 from gateway.app import create_app
-from gateway.cli_analytics import refresh_cells
-from gateway.db import create_pool, embedded_login
-from gateway.settings import Settings
+from gateway.cli.analytics import refresh_cells
+from gateway.core import embedded
+from gateway.core.db import create_pool
+from gateway.core.settings import Settings
+from gateway.migrations.location import embedded_login
 
 DATA_DIR: Final = Path(__file__).resolve().parent / ".data-analytics"
 JWT_SECRET: Final = "bench-secret-not-for-production-0123456789abcdef"

@@ -2,7 +2,7 @@
 
 Used by the raw-limit endpoint (to answer like the gateway) and by the checker (to derive
 the averages from the marks PostGraphile returns). The gateway computes its own answer in
-`resolvers.averages`; the benchmark compares the three before timing anything.
+`resolvers.diary.averages`; the benchmark compares the three before timing anything.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The raw limit: what Python could do at best with the gateway's own SQL and no GraphQL.
 
 A minimal Starlette + asyncpg + orjson endpoint (uvicorn, one worker). For each canonical
-operation it calls the same `gateway.data` functions the gateway's loaders call (no SQL
+operation it calls the same `resolvers.diary.sql` functions the gateway's loaders call (no SQL
 of its own) and answers with the same JSON as the gateway. No GraphQL, no tokens: the
 student ids come in the request body.
 
@@ -35,9 +35,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench.averages import MarkValue, subject_results
-from gateway import data
-from gateway.data import MarksFilter, StudentRange
-from gateway.db_roles import login_identity, role_to_set
+from gateway.core.db_roles import login_identity, role_to_set
+from resolvers.diary import sql as data
+from resolvers.diary.sql import MarksFilter, StudentRange
 
 Row = Any
 Json = dict[str, Any]

@@ -4,7 +4,7 @@
 embedded server); tests pass a pool of their own. The outermost middleware of ours logs
 one line per request and answers whatever escaped the routes:
 
-- the database unreachable (`gateway.outage`): 503 SERVICE_UNAVAILABLE with
+- the database unreachable (`gateway.core.outage`): 503 SERVICE_UNAVAILABLE with
   `Retry-After`, one warning per outage (`OutageMonitor`), no traceback;
 - the client gone while its body was read (`ClientDisconnect`): one INFO line, nothing
   sent, status 499 in the request line (as nginx logs it);
@@ -29,17 +29,27 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http.ides import get_graphql_ide_html
 
-from auth.records import Recorder
-from auth.routes import auth_routes
-from auth.services import AuthServices
-from gateway.analytics_service import AnalyticsService
-from gateway.db import create_pool, locate_database
-from gateway.errors import ErrorCode, HttpError
-from gateway.http import (
+from auth.signin.routes import auth_routes
+from auth.signin.services import AuthServices
+from auth.store.audit import Recorder
+from gateway.core.db import create_pool
+from gateway.core.errors import ErrorCode, HttpError
+from gateway.core.logging import configure_logging, log_request, safe_path
+from gateway.core.outage import (
+    RETRY_AFTER_S,
+    OutageMonitor,
+    describe,
+    is_database_unavailable,
+    quiet_driver_reconnects,
+    unavailable_error,
+)
+from gateway.core.settings import Settings
+from gateway.execution.schema import build_schema
+from gateway.http.endpoint import (
     JSON,
     GraphQLEndpoint,
     accepts_html,
@@ -48,18 +58,9 @@ from gateway.http import (
     negotiate,
     operation_name_of,
 )
-from gateway.logging import configure_logging, log_request, safe_path
-from gateway.outage import (
-    RETRY_AFTER_S,
-    OutageMonitor,
-    describe,
-    is_database_unavailable,
-    quiet_driver_reconnects,
-    unavailable_error,
-)
-from gateway.schema import build_schema
-from gateway.services import AppServices
-from gateway.settings import Settings
+from gateway.migrations.location import locate_database
+from resolvers.analytics.service import AnalyticsService
+from resolvers.services import AppServices
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
             Route(GRAPHQL_PATH, graphql, methods=_ALL_METHODS),
             Route(HEALTH_PATH, healthz, methods=["GET"]),
             *auth_routes(services),
+            *_dev_idp_routes(settings),
         ],
         middleware=[
             Middleware(RequestMiddleware, outage=outage, body_timeout_s=settings.body_timeout_s)
@@ -174,6 +176,16 @@ def app_from_env() -> Starlette:
 # Allocations of container objects between automatic collections of the youngest
 # generation (CPython's default is 700).
 GC_GEN0_THRESHOLD = 10_000
+
+
+def _dev_idp_routes(settings: Settings) -> list[BaseRoute]:
+    """The stand-in ESIA (fixtures.dev_idp) at /dev-idp, only when `settings.auth.dev_idp`
+    (refused outside dev mode): the one import of fixtures on the serving path."""
+    if not settings.auth.dev_idp:
+        return []
+    from fixtures.dev_idp import DevIdentityProvider
+
+    return DevIdentityProvider(settings).routes()
 
 
 def tune_garbage_collection() -> None:

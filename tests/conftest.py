@@ -23,15 +23,16 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from auth.accounts import ensure_demo_account
+from auth.store.accounts import ensure_demo_account
 from fixtures.demo import demo_account
 from fixtures.generate import SeedSummary, seed
-from gateway import embedded
 from gateway.app import create_app
-from gateway.db import create_pool, embedded_login, prepare_login
-from gateway.embedded import EmbeddedServer
-from gateway.settings import Settings
-from tests.planted import post_graphql
+from gateway.core import embedded
+from gateway.core.db import create_pool
+from gateway.core.embedded import EmbeddedServer
+from gateway.core.settings import Settings
+from gateway.migrations.location import embedded_login, prepare_login
+from tests.support.planted import post_graphql
 
 # The data set's "today": a Friday in the second quarter.
 TODAY = date(2026, 11, 27)
@@ -165,7 +166,7 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="session")
 async def tokens(settings: Settings, pool: asyncpg.Pool) -> dict[str, str]:
     """A bearer token for every demo account, by key (each of its own DEV_TOKEN API session)."""
-    from auth.sessions import issue_dev_token
+    from auth.store.sessions import issue_dev_token
     from fixtures.demo import DEMO_ACCOUNTS
 
     result: dict[str, str] = {}

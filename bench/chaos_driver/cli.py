@@ -3,7 +3,7 @@
 bench/chaos            # full run (about 2 minutes): 16 clients, 10 s after each outage
 bench/chaos --quick    # about 1 minute: 8 clients, shorter phases
 
-Steps: an embedded PostgreSQL in a temporary folder (gateway.embedded), the scale-1 data
+Steps: an embedded PostgreSQL in a temporary folder (gateway.core.embedded), the scale-1 data
 set (fixtures.generate.seed), tokens for five families, then for the gateway with its
 response cache on and off (SCHOOL_GATEWAY_RESPONSE_CACHE=0): `school-gateway serve` as a
 subprocess, each family's diary recorded while the database is up, and three phases
@@ -30,8 +30,8 @@ from types import FrameType
 
 import asyncpg
 
-from auth.accounts import ensure_demo_account
-from auth.sessions import issue_dev_token
+from auth.store.accounts import ensure_demo_account
+from auth.store.sessions import issue_dev_token
 from bench.chaos_driver.load import OPERATION, Family, record_answers
 from bench.chaos_driver.phases import Audit, GatewayLog, PhaseResult, Timing, run_phase
 from bench.chaos_driver.postgres import ChaosError, ChaosPostgres
@@ -41,7 +41,8 @@ from bench.driver.procs import BenchError, ProcessSet, Server, free_port, wait_r
 from bench.driver.provenance import git_state
 from fixtures.demo import demo_account
 from fixtures.generate import seed
-from gateway.db import create_pool, embedded_login
+from gateway.core.db import create_pool
+from gateway.migrations.location import embedded_login
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 RESULTS_DIR = PROJECT_ROOT / "bench" / ".results"

@@ -2,7 +2,7 @@
 restarted (`pg_ctl restart -m fast`) and crashed (`pg_ctl stop -m immediate`, then
 started again with the options it had).
 
-`gateway.embedded` starts it; `pg_ctl` runs as the data folder's owner (the embedded
+`gateway.core.embedded` starts it; `pg_ctl` runs as the data folder's owner (the embedded
 server's system user when we are root). The server's output goes to its log file, so
 no pipe of ours is held by the postmaster.
 """
@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway import embedded
+from gateway.core import embedded
 
 PG_CTL_TIMEOUT_S = 60
 

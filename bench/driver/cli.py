@@ -48,7 +48,7 @@ from bench.driver.targets import (
     start_postgraphile,
     start_raw_limit,
 )
-from gateway.embedded import EmbeddedServer
+from gateway.core.embedded import EmbeddedServer
 
 DATA_DIR = BENCH_DIR / ".data"
 RESULTS_DIR = BENCH_DIR / ".results"

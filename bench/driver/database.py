@@ -16,15 +16,16 @@ from pathlib import Path
 
 import asyncpg
 
-from auth.accounts import ensure_demo_account, load_viewer
-from auth.sessions import issue_dev_token
+from auth.store.accounts import ensure_demo_account, load_viewer
+from auth.store.sessions import issue_dev_token
+from fixtures.database import apply_schema
 from fixtures.demo import demo_account
 from fixtures.generate import seed
-from fixtures.schema import apply_schema
-from gateway import embedded
-from gateway.db import GATEWAY_PASSWORD_FILE, create_pool, prepare_login
-from gateway.db_roles import read_or_create_secret
-from gateway.settings import Settings
+from gateway.core import embedded
+from gateway.core.db import create_pool
+from gateway.core.db_roles import read_or_create_secret
+from gateway.core.settings import Settings
+from gateway.migrations.location import GATEWAY_PASSWORD_FILE, prepare_login
 
 PARENT_ACCOUNT = "parent-two-schools"
 QUARTER_ACCOUNT = "student-young"

@@ -171,7 +171,7 @@ FAIRNESS = [
     "directly: no row-level security, no per-family authorization, no token check. The",
     "gateway verifies a bearer token, loads the viewer's scope and checks it on every",
     "request, and reads through the read-contract views as a read-only role. This favours",
-    "PostGraphile. The raw limit runs the gateway's own SQL (gateway.data) with the student",
+    "PostGraphile. The raw limit runs the gateway's own SQL (resolvers.diary.sql) with the student",
     "ids given in the request body: no GraphQL, no token, no scope check.",
     "PostGraphile's student-quarter returns the marks only; the weighted averages are",
     "computed by the checker from them (not inside its timed requests). Lesson start/end",

@@ -1,0 +1,66 @@
+"""`school-gateway analytics-refresh`: rebuild the regional analytics' base cells now.
+
+The gateway also rebuilds them at first use and in the background
+(`SCHOOL_GATEWAY_ANALYTICS_REFRESH_SECONDS`); this command is for cron or after a bulk
+load. It writes the primary database (DATABASE_URL or the embedded server) as the
+gateway's role, as of the diary's today, and prints when and how long it took.
+`register(commands)` adds the command to the `school-gateway` parser (gateway.cli.main).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Final
+
+import orjson
+
+from gateway.core.db import connect_as_gateway
+from gateway.core.settings import Settings
+from resolvers.analytics import sql as analytics_data
+
+COMMAND: Final = "analytics-refresh"
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `analytics-refresh` to the `school-gateway` sub-commands."""
+    parser = commands.add_parser(
+        COMMAND, help="rebuild the regional analytics' pre-aggregated cells now"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=cmd_analytics_refresh)
+
+
+def cmd_analytics_refresh(args: argparse.Namespace, settings: Settings) -> int:
+    """Refresh and report (the handler `gateway.cli.main.main` calls)."""
+    from gateway.cli.main import EXIT_OK, database
+
+    with database(settings) as url:
+        result = asyncio.run(refresh_cells(url, settings))
+    summary = {
+        "refreshed_at": result.refreshed_at.isoformat(),
+        "as_of": result.as_of.isoformat(),
+        "duration_ms": result.duration_ms,
+    }
+    if args.json:
+        sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+    else:
+        print(
+            f"Analytics refreshed at {summary['refreshed_at']} as of {summary['as_of']} "
+            f"in {result.duration_ms} ms."
+        )
+    return EXIT_OK
+
+
+async def refresh_cells(url: str, settings: Settings) -> analytics_data.Freshness:
+    """One refresh on a connection of its own, as the gateway's login role."""
+    conn = await connect_as_gateway(url, settings)
+    try:
+        result = await analytics_data.refresh(
+            conn, today=settings.today(), timeout_ms=settings.analytics.refresh_timeout_ms
+        )
+    finally:
+        await conn.close()
+    assert result is not None
+    return result

@@ -1,0 +1,152 @@
+"""`school-gateway clients`: register, list and revoke machine clients (auth.store.clients).
+
+- `clients create --name N --role SCHOOL_ADMIN --school ID [--school ID ...] [--scope S ...]`
+  or `--role REGIONAL_ANALYST [--scope S ...]`: prints the new client id and its secret.
+  The secret is shown this once; only its SHA-256 is stored. Without `--scope` the
+  client gets every scope of its role (auth.viewer.ROLE_SCOPES).
+- `clients revoke CLIENT_ID`: the client's tokens stop working on their next request.
+- `clients list [--json]`: every client with role, schools, scopes, created/revoked
+  (never a secret).
+
+Runs as the gateway's role (it owns gateway.service_clients).
+`register(commands)` adds the command to the `school-gateway` parser (gateway.cli.main).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+import asyncpg
+import orjson
+
+from auth.store.clients import (
+    ClientRegistrationError,
+    CreatedClient,
+    ServiceClient,
+    create_client,
+    list_clients,
+    revoke_client,
+)
+from auth.viewer import CLIENT_ROLES, ROLE_SCOPES, Role
+from gateway.cli.sign_in_events import school_id_argument
+from gateway.core.db import connect_as_gateway
+from gateway.core.settings import Settings
+
+COMMAND: Final = "clients"
+T = TypeVar("T")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `clients create|revoke|list` to the `school-gateway` sub-commands."""
+    parser = commands.add_parser(COMMAND, help="machine clients (OAuth client credentials)")
+    actions = parser.add_subparsers(dest="clients_action", required=True, metavar="ACTION")
+
+    create = actions.add_parser("create", help="register a client; prints its id and secret")
+    create.add_argument("--name", required=True, help="what the client is (shown in lists)")
+    create.add_argument(
+        "--role", required=True, type=_role, help="SCHOOL_ADMIN or REGIONAL_ANALYST"
+    )
+    create.add_argument(
+        "--school", dest="schools", type=school_id_argument, action="append", default=[],
+        metavar="ID", help="a school a SCHOOL_ADMIN client may see (repeatable)",
+    )  # fmt: skip
+    scopes = ", ".join(sorted(set().union(*(ROLE_SCOPES[role] for role in CLIENT_ROLES))))
+    create.add_argument(
+        "--scope", dest="scopes", action="append", default=[], metavar="S",
+        help=f"an OAuth scope (repeatable; default: all of the role's): {scopes}",
+    )  # fmt: skip
+    create.add_argument("--json", action="store_true", help="print JSON")
+    create.set_defaults(handler=cmd_clients_create)
+
+    revoke = actions.add_parser("revoke", help="revoke a client (its tokens stop working)")
+    revoke.add_argument("client_id", metavar="CLIENT_ID")
+    revoke.set_defaults(handler=cmd_clients_revoke)
+
+    listing = actions.add_parser("list", help="list clients (never secrets)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=cmd_clients_list)
+
+
+def cmd_clients_create(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.cli.main import CliError
+
+    async def create(conn: asyncpg.Connection) -> CreatedClient:
+        return await create_client(
+            conn, name=args.name, role=args.role, school_ids=args.schools, scopes=args.scopes
+        )
+
+    try:
+        created = _run(settings, create)
+    except ClientRegistrationError as error:
+        raise CliError(str(error), exit_code=2) from None
+    client = created.client
+    if args.json:
+        payload = {**client.public(), "client_secret": created.secret}
+        sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(f"client_id:     {client.client_id}")
+        print(f"client_secret: {created.secret}")
+        print(f"role:          {_describe(client)}")
+        print("The secret is shown only now; store it in the client's configuration.")
+    return 0
+
+
+def cmd_clients_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.cli.main import CliError
+
+    async def revoke(conn: asyncpg.Connection) -> bool:
+        return await revoke_client(conn, args.client_id)
+
+    if not _run(settings, revoke):
+        raise CliError(f"no client {args.client_id!r}")
+    print(f"Client {args.client_id} revoked.")
+    return 0
+
+
+def cmd_clients_list(args: argparse.Namespace, settings: Settings) -> int:
+    clients = _run(settings, list_clients)
+    if args.json:
+        payload = [client.public() for client in clients]
+        sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    if not clients:
+        print("No clients.")
+    for client in clients:
+        state = f"revoked {client.revoked_at:%Y-%m-%d %H:%M}" if client.revoked_at else "active"
+        print(f"{client.client_id}  {state:<24}  {client.name}")
+        print(f"    {_describe(client)}; created {client.created_at:%Y-%m-%d %H:%M}")
+    return 0
+
+
+def _describe(client: ServiceClient) -> str:
+    schools = f", schools {', '.join(map(str, client.school_ids))}" if client.school_ids else ""
+    return f"{client.role.value}{schools}; scopes {' '.join(sorted(client.scopes))}"
+
+
+def _run(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    from gateway.cli.main import database
+
+    async def main(url: str) -> T:
+        conn = await connect_as_gateway(url, settings)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    with database(settings) as url:
+        return asyncio.run(main(url))
+
+
+def _role(raw: str) -> Role:
+    try:
+        role = Role(raw.strip().upper())
+    except ValueError:
+        role = None
+    if role not in CLIENT_ROLES:
+        raise argparse.ArgumentTypeError("expected SCHOOL_ADMIN or REGIONAL_ANALYST")
+    assert role is not None
+    return role

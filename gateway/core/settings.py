@@ -1,0 +1,235 @@
+"""Settings from environment variables, validated once at start."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from gateway.core.analytics_settings import AnalyticsSettings
+from gateway.core.auth_settings import AuthSettings, AuthSettingsError
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+_ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_MIN_SECRET_BYTES = 32
+# How GraphQL operations run: compiled plans (graphql-core for what they do not cover)
+# or graphql-core alone, the reference the compiled plans are tested against.
+EXECUTORS = ("compiled", "reference")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of the gateway. Build with `Settings.from_env()`."""
+
+    database_url: str | None
+    data_dir: Path
+    gateway_role: str
+    dev_mode: bool
+    jwt_secret: str
+    jwt_ttl_seconds: int
+    host: str
+    port: int
+    graphiql: bool
+    introspection: bool
+    max_query_depth: int
+    max_aliases: int
+    max_tokens: int
+    max_diary_days: int
+    statement_timeout_ms: int
+    pool_min_size: int
+    pool_max_size: int
+    log_level: str
+    today_override: date | None = None
+    # The schema owner's DSN for `seed` and `migrate` (DATABASE_OWNER_URL); DATABASE_URL
+    # is the gateway's own login (docs/read-contract.md).
+    database_owner_url: str | None = None
+    executor: str = "compiled"
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)  # issue 5
+    # Machine clients (auth.store.clients): lifetime of a client-credentials access token.
+    client_token_ttl_seconds: int = 300
+    # Fields and fragment spreads a document may hold (gateway.execution.limits: QUERY_TOO_COMPLEX).
+    max_fields: int = 500
+    # Query cost budgets per role (gateway.execution.cost); anonymous requests get the smallest.
+    max_cost_anonymous: int = 1_000
+    max_cost_parent: int = 100_000
+    max_cost_student: int = 50_000
+    max_cost_school_admin: int = 100_000
+    max_cost_regional_analyst: int = 100_000
+    # Slow clients (issue 9): seconds from a connection's (or a request's) first byte until
+    # its headers are complete, and from a request's start until its body is complete.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    # Addresses/networks whose X-Forwarded-For / -Proto are believed; empty: nobody's.
+    trusted_proxies: tuple[str, ...] = ()
+
+    def today(self) -> date:
+        """The diary's "today": the real date unless overridden (dev mode only)."""
+        return self.today_override or date.today()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate `SCHOOL_GATEWAY_*` variables and `DATABASE_URL`."""
+        env = os.environ if env is None else env
+        dev_mode = _bool(env, "SCHOOL_GATEWAY_DEV", default=False)
+        secret = env.get("SCHOOL_GATEWAY_JWT_SECRET", "")
+        if not secret:
+            if not dev_mode:
+                raise SettingsError(
+                    "SCHOOL_GATEWAY_JWT_SECRET is required outside dev mode "
+                    "(set SCHOOL_GATEWAY_DEV=1 for a generated development key)"
+                )
+            secret = secrets.token_urlsafe(_MIN_SECRET_BYTES)
+        elif len(secret.encode()) < _MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"SCHOOL_GATEWAY_JWT_SECRET must be at least {_MIN_SECRET_BYTES} bytes long"
+            )
+        database_url = env.get("DATABASE_URL") or None
+        if database_url is not None and not database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise SettingsError("DATABASE_URL must start with postgresql:// or postgres://")
+        database_owner_url = env.get("DATABASE_OWNER_URL") or None
+        if database_owner_url is not None and not database_owner_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise SettingsError("DATABASE_OWNER_URL must start with postgresql:// or postgres://")
+        role = env.get("SCHOOL_GATEWAY_DB_ROLE", "school_gateway")
+        if not _ROLE_RE.match(role):
+            raise SettingsError(
+                f"SCHOOL_GATEWAY_DB_ROLE must be a lower-case SQL identifier, got {role!r}"
+            )
+        pool_min = _int(env, "SCHOOL_GATEWAY_POOL_MIN", 2, low=1, high=100)
+        pool_max = _int(env, "SCHOOL_GATEWAY_POOL_MAX", 10, low=1, high=500)
+        if pool_min > pool_max:
+            raise SettingsError("SCHOOL_GATEWAY_POOL_MIN must not exceed SCHOOL_GATEWAY_POOL_MAX")
+        executor = env.get("SCHOOL_GATEWAY_EXECUTOR", "compiled").strip().lower() or "compiled"
+        if executor not in EXECUTORS:
+            raise SettingsError("SCHOOL_GATEWAY_EXECUTOR must be compiled or reference")
+        host = env.get("SCHOOL_GATEWAY_HOST", "127.0.0.1")
+        port = _int(env, "SCHOOL_GATEWAY_PORT", 8000, low=1, high=65535)
+        try:
+            auth = AuthSettings.from_env(
+                env, dev_mode=dev_mode, host=host, port=port, read_int=_int, read_bool=_bool
+            )
+        except AuthSettingsError as error:
+            raise SettingsError(str(error)) from None
+        log_level = env.get("SCHOOL_GATEWAY_LOG_LEVEL", "INFO").upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError("SCHOOL_GATEWAY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        return cls(
+            database_url=database_url,
+            data_dir=Path(env.get("SCHOOL_GATEWAY_DATA_DIR", str(PROJECT_ROOT / ".data"))),
+            gateway_role=role,
+            dev_mode=dev_mode,
+            jwt_secret=secret,
+            jwt_ttl_seconds=auth.access_ttl_seconds,
+            host=host,
+            port=port,
+            graphiql=_bool(env, "SCHOOL_GATEWAY_GRAPHIQL", default=dev_mode),
+            introspection=_bool(env, "SCHOOL_GATEWAY_INTROSPECTION", default=True),
+            max_query_depth=_int(env, "SCHOOL_GATEWAY_MAX_DEPTH", 12, low=2, high=50),
+            max_aliases=_int(env, "SCHOOL_GATEWAY_MAX_ALIASES", 30, low=1, high=1000),
+            max_tokens=_int(env, "SCHOOL_GATEWAY_MAX_TOKENS", 2000, low=50, high=100000),
+            max_fields=_int(env, "SCHOOL_GATEWAY_MAX_FIELDS", 500, low=10, high=100000),
+            max_diary_days=_int(env, "SCHOOL_GATEWAY_MAX_DIARY_DAYS", 31, low=1, high=366),
+            statement_timeout_ms=_int(
+                env, "SCHOOL_GATEWAY_STATEMENT_TIMEOUT_MS", 5000, low=100, high=600000
+            ),
+            pool_min_size=pool_min,
+            pool_max_size=pool_max,
+            log_level=log_level,
+            today_override=_today_override(env, dev_mode=dev_mode),
+            database_owner_url=database_owner_url,
+            executor=executor,
+            auth=auth,
+            analytics=AnalyticsSettings.from_env(env, read_int=_int, error=SettingsError),
+            client_token_ttl_seconds=_int(
+                env, "SCHOOL_GATEWAY_CLIENT_TOKEN_TTL", 300, low=30, high=3600
+            ),
+            **_cost_limits(env),
+            header_timeout_s=_int(env, "SCHOOL_GATEWAY_HEADER_TIMEOUT", 10, low=1, high=600),
+            body_timeout_s=_int(env, "SCHOOL_GATEWAY_BODY_TIMEOUT", 30, low=1, high=3600),
+            trusted_proxies=_trusted_proxies(env.get("SCHOOL_GATEWAY_TRUSTED_PROXIES", "")),
+        )
+
+
+# name of the Settings field → (environment variable, default)
+COST_LIMIT_VARIABLES: dict[str, tuple[str, int]] = {
+    "max_cost_anonymous": ("SCHOOL_GATEWAY_MAX_COST_ANONYMOUS", 1_000),
+    "max_cost_parent": ("SCHOOL_GATEWAY_MAX_COST_PARENT", 100_000),
+    "max_cost_student": ("SCHOOL_GATEWAY_MAX_COST_STUDENT", 50_000),
+    "max_cost_school_admin": ("SCHOOL_GATEWAY_MAX_COST_SCHOOL_ADMIN", 100_000),
+    "max_cost_regional_analyst": ("SCHOOL_GATEWAY_MAX_COST_REGIONAL_ANALYST", 100_000),
+}
+
+
+def _cost_limits(env: Mapping[str, str]) -> dict[str, int]:
+    return {
+        name: _int(env, variable, default, low=1, high=100_000_000)
+        for name, (variable, default) in COST_LIMIT_VARIABLES.items()
+    }
+
+
+def _trusted_proxies(raw: str) -> tuple[str, ...]:
+    """SCHOOL_GATEWAY_TRUSTED_PROXIES: comma-separated IP addresses or CIDR networks."""
+    networks: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"SCHOOL_GATEWAY_TRUSTED_PROXIES must list IP addresses or networks, got {item!r}"
+            ) from None
+        single = network.num_addresses == 1
+        networks.append(str(network.network_address) if single else str(network))
+    return tuple(networks)
+
+
+def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _today_override(env: Mapping[str, str], *, dev_mode: bool) -> date | None:
+    raw = env.get("SCHOOL_GATEWAY_TODAY")
+    if not raw:
+        return None
+    if not dev_mode:
+        raise SettingsError("SCHOOL_GATEWAY_TODAY is only allowed in dev mode")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(f"SCHOOL_GATEWAY_TODAY must be YYYY-MM-DD, got {raw!r}") from None

@@ -1,0 +1,604 @@
+"""The GraphQL-over-HTTP endpoint (https://graphql.github.io/graphql-over-http/draft/).
+
+Our own small endpoint over graphql-core, rather than strawberry's ASGI view, for exact
+control of the protocol and of the cost per request:
+
+- POST `application/json` {query, variables, operationName, extensions}; GET with the
+  same as query parameters, queries only (a mutation via GET is 405, `Allow: POST`).
+- The response type is negotiated from `Accept`: `application/graphql-response+json`
+  when the client names it (preferred), `application/json` when the client names only
+  that, a wildcard or nothing (as the spec's audit suite asks); neither → 406.
+- Status codes: a request that is not well-formed GraphQL-over-HTTP → 400 (413 when the
+  body is too big, 415 for a body that is not JSON). With graphql-response+json, parse,
+  validation, operation selection and variable coercion failures → 400 and no `data`
+  key; once execution starts → 200. With application/json every well-formed request → 200.
+- A bad or expired bearer token → 401 with `WWW-Authenticate: Bearer error="invalid_token"`
+  (codes UNAUTHENTICATED / TOKEN_EXPIRED); no token at all → an anonymous viewer. A
+  verified token is remembered until it expires (`VerifiedTokens`); the viewer's scope
+  is loaded fresh on every request.
+- Each distinct query text is parsed and validated once (`gateway.execution.documents`: an LRU
+  cache bounded in bytes, keyed by digests; refusals kept only small).
+- Execution goes through the document's compiled plan (`gateway.execution.runner`), which gives
+  the request back to graphql-core (the reference) whenever it leaves the plain path;
+  SCHOOL_GATEWAY_EXECUTOR=reference uses graphql-core alone.
+- Queries of parents and students go through a response cache (`gateway.http.response_cache`)
+  validated by one statement that reads the change versions of the viewer's students;
+  a hit records the access audit as a miss does. SCHOOL_GATEWAY_RESPONSE_CACHE=0 turns
+  it off.
+- Every error has `extensions.code`. Expected failures (ApiError) pass through; a
+  statement timeout becomes TIMEOUT; anything else is logged with its traceback and
+  reaches the client as INTERNAL_SERVER_ERROR with a Russian message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Final, TypeGuard, cast
+
+import asyncpg
+import orjson
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+    get_operation_ast,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema import Schema as StrawberrySchema
+
+from auth.requests import VerifiedTokens, authenticate_request
+from auth.store.audit import Recorder
+from auth.viewer import Viewer
+from gateway.core.errors import MESSAGES, ApiError, ErrorCode, HttpError
+from gateway.core.outage import DatabaseUnavailable, describe, is_database_unavailable
+from gateway.core.settings import Settings
+from gateway.execution.cost import CostLimits
+from gateway.execution.documents import DocumentCache, coded_error
+from gateway.execution.runner import CompiledExecutor
+from gateway.http.response_cache import (
+    CachedResponse,
+    ResponseCache,
+    ScopeGuesses,
+    Speculation,
+    current_versions,
+    is_cacheable,
+    record_access,
+)
+from gateway.http.response_cache import enabled_from_env as response_cache_enabled
+from resolvers.context import Context
+from resolvers.diary.loaders import Loaders
+from resolvers.services import AppServices
+
+log = logging.getLogger(__name__)
+
+JSON: Final = "application/json"
+GRAPHQL_RESPONSE_JSON: Final = "application/graphql-response+json"
+MAX_BODY_BYTES: Final = 1 << 20
+# Variables and extensions nest at most this deep: the schema's inputs need a few levels;
+# deeper JSON only costs recursion in coercion and key hashing.
+MAX_JSON_DEPTH: Final = 32
+_OPERATION_NAME_KEY: Final = "graphql_operation_name"
+# strawberry's fast awaitable check (coroutines and futures first), typed for graphql-core.
+_is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
+
+Formatted = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    """A well-formed GraphQL-over-HTTP request."""
+
+    query: str
+    operation_name: str | None
+    variables: dict[str, Any] | None
+    extensions: dict[str, Any] | None
+
+
+# --- content negotiation -----------------------------------------------------------
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The response media type for an `Accept` header, or None when nothing we offer fits."""
+    if accept is None or not accept.strip():
+        return JSON
+    json_q, _ = _acceptance(accept, JSON)
+    graphql_q, graphql_named = _acceptance(accept, GRAPHQL_RESPONSE_JSON)
+    if json_q <= 0 and graphql_q <= 0:
+        return None
+    if json_q != graphql_q:
+        return JSON if json_q > graphql_q else GRAPHQL_RESPONSE_JSON
+    return GRAPHQL_RESPONSE_JSON if graphql_named else JSON
+
+
+def accepts_html(accept: str | None) -> bool:
+    """True when a browser asks for a page (GraphiQL)."""
+    return accept is not None and _acceptance(accept, "text/html") == (1.0, True)
+
+
+def _acceptance(accept: str, media_type: str) -> tuple[float, bool]:
+    """(quality, named explicitly) of `media_type`, from the most specific matching range."""
+    main_type = media_type.split("/", 1)[0]
+    best: tuple[int, float] = (-1, 0.0)
+    for item in accept.split(","):
+        parts = [part.strip() for part in item.split(";")]
+        candidate = parts[0].lower()
+        if candidate == media_type:
+            specificity = 2
+        elif candidate == f"{main_type}/*":
+            specificity = 1
+        elif candidate == "*/*":
+            specificity = 0
+        else:
+            continue
+        if specificity > best[0]:
+            best = (specificity, _quality(parts[1:]))
+    return best[1], best[0] == 2
+
+
+def _quality(params: Iterable[str]) -> float:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                quality = float(value.strip())
+            except ValueError:
+                return 0.0
+            return quality if 0.0 <= quality <= 1.0 else 0.0
+    return 1.0
+
+
+# --- reading the request -----------------------------------------------------------
+
+
+async def read_graphql_request(request: Request) -> GraphQLRequest:
+    """The GraphQL parameters of a GET or POST request; HttpError when not well-formed."""
+    if request.method == "GET":
+        params = request.query_params
+        return _graphql_request(
+            query=params.get("query"),
+            operation_name=params.get("operationName") or None,
+            variables=_json_param(params.get("variables"), "variables"),
+            extensions=_json_param(params.get("extensions"), "extensions"),
+        )
+    _check_content_type(request.headers.get("content-type"))
+    body = await _read_body(request)
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise HttpError(400, ErrorCode.BAD_REQUEST, "Тело запроса не является JSON.") from None
+    if not isinstance(payload, dict):
+        raise HttpError(400, ErrorCode.BAD_REQUEST, "Тело запроса должно быть объектом JSON.")
+    return _graphql_request(
+        query=payload.get("query"),
+        operation_name=payload.get("operationName"),
+        variables=payload.get("variables"),
+        extensions=payload.get("extensions"),
+    )
+
+
+def _graphql_request(
+    *, query: object, operation_name: object, variables: object, extensions: object
+) -> GraphQLRequest:
+    if not isinstance(query, str):
+        raise HttpError(
+            400, ErrorCode.BAD_REQUEST, "Параметр query обязателен и должен быть строкой."
+        )
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise HttpError(400, ErrorCode.BAD_REQUEST, "Параметр operationName должен быть строкой.")
+    for name, value in (("variables", variables), ("extensions", extensions)):
+        if value is not None and not isinstance(value, dict):
+            raise HttpError(400, ErrorCode.BAD_REQUEST, f"Параметр {name} должен быть объектом.")
+        if value is not None and json_depth(value) > MAX_JSON_DEPTH:
+            raise HttpError(
+                400,
+                ErrorCode.BAD_REQUEST,
+                f"Параметр {name} вложен глубже {MAX_JSON_DEPTH} уровней.",
+            )
+    return GraphQLRequest(
+        query=query,
+        operation_name=operation_name or None,
+        variables=variables,  # type: ignore[arg-type]  # checked above
+        extensions=extensions,  # type: ignore[arg-type]
+    )
+
+
+def json_depth(value: object) -> int:
+    """How deeply JSON containers nest in `value` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _json_param(raw: str | None, name: str) -> object:
+    if raw is None or raw == "":
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise HttpError(
+            400, ErrorCode.BAD_REQUEST, f"Параметр {name} должен быть объектом JSON."
+        ) from None
+
+
+def _check_content_type(content_type: str | None) -> None:
+    if content_type is None:
+        raise HttpError(
+            415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Укажите Content-Type: application/json."
+        )
+    media_type, *params = (part.strip().lower() for part in content_type.split(";"))
+    charset_ok = all(
+        value.strip('"') in {"utf-8", "utf8"}
+        for name, _, value in (param.partition("=") for param in params)
+        if name.strip() == "charset"
+    )
+    if media_type != JSON or not charset_ok:
+        raise HttpError(
+            415,
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            "Поддерживается только Content-Type: application/json (UTF-8).",
+        )
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HttpError(413, ErrorCode.PAYLOAD_TOO_LARGE)
+    chunks: list[bytes] = []
+    size = 0
+    async with aclosing(request.stream()) as stream:  # closed at once on a refusal
+        async for chunk in stream:
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise HttpError(413, ErrorCode.PAYLOAD_TOO_LARGE)
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- documents -----------------------------------------------------------------------
+
+
+def select_operation(
+    document: DocumentNode, operation_name: str | None
+) -> OperationDefinitionNode | Formatted:
+    """The operation to run, or the request error saying why none can be chosen."""
+    operation = get_operation_ast(document, operation_name)
+    if operation is not None:
+        return operation
+    if operation_name is not None:
+        detail = f"В документе нет операции {operation_name!r}."
+    elif any(isinstance(d, OperationDefinitionNode) for d in document.definitions):
+        detail = "Документ содержит несколько операций: укажите operationName."
+    else:
+        detail = "Документ не содержит операций."
+    return {
+        "message": f"{MESSAGES[ErrorCode.GRAPHQL_VALIDATION_FAILED]} {detail}",
+        "extensions": {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value},
+    }
+
+
+# --- errors of execution -------------------------------------------------------------
+
+
+def present_execution_error(error: GraphQLError, operation_name: str | None) -> Formatted:
+    """An error raised while executing, as the client may see it (masked unless expected).
+
+    The database unreachable (gateway.core.outage) is not an error of a field: it raises
+    DatabaseUnavailable, and the request is answered 503 SERVICE_UNAVAILABLE.
+    """
+    original = error.original_error
+    if isinstance(original, GraphQLError) and "code" in (original.extensions or {}):
+        return dict(error.formatted)  # ApiError and other coded errors pass through
+    if is_database_unavailable(original):  # the whole response becomes a 503 (gateway.app)
+        raise DatabaseUnavailable(describe(error)) from original
+    if _is_statement_timeout(original):
+        log.warning("statement timeout in %s at %s", operation_name or "-", _path(error))
+        return _replaced(error, ErrorCode.TIMEOUT)
+    log.error(
+        "unexpected error in %s at %s",
+        operation_name or "-",
+        _path(error),
+        exc_info=original or error,
+    )
+    return _replaced(error, ErrorCode.INTERNAL_SERVER_ERROR)
+
+
+def present_request_error(error: GraphQLError) -> Formatted:
+    """An error that stopped execution before it began (variable coercion and the like)."""
+    if isinstance(error.original_error, ApiError):
+        return dict(error.formatted)
+    return coded_error(error, ErrorCode.BAD_USER_INPUT)
+
+
+def _replaced(error: GraphQLError, code: ErrorCode) -> Formatted:
+    formatted: Formatted = {"message": MESSAGES[code]}
+    locations = error.formatted.get("locations")
+    if locations:
+        formatted["locations"] = locations
+    if error.path is not None:
+        formatted["path"] = error.path
+    formatted["extensions"] = {"code": code.value}
+    return formatted
+
+
+def _is_statement_timeout(error: BaseException | None) -> bool:
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, asyncpg.QueryCanceledError):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def _path(error: GraphQLError) -> str:
+    return ".".join(str(part) for part in error.path or ()) or "-"
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """True when execution never started: no data and only errors without a path."""
+    errors = result.errors or []
+    return result.data is None and bool(errors) and all(error.path is None for error in errors)
+
+
+# --- the endpoint --------------------------------------------------------------------
+
+
+class GraphQLEndpoint:
+    """Turns an HTTP request into a GraphQL response; one instance per application."""
+
+    def __init__(
+        self,
+        schema: StrawberrySchema,
+        settings: Settings,
+        recorder: Recorder,
+        app_services: AppServices | None = None,
+        *,
+        response_cache: bool | None = None,
+    ) -> None:
+        if schema.extensions or schema.directives:
+            # Execution goes straight to graphql-core: strawberry's schema extensions and
+            # operation directives would silently not run. Limits belong in
+            # gateway.execution.limits.
+            raise ValueError("the HTTP endpoint does not run strawberry schema extensions")
+        self.schema = schema
+        self.settings = settings
+        self.recorder = recorder
+        self.app_services = app_services or AppServices()
+        self.documents = DocumentCache(schema, settings)
+        self.costs = CostLimits(schema._schema, settings)  # per-role query cost budgets
+        self.tokens = VerifiedTokens(settings)
+        self._executor_class = schema.execution_context_class
+        self._compiled = (
+            CompiledExecutor(schema, _is_awaitable) if settings.executor == "compiled" else None
+        )
+        if response_cache is None:
+            response_cache = response_cache_enabled()
+        self.response_cache = ResponseCache() if response_cache else None
+        self._guesses = ScopeGuesses()
+
+    async def handle(self, request: Request, pool: asyncpg.Pool) -> Response:
+        media_type = negotiate(request.headers.get("accept"))
+        if media_type is None:
+            return error_response(HttpError(406, ErrorCode.NOT_ACCEPTABLE), JSON)
+        # The body is read before the viewer, so that a cached answer's versions can be
+        # read alongside it; a bad body still loses to a bad token, as before.
+        body_error, graphql_request = None, None
+        try:
+            graphql_request = await read_graphql_request(request)
+        except HttpError as error:
+            body_error = error
+        speculation = self._speculate(request, graphql_request, pool)
+        try:
+            viewer = await authenticate_request(request, self.settings, pool, self.tokens)
+            if body_error is not None or graphql_request is None:
+                raise body_error or HttpError(400, ErrorCode.BAD_REQUEST)  # (never None both)
+            return await self._run(request, graphql_request, viewer, pool, media_type, speculation)
+        except HttpError as error:
+            return error_response(error, media_type)
+        finally:
+            if speculation is not None:
+                await speculation.settle()
+
+    def _speculate(
+        self, request: Request, graphql_request: GraphQLRequest | None, pool: asyncpg.Pool
+    ) -> Speculation | None:
+        cache = self.response_cache
+        if cache is None or graphql_request is None:
+            return None
+        return self._guesses.speculate(
+            request.headers.get("authorization"),
+            lambda viewer: self._cache_key(viewer, graphql_request, self.settings.today()) in cache,
+            pool,
+        )
+
+    def _cache_key(
+        self, viewer: Viewer, graphql_request: GraphQLRequest, today: date
+    ) -> Hashable | None:
+        """The response cache's key before the request is authenticated (speculation):
+        the document from the cache, its operation chosen; None for a request that never
+        reaches execution. `_run`, which has the operation, builds the key directly."""
+        prepared = self.documents.prepare(graphql_request.query)
+        if prepared.errors or prepared.document is None:
+            return None
+        operation = select_operation(prepared.document, graphql_request.operation_name)
+        if not isinstance(operation, OperationDefinitionNode):
+            return None
+        return ResponseCache.key(
+            viewer,
+            query=graphql_request.query,
+            operation=operation,
+            variables=graphql_request.variables,
+            today=today,
+        )
+
+    async def _run(
+        self,
+        request: Request,
+        graphql_request: GraphQLRequest,
+        viewer: Viewer | None,
+        pool: asyncpg.Pool,
+        media_type: str,
+        speculation: Speculation | None = None,
+    ) -> Response:
+        prepared = self.documents.prepare(graphql_request.query)
+        if prepared.document is None:
+            return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
+        operation = select_operation(prepared.document, graphql_request.operation_name)
+        if not isinstance(operation, OperationDefinitionNode):
+            return graphql_response({"errors": [operation]}, media_type, failed=True)
+        operation_name = operation.name.value if operation.name else None
+        request.scope.setdefault("state", {})[_OPERATION_NAME_KEY] = operation_name
+        if request.method == "GET" and operation.operation is not OperationType.QUERY:
+            raise HttpError(
+                405,
+                ErrorCode.METHOD_NOT_ALLOWED,
+                "Через GET можно выполнять только запросы (query); используйте POST.",
+                headers={"Allow": "POST"},
+            )
+        if prepared.errors:
+            return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
+        too_costly = self.costs.refusal(
+            prepared.document, operation, graphql_request.variables, viewer
+        )
+        if too_costly is not None:  # refused before anything runs (gateway.execution.cost)
+            return graphql_response({"errors": [too_costly]}, media_type, failed=True)
+        today = self.settings.today()  # one day for the cache key and the execution
+        cache_key, versions = None, ""
+        cacheable = self.response_cache is not None and is_cacheable(viewer, operation)
+        known = viewer if cacheable else None
+        self._guesses.remember(request.headers.get("authorization"), known)
+        if self.response_cache is not None and known is not None:
+            cache_key = ResponseCache.key(
+                known,
+                query=graphql_request.query,
+                operation=operation,
+                variables=graphql_request.variables,
+                today=today,
+            )
+            versions = await current_versions(pool, known, speculation)
+            cached = self.response_cache.get(cache_key, versions)
+            if cached is not None:
+                record_access(self.recorder, known, cached.accessed_student_ids, operation_name)
+                return raw_json_response(cached.body, 200, media_type)
+        result = None
+        context = self._context(viewer, pool, today)
+        if self._compiled is not None and prepared.plans is not None:
+            result = await self._compiled.execute(
+                prepared.document,
+                prepared.plans,
+                context=context,
+                variables=graphql_request.variables,
+                operation_name=operation_name,
+                extensions=graphql_request.extensions,
+            )
+        if result is None:  # the reference: graphql-core, with the same loaders, whose
+            # caches answer what the compiled attempt read already (no statement twice)
+            result = await self._execute(
+                prepared.document, graphql_request, operation_name, context
+            )
+        context.loaders.release()  # the result is plain data now: free the request's graph
+        if is_request_error(result):
+            errors = [present_request_error(error) for error in result.errors or ()]
+            return graphql_response({"errors": errors}, media_type, failed=True)
+        body: Formatted = {}
+        if result.errors:
+            body["errors"] = [present_execution_error(e, operation_name) for e in result.errors]
+        body["data"] = result.data
+        accessed = tuple(sorted(context.loaders.accessed_student_ids))
+        if viewer is not None and result.data:
+            record_access(self.recorder, viewer, accessed, operation_name)
+        encoded = orjson.dumps(body)
+        if cache_key is not None and self.response_cache is not None and "errors" not in body:
+            self.response_cache.put(cache_key, CachedResponse(versions, encoded, accessed))
+        return raw_json_response(encoded, 200, media_type)
+
+    def _context(self, viewer: Viewer | None, pool: asyncpg.Pool, today: date) -> Context:
+        return Context(
+            viewer=viewer,
+            loaders=Loaders(pool, viewer),
+            pool=pool,
+            settings=self.settings,
+            today=today,
+            app=self.app_services,
+        )
+
+    async def _execute(
+        self,
+        document: DocumentNode,
+        graphql_request: GraphQLRequest,
+        operation_name: str | None,
+        context: Context,
+    ) -> ExecutionResult:
+        outcome = execute(
+            self.schema._schema,
+            document,
+            context_value=context,
+            variable_values=graphql_request.variables,
+            operation_name=operation_name,
+            executor_class=self._executor_class,
+            is_awaitable=_is_awaitable,
+            operation_extensions=graphql_request.extensions,
+        )
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        assert isinstance(outcome, ExecutionResult)
+        return outcome
+
+
+def operation_name_of(request_scope: Mapping[str, Any]) -> str | None:
+    """The operation a request ran (for the request log), if it got that far."""
+    state = request_scope.get("state")
+    if isinstance(state, Mapping):
+        name = state.get(_OPERATION_NAME_KEY)
+        return name if isinstance(name, str) else None
+    return None
+
+
+# --- responses -----------------------------------------------------------------------
+
+
+def graphql_response(body: Formatted, media_type: str, *, failed: bool) -> Response:
+    """A GraphQL response; `failed` (no execution) is 400 only with graphql-response+json."""
+    status = 400 if failed and media_type == GRAPHQL_RESPONSE_JSON else 200
+    return json_response(body, status, media_type)
+
+
+def error_response(error: HttpError, media_type: str) -> Response:
+    """A non-GraphQL failure, still shaped as a GraphQL response with a code."""
+    body = {"errors": [{"message": error.message, "extensions": {"code": error.code.value}}]}
+    return json_response(body, error.status, media_type, headers=error.headers)
+
+
+def json_response(
+    body: Any, status: int, media_type: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    return raw_json_response(orjson.dumps(body), status, media_type, headers)
+
+
+def raw_json_response(
+    encoded: bytes, status: int, media_type: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A response with an already encoded JSON body."""
+    response = Response(encoded, status_code=status, headers=headers)
+    response.headers["content-type"] = f"{media_type}; charset=utf-8"
+    return response

@@ -1,0 +1,125 @@
+"""Sign-in problems of a school: attempts of its people by outcome, the newest failures.
+
+"Its people": sign-in events whose `school_ids` (the schools whose registries the
+person was found in) contain the school. Identifiers are stored masked already
+(auth.store.audit); the login is the school-issued one (or a machine client's id). The
+window is `from` 00:00 UTC up to the end of `to` (UTC).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from gateway.core.errors import MESSAGES, ErrorCode
+from resolvers.common.arguments import check_page_size
+from resolvers.context import Context
+from resolvers.dashboard import sql as data
+
+Info = strawberry.Info[Context, None]
+DEFAULT_PAGE_SIZE = 20
+SIGNED_IN = "SIGNED_IN"
+SIGNED_IN_MESSAGE = "Вход выполнен."
+
+
+def outcome_message(outcome: str) -> str | None:
+    """What the person was told for this outcome (Russian); None for an unknown code."""
+    if outcome == SIGNED_IN:
+        return SIGNED_IN_MESSAGE
+    try:
+        return MESSAGES[ErrorCode(outcome)]
+    except ValueError:
+        return None
+
+
+@strawberry.type(description="Sign-in attempts with one outcome.")
+class SignInOutcomeCount:
+    outcome: str = strawberry.field(description="SIGNED_IN or the error code of the failure.")
+    message: str | None = strawberry.field(description="What the person was told (Russian).")
+    attempts: int
+    last_at: datetime
+
+
+@strawberry.type(description="A failed sign-in attempt; identifiers are stored masked only.")
+class SignInAttempt:
+    id: strawberry.ID
+    at: datetime
+    method: str = strawberry.field(description="ESIA, PASSWORD, REFRESH or CLIENT.")
+    outcome: str
+    message: str | None
+    masked_snils: str | None
+    masked_phone: str | None
+    login: str | None = strawberry.field(
+        description="The school login (password sign-in) or the machine client's id."
+    )
+
+
+async def resolve_recent_failures(
+    root: SignInProblems, info: Info, first: int = DEFAULT_PAGE_SIZE, outcome: str | None = None
+) -> list[SignInAttempt]:
+    """The newest failed attempts (optionally of one outcome), at most `first`."""
+    limit = check_page_size(first)
+    rows = await data.list_failed_sign_ins(
+        info.context.pool,
+        school_id=root.school_id,
+        start=root.start,
+        end=root.end,
+        outcome=outcome,
+        limit=limit,
+    )
+    return [
+        SignInAttempt(
+            id=strawberry.ID(str(row["id"])),
+            at=row["at"],
+            method=row["method"],
+            outcome=row["outcome"],
+            message=outcome_message(row["outcome"]),
+            masked_snils=row["masked_snils"],
+            masked_phone=row["masked_phone"],
+            login=row["login"],
+        )
+        for row in rows
+    ]
+
+
+@strawberry.type(description="Sign-in attempts of people found in this school's registries.")
+class SignInProblems:
+    school_id: strawberry.Private[int]
+    start: strawberry.Private[datetime]
+    end: strawberry.Private[datetime]
+    attempts: int
+    failures: int = strawberry.field(description="Attempts with an outcome other than SIGNED_IN.")
+    by_outcome: list[SignInOutcomeCount] = strawberry.field(
+        description="Counts per outcome (SIGNED_IN included), most frequent first."
+    )
+    recent_failures: list[SignInAttempt] = strawberry.field(
+        resolver=resolve_recent_failures,
+        description=(
+            "The newest failed attempts, optionally only of `outcome`; at most `first` (1–500)."
+        ),
+    )
+
+
+async def load_sign_in_problems(
+    info: Info, school_id: int, start: datetime, end: datetime
+) -> SignInProblems:
+    """Counts by outcome in [start, end): one statement (the list is read when selected)."""
+    rows = await data.count_sign_ins(info.context.pool, school_id=school_id, start=start, end=end)
+    by_outcome = [
+        SignInOutcomeCount(
+            outcome=row["outcome"],
+            message=outcome_message(row["outcome"]),
+            attempts=row["attempts"],
+            last_at=row["last_at"],
+        )
+        for row in rows
+    ]
+    return SignInProblems(
+        school_id=school_id,
+        start=start,
+        end=end,
+        attempts=sum(item.attempts for item in by_outcome),
+        failures=sum(item.attempts for item in by_outcome if item.outcome != SIGNED_IN),
+        by_outcome=by_outcome,
+    )

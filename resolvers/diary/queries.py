@@ -1,0 +1,244 @@
+"""Who is asking and whose diary they see: `viewer`, `myChildren`, `student(id)`, Student.
+
+Resolvers are plain functions bound with `strawberry.field(resolver=...)`; each one is
+thin: it validates arguments and asks the request's loaders.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+import strawberry
+
+from auth.permissions import (
+    CanSeeStudent,
+    IsAuthenticated,
+    IsFamilyMember,
+    parse_int_id,
+    requires,
+)
+from auth.viewer import Role
+from resolvers.common.arguments import check_open_window, check_page_size, diary_window
+from resolvers.context import Context
+from resolvers.diary.averages import averages_window, subject_averages
+from resolvers.diary.builder import load_diary, parts_for
+from resolvers.diary.rows import StudentRecord
+from resolvers.diary.sql import MarksFilter, StudentRange
+from resolvers.diary.types import (
+    Diary,
+    FinalMark,
+    FinalMarkKind,
+    Mark,
+    Period,
+    School,
+    SchoolClass,
+    SubjectAverage,
+)
+
+Info = strawberry.Info[Context, None]
+DEFAULT_PAGE_SIZE = 100
+
+_FROM = strawberry.argument(name="from", description="First day (inclusive).")
+_TO = strawberry.argument(description="Last day (inclusive).")
+FromArg = Annotated[date | None, _FROM]
+ToArg = Annotated[date | None, _TO]
+
+
+async def resolve_diary(
+    root: Student, info: Info, from_: FromArg = None, to: ToArg = None
+) -> Diary:
+    """The diary for a window: lessons with topics, homework, marks and attendance."""
+    context = info.context
+    date_from, date_to = diary_window(
+        from_, to, today=context.today, max_days=context.settings.max_diary_days
+    )
+    key = StudentRange(root.student_id, date_from, date_to)
+    # Every occurrence of this field (same response key) merged: their sub-selections.
+    # The merged field nodes and the fragments, read from the document directly:
+    # `info.selected_fields` would convert the whole subtree on every call.
+    raw = info._raw_info
+    parts = parts_for(raw.field_nodes, raw.fragments)
+    return await load_diary(context.loaders, key=key, parts=parts)
+
+
+async def resolve_periods(root: Student, info: Info) -> list[Period]:
+    """The student's study periods, `isCurrent` relative to the request's today."""
+    records = await info.context.loaders.periods_by_student.load(root.student_id)
+    return [record.to_period(today=info.context.today) for record in records]
+
+
+async def resolve_final_marks(
+    root: Student, info: Info, kind: FinalMarkKind | None = None
+) -> list[FinalMark]:
+    """Final marks of the current year, optionally of one kind."""
+    marks = await info.context.loaders.final_marks_by_student.load(root.student_id)
+    return [mark for mark in marks if kind is None or mark.kind is kind]
+
+
+async def resolve_averages(
+    root: Student,
+    info: Info,
+    period_id: strawberry.ID | None = None,
+    from_: FromArg = None,
+    to: ToArg = None,
+) -> list[SubjectAverage]:
+    """Weighted averages per subject over a period or a window (default: current period)."""
+    context = info.context
+    parsed_period = None if period_id is None else parse_int_id(period_id, argument="periodId")
+    periods = await context.loaders.periods_by_student.load(root.student_id)
+    window = averages_window(
+        periods=periods,
+        period_id=parsed_period,
+        date_from=from_,
+        date_to=to,
+        today=context.today,
+    )
+    if window is None:
+        return []
+    key = StudentRange(root.student_id, *window)
+    return subject_averages(await context.loaders.marks_by_student_range.load(key))
+
+
+async def resolve_marks(
+    root: Student,
+    info: Info,
+    from_: FromArg = None,
+    to: ToArg = None,
+    subject_id: strawberry.ID | None = None,
+    first: int = DEFAULT_PAGE_SIZE,
+) -> list[Mark]:
+    """The newest marks matching the filter, at most `first`."""
+    page_size = check_page_size(first)
+    subject = None if subject_id is None else parse_int_id(subject_id, argument="subjectId")
+    check_open_window(from_, to)
+    key = MarksFilter(root.student_id, from_, to, subject, page_size)
+    return await info.context.loaders.mark_page_by_filter.load(key)
+
+
+async def resolve_last_updated_at(root: Student, info: Info) -> datetime | None:
+    """When anything in the student's journal last changed."""
+    return await info.context.loaders.last_updated_by_student.load(root.student_id)
+
+
+@strawberry.type(name="Viewer", description="The current user.")
+class ViewerType:
+    id: strawberry.ID
+    role: Role
+    display_name: str
+
+
+@strawberry.type(description="A student visible to the current user.")
+class Student:
+    student_id: strawberry.Private[int]
+    id: strawberry.ID
+    last_name: str
+    first_name: str
+    patronymic: str | None
+    full_name: str = strawberry.field(description="Last name, first name and patronymic.")
+    school: School
+    school_class: SchoolClass
+
+    diary: Diary = strawberry.field(
+        resolver=resolve_diary,
+        extensions=requires(CanSeeStudent),
+        description=(
+            "Diary for a date range: by default the current week (Mon–Sun); "
+            "with a single date, 7 days from (or up to) it."
+        ),
+    )
+    periods: list[Period] = strawberry.field(
+        resolver=resolve_periods,
+        extensions=requires(CanSeeStudent),
+        description="The student's school periods in the current school year.",
+    )
+    final_marks: list[FinalMark] = strawberry.field(
+        resolver=resolve_final_marks,
+        extensions=requires(CanSeeStudent),
+        description="Final marks of the current school year: period, year and exam marks.",
+    )
+    averages: list[SubjectAverage] = strawberry.field(
+        resolver=resolve_averages,
+        extensions=requires(CanSeeStudent),
+        description=(
+            "Weighted averages by subject, with explanation: by default for the current "
+            "period; or for period periodId, or for dates from–to (at most 366 days)."
+        ),
+    )
+    marks: list[Mark] = strawberry.field(
+        resolver=resolve_marks,
+        extensions=requires(CanSeeStudent),
+        description="Current marks, newest first; at most first (1–500) of them.",
+    )
+    last_updated_at: datetime | None = strawberry.field(
+        resolver=resolve_last_updated_at,
+        extensions=requires(CanSeeStudent),
+        description=(
+            "When the student's marks, attendance, final marks, lessons or homework last changed."
+        ),
+    )
+
+    @classmethod
+    def from_record(cls, record: StudentRecord) -> Student:
+        """The GraphQL object of a loaded student."""
+        names = (record.last_name, record.first_name, record.patronymic)
+        return cls(
+            student_id=record.id,
+            id=strawberry.ID(str(record.id)),
+            last_name=record.last_name,
+            first_name=record.first_name,
+            patronymic=record.patronymic,
+            full_name=" ".join(name for name in names if name),
+            school=record.school,
+            school_class=record.school_class,
+        )
+
+
+async def _students(info: Info, student_ids: list[int]) -> list[Student | None]:
+    records = await info.context.loaders.student_by_id.load_many(student_ids)
+    return [None if record is None else Student.from_record(record) for record in records]
+
+
+def resolve_viewer(info: Info) -> ViewerType | None:
+    """The signed-in viewer."""
+    viewer = info.context.require_viewer()
+    return ViewerType(
+        id=strawberry.ID(viewer.account_id), role=viewer.role, display_name=viewer.display_name
+    )
+
+
+async def resolve_my_children(info: Info) -> list[Student]:
+    """Every student in the viewer's scope, by name."""
+    viewer = info.context.require_viewer()
+    students = await _students(info, sorted(viewer.student_ids))
+    found = [student for student in students if student is not None]
+    return sorted(found, key=lambda s: (s.last_name, s.first_name, s.student_id))
+
+
+async def resolve_student(info: Info, id: strawberry.ID) -> Student | None:
+    """One student in scope by id (the permission has already checked the scope)."""
+    (student,) = await _students(info, [parse_int_id(id)])
+    return student
+
+
+@strawberry.type(description="Diary queries.")
+class Query:
+    viewer: ViewerType | None = strawberry.field(
+        resolver=resolve_viewer, extensions=requires(IsAuthenticated), description="Who am I."
+    )
+    my_children: list[Student] = strawberry.field(
+        resolver=resolve_my_children,
+        extensions=requires(IsAuthenticated, IsFamilyMember),
+        description=(
+            "My children: for a parent, all students linked to them in the parent registers "
+            "of all schools; for a student, the student themselves."
+        ),
+    )
+    student: Student | None = strawberry.field(
+        resolver=resolve_student,
+        extensions=requires(IsAuthenticated, IsFamilyMember, CanSeeStudent),
+        description=(
+            "A student by id; an id outside the viewer's scope is a FORBIDDEN error, "
+            "whether or not it exists."
+        ),
+    )

@@ -1,0 +1,318 @@
+"""Rows of `resolvers.diary.sql` turned into plain typed objects (what loaders return)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+import orjson
+import strawberry
+
+from resolvers.diary.types import (
+    Attachment,
+    Attendance,
+    AttendanceKind,
+    FinalMark,
+    FinalMarkKind,
+    Homework,
+    LessonStatus,
+    LessonSummary,
+    Mark,
+    Period,
+    PeriodRef,
+    PeriodScheme,
+    School,
+    SchoolClass,
+    Subject,
+    Teacher,
+    WorkType,
+)
+
+Row = Any
+
+ATTENDANCE_KINDS: dict[str, AttendanceKind] = {
+    "Н": AttendanceKind.ABSENT,
+    "Б": AttendanceKind.ILL,
+    "У": AttendanceKind.EXCUSED,
+    "П": AttendanceKind.EXCUSED,
+    "О": AttendanceKind.LATE,
+    "ОП": AttendanceKind.LATE,
+}
+
+
+def _id(value: int) -> strawberry.ID:
+    return strawberry.ID(str(value))
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class StudentRecord:
+    """A student as loaded: names, school and class."""
+
+    id: int
+    last_name: str
+    first_name: str
+    patronymic: str | None
+    school: School
+    school_class: SchoolClass
+
+
+class LessonRecord(NamedTuple):
+    """A lesson of a class as loaded; the diary adds one student's marks and attendance.
+
+    A named tuple: built positionally in C, the cheapest immutable record there is
+    (a diary request loads every lesson of the week for each child).
+    """
+
+    id: int
+    date: date
+    number: int
+    starts_at: time | None
+    ends_at: time | None
+    subject: Subject
+    teacher: Teacher
+    room: str | None
+    status: LessonStatus
+    status_comment: str | None
+    replacement_subject: Subject | None
+    replacement_teacher: Teacher | None
+    topic: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodRecord:
+    """A study period as loaded (whether it is current depends on the request's today)."""
+
+    id: int
+    number: int
+    title: str
+    scheme: PeriodScheme
+    starts_on: date
+    ends_on: date
+    year_title: str
+
+    def contains(self, day: date) -> bool:
+        """True when `day` falls inside the period."""
+        return self.starts_on <= day <= self.ends_on
+
+    def to_period(self, *, today: date) -> Period:
+        """The GraphQL object, with `isCurrent` relative to `today`."""
+        return Period(
+            id=_id(self.id),
+            number=self.number,
+            title=self.title,
+            scheme=self.scheme,
+            starts_on=self.starts_on,
+            ends_on=self.ends_on,
+            year_title=self.year_title,
+            is_current=self.contains(today),
+        )
+
+
+def student_from_row(row: Row) -> StudentRecord:
+    """A student row (with school and class columns)."""
+    return StudentRecord(
+        id=row["id"],
+        last_name=row["last_name"],
+        first_name=row["first_name"],
+        patronymic=row["patronymic"],
+        school=School(
+            id=_id(row["school_id"]),
+            name=row["school_name"],
+            short_name=row["school_short_name"],
+            municipality=row["municipality"],
+        ),
+        school_class=school_class_from_row(row),
+    )
+
+
+def school_class_from_row(row: Any) -> SchoolClass:
+    """A class from a row's `class_id`, `class_name`, `grade` and `letter`."""
+    return SchoolClass(
+        id=_id(row["class_id"]), name=row["class_name"], grade=row["grade"], letter=row["letter"]
+    )
+
+
+class Names:
+    """One object per distinct subject, teacher and work type within a batch of rows.
+
+    The rows of a batch repeat the same few subjects and teachers; sharing their
+    (never mutated) objects saves most of the allocations of a conversion.
+    """
+
+    __slots__ = ("_subjects", "_teachers", "_work_types")
+
+    def __init__(self) -> None:
+        self._subjects: dict[tuple[int, str], Subject] = {}
+        self._teachers: dict[tuple[int, str], Teacher] = {}
+        self._work_types: dict[tuple[int, str, str, Decimal], WorkType] = {}
+
+    def subject(self, subject_id: int, name: str) -> Subject:
+        key = (subject_id, name)
+        subject = self._subjects.get(key)
+        if subject is None:
+            subject = self._subjects[key] = Subject(id=_id(subject_id), name=name)
+        return subject
+
+    def teacher(self, teacher_id: int, name: str) -> Teacher:
+        key = (teacher_id, name)
+        teacher = self._teachers.get(key)
+        if teacher is None:
+            teacher = self._teachers[key] = Teacher(id=_id(teacher_id), name=name)
+        return teacher
+
+    def work_type(self, row: Row) -> WorkType:
+        key = (
+            row["work_type_id"],
+            row["work_type_name"],
+            row["work_type_short_name"],
+            row["work_type_weight"],
+        )
+        work_type = self._work_types.get(key)
+        if work_type is None:
+            work_type = self._work_types[key] = WorkType(
+                id=_id(key[0]), name=key[1], short_name=key[2], weight=float(key[3])
+            )
+        return work_type
+
+
+def lesson_from_row(row: Row, names: Names | None = None) -> LessonRecord:
+    """A lesson row of `diary_api.lessons`."""
+    names = names or Names()
+    replacement_subject = None
+    if row["replacement_subject_id"] is not None and row["replacement_subject_name"] is not None:
+        replacement_subject = names.subject(
+            row["replacement_subject_id"], row["replacement_subject_name"]
+        )
+    replacement_teacher = None
+    if row["replacement_teacher_id"] is not None and row["replacement_teacher_name"] is not None:
+        replacement_teacher = names.teacher(
+            row["replacement_teacher_id"], row["replacement_teacher_name"]
+        )
+    return LessonRecord(
+        row["id"],
+        row["date"],
+        row["number"],
+        row["starts_at"],
+        row["ends_at"],
+        names.subject(row["subject_id"], row["subject_name"]),
+        names.teacher(row["teacher_id"], row["teacher_name"]),
+        row["room"],
+        LessonStatus(row["status"]),
+        row["status_comment"],
+        replacement_subject,
+        replacement_teacher,
+        row["topic"],
+        row["updated_at"],
+    )
+
+
+def mark_from_row(row: Row, names: Names | None = None) -> Mark:
+    """A mark row of `diary_api.marks`."""
+    names = names or Names()
+    return Mark(
+        id=_id(row["id"]),
+        value=row["value"],
+        numeric_value=_float(row["numeric_value"]),
+        work_type=names.work_type(row),
+        weight=float(row["weight"]),
+        work_title=row["work_title"],
+        comment=row["comment"],
+        date=row["date"],
+        counts_in_average=row["counts_in_average"],
+        subject=names.subject(row["subject_id"], row["subject_name"]),
+        lesson=LessonSummary(
+            id=_id(row["lesson_id"]),
+            date=row["date"],
+            number=row["lesson_number"],
+            topic=row["lesson_topic"],
+        ),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def attendance_from_row(row: Row, names: Names | None = None) -> Attendance:
+    """An attendance row of `diary_api.attendance`."""
+    names = names or Names()
+    return Attendance(
+        id=_id(row["id"]),
+        date=row["date"],
+        lesson_id=_id(row["lesson_id"]),
+        lesson_number=row["lesson_number"],
+        subject=names.subject(row["subject_id"], row["subject_name"]),
+        code=row["code"],
+        kind=ATTENDANCE_KINDS[row["code"]],
+        minutes_late=row["minutes_late"],
+        comment=row["comment"],
+        updated_at=row["updated_at"],
+    )
+
+
+class HomeworkRecord(NamedTuple):
+    """Homework plus the lesson it was given at (to attach it to that lesson)."""
+
+    homework: Homework
+    lesson_id: int
+
+
+def homework_from_row(row: Row, names: Names | None = None) -> HomeworkRecord:
+    """A homework row of `diary_api.homework` (attachments as JSON text)."""
+    names = names or Names()
+    raw_attachments = row["attachments"]
+    attachments = (
+        []
+        if raw_attachments == "[]"
+        else [
+            Attachment(title=item["title"], url=item["url"])
+            for item in orjson.loads(raw_attachments)
+        ]
+    )
+    homework = Homework(
+        id=_id(row["id"]),
+        text=row["text"],
+        assigned_on=row["assigned_on"],
+        due_on=row["due_on"],
+        subject=names.subject(row["subject_id"], row["subject_name"]),
+        attachments=attachments,
+        lesson_id=_id(row["lesson_id"]),
+        updated_at=row["updated_at"],
+    )
+    return HomeworkRecord(homework=homework, lesson_id=row["lesson_id"])
+
+
+def period_from_row(row: Row) -> PeriodRecord:
+    """A period row of `diary_api.periods`."""
+    return PeriodRecord(
+        id=row["id"],
+        number=row["number"],
+        title=row["title"],
+        scheme=PeriodScheme(row["scheme"]),
+        starts_on=row["starts_on"],
+        ends_on=row["ends_on"],
+        year_title=row["year_title"],
+    )
+
+
+def final_mark_from_row(row: Row, names: Names | None = None) -> FinalMark:
+    """A row of `diary_api.final_marks`."""
+    names = names or Names()
+    period = None
+    if row["period_id"] is not None:
+        period = PeriodRef(id=_id(row["period_id"]), title=row["period_title"])
+    return FinalMark(
+        id=_id(row["id"]),
+        kind=FinalMarkKind(row["kind"]),
+        subject=names.subject(row["subject_id"], row["subject_name"]),
+        period=period,
+        year_title=row["year_title"],
+        value=row["value"],
+        numeric_value=_float(row["numeric_value"]),
+        updated_at=row["updated_at"],
+    )

@@ -1,0 +1,296 @@
+"""Bearer tokens and viewer resolution: signatures, expiry, and a scope read fresh per request."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import OctKey
+
+from auth.store.accounts import ensure_demo_account, load_viewer
+from auth.tokens import AUDIENCE, ISSUER, issue_token, verify_token
+from auth.viewer import Role
+from fixtures.demo import DEMO_ACCOUNTS, demo_account
+from gateway.core.errors import ApiError, ErrorCode
+from gateway.core.settings import Settings
+
+VIEWER_QUERY = "{ viewer { id role displayName } }"
+
+
+def _sign(settings: Settings, claims: dict[str, Any], *, secret: str | None = None) -> str:
+    key = OctKey.import_key(secret or settings.jwt_secret)
+    return jwt.encode({"alg": "HS256"}, claims, key)
+
+
+def _claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "typ": "access",
+        "sub": str(uuid.uuid4()),
+        "sid": str(uuid.uuid4()),
+        "iat": now,
+        "exp": now + 600,
+        "jti": uuid.uuid4().hex,
+    }
+    claims.update(overrides)
+    return {key: value for key, value in claims.items() if value is not None}
+
+
+def _b64(value: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+def _code(settings: Settings, token: str) -> str:
+    with pytest.raises(ApiError) as caught:
+        verify_token(settings, token)
+    extensions = caught.value.extensions or {}
+    return str(extensions["code"])
+
+
+def test_issued_token_has_the_documented_claims(settings: Settings) -> None:
+    account_id, session_id = str(uuid.uuid4()), str(uuid.uuid4())
+    before = int(time.time())
+    token = issue_token(settings, account_id=account_id, session_id=session_id)
+    decoded = jwt.decode(token, OctKey.import_key(settings.jwt_secret), algorithms=["HS256"])
+    assert decoded.header["alg"] == "HS256"
+    claims = decoded.claims
+    assert (claims["iss"], claims["aud"], claims["sub"]) == (ISSUER, AUDIENCE, account_id)
+    assert (claims["typ"], claims["sid"]) == ("access", session_id)
+    assert before <= claims["iat"] <= int(time.time())
+    assert claims["exp"] - claims["iat"] == settings.jwt_ttl_seconds
+    assert len(claims["jti"]) == 32
+    verified = verify_token(settings, token)
+    assert (verified.account_id, verified.session_id) == (account_id, session_id)
+    assert verified.expires_at == claims["exp"]
+    assert issue_token(settings, account_id=account_id, session_id=session_id) != token  # jti
+
+
+def test_expired_token_has_its_own_code(settings: Settings) -> None:
+    past = int(time.time()) - 3600
+    assert _code(settings, _sign(settings, _claims(iat=past - 60, exp=past))) == "TOKEN_EXPIRED"
+
+
+@pytest.mark.parametrize(
+    ("label", "overrides"),
+    [
+        ("wrong issuer", {"iss": "somebody-else"}),
+        ("wrong audience", {"aud": "another-service"}),
+        ("no expiry", {"exp": None}),
+        ("no subject", {"sub": None}),
+        ("subject is not an account id", {"sub": "42"}),
+        ("no session", {"sid": None}),
+        ("session is not a session id", {"sid": "7"}),
+        ("no token type", {"typ": None}),
+        ("a session cookie used as an access token", {"typ": "session"}),
+        ("issued in the future", {"iat": int(time.time()) + 3600}),
+    ],
+)
+def test_tokens_with_wrong_claims_are_refused(
+    settings: Settings, label: str, overrides: dict[str, Any]
+) -> None:
+    assert _code(settings, _sign(settings, _claims(**overrides))) == "UNAUTHENTICATED", label
+
+
+def test_garbage_tampered_and_foreign_tokens_are_refused(settings: Settings) -> None:
+    good = issue_token(settings, account_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))
+    header, _payload, signature = good.split(".")
+    other_payload = _sign(settings, _claims()).split(".")[1]
+    unsigned = ".".join(
+        (_b64({"alg": "none", "typ": "JWT"}), _b64(_claims()), "")
+    )  # alg=none must never be accepted
+    for token in (
+        "garbage",
+        "a.b.c",
+        "",
+        f"{header}.{other_payload}.{signature}",  # payload swapped, signature kept
+        good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB"),
+        _sign(settings, _claims(), secret="another-secret-another-secret-0123456789"),
+        unsigned,
+        "x" * 5000,
+    ):
+        assert _code(settings, token) == "UNAUTHENTICATED", token[:40]
+
+
+async def test_http_401_for_bad_and_expired_tokens(
+    client: httpx.AsyncClient, settings: Settings, tokens: dict[str, str]
+) -> None:
+    past = int(time.time()) - 10
+    expired = _sign(settings, _claims(iat=past - 60, exp=past))
+    unknown = issue_token(settings, account_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))
+    # A real session named together with another account: the pair must match.
+    real = verify_token(settings, tokens["parent-one-school"])
+    other = verify_token(settings, tokens["parent-two-schools"])
+    mixed = issue_token(settings, account_id=other.account_id, session_id=real.session_id)
+    cases = [
+        (f"Bearer {expired}", "TOKEN_EXPIRED"),
+        ("Bearer garbage", "UNAUTHENTICATED"),
+        (f"Bearer {unknown}", "UNAUTHENTICATED"),
+        (f"Bearer {mixed}", "UNAUTHENTICATED"),
+        (f"Basic {tokens['parent-one-school']}", "UNAUTHENTICATED"),
+        ("Bearer ", "UNAUTHENTICATED"),
+    ]
+    for authorization, code in cases:
+        for accept in ("application/json", "application/graphql-response+json"):
+            response = await client.post(
+                "/graphql",
+                json={"query": VIEWER_QUERY},
+                headers={"Authorization": authorization, "Accept": accept},
+            )
+            assert response.status_code == 401, authorization
+            assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+            assert response.headers["content-type"] == f"{accept}; charset=utf-8"
+            body = response.json()
+            assert "data" not in body
+            assert [e["extensions"]["code"] for e in body["errors"]] == [code]
+
+
+async def test_missing_token_is_an_anonymous_viewer(client: httpx.AsyncClient) -> None:
+    response = await client.post("/graphql", json={"query": VIEWER_QUERY})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] == {"viewer": None}
+    assert body["errors"][0]["extensions"]["code"] == ErrorCode.UNAUTHENTICATED.value
+    assert body["errors"][0]["path"] == ["viewer"]
+
+
+@pytest.mark.parametrize("account", DEMO_ACCOUNTS, ids=lambda account: account.key)
+async def test_every_demo_account_signs_in(
+    client: httpx.AsyncClient, tokens: dict[str, str], account: Any
+) -> None:
+    response = await client.post(
+        "/graphql",
+        json={"query": VIEWER_QUERY},
+        headers={"Authorization": f"Bearer {tokens[account.key]}"},
+    )
+    assert response.status_code == 200, response.text
+    viewer = response.json()["data"]["viewer"]
+    assert viewer["role"] == account.role
+    assert viewer["displayName"] == account.full_name
+    uuid.UUID(viewer["id"])
+
+
+async def test_ensure_demo_account_is_idempotent(pool: asyncpg.Pool) -> None:
+    account = demo_account("parent-two-schools")
+    first = await ensure_demo_account(pool, account)
+    assert await ensure_demo_account(pool, account) == first
+    count = await pool.fetchval(
+        "SELECT count(*) FROM gateway.accounts WHERE role = 'PARENT' AND snils = $1",
+        account.snils,
+    )
+    assert count == 1
+
+
+async def _registry_children(owner_conn: asyncpg.Connection, snils: str) -> set[int]:
+    rows = await owner_conn.fetch(
+        "SELECT ps.student_id FROM school.parents p "
+        "JOIN school.parent_students ps ON ps.parent_id = p.id WHERE p.snils = $1",
+        snils,
+    )
+    return {row["student_id"] for row in rows}
+
+
+@asynccontextmanager
+async def link_removed(
+    owner_conn: asyncpg.Connection, snils: str, student_id: int
+) -> AsyncIterator[None]:
+    """The registry link of the parent with `snils` to `student_id` deleted, then restored."""
+    link = await owner_conn.fetchrow(
+        "DELETE FROM school.parent_students ps USING school.parents p "
+        "WHERE ps.parent_id = p.id AND p.snils = $1 AND ps.student_id = $2 "
+        "RETURNING ps.parent_id, ps.student_id, ps.relation",
+        snils,
+        student_id,
+    )
+    assert link is not None
+    try:
+        yield
+    finally:
+        await owner_conn.execute(
+            "INSERT INTO school.parent_students (parent_id, student_id, relation) "
+            "VALUES ($1, $2, $3)",
+            link["parent_id"],
+            link["student_id"],
+            link["relation"],
+        )
+
+
+async def test_scope_of_each_role(pool: asyncpg.Pool, owner_conn: asyncpg.Connection) -> None:
+    merged = demo_account("parent-two-schools")
+    viewer = await load_viewer(pool, await ensure_demo_account(pool, merged))
+    assert viewer is not None and viewer.role is Role.PARENT
+    assert merged.snils is not None
+    expected = await _registry_children(owner_conn, merged.snils)
+    assert viewer.student_ids == expected
+    schools = await owner_conn.fetch(
+        "SELECT DISTINCT school_id FROM school.students WHERE id = ANY($1)", list(expected)
+    )
+    assert len(expected) == 2 and len(schools) == 2  # one merged account over two schools
+    assert viewer.school_ids == frozenset()
+
+    young = await load_viewer(pool, await ensure_demo_account(pool, demo_account("student-young")))
+    assert young is not None and young.role is Role.STUDENT
+    login_owner = await owner_conn.fetchval(
+        "SELECT id FROM school.students WHERE login = $1", demo_account("student-young").login
+    )
+    assert young.student_ids == {login_owner}
+
+    unregistered = await load_viewer(
+        pool, await ensure_demo_account(pool, demo_account("parent-unregistered"))
+    )
+    assert unregistered is not None and unregistered.student_ids == frozenset()
+
+    admin = await load_viewer(pool, await ensure_demo_account(pool, demo_account("school-admin")))
+    assert admin is not None and admin.role is Role.SCHOOL_ADMIN
+    admin_school = await owner_conn.fetchval(
+        "SELECT school_id FROM school.staff WHERE snils = $1", demo_account("school-admin").snils
+    )
+    assert admin.school_ids == {admin_school} and admin.student_ids == frozenset()
+
+    analyst = await load_viewer(
+        pool, await ensure_demo_account(pool, demo_account("regional-analyst"))
+    )
+    assert analyst is not None and analyst.role is Role.REGIONAL_ANALYST
+    assert analyst.student_ids == frozenset() and analyst.school_ids == frozenset()
+
+    assert await load_viewer(pool, str(uuid.uuid4())) is None
+
+
+async def test_removed_link_vanishes_on_the_next_request(
+    client: httpx.AsyncClient, tokens: dict[str, str], owner_conn: asyncpg.Connection
+) -> None:
+    account = demo_account("parent-one-school")
+    assert account.snils is not None
+    headers = {"Authorization": f"Bearer {tokens[account.key]}"}
+    query = {"query": "{ myChildren { id } }"}
+
+    async def children() -> set[int]:
+        response = await client.post("/graphql", json=query, headers=headers)
+        assert response.status_code == 200, response.text
+        return {int(child["id"]) for child in response.json()["data"]["myChildren"]}
+
+    before = await children()
+    assert before == await _registry_children(owner_conn, account.snils)
+    removed = min(before)
+    async with link_removed(owner_conn, account.snils, removed):
+        assert await children() == before - {removed}
+        forbidden = await client.post(
+            "/graphql",
+            json={
+                "query": "query($id: ID!) { student(id: $id) { id } }",
+                "variables": {"id": str(removed)},
+            },
+            headers=headers,
+        )
+        assert forbidden.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert await children() == before

@@ -1,0 +1,45 @@
+"""The listening socket shared by several uvicorn workers has Nagle's algorithm off."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import uvloop
+from uvicorn.config import HTTP_PROTOCOLS
+from uvicorn.importer import import_from_string
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.http.serving import SERVER_ENV, _NoDelayConfig, server_stack
+
+
+def test_shared_listening_socket_has_tcp_nodelay() -> None:
+    config = _NoDelayConfig("gateway.app:app_from_env", factory=True, host="127.0.0.1", port=0)
+    sock = config.bind_socket()
+    try:
+        sock.listen()
+        client = socket.create_connection(sock.getsockname())
+        accepted, _ = sock.accept()
+        with client, accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        sock.close()
+
+
+def test_serve_uses_uvloop_and_httptools_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SERVER_ENV, raising=False)
+    assert server_stack() == ("uvloop", "httptools")
+    loop, http = server_stack()
+    config = _NoDelayConfig(
+        "gateway.app:app_from_env", factory=True, host="127.0.0.1", port=0, loop=loop, http=http
+    )
+    assert config.http == "httptools"
+    assert import_from_string(HTTP_PROTOCOLS["httptools"]) is HttpToolsProtocol
+    assert config.get_loop_factory() is uvloop.new_event_loop
+
+
+def test_pure_python_server_stack_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SERVER_ENV, "asyncio")
+    assert server_stack() == ("asyncio", "h11")
+    with pytest.raises(ValueError, match=SERVER_ENV):
+        server_stack("tornado")
