@@ -31,7 +31,7 @@ def core_schema(schema: strawberry.Schema) -> GraphQLSchema:
     return built
 
 
-def raw_info(info: strawberry.Info[Any, Any]) -> GraphQLResolveInfo[Any, Any]:
+def raw_info(info: strawberry.Info[Any, Any]) -> GraphQLResolveInfo[Any]:
     """graphql-core's resolve info under strawberry's `Info` (`Info._raw_info`)."""
     raw = info._raw_info
     if not isinstance(raw, GraphQLResolveInfo):
