@@ -30,7 +30,7 @@ class ErrorCode(enum.StrEnum):
     NOT_ACCEPTABLE = "NOT_ACCEPTABLE"
     TIMEOUT = "TIMEOUT"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
-    # Sign-in and sessions (issue 4). Also the outcome codes of recorded sign-in events.
+    # Sign-in and sessions. Also the outcome codes of recorded sign-in events.
     ESIA_NOT_CONFIGURED = "ESIA_NOT_CONFIGURED"
     ESIA_UNAVAILABLE = "ESIA_UNAVAILABLE"
     ESIA_DENIED = "ESIA_DENIED"
@@ -43,15 +43,15 @@ class ErrorCode(enum.StrEnum):
     REFRESH_TOKEN_INVALID = "REFRESH_TOKEN_INVALID"
     SESSION_REVOKED = "SESSION_REVOKED"
     CSRF_REJECTED = "CSRF_REJECTED"
-    # Machine clients (OAuth client credentials) and query cost limits (issue 5).
+    # Machine clients (OAuth client credentials) and query cost limits.
     INVALID_CLIENT = "INVALID_CLIENT"
     INVALID_SCOPE = "INVALID_SCOPE"
     UNSUPPORTED_GRANT_TYPE = "UNSUPPORTED_GRANT_TYPE"
     CLIENT_REVOKED = "CLIENT_REVOKED"
     QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
-    # Regional analytics (issue 5).
+    # Regional analytics.
     RATE_LIMITED = "RATE_LIMITED"
-    # Hardening (issue 9).
+    # Refused documents, bodies and outages.
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
