@@ -1,11 +1,5 @@
-"""`school-gateway analytics-refresh`: rebuild the regional analytics' base cells now.
-
-The gateway also rebuilds them at first use and in the background
-(`SCHOOL_GATEWAY_ANALYTICS_REFRESH_SECONDS`); this command is for cron or after a bulk
-load. It writes the primary database (DATABASE_URL or the embedded server) as the
-gateway's role, as of the diary's today, and prints when and how long it took.
-`register(commands)` adds the command to the `school-gateway` parser (gateway.cli.main).
-"""
+"""`school-gateway analytics-refresh`: rebuild the regional analytics' base cells now
+(for cron or after a bulk load; the gateway also rebuilds them on its own)."""
 
 from __future__ import annotations
 
@@ -16,6 +10,7 @@ from typing import Final
 
 import orjson
 
+from gateway.cli.common import EXIT_OK, Commands, database
 from gateway.core.db import connect_as_gateway
 from gateway.core.settings import Settings
 from resolvers.analytics import sql as analytics_data
@@ -23,7 +18,7 @@ from resolvers.analytics import sql as analytics_data
 COMMAND: Final = "analytics-refresh"
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     """Add `analytics-refresh` to the `school-gateway` sub-commands."""
     parser = commands.add_parser(
         COMMAND, help="rebuild the regional analytics' pre-aggregated cells now"
@@ -33,9 +28,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_analytics_refresh(args: argparse.Namespace, settings: Settings) -> int:
-    """Refresh and report (the handler `gateway.cli.main.main` calls)."""
-    from gateway.cli.main import EXIT_OK, database
-
+    """Refresh as of the diary's today, as the gateway's role, and print when and how long
+    it took (SCHOOL_GATEWAY_ANALYTICS_REFRESH_SECONDS sets the gateway's own schedule)."""
     with database(settings) as url:
         result = asyncio.run(refresh_cells(url, settings))
     summary = {

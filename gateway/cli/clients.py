@@ -1,16 +1,5 @@
-"""`school-gateway clients`: register, list and revoke machine clients (auth.store.clients).
-
-- `clients create --name N --role SCHOOL_ADMIN --school ID [--school ID ...] [--scope S ...]`
-  or `--role REGIONAL_ANALYST [--scope S ...]`: prints the new client id and its secret.
-  The secret is shown this once; only its SHA-256 is stored. Without `--scope` the
-  client gets every scope of its role (auth.viewer.ROLE_SCOPES).
-- `clients revoke CLIENT_ID`: the client's tokens stop working on their next request.
-- `clients list [--json]`: every client with role, schools, scopes, created/revoked
-  (never a secret).
-
-Runs as the gateway's role (it owns gateway.service_clients).
-`register(commands)` adds the command to the `school-gateway` parser (gateway.cli.main).
-"""
+"""`school-gateway clients create|list|revoke`: the machine clients (OAuth client
+credentials) in gateway.service_clients, as the gateway's role."""
 
 from __future__ import annotations
 
@@ -32,7 +21,14 @@ from auth.store.clients import (
     revoke_client,
 )
 from auth.viewer import CLIENT_ROLES, ROLE_SCOPES, Role
-from gateway.cli.sign_in_events import school_id_argument
+from gateway.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    Commands,
+    database,
+    school_id_argument,
+)
 from gateway.core.db import connect_as_gateway
 from gateway.core.settings import Settings
 
@@ -40,7 +36,7 @@ COMMAND: Final = "clients"
 T = TypeVar("T")
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     """Add `clients create|revoke|list` to the `school-gateway` sub-commands."""
     parser = commands.add_parser(COMMAND, help="machine clients (OAuth client credentials)")
     actions = parser.add_subparsers(dest="clients_action", required=True, metavar="ACTION")
@@ -72,7 +68,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_clients_create(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.cli.main import CliError
+    """Register a client and print its id and secret: shown this once, only its SHA-256
+    is stored. Without `--scope` the client gets every scope of its role."""
 
     async def create(conn: asyncpg.Connection) -> CreatedClient:
         return await create_client(
@@ -82,7 +79,7 @@ def cmd_clients_create(args: argparse.Namespace, settings: Settings) -> int:
     try:
         created = _run(settings, create)
     except ClientRegistrationError as error:
-        raise CliError(str(error), exit_code=2) from None
+        raise CliError(str(error), exit_code=EXIT_USAGE) from None
     client = created.client
     if args.json:
         payload = {**client.public(), "client_secret": created.secret}
@@ -92,11 +89,11 @@ def cmd_clients_create(args: argparse.Namespace, settings: Settings) -> int:
         print(f"client_secret: {created.secret}")
         print(f"role:          {_describe(client)}")
         print("The secret is shown only now; store it in the client's configuration.")
-    return 0
+    return EXIT_OK
 
 
 def cmd_clients_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.cli.main import CliError
+    """Revoke a client: its tokens stop working on their next request."""
 
     async def revoke(conn: asyncpg.Connection) -> bool:
         return await revoke_client(conn, args.client_id)
@@ -104,22 +101,23 @@ def cmd_clients_revoke(args: argparse.Namespace, settings: Settings) -> int:
     if not _run(settings, revoke):
         raise CliError(f"no client {args.client_id!r}")
     print(f"Client {args.client_id} revoked.")
-    return 0
+    return EXIT_OK
 
 
 def cmd_clients_list(args: argparse.Namespace, settings: Settings) -> int:
+    """Every client with role, schools, scopes, created/revoked (never a secret)."""
     clients = _run(settings, list_clients)
     if args.json:
         payload = [client.public() for client in clients]
         sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0
+        return EXIT_OK
     if not clients:
         print("No clients.")
     for client in clients:
         state = f"revoked {client.revoked_at:%Y-%m-%d %H:%M}" if client.revoked_at else "active"
         print(f"{client.client_id}  {state:<24}  {client.name}")
         print(f"    {_describe(client)}; created {client.created_at:%Y-%m-%d %H:%M}")
-    return 0
+    return EXIT_OK
 
 
 def _describe(client: ServiceClient) -> str:
@@ -128,8 +126,6 @@ def _describe(client: ServiceClient) -> str:
 
 
 def _run(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    from gateway.cli.main import database
-
     async def main(url: str) -> T:
         conn = await connect_as_gateway(url, settings)
         try:

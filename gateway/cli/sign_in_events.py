@@ -1,18 +1,5 @@
-"""`school-gateway sign-in-events`: recent sign-in attempts, for the school support path.
-
-A school's staff answers "why can't this parent sign in" from these rows: when, how
-(ESIA, school password, token refresh), the outcome code with its Russian explanation,
-the masked SNILS and phone, the login, and the schools whose registries the person was
-found in. Identifiers are stored masked (auth.store.audit); nothing unmasked is printed.
-
-Filters: `--school ID` (events whose person was found in that school), `--outcome CODE`,
-`--since DATE` (YYYY-MM-DD, midnight UTC, or an ISO date-time), `--snils` / `--phone`
-(matched by their masked form, so an occasional other person with the same last digits
-can appear), `--limit N` (newest first, default 50). `--json` prints a JSON array.
-
-Reads as the gateway's role (SELECT on gateway.sign_in_events, diary_api.schools).
-`register(commands)` adds the command to the `school-gateway` parser (gateway.cli.main).
-"""
+"""`school-gateway sign-in-events`: recent sign-in attempts with masked identifiers, so a
+school's staff can answer "why can't this parent sign in" (the support path)."""
 
 from __future__ import annotations
 
@@ -28,6 +15,7 @@ import asyncpg
 import orjson
 
 from auth.store.audit import SIGNED_IN
+from gateway.cli.common import EXIT_OK, Commands, database, school_id_argument, whole_number
 from gateway.core.db import connect_as_gateway
 from gateway.core.errors import MESSAGES, ErrorCode
 from gateway.core.identifiers import masked, masked_phone
@@ -68,7 +56,7 @@ class EventFilter:
     limit: int = DEFAULT_LIMIT
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Commands) -> None:
     """Add `sign-in-events` to the `school-gateway` sub-commands."""
     parser = commands.add_parser(
         COMMAND, help="recent sign-in attempts with masked identifiers (support path)"
@@ -88,8 +76,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_sign_in_events(args: argparse.Namespace, settings: Settings) -> int:
-    """List sign-in events (the handler `gateway.cli.main.main` calls)."""
-    from gateway.cli.main import EXIT_OK, database
+    """List sign-in events, newest first: when, how (ESIA, school password, token
+    refresh), the outcome with its Russian explanation, the masked SNILS and phone, the
+    login and the schools whose registries the person was found in. `--snils`/`--phone`
+    match the masked form, so another person with the same last digits can appear.
+    Reads as the gateway's role (gateway.sign_in_events, diary_api.schools)."""
 
     filters = EventFilter(
         school_id=args.school,
@@ -193,20 +184,6 @@ def _format_event(event: dict[str, Any]) -> str:
 # --- argument types --------------------------------------------------------------------
 
 
-MAX_SCHOOL_ID: Final = 2_147_483_647  # PostgreSQL integer
-
-
-def school_id_argument(raw: str) -> int:
-    """A `--school ID` value: a positive PostgreSQL integer (also `clients create`)."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a school id, got {raw!r}") from None
-    if not 1 <= value <= MAX_SCHOOL_ID:
-        raise argparse.ArgumentTypeError(f"expected a school id, got {raw!r}")
-    return value
-
-
 def _outcome(raw: str) -> str:
     code = raw.strip().upper()
     if code != SIGNED_IN and code not in ErrorCode.__members__:
@@ -217,6 +194,7 @@ def _outcome(raw: str) -> str:
 
 
 def _since(raw: str) -> datetime:
+    """YYYY-MM-DD (midnight UTC) or an ISO date-time (UTC when it names no zone)."""
     try:
         if len(raw) == 10:
             return datetime.combine(date.fromisoformat(raw), time(), tzinfo=UTC)
@@ -243,10 +221,7 @@ def _phone(raw: str) -> str:
 
 
 def _limit(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    value = whole_number(raw)
     if not 1 <= value <= MAX_LIMIT:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_LIMIT}, got {value}")
     return value

@@ -22,7 +22,8 @@ import pytest
 from auth.tokens import verify_token
 from fixtures.demo import DEMO_ACCOUNTS
 from fixtures.generate import SeedSummary
-from gateway.cli.main import _apply_listen_flags, build_parser
+from gateway.cli.common import apply_listen_flags
+from gateway.cli.main import build_parser
 from gateway.core.db_roles import with_credentials
 from gateway.core.embedded import EmbeddedServer
 from gateway.core.settings import Settings
@@ -309,7 +310,7 @@ def test_port_flag_moves_the_public_url_and_the_esia_redirect(
     monkeypatch.delenv("SCHOOL_GATEWAY_PORT", raising=False)
     monkeypatch.delenv("SCHOOL_GATEWAY_PUBLIC_URL", raising=False)
     args = build_parser().parse_args(["demo", "--port", "8123"])
-    _apply_listen_flags(args)
+    apply_listen_flags(args)
     auth = Settings.from_env({**os.environ, "SCHOOL_GATEWAY_DEV": "1"}).auth
     assert auth.public_url == "http://127.0.0.1:8123"
     assert auth.redirect_uri == "http://127.0.0.1:8123/auth/esia/callback"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli.main import load_settings
+from gateway.cli.common import load_settings
 from gateway.core.settings import PROJECT_ROOT, Settings, SettingsError
 
 SECRET = "s" * 40
@@ -34,6 +34,8 @@ def test_defaults_outside_dev_mode() -> None:
     assert settings.log_level == "INFO"
     assert settings.today_override is None
     assert settings.today() == date.today()
+    assert settings.response_cache is True
+    assert settings.server == "fast"
 
 
 def test_dev_mode_generates_a_key_and_turns_graphiql_on() -> None:
@@ -63,6 +65,8 @@ def test_every_variable_is_read() -> None:
             SCHOOL_GATEWAY_POOL_MAX="4",
             SCHOOL_GATEWAY_LOG_LEVEL="debug",
             SCHOOL_GATEWAY_TODAY="2026-11-27",
+            SCHOOL_GATEWAY_RESPONSE_CACHE="0",
+            SCHOOL_GATEWAY_SERVER="asyncio",
         )
     )
     assert settings.database_url == "postgresql://u@db.example/school"
@@ -76,6 +80,8 @@ def test_every_variable_is_read() -> None:
     assert (settings.pool_min_size, settings.pool_max_size) == (1, 4)
     assert settings.log_level == "DEBUG"
     assert settings.today() == date(2026, 11, 27)
+    assert settings.response_cache is False
+    assert settings.server == "asyncio"
 
 
 @pytest.mark.parametrize(

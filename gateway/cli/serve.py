@@ -1,0 +1,53 @@
+"""`school-gateway serve` (GraphQL over HTTP as the gateway's login role, a superuser DSN
+refused) and `school-gateway export-schema` (the SDL on stdout)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from gateway.cli.common import EXIT_OK, Commands, database_location, port_number, positive
+from gateway.core.settings import Settings
+
+
+def register_serve(commands: Commands) -> None:
+    """Add `serve` to the `school-gateway` sub-commands."""
+    serve = commands.add_parser("serve", help="serve GraphQL (DATABASE_URL or embedded)")
+    serve.add_argument("--host", help="listen address (default SCHOOL_GATEWAY_HOST)")
+    serve.add_argument("--port", type=port_number, help="listen port (default SCHOOL_GATEWAY_PORT)")
+    serve.add_argument("--workers", type=positive, default=1, help="worker processes (default 1)")
+    serve.set_defaults(handler=cmd_serve)
+
+
+def register_export_schema(commands: Commands) -> None:
+    """Add `export-schema` to the `school-gateway` sub-commands."""
+    export = commands.add_parser("export-schema", help="print the GraphQL SDL")
+    export.set_defaults(handler=cmd_export_schema)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.core.db import gateway_session_settings
+    from gateway.http.serving import run_factory
+
+    with database_location(settings) as location:
+        # Refuse a superuser DSN here, in one line, before any worker starts.
+        asyncio.run(gateway_session_settings(location.url, settings))
+        # Workers build their app from the environment: the same server, the same login.
+        os.environ["DATABASE_URL"] = location.url
+        run_factory(
+            "gateway.app:app_from_env",
+            settings,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            workers=args.workers,
+        )
+    return EXIT_OK
+
+
+def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.execution.schema import export_sdl
+
+    sys.stdout.write(export_sdl())
+    return EXIT_OK
