@@ -8,6 +8,7 @@ They are the first layer; the loaders' scope check (`resolvers.diary.loaders`) i
 
 from __future__ import annotations
 
+import abc
 from typing import Any, ClassVar
 
 import strawberry
@@ -72,6 +73,24 @@ def _viewer(info: strawberry.Info) -> Viewer | None:
     return viewer
 
 
+class SignedInPermission(BasePermission):
+    """A check on a signed-in viewer: UNAUTHENTICATED without one, FORBIDDEN when `allows`
+    says no."""
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        viewer = _viewer(info)
+        if viewer is None:
+            raise UnauthenticatedError()
+        return self.allows(viewer, source, kwargs)
+
+    @abc.abstractmethod
+    def allows(self, viewer: Viewer, source: Any, arguments: dict[str, Any]) -> bool:
+        """Whether this signed-in viewer may see the field (`arguments` are the field's)."""
+
+    def on_unauthorized(self) -> None:
+        raise ForbiddenError()
+
+
 class IsAuthenticated(BasePermission):
     """Any signed-in viewer."""
 
@@ -84,24 +103,18 @@ class IsAuthenticated(BasePermission):
         raise UnauthenticatedError()
 
 
-class IsFamilyMember(BasePermission):
+class IsFamilyMember(SignedInPermission):
     """A parent or a student: the roles that see children's diaries."""
 
     _schema_directive: ClassVar[object | None] = Roles(
         any_of=sorted(FAMILY_ROLES, key=lambda role: role.value)
     )
 
-    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-        viewer = _viewer(info)
-        if viewer is None:
-            raise UnauthenticatedError()
+    def allows(self, viewer: Viewer, source: Any, arguments: dict[str, Any]) -> bool:
         return viewer.is_family
 
-    def on_unauthorized(self) -> None:
-        raise ForbiddenError()
 
-
-class CanSeeStudent(BasePermission):
+class CanSeeStudent(SignedInPermission):
     """The student (the `id` argument, or the Student the field is on) is in scope.
 
     An id outside the scope is FORBIDDEN whether or not such a student exists, so the
@@ -110,18 +123,12 @@ class CanSeeStudent(BasePermission):
 
     _schema_directive: ClassVar[object | None] = StudentScope()
 
-    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-        viewer = _viewer(info)
-        if viewer is None:
-            raise UnauthenticatedError()
-        student_id: int = parse_int_id(kwargs["id"]) if "id" in kwargs else source.student_id
+    def allows(self, viewer: Viewer, source: Any, arguments: dict[str, Any]) -> bool:
+        student_id: int = parse_int_id(arguments["id"]) if "id" in arguments else source.student_id
         return student_id in viewer.student_ids
 
-    def on_unauthorized(self) -> None:
-        raise ForbiddenError()
 
-
-# --- school dashboards (issue 5) -----------------------------------------------------
+# --- school dashboards ---------------------------------------------------------------
 
 
 @strawberry.schema_directive(
@@ -137,22 +144,16 @@ class SchoolScope:
     pass
 
 
-class IsSchoolAdmin(BasePermission):
+class IsSchoolAdmin(SignedInPermission):
     """A school's IT administrator (a person or a machine client with that role)."""
 
     _schema_directive: ClassVar[object | None] = Roles(any_of=[Role.SCHOOL_ADMIN])
 
-    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-        viewer = _viewer(info)
-        if viewer is None:
-            raise UnauthenticatedError()
+    def allows(self, viewer: Viewer, source: Any, arguments: dict[str, Any]) -> bool:
         return viewer.role is Role.SCHOOL_ADMIN
 
-    def on_unauthorized(self) -> None:
-        raise ForbiddenError()
 
-
-class CanAdministerSchool(BasePermission):
+class CanAdministerSchool(SignedInPermission):
     """A school admin of the school: the `schoolId` argument, else `source.school_id`.
 
     A school outside the viewer's schools is FORBIDDEN whether or not it exists.
@@ -160,21 +161,15 @@ class CanAdministerSchool(BasePermission):
 
     _schema_directive: ClassVar[object | None] = SchoolScope()
 
-    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-        viewer = _viewer(info)
-        if viewer is None:
-            raise UnauthenticatedError()
+    def allows(self, viewer: Viewer, source: Any, arguments: dict[str, Any]) -> bool:
         if viewer.role is not Role.SCHOOL_ADMIN:
             return False
         school_id: int = (
-            parse_int_id(kwargs["school_id"], argument="schoolId")
-            if "school_id" in kwargs
+            parse_int_id(arguments["school_id"], argument="schoolId")
+            if "school_id" in arguments
             else source.school_id
         )
         return school_id in viewer.school_ids
-
-    def on_unauthorized(self) -> None:
-        raise ForbiddenError()
 
 
 def requires(*permissions: type[BasePermission]) -> list[FieldExtension]:
@@ -182,7 +177,7 @@ def requires(*permissions: type[BasePermission]) -> list[FieldExtension]:
     return [PermissionExtension([permission() for permission in permissions])]
 
 
-# --- OAuth scopes (machine clients, issue 5) -----------------------------------------
+# --- OAuth scopes (machine clients) --------------------------------------------------
 
 
 @strawberry.schema_directive(
@@ -197,7 +192,7 @@ class Scope:
     name: str
 
 
-class HasScope(BasePermission):
+class HasScope(SignedInPermission):
     """The viewer holds OAuth scope `scope` (auth.viewer.ROLE_SCOPES); FORBIDDEN otherwise.
 
     An instance per scope: `PermissionExtension([IsAuthenticated(), HasScope(SCOPE_...)])`
@@ -213,26 +208,14 @@ class HasScope(BasePermission):
     def schema_directive(self) -> object:
         return self._directive
 
-    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-        viewer = _viewer(info)
-        if viewer is None:
-            raise UnauthenticatedError()
+    def allows(self, viewer: Viewer, source: Any, arguments: dict[str, Any]) -> bool:
         return self.scope in viewer.scopes
 
-    def on_unauthorized(self) -> None:
-        raise ForbiddenError()
 
-
-class IsRegionalAnalyst(BasePermission):
+class IsRegionalAnalyst(SignedInPermission):
     """A regional analyst (a person or a machine client with that role): aggregates only."""
 
     _schema_directive: ClassVar[object | None] = Roles(any_of=[Role.REGIONAL_ANALYST])
 
-    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-        viewer = _viewer(info)
-        if viewer is None:
-            raise UnauthenticatedError()
+    def allows(self, viewer: Viewer, source: Any, arguments: dict[str, Any]) -> bool:
         return viewer.role is Role.REGIONAL_ANALYST
-
-    def on_unauthorized(self) -> None:
-        raise ForbiddenError()

@@ -42,6 +42,7 @@ from auth.tokens import ACCESS, BEARER, CLIENT, SESSION, TokenClaims, TokenType,
 from auth.viewer import Viewer
 from gateway.core.bodies import media_type
 from gateway.core.errors import ApiError, ErrorCode, HttpError, UnauthenticatedError
+from gateway.core.outage import statement_timeout_as_503
 from gateway.core.settings import Settings
 
 VERIFIED_TOKENS: Final = 4096
@@ -178,20 +179,16 @@ def _verify(
 
 
 async def _session_viewer(pool: asyncpg.Pool, claims: TokenClaims) -> Viewer:
-    try:
+    with statement_timeout_as_503():
         viewer = await load_viewer(pool, claims.account_id, session_id=claims.session_id)
-    except asyncpg.QueryCanceledError:
-        raise HttpError(503, ErrorCode.TIMEOUT) from None
     if viewer is None:
         raise UnauthenticatedError("Учётная запись или сеанс не найдены.")
     return viewer
 
 
 async def _client_viewer(pool: asyncpg.Pool, claims: TokenClaims) -> Viewer:
-    try:
+    with statement_timeout_as_503():
         viewer = await load_client_viewer(pool, claims.account_id, claims.scopes)
-    except asyncpg.QueryCanceledError:
-        raise HttpError(503, ErrorCode.TIMEOUT) from None
     if viewer is None:
         raise UnauthenticatedError("Клиент не найден.")
     return viewer

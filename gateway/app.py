@@ -33,8 +33,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http.ides import get_graphql_ide_html
 
+from auth.signin.deps import AuthServices
 from auth.signin.routes import auth_routes
-from auth.signin.services import AuthServices
 from auth.store.audit import Recorder
 from gateway.core.db import create_pool
 from gateway.core.errors import ErrorCode, HttpError

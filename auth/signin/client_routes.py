@@ -46,8 +46,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from auth.signin.deps import AuthServices
 from auth.signin.oauth_payload import DictPayload
-from auth.signin.services import AuthServices
 from auth.store.audit import SIGNED_IN, SignInEvent
 from auth.store.clients import AUTH_METHODS, ServiceClient, fetch_client
 from auth.tokens import issue_client_token

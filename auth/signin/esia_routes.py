@@ -1,7 +1,7 @@
 """Sign-in through ESIA: GET /auth/esia/login and GET /auth/esia/callback.
 
 login: a one-time authorization request (state, nonce, PKCE verifier; 10 minutes) is
-stored in gateway.esia_requests and the browser is sent to the provider. The request is
+stored (auth.store.esia_requests) and the browser is sent to the provider. The request is
 bound to the browser that started it (RFC 6749 §10.12): an HttpOnly cookie
 (`BINDING_COOKIE`, path /auth/esia, 10 minutes) holds a random value whose SHA-256 is
 stored with the state; one value serves every sign-in started in that browser.
@@ -26,18 +26,18 @@ import hmac
 import logging
 import re
 import secrets
-from dataclasses import dataclass
 
 import asyncpg
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from auth.signin.deps import AuthServices
 from auth.signin.esia import EsiaClient, EsiaError, EsiaPerson
 from auth.signin.pages import outcome_response
-from auth.signin.services import AuthServices
 from auth.store.accounts import upsert_parent_account, upsert_staff_account, upsert_student_account
 from auth.store.audit import SIGNED_IN, SignInEvent
+from auth.store.esia_requests import EsiaRequest, save_esia_request, take_esia_request
 from auth.store.matching import RegistryMatch, match_registries
 from auth.store.sessions import (
     ClientKind,
@@ -71,28 +71,6 @@ _STATUS = {
     ErrorCode.ESIA_ACCOUNT_NOT_CONFIRMED: 403,
     ErrorCode.NOT_IN_REGISTRY: 403,
 }
-
-_SAVE_REQUEST = """
-WITH expired AS (DELETE FROM gateway.esia_requests WHERE expires_at < now())
-INSERT INTO gateway.esia_requests (state, nonce, code_verifier, client_kind, return_to,
-                                   expires_at, browser_hash)
-VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7)
-"""
-
-# One-time: the row is gone whatever happens next.
-_TAKE_REQUEST = """
-DELETE FROM gateway.esia_requests WHERE state = $1
-RETURNING nonce, code_verifier, client_kind, return_to, expires_at > now() AS live,
-          browser_hash
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    nonce: str
-    code_verifier: str
-    kind: ClientKind
-    return_to: str
 
 
 class EsiaSignIn:
@@ -135,15 +113,15 @@ class EsiaSignIn:
         except EsiaError as error:
             log.warning("ESIA sign-in cannot start: %s", error.reason)
             return self._failed(request, error.code)
-        await self.services.pool().execute(
-            _SAVE_REQUEST,
-            state,
-            nonce,
-            verifier,
-            kind.value,
-            return_to,
-            REQUEST_TTL_SECONDS,
-            _binding_hash(binding),
+        await save_esia_request(
+            self.services.pool(),
+            state=state,
+            nonce=nonce,
+            code_verifier=verifier,
+            kind=kind,
+            return_to=return_to,
+            ttl_seconds=REQUEST_TTL_SECONDS,
+            browser_hash=_binding_hash(binding),
         )
         response = RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
         response.set_cookie(
@@ -176,23 +154,20 @@ class EsiaSignIn:
             return self._failed(request, error.code)
         return await self._signed_in(request, person, pending)
 
-    async def _take(self, state: str | None, binding: str | None) -> _Pending | None:
+    async def _take(self, state: str | None, binding: str | None) -> EsiaRequest | None:
         """The pending request of `state`, consumed; None unless live and this browser's."""
         if not state:
             return None
-        row = await self.services.pool().fetchrow(_TAKE_REQUEST, state)
-        if row is None or not row["live"] or row["browser_hash"] is None or not binding:
+        pending = await take_esia_request(self.services.pool(), state=state)
+        if pending is None or not pending.live or pending.browser_hash is None or not binding:
             return None
-        if not hmac.compare_digest(bytes(row["browser_hash"]), _binding_hash(binding)):
+        if not hmac.compare_digest(pending.browser_hash, _binding_hash(binding)):
             return None
-        return _Pending(
-            nonce=row["nonce"],
-            code_verifier=row["code_verifier"],
-            kind=ClientKind(row["client_kind"]),
-            return_to=row["return_to"] or "",
-        )
+        return pending
 
-    async def _signed_in(self, request: Request, person: EsiaPerson, pending: _Pending) -> Response:
+    async def _signed_in(
+        self, request: Request, person: EsiaPerson, pending: EsiaRequest
+    ) -> Response:
         pool = self.services.pool()
         found = await match_registries(pool, snils=person.snils, phone=person.mobile)
         if not person.trusted:

@@ -39,25 +39,15 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from auth.signin.services import AuthServices
+from auth.signin.deps import AuthServices
 from auth.store.accounts import upsert_student_account
+from auth.store.matching import Student, find_student
 from auth.store.throttle import Admission, SignInThrottle
 from gateway.core.errors import ErrorCode
 
 PASSWORD_AGE_LIMIT_MONTHS: Final = 14 * 12 + 6
 MAX_LOGIN_LENGTH: Final = 100
 MAX_PASSWORD_LENGTH: Final = 256
-
-# The student with this school login, with the name the account shows.
-_FIND_STUDENT = """
-SELECT si.student_id, si.school_id, si.birth_date, si.password_hash,
-       concat_ws(' ', s.last_name, s.first_name, s.patronymic) AS display_name
-FROM diary_api.student_identities si
-JOIN diary_api.students s ON s.id = si.student_id
-WHERE si.login = $1
-ORDER BY si.student_id
-LIMIT 1
-"""
 
 
 def add_months(day: date, months: int) -> date:
@@ -75,17 +65,6 @@ def password_sign_in_ends(birth_date: date) -> date:
 def may_use_password(birth_date: date, today: date) -> bool:
     """Whether a student born on `birth_date` may sign in with a password on `today`."""
     return today < password_sign_in_ends(birth_date)
-
-
-@dataclass(frozen=True, slots=True)
-class Student:
-    """A student record found by school login."""
-
-    student_id: int
-    school_id: int
-    birth_date: date
-    password_hash: str | None
-    display_name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +128,7 @@ class PasswordSignIn:
         `device` is the nonce of a valid device cookie for this login, if any.
         """
         pool = self._services.pool()
-        student = await find_student(pool, login)
+        student = await find_student(pool, login=login)
         admission = await self._throttle.admit(pool, login=login, address=address, device=device)
         trusted = admission.trusted
         if not admission.allowed:
@@ -179,17 +158,3 @@ class PasswordSignIn:
             pool, student_id=student.student_id, display_name=student.display_name
         )
         return PasswordOutcome(None, 200, student, account_id=account_id, trusted=trusted)
-
-
-async def find_student(pool: asyncpg.Pool, login: str) -> Student | None:
-    """The student with this school login, or None."""
-    row = await pool.fetchrow(_FIND_STUDENT, login)
-    if row is None:
-        return None
-    return Student(
-        student_id=row["student_id"],
-        school_id=row["school_id"],
-        birth_date=row["birth_date"],
-        password_hash=row["password_hash"],
-        display_name=row["display_name"],
-    )

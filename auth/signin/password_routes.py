@@ -31,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from auth.requests import request_origin
+from auth.signin.deps import AuthServices
 from auth.signin.device_cookie import issue_device_cookie, set_device_cookie, trusted_device
 from auth.signin.pages import html_page, outcome_response
 from auth.signin.password import (
@@ -39,7 +40,6 @@ from auth.signin.password import (
     PasswordOutcome,
     PasswordSignIn,
 )
-from auth.signin.services import AuthServices
 from auth.store.audit import SIGNED_IN, SignInEvent
 from auth.store.sessions import (
     MAX_RETURN_TO_LENGTH,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from auth.signin.client_routes import client_routes
+from auth.signin.deps import AuthServices
 from auth.signin.esia_routes import esia_routes
 from auth.signin.password_routes import password_routes
-from auth.signin.services import AuthServices
 from auth.signin.session_routes import session_routes
 
 

@@ -33,8 +33,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from auth.requests import check_csrf
+from auth.signin.deps import AuthServices
 from auth.signin.pages import outcome_response, wants_html
-from auth.signin.services import AuthServices
 from auth.store.audit import SIGNED_IN, SignInEvent
 from auth.store.sessions import (
     RefreshTokenInvalidError,

@@ -39,13 +39,13 @@ DO UPDATE SET phone = EXCLUDED.phone, display_name = EXCLUDED.display_name
 RETURNING id::text
 """
 
-# A student is found by the school-issued login, else by SNILS.
+# A student's account from their registry record; `{match}` picks the record, $1 is the
+# display name.
 _UPSERT_STUDENT = """
 INSERT INTO gateway.accounts (role, snils, phone, student_id, display_name)
-SELECT 'STUDENT', si.snils, si.phone, si.student_id, $3
+SELECT 'STUDENT', si.snils, si.phone, si.student_id, $1
 FROM diary_api.student_identities si
-WHERE ($1::text IS NOT NULL AND si.login = $1)
-   OR ($1::text IS NULL AND si.snils = $2::text)
+WHERE {match}
 ORDER BY si.student_id
 LIMIT 1
 ON CONFLICT (student_id) WHERE role = 'STUDENT'
@@ -53,17 +53,11 @@ DO UPDATE SET snils = EXCLUDED.snils, phone = EXCLUDED.phone,
               display_name = EXCLUDED.display_name
 RETURNING id::text
 """
-
-_UPSERT_STUDENT_BY_ID = """
-INSERT INTO gateway.accounts (role, snils, phone, student_id, display_name)
-SELECT 'STUDENT', si.snils, si.phone, si.student_id, $2
-FROM diary_api.student_identities si
-WHERE si.student_id = $1
-ON CONFLICT (student_id) WHERE role = 'STUDENT'
-DO UPDATE SET snils = EXCLUDED.snils, phone = EXCLUDED.phone,
-              display_name = EXCLUDED.display_name
-RETURNING id::text
-"""
+_UPSERT_STUDENT_BY_ID = _UPSERT_STUDENT.format(match="si.student_id = $2")
+# A demo student is found by the school-issued login, else by SNILS.
+_UPSERT_STUDENT_BY_LOGIN = _UPSERT_STUDENT.format(
+    match="($2::text IS NOT NULL AND si.login = $2) OR ($2::text IS NULL AND si.snils = $3::text)"
+)
 
 _UPSERT_STAFF = """
 INSERT INTO gateway.accounts (role, snils, phone, staff_id, display_name)
@@ -151,7 +145,7 @@ async def ensure_demo_account(pool: asyncpg.Pool, account: DemoPerson) -> str:
         )
     elif role is Role.STUDENT:
         account_id = await pool.fetchval(
-            _UPSERT_STUDENT, account.login, account.snils, account.full_name
+            _UPSERT_STUDENT_BY_LOGIN, account.full_name, account.login, account.snils
         )
     else:
         account_id = await pool.fetchval(
@@ -183,7 +177,7 @@ async def upsert_parent_account(
 
 async def upsert_student_account(pool: asyncpg.Pool, *, student_id: int, display_name: str) -> str:
     """The gateway account of a student record (created on first sign-in); returns its id."""
-    account_id = await pool.fetchval(_UPSERT_STUDENT_BY_ID, student_id, display_name)
+    account_id = await pool.fetchval(_UPSERT_STUDENT_BY_ID, display_name, student_id)
     if account_id is None:
         raise AccountNotFoundError(f"no student record {student_id}")
     return str(account_id)

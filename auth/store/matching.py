@@ -1,4 +1,5 @@
-"""Who an ESIA person is in the school registries: parent, student or staff.
+"""Who a person is in the school registries: an ESIA person as parent, student or staff;
+a student by school login (`find_student`, password sign-in).
 
 The source: sign-in goes by the SNILS or the mobile phone present both in ESIA and in
 the school's record. A record belongs to the person when it holds their SNILS, or, when
@@ -13,6 +14,7 @@ in every school: the merged account), else student, else staff.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import asyncpg
 
@@ -35,6 +37,17 @@ SELECT 'STAFF', st.school_id, st.id, st.role
 FROM diary_api.staff st
 WHERE st.snils = $1::text
 ORDER BY 1, 3
+"""
+
+# The student with this school login, with the name the account shows.
+_FIND_STUDENT = """
+SELECT si.student_id, si.school_id, si.birth_date, si.password_hash,
+       concat_ws(' ', s.last_name, s.first_name, s.patronymic) AS display_name
+FROM diary_api.student_identities si
+JOIN diary_api.students s ON s.id = si.student_id
+WHERE si.login = $1
+ORDER BY si.student_id
+LIMIT 1
 """
 
 _STAFF_ROLES = {"it_admin": Role.SCHOOL_ADMIN, "regional_analyst": Role.REGIONAL_ANALYST}
@@ -90,4 +103,29 @@ async def match_registries(
         student_ids=tuple(students),
         staff=tuple(staff),
         school_ids=tuple(sorted(schools)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Student:
+    """A student record found by school login."""
+
+    student_id: int
+    school_id: int
+    birth_date: date
+    password_hash: str | None
+    display_name: str
+
+
+async def find_student(pool: asyncpg.Pool, *, login: str) -> Student | None:
+    """The student with this school login, or None."""
+    row = await pool.fetchrow(_FIND_STUDENT, login)
+    if row is None:
+        return None
+    return Student(
+        student_id=row["student_id"],
+        school_id=row["school_id"],
+        birth_date=row["birth_date"],
+        password_hash=row["password_hash"],
+        display_name=row["display_name"],
     )

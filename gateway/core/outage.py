@@ -38,7 +38,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Final
 
 import asyncpg
@@ -120,6 +121,15 @@ def unavailable_error() -> HttpError:
     return HttpError(
         503, ErrorCode.SERVICE_UNAVAILABLE, headers={"Retry-After": str(RETRY_AFTER_S)}
     )
+
+
+@contextmanager
+def statement_timeout_as_503() -> Iterator[None]:
+    """A statement timeout (57014) inside the block becomes 503 TIMEOUT."""
+    try:
+        yield
+    except asyncpg.QueryCanceledError:
+        raise HttpError(503, ErrorCode.TIMEOUT) from None
 
 
 def describe(error: BaseException) -> str:
