@@ -60,7 +60,7 @@ from gateway.http.endpoint import (
 )
 from gateway.migrations.location import locate_database
 from resolvers.analytics.service import AnalyticsService
-from resolvers.services import AppServices
+from resolvers.context import AppServices
 
 log = logging.getLogger(__name__)
 

@@ -1,32 +1,51 @@
-"""The per-request context every resolver receives as `info.context`."""
+"""What resolvers reach: the per-request `Context` (`info.context`) and the per-application
+`AppServices` it carries (`info.context.app`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING
 
 import asyncpg
 
 from auth.viewer import Viewer
 from gateway.core.errors import UnauthenticatedError
 from gateway.core.settings import Settings
-from resolvers.services import AppServices
+from resolvers.analytics.service import AnalyticsService
+from resolvers.dashboard.service import DashboardService
+from resolvers.diary.loaders import Loaders
 
-if TYPE_CHECKING:
-    from resolvers.diary.loaders import Loaders
+
+@dataclass(slots=True)
+class AppServices:
+    """Built once by gateway.app.create_app; never per request."""
+
+    analytics: AnalyticsService | None = None
+
+    async def close(self) -> None:
+        if self.analytics is not None:
+            await self.analytics.close()
 
 
 @dataclass(slots=True)
 class Context:
-    """Built once per request by the HTTP layer; loaders are never shared between requests."""
+    """Built once per request by the HTTP layer; nothing in it is shared between requests.
+
+    Resolvers reach data only through their domain's loaders or service: the diary's
+    `loaders`, the dashboard's `dashboard`, the analytics' `app.analytics`. The pool is
+    given to those and kept by no field of the context.
+    """
 
     viewer: Viewer | None
     loaders: Loaders
-    pool: asyncpg.Pool
+    pool: InitVar[asyncpg.Pool]
     settings: Settings
     today: date
+    dashboard: DashboardService = field(init=False)
     app: AppServices = field(default_factory=AppServices)
+
+    def __post_init__(self, pool: asyncpg.Pool) -> None:
+        self.dashboard = DashboardService(pool, self.viewer, self.loaders.accessed_student_ids)
 
     def require_viewer(self) -> Viewer:
         """The authenticated viewer, or UNAUTHENTICATED."""

@@ -75,9 +75,8 @@ from gateway.http.response_cache import (
     record_access,
 )
 from gateway.http.response_cache import enabled_from_env as response_cache_enabled
-from resolvers.context import Context
+from resolvers.context import AppServices, Context
 from resolvers.diary.loaders import Loaders
-from resolvers.services import AppServices
 
 log = logging.getLogger(__name__)
 

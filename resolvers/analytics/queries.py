@@ -23,7 +23,7 @@ from strawberry.permission import PermissionExtension
 from auth.permissions import HasScope, IsAuthenticated, IsRegionalAnalyst, parse_int_id
 from auth.viewer import SCOPE_REGION_ANALYTICS, Role
 from gateway.core.errors import BadUserInputError, ForbiddenError
-from resolvers.analytics import sql as data
+from resolvers.analytics import cells
 from resolvers.analytics.service import AnalyticsService
 from resolvers.analytics.types import (
     SUPPRESSION_RULE,
@@ -75,9 +75,9 @@ def _in_range(values: list[int] | None, low: int, high: int, argument: str) -> l
     return values
 
 
-def _cell_filter(given: AnalyticsFilter | None) -> data.CellFilter:
+def _cell_filter(given: AnalyticsFilter | None) -> cells.CellFilter:
     if given is None:
-        return data.CellFilter()
+        return cells.CellFilter()
     lists = (
         given.school_ids,
         given.municipality_ids,
@@ -91,7 +91,7 @@ def _cell_filter(given: AnalyticsFilter | None) -> data.CellFilter:
         raise BadUserInputError(f"Не более {MAX_FILTER_VALUES} значений в одном списке filter.")
     if given.codes is not None and not set(given.codes) <= ATTENDANCE_CODES:
         raise BadUserInputError("Неизвестный код посещаемости в filter.codes.")
-    return data.CellFilter(
+    return cells.CellFilter(
         school_ids=_ids(given.school_ids, "schoolIds"),
         municipality_ids=_ids(given.municipality_ids, "municipalityIds"),
         grades=_in_range(given.grades, 1, 11, "grades"),
@@ -131,7 +131,7 @@ def _selects(info: Info, name: str) -> bool:
 class _Keys:
     """Builds group keys; the labelled objects are made once per value and shared."""
 
-    def __init__(self, labels: data.Labels) -> None:
+    def __init__(self, labels: cells.Labels) -> None:
         self.labels = labels
         self._made: dict[tuple[str, Any], Any] = {}
 
@@ -245,15 +245,13 @@ async def resolve_marks(
     filter: AnalyticsFilter | None = None,
 ) -> MarkAggregates:
     service = _service(info)
-    columns = data.group_columns([d.value for d in group_by], data.MARK_DIMENSIONS)
+    columns = cells.group_columns([d.value for d in group_by], cells.MARK_DIMENSIONS)
     cell_filter = _cell_filter(filter)
     k = service.min_group_size
     with_values = _selects(info, "distribution")
-    async with service.connection() as conn:
-        figures, values = await data.mark_aggregates(
-            conn, columns, cell_filter, k, with_values=with_values
-        )
-        labels = await service.labels(conn, root.freshness.refreshed_at)
+    figures, values, labels = await service.marks(
+        columns, cell_filter, root.freshness.refreshed_at, with_values=with_values
+    )
     _check_size(len(figures) - 1)
     async with service.turn():  # the analytics' share of the event loop is capped
         keys = _Keys(labels)
@@ -375,12 +373,12 @@ async def resolve_attendance(
     filter: AnalyticsFilter | None = None,
 ) -> AttendanceAggregates:
     service = _service(info)
-    columns = data.group_columns([d.value for d in group_by], data.ATTENDANCE_DIMENSIONS)
+    columns = cells.group_columns([d.value for d in group_by], cells.ATTENDANCE_DIMENSIONS)
     lesson_columns = [column for column in columns if column != "code"]
     k = service.min_group_size
-    async with service.connection() as conn:
-        lessons, codes = await data.attendance_aggregates(conn, columns, _cell_filter(filter), k)
-        labels = await service.labels(conn, root.freshness.refreshed_at)
+    lessons, codes, labels = await service.attendance(
+        columns, _cell_filter(filter), root.freshness.refreshed_at
+    )
     async with service.turn():  # the analytics' share of the event loop is capped
         rows = _AttendanceRows(
             lesson_columns=lesson_columns,

@@ -1,4 +1,6 @@
-"""Regional analytics: its own pool, statement timeout, rate limit and refresh (issue 5).
+"""The analytics service: the only way to the analytics SQL (resolvers.analytics.sql).
+
+Its own pool, statement timeout, rate limit, CPU share and refresh of the base cells.
 
 Isolation from the families' diaries: analytics statements never use the diary pool.
 They run on a pool of their own (`DATABASE_ANALYTICS_URL`, a replica, or else the diary
@@ -29,6 +31,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import asyncpg
 
@@ -37,6 +40,7 @@ from gateway.core.errors import ApiError, ErrorCode
 from gateway.core.settings import Settings
 from gateway.migrations.location import locate_database
 from resolvers.analytics import sql as data
+from resolvers.analytics.cells import CellFilter, Freshness, Labels
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,22 @@ class RateLimitedError(ApiError):
 
 class AnalyticsTimeoutError(ApiError):
     code = ErrorCode.TIMEOUT
+
+
+class MarkRows(NamedTuple):
+    """Mark figures and value counts per group (the total included), and the labels."""
+
+    figures: list[asyncpg.Record]
+    values: list[asyncpg.Record]
+    labels: Labels
+
+
+class AttendanceRows(NamedTuple):
+    """Lessons per group without the code, records per group and code, and the labels."""
+
+    lessons: list[asyncpg.Record]
+    codes: list[asyncpg.Record]
+    labels: Labels
 
 
 class RateLimiter:
@@ -77,7 +97,8 @@ class RateLimiter:
 
 
 class AnalyticsService:
-    """One per application; resolvers reach it as `info.context.app.analytics`."""
+    """One per application; resolvers reach it as `info.context.app.analytics` and ask it
+    for figures (never for a connection)."""
 
     def __init__(self, settings: Settings) -> None:
         """Analytics never use the diary pool (not even to refresh): they open their own."""
@@ -89,7 +110,7 @@ class AnalyticsService:
         self._turn_lock = asyncio.Lock()
         self._next_turn = 0.0
         self._background: asyncio.Task[None] | None = None
-        self._labels: tuple[datetime, data.Labels] | None = None
+        self._labels: tuple[datetime, Labels] | None = None
         self.rate_limiter = RateLimiter(self.options.rate_limit, self.options.rate_window_seconds)
 
     @property
@@ -170,9 +191,46 @@ class AnalyticsService:
         finally:
             self._turn_lock.release()
 
+    # --- figures ----------------------------------------------------------------------
+
+    async def marks(
+        self,
+        columns: list[str],
+        cell_filter: CellFilter,
+        refreshed_at: datetime,
+        *,
+        with_values: bool,
+    ) -> MarkRows:
+        """Mark figures of the groups of `columns` (value counts when `with_values`), on one
+        connection: one or two statements, and the labels when not loaded yet."""
+        async with self.connection() as conn:
+            figures, values = await data.mark_aggregates(
+                conn, columns, cell_filter, self.min_group_size, with_values=with_values
+            )
+            labels = await self._labels_of(conn, refreshed_at)
+        return MarkRows(figures, values, labels)
+
+    async def attendance(
+        self, columns: list[str], cell_filter: CellFilter, refreshed_at: datetime
+    ) -> AttendanceRows:
+        """Attendance figures of the groups of `columns`, on one connection: two statements,
+        and the labels when not loaded yet."""
+        async with self.connection() as conn:
+            lessons, codes = await data.attendance_aggregates(
+                conn, columns, cell_filter, self.min_group_size
+            )
+            labels = await self._labels_of(conn, refreshed_at)
+        return AttendanceRows(lessons, codes, labels)
+
+    async def _labels_of(self, conn: asyncpg.Connection, refreshed_at: datetime) -> Labels:
+        """Dimension labels, reloaded after each refresh."""
+        if self._labels is None or self._labels[0] != refreshed_at:
+            self._labels = (refreshed_at, await data.labels(conn))
+        return self._labels[1]
+
     # --- freshness and refresh --------------------------------------------------------
 
-    async def ready(self, client: str) -> data.Freshness:
+    async def ready(self, client: str) -> Freshness:
         """Count the client's call (rate limit), build the cells if they never were, keep
         the background refresh running; the current freshness."""
         self.rate_limiter.check(client)
@@ -183,7 +241,7 @@ class AnalyticsService:
         self._start_background()
         return current
 
-    async def _build_if_empty(self) -> data.Freshness:
+    async def _build_if_empty(self) -> Freshness:
         """Build the cells unless another request or process built them meanwhile."""
         async with self._refreshing, self._refresh_connection() as conn:
             current = await data.refresh(
@@ -195,7 +253,7 @@ class AnalyticsService:
         assert current is not None
         return current
 
-    async def refresh(self) -> data.Freshness:
+    async def refresh(self) -> Freshness:
         """Rebuild the cells now (waits for a refresh running elsewhere, then runs)."""
         async with self._refreshing, self._refresh_connection() as conn:
             result = await data.refresh(
@@ -218,12 +276,6 @@ class AnalyticsService:
             yield conn
         finally:
             await conn.close()
-
-    async def labels(self, conn: asyncpg.Connection, refreshed_at: datetime) -> data.Labels:
-        """Dimension labels, reloaded after each refresh."""
-        if self._labels is None or self._labels[0] != refreshed_at:
-            self._labels = (refreshed_at, await data.labels(conn))
-        return self._labels[1]
 
     def _start_background(self) -> None:
         if self.options.refresh_seconds == 0:

@@ -14,84 +14,48 @@ reported as suppressed, without figures.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any, Final
 
 import asyncpg
 
-# Dimension → the cell columns naming a group of it.
-MARK_DIMENSIONS: Final[Mapping[str, tuple[str, ...]]] = {
-    "SCHOOL": ("school_id",),
-    "MUNICIPALITY": ("municipality_id",),
-    "GRADE": ("grade",),
-    "SUBJECT": ("subject_id",),
-    "PERIOD": ("year_id", "period_scheme", "period_number"),
-    "WORK_TYPE": ("work_type_id",),
-}
-ATTENDANCE_DIMENSIONS: Final[Mapping[str, tuple[str, ...]]] = {
-    **{name: columns for name, columns in MARK_DIMENSIONS.items() if name != "WORK_TYPE"},
-    "CODE": ("code",),
-}
-# The columns every kind of base cell has (a lesson cell has only these).
-_COMMON_KEY: Final = (
-    "school_id",
-    "municipality_id",
-    "grade",
-    "subject_id",
-    "year_id",
-    "period_scheme",
-    "period_number",
-)
-KEY_COLUMNS: Final = (*_COMMON_KEY, "work_type_id", "code")
+from resolvers.analytics.cells import COMMON_KEY, CellFilter, Freshness, Labels
+
+__all__ = [
+    "Freshness",
+    "attendance_aggregates",
+    "freshness",
+    "labels",
+    "mark_aggregates",
+    "refresh",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class CellFilter:
-    """Which cells a query covers; None means every value. Filters name cell columns."""
-
-    school_ids: Sequence[int] | None = None
-    municipality_ids: Sequence[int] | None = None
-    grades: Sequence[int] | None = None
-    subject_ids: Sequence[int] | None = None
-    period_scheme: str | None = None
-    period_numbers: Sequence[int] | None = None
-    work_type_ids: Sequence[int] | None = None
-    codes: Sequence[str] | None = None
-
-    def where(self, params: list[object], *, has_work_type: bool, has_code: bool) -> str:
-        """The SQL condition (parameters appended to `params`)."""
-        conditions = ["true"]
-        columns: list[tuple[str, Sequence[int] | Sequence[str] | None, str]] = [
-            ("school_id", self.school_ids, "integer[]"),
-            ("municipality_id", self.municipality_ids, "integer[]"),
-            ("grade", self.grades, "smallint[]"),
-            ("subject_id", self.subject_ids, "integer[]"),
-            ("period_number", self.period_numbers, "smallint[]"),
-        ]
-        if has_work_type:
-            columns.append(("work_type_id", self.work_type_ids, "integer[]"))
-        if has_code:
-            columns.append(("code", self.codes, "text[]"))
-        for column, values, sql_type in columns:
-            if values is not None:
-                params.append(list(values))
-                conditions.append(f"{column} = ANY(${len(params)}::{sql_type})")
-        if self.period_scheme is not None:
-            params.append(self.period_scheme)
-            conditions.append(f"period_scheme = ${len(params)}")
-        return " AND ".join(conditions)
-
-
-@dataclass(frozen=True, slots=True)
-class Freshness:
-    """When the cells were refreshed, as of which diary date, and how long it took."""
-
-    refreshed_at: datetime
-    as_of: date
-    duration_ms: int
+def _where(
+    cell_filter: CellFilter, params: list[object], *, has_work_type: bool, has_code: bool
+) -> str:
+    """The SQL condition of `cell_filter` (parameters appended to `params`)."""
+    conditions = ["true"]
+    columns: list[tuple[str, Sequence[int] | Sequence[str] | None, str]] = [
+        ("school_id", cell_filter.school_ids, "integer[]"),
+        ("municipality_id", cell_filter.municipality_ids, "integer[]"),
+        ("grade", cell_filter.grades, "smallint[]"),
+        ("subject_id", cell_filter.subject_ids, "integer[]"),
+        ("period_number", cell_filter.period_numbers, "smallint[]"),
+    ]
+    if has_work_type:
+        columns.append(("work_type_id", cell_filter.work_type_ids, "integer[]"))
+    if has_code:
+        columns.append(("code", cell_filter.codes, "text[]"))
+    for column, values, sql_type in columns:
+        if values is not None:
+            params.append(list(values))
+            conditions.append(f"{column} = ANY(${len(params)}::{sql_type})")
+    if cell_filter.period_scheme is not None:
+        params.append(cell_filter.period_scheme)
+        conditions.append(f"period_scheme = ${len(params)}")
+    return " AND ".join(conditions)
 
 
 # --- refresh -------------------------------------------------------------------------
@@ -106,7 +70,7 @@ _CELL_KEY: Final = (
     "work_type_id",
 )
 _MARK_CELL_COLUMNS: Final = (
-    *_COMMON_KEY,
+    *COMMON_KEY,
     "work_type_id",
     "students",
     "marks",
@@ -114,11 +78,11 @@ _MARK_CELL_COLUMNS: Final = (
     "weighted_sum",
     "weight_sum",
 )
-_ATTENDANCE_CELL_COLUMNS: Final = (*_COMMON_KEY, "code", "students", "records")
+_ATTENDANCE_CELL_COLUMNS: Final = (*COMMON_KEY, "code", "students", "records")
 _VALUE_COLUMNS: Final = (*_CELL_KEY, "value", "marks")
 
 # Student-lessons up to the diary's today; a cell's students are its classes' enrolment.
-_COMMON = ", ".join(_COMMON_KEY)
+_COMMON = ", ".join(COMMON_KEY)
 _LESSON_CELLS = f"""
 SELECT {_COMMON},
        sum(enrolled)::integer AS students, sum(lessons)::integer AS lessons,
@@ -131,7 +95,7 @@ FROM (
 ) per_class
 GROUP BY {_COMMON}
 """
-_LESSON_CELL_COLUMNS: Final = (*_COMMON_KEY, "students", "lessons", "student_lessons")
+_LESSON_CELL_COLUMNS: Final = (*COMMON_KEY, "students", "lessons", "student_lessons")
 
 _TABLES: Final = (
     "analytics_mark_values",
@@ -238,12 +202,6 @@ async def freshness(conn: asyncpg.Connection) -> Freshness | None:
 # --- aggregates ----------------------------------------------------------------------
 
 
-def group_columns(dimensions: Sequence[str], known: Mapping[str, tuple[str, ...]]) -> list[str]:
-    """The cell columns of the requested dimensions, in a stable order, without repeats."""
-    wanted = {column for name in dimensions for column in known[name]}
-    return [column for column in KEY_COLUMNS if column in wanted]
-
-
 def _grouping(columns: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, str]:
     """(select list of the key columns, GROUP BY clause): the groups and the total."""
     keys = [*columns, *extra]
@@ -281,7 +239,7 @@ async def mark_aggregates(
     """(figures per group and for the total, value counts per group and for the total:
     one row per group with the values and their counts, most frequent first)."""
     params: list[object] = [k]
-    where = cell_filter.where(params, has_work_type=True, has_code=False)
+    where = _where(cell_filter, params, has_work_type=True, has_code=False)
     figures = await conn.fetch(
         _published_sums(
             "analytics_mark_cells",
@@ -319,7 +277,7 @@ async def attendance_aggregates(
     """(lessons per group without the code, records per group and code), totals included."""
     lesson_columns = [column for column in columns if column != "code"]
     params: list[object] = [k]
-    where = cell_filter.where(params, has_work_type=False, has_code=False)
+    where = _where(cell_filter, params, has_work_type=False, has_code=False)
     lessons = await conn.fetch(
         _published_sums(
             "analytics_lesson_cells", lesson_columns, where, ("lessons", "student_lessons")
@@ -327,7 +285,7 @@ async def attendance_aggregates(
         *params,
     )
     params = [k]
-    where = cell_filter.where(params, has_work_type=False, has_code=True)
+    where = _where(cell_filter, params, has_work_type=False, has_code=True)
     records = await conn.fetch(
         _published_sums(
             "analytics_attendance_cells", lesson_columns, where, ("records",), ("code",)
@@ -335,17 +293,6 @@ async def attendance_aggregates(
         *params,
     )
     return lessons, records
-
-
-@dataclass(frozen=True, slots=True)
-class Labels:
-    """Names of the dimension values (schools, municipalities, subjects, ...)."""
-
-    schools: dict[int, tuple[str, str, str]]  # id → (name, short name, municipality)
-    municipalities: dict[int, str]
-    subjects: dict[int, str]
-    work_types: dict[int, tuple[str, str, Decimal]]  # id → (name, short name, weight)
-    periods: dict[tuple[int, str, int], tuple[str, str]]  # key → (year title, title)
 
 
 async def labels(conn: asyncpg.Connection) -> Labels:

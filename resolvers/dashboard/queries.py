@@ -15,7 +15,9 @@ is now, whatever the window.
 
 Each section is read only when selected: the journal with one statement, the registry
 with two (resolvers.dashboard.registry), sign-ins with one for the counts and one for
-the newest failures (resolvers.dashboard.sign_ins); SQL in resolvers.dashboard.sql.
+the newest failures (resolvers.dashboard.sign_ins). Resolvers read through the request's
+DashboardService (`info.context.dashboard`, resolvers.dashboard.service), which checks
+the school against the admin's schools before any SQL (resolvers.dashboard.sql).
 Students listed by the registry section are added to the request's access audit.
 """
 
@@ -41,9 +43,9 @@ from auth.viewer import SCOPE_SCHOOL_DASHBOARD, SCOPE_SCHOOL_SIGN_INS
 from gateway.core.errors import NotFoundError
 from resolvers.common.arguments import MAX_YEAR_DAYS, diary_window
 from resolvers.context import Context
-from resolvers.dashboard import sql as data
 from resolvers.dashboard.registry import RegistryQuality, load_registry_quality
-from resolvers.dashboard.sign_ins import SignInProblems, load_sign_in_problems
+from resolvers.dashboard.service import CheckedSchool
+from resolvers.dashboard.sign_ins import SignInProblems, day_bounds, load_sign_in_problems
 from resolvers.dashboard.types import (
     JournalCompleteness,
     JournalCompletenessRow,
@@ -144,9 +146,8 @@ async def resolve_journal(
 ) -> JournalCompleteness:
     """Journal completeness per teacher, class and subject over the window."""
     context = info.context
-    records = await data.list_journal_completeness(
-        context.pool,
-        school_id=root.school_id,
+    records = await context.dashboard.journal(
+        root.checked_school,
         date_from=root.date_from,
         date_to=root.date_to,
         today=context.today,
@@ -162,13 +163,13 @@ async def resolve_journal(
 
 async def resolve_registry(root: SchoolDashboard, info: Info) -> RegistryQuality:
     """Parent registry quality of the school as it is now (the window does not apply)."""
-    return await load_registry_quality(info, root.school_id)
+    return await load_registry_quality(info.context.dashboard, root.checked_school)
 
 
 async def resolve_sign_ins(root: SchoolDashboard, info: Info) -> SignInProblems:
     """Sign-in attempts of the school's people in the window (UTC days)."""
-    start, end = data.day_bounds(root.date_from, root.date_to)
-    return await load_sign_in_problems(info, root.school_id, start, end)
+    start, end = day_bounds(root.date_from, root.date_to)
+    return await load_sign_in_problems(info.context.dashboard, root.checked_school, start, end)
 
 
 # --- the dashboard ---------------------------------------------------------------------
@@ -176,7 +177,7 @@ async def resolve_sign_ins(root: SchoolDashboard, info: Info) -> SignInProblems:
 
 @strawberry.type(description="The IT dashboard of one school over a date window.")
 class SchoolDashboard:
-    school_id: strawberry.Private[int]
+    checked_school: strawberry.Private[CheckedSchool]
     school: School
     date_from: date = strawberry.field(name="from", description="First day of the window.")
     date_to: date = strawberry.field(name="to", description="Last day of the window.")
@@ -205,6 +206,11 @@ class SchoolDashboard:
         ),
     )
 
+    @property
+    def school_id(self) -> int:
+        """The school's id (auth.permissions.CanAdministerSchool reads it)."""
+        return self.checked_school.id
+
 
 async def resolve_school_dashboard(
     info: Info, school_id: strawberry.ID, from_: FromArg = None, to: ToArg = None
@@ -213,11 +219,12 @@ async def resolve_school_dashboard(
     context = info.context
     parsed = parse_int_id(school_id, argument="schoolId")
     date_from, date_to = diary_window(from_, to, today=context.today, max_days=MAX_YEAR_DAYS)
-    row = await data.get_school(context.pool, school_id=parsed)
+    checked = context.dashboard.check(parsed)
+    row = await context.dashboard.school(checked)
     if row is None:
         raise NotFoundError()
     return SchoolDashboard(
-        school_id=parsed,
+        checked_school=checked,
         school=School(
             id=strawberry.ID(str(row["id"])),
             name=row["name"],

@@ -21,7 +21,7 @@ import strawberry
 from gateway.core.identifiers import is_valid, masked, masked_phone
 from resolvers.common.arguments import check_page_size
 from resolvers.context import Context
-from resolvers.dashboard import sql as data
+from resolvers.dashboard.service import CheckedSchool, DashboardService
 from resolvers.dashboard.types import (
     PersonField,
     RegistryIssue,
@@ -106,7 +106,7 @@ async def resolve_unlinked_students(
     The students returned are added to the request's access audit.
     """
     shown = root.unlinked[: check_page_size(first)]
-    info.context.loaders.accessed_student_ids.update(int(student.id) for student in shown)
+    info.context.dashboard.record_shown_students(int(student.id) for student in shown)
     return shown
 
 
@@ -163,9 +163,9 @@ def registry_quality(parents: Sequence[Any], students: Sequence[Any]) -> Registr
     )
 
 
-async def load_registry_quality(info: Info, school_id: int) -> RegistryQuality:
+async def load_registry_quality(
+    dashboard: DashboardService, school: CheckedSchool
+) -> RegistryQuality:
     """The school's registry quality now: two statements."""
-    pool = info.context.pool
-    parents = await data.list_registry_parents(pool, school_id=school_id)
-    students = await data.list_students_without_parents(pool, school_id=school_id)
+    parents, students = await dashboard.registry(school)
     return registry_quality(parents, students)

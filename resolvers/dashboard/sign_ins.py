@@ -8,19 +8,26 @@ window is `from` 00:00 UTC up to the end of `to` (UTC).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 import strawberry
 
 from gateway.core.errors import MESSAGES, ErrorCode
 from resolvers.common.arguments import check_page_size
 from resolvers.context import Context
-from resolvers.dashboard import sql as data
+from resolvers.dashboard.service import CheckedSchool, DashboardService
 
 Info = strawberry.Info[Context, None]
 DEFAULT_PAGE_SIZE = 20
 SIGNED_IN = "SIGNED_IN"
 SIGNED_IN_MESSAGE = "Вход выполнен."
+
+
+def day_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
+    """[from 00:00 UTC, the day after `to` 00:00 UTC): the window as instants."""
+    start = datetime.combine(date_from, time.min, tzinfo=UTC)
+    end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=UTC)
+    return start, end
 
 
 def outcome_message(outcome: str) -> str | None:
@@ -60,9 +67,8 @@ async def resolve_recent_failures(
 ) -> list[SignInAttempt]:
     """The newest failed attempts (optionally of one outcome), at most `first`."""
     limit = check_page_size(first)
-    rows = await data.list_failed_sign_ins(
-        info.context.pool,
-        school_id=root.school_id,
+    rows = await info.context.dashboard.failed_sign_ins(
+        root.school,
         start=root.start,
         end=root.end,
         outcome=outcome,
@@ -85,7 +91,7 @@ async def resolve_recent_failures(
 
 @strawberry.type(description="Sign-in attempts of people found in this school's registries.")
 class SignInProblems:
-    school_id: strawberry.Private[int]
+    school: strawberry.Private[CheckedSchool]
     start: strawberry.Private[datetime]
     end: strawberry.Private[datetime]
     attempts: int
@@ -102,10 +108,10 @@ class SignInProblems:
 
 
 async def load_sign_in_problems(
-    info: Info, school_id: int, start: datetime, end: datetime
+    dashboard: DashboardService, school: CheckedSchool, start: datetime, end: datetime
 ) -> SignInProblems:
     """Counts by outcome in [start, end): one statement (the list is read when selected)."""
-    rows = await data.count_sign_ins(info.context.pool, school_id=school_id, start=start, end=end)
+    rows = await dashboard.sign_in_counts(school, start=start, end=end)
     by_outcome = [
         SignInOutcomeCount(
             outcome=row["outcome"],
@@ -116,7 +122,7 @@ async def load_sign_in_problems(
         for row in rows
     ]
     return SignInProblems(
-        school_id=school_id,
+        school=school,
         start=start,
         end=end,
         attempts=sum(item.attempts for item in by_outcome),

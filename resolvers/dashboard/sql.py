@@ -1,15 +1,15 @@
-"""Data access of the school IT dashboard: one or two statements per dashboard section.
+"""Every SQL statement of the school IT dashboard: one or two per dashboard section.
 
-Every function reads one school's data only (the caller has checked that the viewer
-administers it) through the diary_api views of fixtures/contract_dashboard.sql and the
-gateway's own sign-in events. Statements are constant texts; counts and groupings are
-done in SQL, except the SNILS checksum, which is checked in Python with
-gateway.core.identifiers.is_valid (the one implementation of the algorithm).
+Called only by resolvers.dashboard.service, with a school id it checked against the
+admin's schools; each function reads that one school's data through the diary_api views
+of fixtures/contract_dashboard.sql and the gateway's own sign-in events. Statements are
+constant texts; counts and groupings are done in SQL, except the SNILS checksum, which is
+checked in Python (resolvers.dashboard.registry).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -103,13 +103,6 @@ ORDER BY s.grade, s.letter, s.last_name, s.first_name, s.patronymic, s.student_i
 async def list_students_without_parents(pool: asyncpg.Pool, *, school_id: int) -> list[Row]:
     """The school's students that no parent record (of any school) is linked to."""
     return list(await pool.fetch(_UNLINKED_STUDENTS_SQL, school_id))
-
-
-def day_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
-    """[from 00:00 UTC, the day after `to` 00:00 UTC): the window as instants."""
-    start = datetime.combine(date_from, time.min, tzinfo=UTC)
-    end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=UTC)
-    return start, end
 
 
 # Sign-in attempts of people found in the school's registries, by outcome.
