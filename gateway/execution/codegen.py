@@ -22,7 +22,7 @@ import keyword
 import math
 from datetime import date, datetime, time
 from operator import methodcaller
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from graphql import (
     GraphQLBoolean,
@@ -36,10 +36,9 @@ from graphql import (
     GraphQLScalarType,
     GraphQLString,
 )
-from strawberry.schema.schema_converter import CustomGraphQLEnumType
 
-if TYPE_CHECKING:
-    from gateway.execution.compiler import ObjectPlan, SyncCompleter, ValuePlan
+from gateway.core.graphql_internals import enum_class
+from gateway.execution.plans import ObjectPlan, SyncCompleter, ValuePlan
 
 _MIN_INT: Final = -(2**31)
 _MAX_INT: Final = 2**31 - 1
@@ -209,11 +208,11 @@ def _isoformat_class(type_: GraphQLOutputType) -> type | None:
 
 def _enum_names(enum_type: GraphQLEnumType) -> dict[Any, str] | None:
     """Output name of every member of a strawberry enum, as its coercion picks it."""
-    if not isinstance(enum_type, CustomGraphQLEnumType):
+    python_enum = enum_class(enum_type)
+    if python_enum is None:
         return None
     names: dict[Any, str] = {}
-    member: Any
-    for member in enum_type.wrapped_cls:
+    for member in python_enum:
         for name, value in enum_type.values.items():
             if member.value == value.value:
                 names[member] = name

@@ -26,12 +26,11 @@ own errors and null propagation; see `gateway.execution.runner`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
 from graphql import (
-    FieldNode,
     GraphQLField,
     GraphQLLeafType,
     GraphQLList,
@@ -51,10 +50,10 @@ from graphql.execution.collect_fields import (
     collect_subfields,
 )
 from graphql.execution.values import VariableValues
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.field import StrawberryField
 
+from gateway.core.graphql_internals import has_default_resolver, strawberry_field
 from gateway.execution.codegen import generate
+from gateway.execution.plans import ObjectPlan, ReadField, ResolvedField, SyncCompleter, ValuePlan
 
 TYPENAME: Final = "__typename"
 _MIN_INT: Final = -(2**31)
@@ -72,61 +71,6 @@ class Abandon(Exception):
 def abandon(*_args: object) -> NoReturn:
     """Give up on the compiled execution of this request."""
     raise Abandon
-
-
-SyncCompleter = Callable[[Any], Any]
-
-
-@dataclass(slots=True, eq=False)
-class ResolvedField:
-    """A field that keeps its resolver: called like graphql-core calls it."""
-
-    key: str
-    field_def: GraphQLField
-    details: list[FieldDetails]
-    nodes: tuple[FieldNode, ...]
-    takes_arguments: bool
-    value: ValuePlan
-
-
-@dataclass(slots=True, eq=False)
-class ReadField:
-    """A field that reads an attribute of its source object (strawberry's default)."""
-
-    key: str
-    attribute: str
-    value: ValuePlan
-
-
-@dataclass(slots=True, eq=False)
-class ObjectPlan:
-    """The fields selected on an object type, in response order.
-
-    `complete` is set when no field below needs a resolver: it builds the whole
-    response dict of a source object synchronously.
-    """
-
-    type: GraphQLObjectType
-    keys: tuple[str, ...]
-    typename_keys: tuple[str, ...]
-    read_fields: tuple[ReadField, ...]
-    resolved_fields: tuple[ResolvedField, ...]
-    complete: SyncCompleter | None = None
-
-
-@dataclass(slots=True, eq=False)
-class ValuePlan:
-    """How a value of a field's type is completed.
-
-    `wrappers` are the type's non-null and list wrappers, outermost first ("non_null",
-    "list"); `objects` is the plan of the object type inside them, if any. `complete`
-    is set for synchronous completion (leaves, synchronous objects and lists of them).
-    """
-
-    type: GraphQLOutputType
-    complete: SyncCompleter | None
-    wrappers: tuple[str, ...]
-    objects: ObjectPlan | None = None
 
 
 @dataclass(slots=True)
@@ -247,11 +191,10 @@ def compile_operation(
 
 def _default_attribute(field_def: GraphQLField) -> str | None:
     """The attribute a field reads, when its resolver is strawberry's default one."""
-    resolve = field_def.resolve
-    if resolve is None or not getattr(resolve, "_is_default", False):
+    if not has_default_resolver(field_def):
         return None
-    definition = field_def.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    if not isinstance(definition, StrawberryField) or not definition.is_basic_field:
+    definition = strawberry_field(field_def)
+    if definition is None or not definition.is_basic_field:
         return None
     if definition.default_resolver is not getattr:
         return None

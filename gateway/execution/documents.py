@@ -20,6 +20,7 @@ from strawberry.schema import Schema as StrawberrySchema
 
 from gateway.core.bounded_cache import BoundedCache, BoundedMemo
 from gateway.core.errors import MESSAGES, ErrorCode
+from gateway.core.graphql_internals import core_schema
 from gateway.core.settings import Settings
 from gateway.execution.limits import document_bytes, operations_only, parse_query, validate_query
 from gateway.execution.runner import PlanCache
@@ -60,7 +61,7 @@ class DocumentCache:
         max_entries: int = DOCUMENT_CACHE_SIZE,
         max_bytes: int = DOCUMENT_CACHE_BYTES,
     ) -> None:
-        self._schema = schema
+        self._core = core_schema(schema)
         self._settings = settings
         cache: BoundedCache[bytes, PreparedDocument] = BoundedCache(max_entries, max_bytes)
         self.prepare = BoundedMemo(self._prepare, _document_size, cache)
@@ -70,7 +71,7 @@ class DocumentCache:
             document = parse_query(query, self._settings)
         except GraphQLError as error:
             return PreparedDocument(document=None, errors=(dict(error.formatted),))
-        errors = validate_query(self._schema._schema, document, self._settings)
+        errors = validate_query(self._core, document, self._settings)
         if errors:
             coded = (coded_error(error, ErrorCode.GRAPHQL_VALIDATION_FAILED) for error in errors)
             return PreparedDocument(document=operations_only(document), errors=tuple(coded))

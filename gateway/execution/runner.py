@@ -38,15 +38,10 @@ from graphql.language import Visitor
 from graphql.pyutils import Path
 from strawberry.schema import Schema as StrawberrySchema
 
+from gateway.core.graphql_internals import core_schema
 from gateway.core.outage import is_database_unavailable
-from gateway.execution.compiler import (
-    Abandon,
-    NotCompilable,
-    ObjectPlan,
-    ResolvedField,
-    ValuePlan,
-    compile_operation,
-)
+from gateway.execution.compiler import Abandon, NotCompilable, compile_operation
+from gateway.execution.plans import ObjectPlan, ResolvedField, ValuePlan
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +103,7 @@ class CompiledExecutor:
     """Executes documents through their compiled plans (one instance per application)."""
 
     def __init__(self, schema: StrawberrySchema, is_awaitable: IsAwaitable) -> None:
-        self._schema = schema
+        self._core = core_schema(schema)
         self._executor_class = schema.execution_context_class
         self._is_awaitable = is_awaitable
         # How requests went: "compiled", "not_compilable", "abandoned", "bad_variables".
@@ -126,7 +121,7 @@ class CompiledExecutor:
     ) -> ExecutionResult | None:
         """The result, or None when graphql-core must execute this request."""
         executor = self._executor_class.build(
-            self._schema._schema,
+            self._core,
             document,
             None,
             context,

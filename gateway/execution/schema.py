@@ -32,7 +32,7 @@ def _factory(extension: Extension) -> type[SchemaExtension] | ExtensionFactory:
     return extension
 
 
-def _schema(extensions: Sequence[Extension]) -> strawberry.Schema:
+def _assemble(extensions: Sequence[Extension]) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         extensions=[_factory(ext) for ext in extensions],
@@ -48,9 +48,9 @@ def build_schema(settings: Settings, *, extensions: Sequence[Extension] = ()) ->
     types themselves do not depend on it (per-request values come from the Context).
     """
     del settings
-    return _schema(extensions)
+    return _assemble(extensions)
 
 
 def export_sdl() -> str:
     """The schema's SDL as committed in `schema.graphql` (ends with a newline)."""
-    return _schema(()).as_str().rstrip("\n") + "\n"
+    return _assemble(()).as_str().rstrip("\n") + "\n"
