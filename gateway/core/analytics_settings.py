@@ -1,4 +1,4 @@
-"""Settings of the regional analytics (issue 5): `settings.analytics`.
+"""Settings of the regional analytics, read with the rest at start: `settings.analytics`.
 
 - `SCHOOL_GATEWAY_MIN_GROUP_SIZE` (k, default 10): a base cell covering fewer distinct
   students is never part of a released figure (docs/analytics.md).
@@ -18,10 +18,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-ReadInt = Callable[..., int]
+from gateway.core.settings_readers import read_dsn, read_int
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,17 +39,12 @@ class AnalyticsSettings:
     cpu_share_percent: int = 25
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str], *, read_int: ReadInt, error: type[ValueError]
-    ) -> AnalyticsSettings:
-        """Read the variables with gateway.core.settings' validated integer reader."""
-        url = env.get("DATABASE_ANALYTICS_URL") or None
-        if url is not None and not url.startswith(("postgresql://", "postgres://")):
-            raise error("DATABASE_ANALYTICS_URL must start with postgresql:// or postgres://")
+    def from_env(cls, env: Mapping[str, str]) -> AnalyticsSettings:
+        """Read and validate the variables above (`SettingsError` names a bad one)."""
         prefix = "SCHOOL_GATEWAY_ANALYTICS_"
         return cls(
             min_group_size=read_int(env, "SCHOOL_GATEWAY_MIN_GROUP_SIZE", 10, low=2, high=10_000),
-            database_url=url,
+            database_url=read_dsn(env, "DATABASE_ANALYTICS_URL"),
             pool_max_size=read_int(env, prefix + "POOL_MAX", 2, low=1, high=50),
             statement_timeout_ms=read_int(
                 env, prefix + "STATEMENT_TIMEOUT_MS", 10_000, low=100, high=3_600_000

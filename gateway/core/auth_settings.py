@@ -1,27 +1,21 @@
-"""Sign-in and session settings (`SCHOOL_GATEWAY_*`), validated with the rest at start.
+"""Sign-in and session settings (`settings.auth`), read with the rest at start.
 
-Kept apart from gateway.core.settings so that module stays small; `Settings.auth` holds them.
 The development identity provider can only be switched on in dev mode: a production
 configuration that sets SCHOOL_GATEWAY_DEV_IDP=1 by mistake fails at start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-IntReader = Callable[..., int]
-BoolReader = Callable[..., bool]
+from gateway.core.settings_readers import SettingsError, read_bool, read_int, read_url
 
 DEV_IDP_PATH = "/dev-idp"
 DEV_ESIA_CLIENT_ID = "school-gateway-dev"
 DEFAULT_ESIA_SCOPE = "openid fullname birthdate snils mobile"
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-
-
-class AuthSettingsError(ValueError):
-    """A sign-in setting is missing or malformed; the message names the variable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,36 +68,38 @@ class AuthSettings:
         dev_mode: bool,
         host: str,
         port: int,
-        read_int: IntReader,
-        read_bool: BoolReader,
     ) -> AuthSettings:
-        public_url = _url(env, "SCHOOL_GATEWAY_PUBLIC_URL", None) or f"http://{host}:{port}"
+        """Read and validate the sign-in variables (`SettingsError` names a bad one).
+
+        `dev_mode`, `host` and `port` are the main settings' (the public URL's default).
+        """
+        public_url = read_url(env, "SCHOOL_GATEWAY_PUBLIC_URL", None) or f"http://{host}:{port}"
         dev_idp = read_bool(env, "SCHOOL_GATEWAY_DEV_IDP", default=dev_mode)
         if dev_idp and not dev_mode:
-            raise AuthSettingsError(
+            raise SettingsError(
                 "SCHOOL_GATEWAY_DEV_IDP is only allowed in dev mode (SCHOOL_GATEWAY_DEV=1); "
                 "production uses the real ESIA (SCHOOL_GATEWAY_ESIA_URL)"
             )
         default_esia = public_url + DEV_IDP_PATH if dev_idp else None
-        esia_url = _url(env, "SCHOOL_GATEWAY_ESIA_URL", default_esia)
+        esia_url = read_url(env, "SCHOOL_GATEWAY_ESIA_URL", default_esia)
         signer_command = env.get("SCHOOL_GATEWAY_ESIA_SIGNER_COMMAND") or None
-        signer_url = _url(env, "SCHOOL_GATEWAY_ESIA_SIGNER_URL", None)
+        signer_url = read_url(env, "SCHOOL_GATEWAY_ESIA_SIGNER_URL", None)
         if signer_command and signer_url:
-            raise AuthSettingsError(
+            raise SettingsError(
                 "set either SCHOOL_GATEWAY_ESIA_SIGNER_COMMAND or "
                 "SCHOOL_GATEWAY_ESIA_SIGNER_URL, not both"
             )
         using_dev_idp = dev_idp and esia_url == default_esia
         if esia_url is not None and not using_dev_idp and not (signer_command or signer_url):
-            raise AuthSettingsError(
+            raise SettingsError(
                 "real ESIA needs a signer of the client secret: set "
                 "SCHOOL_GATEWAY_ESIA_SIGNER_COMMAND or SCHOOL_GATEWAY_ESIA_SIGNER_URL"
             )
         client_id = env.get("SCHOOL_GATEWAY_ESIA_CLIENT_ID", "")
         if esia_url is not None and not using_dev_idp and not client_id:
-            raise AuthSettingsError("SCHOOL_GATEWAY_ESIA_CLIENT_ID is required for real ESIA")
+            raise SettingsError("SCHOOL_GATEWAY_ESIA_CLIENT_ID is required for real ESIA")
         if "SCHOOL_GATEWAY_ADDRESS_MAX_FAILURES" in env:
-            raise AuthSettingsError(
+            raise SettingsError(
                 "SCHOOL_GATEWAY_ADDRESS_MAX_FAILURES is gone: a client address is never locked "
                 "any more, only slowed down; set SCHOOL_GATEWAY_ADDRESS_FREE_FAILURES (failures "
                 "before delays start) instead"
@@ -161,16 +157,6 @@ class AuthSettings:
         return self.public_url + "/auth/esia/callback"
 
 
-def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
-    raw = env.get(name)
-    if not raw:
-        return default
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise AuthSettingsError(f"{name} must be an http(s) URL, got {raw!r}")
-    return raw.rstrip("/")
-
-
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -188,7 +174,7 @@ def _origins(env: Mapping[str, str], public_url: str) -> frozenset[str]:
     for item in items:
         parts = urlsplit(item)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise AuthSettingsError(f"{name}: {item!r} is not an http(s) origin")
+            raise SettingsError(f"{name}: {item!r} is not an http(s) origin")
         extra.add(_origin(item))
     return frozenset(origin.lower() for origin in (_origin(public_url), *extra))
 

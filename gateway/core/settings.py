@@ -1,4 +1,4 @@
-"""Settings from environment variables, validated once at start."""
+"""The gateway's settings: every environment variable is read and validated here, once at start."""
 
 from __future__ import annotations
 
@@ -10,21 +10,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Final, Literal
 
 from gateway.core.analytics_settings import AnalyticsSettings
-from gateway.core.auth_settings import AuthSettings, AuthSettingsError
+from gateway.core.auth_settings import AuthSettings
+from gateway.core.settings_readers import SettingsError as SettingsError
+from gateway.core.settings_readers import read_bool, read_choice, read_dsn, read_int
 
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
-
-
+# The source checkout (or, for an installed wheel, the site-packages folder holding gateway/).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+APP_NAME: Final = "school-gateway"
 _ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIN_SECRET_BYTES = 32
 # How GraphQL operations run: compiled plans (graphql-core for what they do not cover)
 # or graphql-core alone, the reference the compiled plans are tested against.
 EXECUTORS = ("compiled", "reference")
+# uvicorn's event loop and HTTP parser (gateway.http.serving): uvloop + httptools, or
+# the pure-Python asyncio + h11, kept for measuring what the fast pair brings.
+ServerName = Literal["fast", "asyncio"]
+_SERVERS: Final[Mapping[str, ServerName]] = {
+    "fast": "fast",
+    "uvloop": "fast",
+    "asyncio": "asyncio",
+    "h11": "asyncio",
+}
+_SWITCH: Final[Mapping[str, bool]] = {
+    "1": True,
+    "true": True,
+    "on": True,
+    "yes": True,
+    "0": False,
+    "false": False,
+    "off": False,
+    "no": False,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +74,7 @@ class Settings:
     database_owner_url: str | None = None
     executor: str = "compiled"
     auth: AuthSettings = field(default_factory=AuthSettings)
-    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)  # issue 5
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     # Machine clients (auth.store.clients): lifetime of a client-credentials access token.
     client_token_ttl_seconds: int = 300
     # Fields and fragment spreads a document may hold (gateway.execution.limits: QUERY_TOO_COMPLEX).
@@ -66,12 +85,16 @@ class Settings:
     max_cost_student: int = 50_000
     max_cost_school_admin: int = 100_000
     max_cost_regional_analyst: int = 100_000
-    # Slow clients (issue 9): seconds from a connection's (or a request's) first byte until
+    # Slow clients: seconds from a connection's (or a request's) first byte until
     # its headers are complete, and from a request's start until its body is complete.
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     # Addresses/networks whose X-Forwarded-For / -Proto are believed; empty: nobody's.
     trusted_proxies: tuple[str, ...] = ()
+    # Whole family responses cached per serving process (gateway.http.response_cache).
+    response_cache: bool = True
+    # uvicorn's event loop and HTTP parser (gateway.http.serving.server_stack).
+    server: ServerName = "fast"
 
     def today(self) -> date:
         """The diary's "today": the real date unless overridden (dev mode only)."""
@@ -79,89 +102,132 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate `SCHOOL_GATEWAY_*` variables and `DATABASE_URL`."""
+        """Read and validate `SCHOOL_GATEWAY_*` variables and `DATABASE_URL` (default: os.environ).
+
+        Every part (`auth`, `analytics`) reads the same mapping; a bad value raises
+        `SettingsError` naming the variable.
+        """
         env = os.environ if env is None else env
-        dev_mode = _bool(env, "SCHOOL_GATEWAY_DEV", default=False)
-        secret = env.get("SCHOOL_GATEWAY_JWT_SECRET", "")
-        if not secret:
-            if not dev_mode:
-                raise SettingsError(
-                    "SCHOOL_GATEWAY_JWT_SECRET is required outside dev mode "
-                    "(set SCHOOL_GATEWAY_DEV=1 for a generated development key)"
-                )
-            secret = secrets.token_urlsafe(_MIN_SECRET_BYTES)
-        elif len(secret.encode()) < _MIN_SECRET_BYTES:
-            raise SettingsError(
-                f"SCHOOL_GATEWAY_JWT_SECRET must be at least {_MIN_SECRET_BYTES} bytes long"
-            )
-        database_url = env.get("DATABASE_URL") or None
-        if database_url is not None and not database_url.startswith(
-            ("postgresql://", "postgres://")
-        ):
-            raise SettingsError("DATABASE_URL must start with postgresql:// or postgres://")
-        database_owner_url = env.get("DATABASE_OWNER_URL") or None
-        if database_owner_url is not None and not database_owner_url.startswith(
-            ("postgresql://", "postgres://")
-        ):
-            raise SettingsError("DATABASE_OWNER_URL must start with postgresql:// or postgres://")
-        role = env.get("SCHOOL_GATEWAY_DB_ROLE", "school_gateway")
-        if not _ROLE_RE.match(role):
-            raise SettingsError(
-                f"SCHOOL_GATEWAY_DB_ROLE must be a lower-case SQL identifier, got {role!r}"
-            )
-        pool_min = _int(env, "SCHOOL_GATEWAY_POOL_MIN", 2, low=1, high=100)
-        pool_max = _int(env, "SCHOOL_GATEWAY_POOL_MAX", 10, low=1, high=500)
-        if pool_min > pool_max:
-            raise SettingsError("SCHOOL_GATEWAY_POOL_MIN must not exceed SCHOOL_GATEWAY_POOL_MAX")
+        dev_mode = read_bool(env, "SCHOOL_GATEWAY_DEV", default=False)
+        secret = _jwt_secret(env, dev_mode=dev_mode)
+        database_url = read_dsn(env, "DATABASE_URL")
+        database_owner_url = read_dsn(env, "DATABASE_OWNER_URL")
+        role = _role(env)
+        pool_min, pool_max = _pool_sizes(env)
         executor = env.get("SCHOOL_GATEWAY_EXECUTOR", "compiled").strip().lower() or "compiled"
         if executor not in EXECUTORS:
             raise SettingsError("SCHOOL_GATEWAY_EXECUTOR must be compiled or reference")
         host = env.get("SCHOOL_GATEWAY_HOST", "127.0.0.1")
-        port = _int(env, "SCHOOL_GATEWAY_PORT", 8000, low=1, high=65535)
-        try:
-            auth = AuthSettings.from_env(
-                env, dev_mode=dev_mode, host=host, port=port, read_int=_int, read_bool=_bool
-            )
-        except AuthSettingsError as error:
-            raise SettingsError(str(error)) from None
-        log_level = env.get("SCHOOL_GATEWAY_LOG_LEVEL", "INFO").upper()
-        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise SettingsError("SCHOOL_GATEWAY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        port = read_int(env, "SCHOOL_GATEWAY_PORT", 8000, low=1, high=65535)
+        auth = AuthSettings.from_env(env, dev_mode=dev_mode, host=host, port=port)
         return cls(
             database_url=database_url,
-            data_dir=Path(env.get("SCHOOL_GATEWAY_DATA_DIR", str(PROJECT_ROOT / ".data"))),
+            data_dir=_data_dir(env),
             gateway_role=role,
             dev_mode=dev_mode,
             jwt_secret=secret,
             jwt_ttl_seconds=auth.access_ttl_seconds,
             host=host,
             port=port,
-            graphiql=_bool(env, "SCHOOL_GATEWAY_GRAPHIQL", default=dev_mode),
-            introspection=_bool(env, "SCHOOL_GATEWAY_INTROSPECTION", default=True),
-            max_query_depth=_int(env, "SCHOOL_GATEWAY_MAX_DEPTH", 12, low=2, high=50),
-            max_aliases=_int(env, "SCHOOL_GATEWAY_MAX_ALIASES", 30, low=1, high=1000),
-            max_tokens=_int(env, "SCHOOL_GATEWAY_MAX_TOKENS", 2000, low=50, high=100000),
-            max_fields=_int(env, "SCHOOL_GATEWAY_MAX_FIELDS", 500, low=10, high=100000),
-            max_diary_days=_int(env, "SCHOOL_GATEWAY_MAX_DIARY_DAYS", 31, low=1, high=366),
-            statement_timeout_ms=_int(
+            graphiql=read_bool(env, "SCHOOL_GATEWAY_GRAPHIQL", default=dev_mode),
+            introspection=read_bool(env, "SCHOOL_GATEWAY_INTROSPECTION", default=True),
+            max_query_depth=read_int(env, "SCHOOL_GATEWAY_MAX_DEPTH", 12, low=2, high=50),
+            max_aliases=read_int(env, "SCHOOL_GATEWAY_MAX_ALIASES", 30, low=1, high=1000),
+            max_tokens=read_int(env, "SCHOOL_GATEWAY_MAX_TOKENS", 2000, low=50, high=100000),
+            max_fields=read_int(env, "SCHOOL_GATEWAY_MAX_FIELDS", 500, low=10, high=100000),
+            max_diary_days=read_int(env, "SCHOOL_GATEWAY_MAX_DIARY_DAYS", 31, low=1, high=366),
+            statement_timeout_ms=read_int(
                 env, "SCHOOL_GATEWAY_STATEMENT_TIMEOUT_MS", 5000, low=100, high=600000
             ),
             pool_min_size=pool_min,
             pool_max_size=pool_max,
-            log_level=log_level,
+            log_level=_log_level(env),
             today_override=_today_override(env, dev_mode=dev_mode),
             database_owner_url=database_owner_url,
             executor=executor,
             auth=auth,
-            analytics=AnalyticsSettings.from_env(env, read_int=_int, error=SettingsError),
-            client_token_ttl_seconds=_int(
+            analytics=AnalyticsSettings.from_env(env),
+            client_token_ttl_seconds=read_int(
                 env, "SCHOOL_GATEWAY_CLIENT_TOKEN_TTL", 300, low=30, high=3600
             ),
             **_cost_limits(env),
-            header_timeout_s=_int(env, "SCHOOL_GATEWAY_HEADER_TIMEOUT", 10, low=1, high=600),
-            body_timeout_s=_int(env, "SCHOOL_GATEWAY_BODY_TIMEOUT", 30, low=1, high=3600),
+            header_timeout_s=read_int(env, "SCHOOL_GATEWAY_HEADER_TIMEOUT", 10, low=1, high=600),
+            body_timeout_s=read_int(env, "SCHOOL_GATEWAY_BODY_TIMEOUT", 30, low=1, high=3600),
             trusted_proxies=_trusted_proxies(env.get("SCHOOL_GATEWAY_TRUSTED_PROXIES", "")),
+            response_cache=read_choice(
+                env, "SCHOOL_GATEWAY_RESPONSE_CACHE", _SWITCH, default=True, expected="1 or 0"
+            ),
+            server=read_choice(
+                env,
+                "SCHOOL_GATEWAY_SERVER",
+                _SERVERS,
+                default="fast",
+                expected="'fast' or 'asyncio'",
+            ),
         )
+
+
+def default_data_dir(env: Mapping[str, str], root: Path = PROJECT_ROOT) -> Path:
+    """Where the data folder is unless SCHOOL_GATEWAY_DATA_DIR says otherwise.
+
+    In a source checkout (`root` holds pyproject.toml): `<checkout>/.data`. In an
+    installed package (`root` is site-packages): the per-user data directory,
+    `$XDG_DATA_HOME/school-gateway` (an absolute XDG_DATA_HOME only, as the XDG
+    specification says), else `~/.local/share/school-gateway`.
+    """
+    if (root / "pyproject.toml").is_file():
+        return root / ".data"
+    xdg_data_home = env.get("XDG_DATA_HOME", "")
+    if xdg_data_home and Path(xdg_data_home).is_absolute():
+        return Path(xdg_data_home) / APP_NAME
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return home / ".local" / "share" / APP_NAME
+
+
+def _data_dir(env: Mapping[str, str]) -> Path:
+    explicit = env.get("SCHOOL_GATEWAY_DATA_DIR")
+    return Path(explicit) if explicit is not None else default_data_dir(env)
+
+
+def _jwt_secret(env: Mapping[str, str], *, dev_mode: bool) -> str:
+    """SCHOOL_GATEWAY_JWT_SECRET; in dev mode, when unset, a fresh random key."""
+    secret = env.get("SCHOOL_GATEWAY_JWT_SECRET", "")
+    if not secret:
+        if not dev_mode:
+            raise SettingsError(
+                "SCHOOL_GATEWAY_JWT_SECRET is required outside dev mode "
+                "(set SCHOOL_GATEWAY_DEV=1 for a generated development key)"
+            )
+        return secrets.token_urlsafe(_MIN_SECRET_BYTES)
+    if len(secret.encode()) < _MIN_SECRET_BYTES:
+        raise SettingsError(
+            f"SCHOOL_GATEWAY_JWT_SECRET must be at least {_MIN_SECRET_BYTES} bytes long"
+        )
+    return secret
+
+
+def _role(env: Mapping[str, str]) -> str:
+    role = env.get("SCHOOL_GATEWAY_DB_ROLE", "school_gateway")
+    if not _ROLE_RE.match(role):
+        raise SettingsError(
+            f"SCHOOL_GATEWAY_DB_ROLE must be a lower-case SQL identifier, got {role!r}"
+        )
+    return role
+
+
+def _pool_sizes(env: Mapping[str, str]) -> tuple[int, int]:
+    pool_min = read_int(env, "SCHOOL_GATEWAY_POOL_MIN", 2, low=1, high=100)
+    pool_max = read_int(env, "SCHOOL_GATEWAY_POOL_MAX", 10, low=1, high=500)
+    if pool_min > pool_max:
+        raise SettingsError("SCHOOL_GATEWAY_POOL_MIN must not exceed SCHOOL_GATEWAY_POOL_MAX")
+    return pool_min, pool_max
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    log_level = env.get("SCHOOL_GATEWAY_LOG_LEVEL", "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise SettingsError("SCHOOL_GATEWAY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+    return log_level
 
 
 # name of the Settings field → (environment variable, default)
@@ -176,7 +242,7 @@ COST_LIMIT_VARIABLES: dict[str, tuple[str, int]] = {
 
 def _cost_limits(env: Mapping[str, str]) -> dict[str, int]:
     return {
-        name: _int(env, variable, default, low=1, high=100_000_000)
+        name: read_int(env, variable, default, low=1, high=100_000_000)
         for name, (variable, default) in COST_LIMIT_VARIABLES.items()
     }
 
@@ -196,31 +262,6 @@ def _trusted_proxies(raw: str) -> tuple[str, ...]:
         single = network.num_addresses == 1
         networks.append(str(network.network_address) if single else str(network))
     return tuple(networks)
-
-
-def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
-
-
-def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
-    return value
 
 
 def _today_override(env: Mapping[str, str], *, dev_mode: bool) -> date | None:

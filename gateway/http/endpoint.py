@@ -74,7 +74,6 @@ from gateway.http.response_cache import (
     is_cacheable,
     record_access,
 )
-from gateway.http.response_cache import enabled_from_env as response_cache_enabled
 from resolvers.context import AppServices, Context
 from resolvers.diary.loaders import Loaders
 
@@ -391,7 +390,7 @@ class GraphQLEndpoint:
             CompiledExecutor(schema, _is_awaitable) if settings.executor == "compiled" else None
         )
         if response_cache is None:
-            response_cache = response_cache_enabled()
+            response_cache = settings.response_cache
         self.response_cache = ResponseCache() if response_cache else None
         self._guesses = ScopeGuesses()
 

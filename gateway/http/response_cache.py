@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -60,7 +59,6 @@ from resolvers.diary import sql as data
 
 log = logging.getLogger(__name__)
 
-ENV: Final = "SCHOOL_GATEWAY_RESPONSE_CACHE"
 MAX_GUESSES: Final = 4096
 MAX_ENTRIES: Final = 2048
 MAX_BYTES: Final = 64 << 20
@@ -72,16 +70,6 @@ BYTES_PER_ID: Final = 64
 # Root fields whose answers depend only on the viewer and on journal data read through
 # the scope-checked student loaders. A root field not listed here is never cached.
 CACHEABLE_ROOT_FIELDS: Final = frozenset({"viewer", "myChildren", "student", "__typename"})
-
-
-def enabled_from_env(env: dict[str, str] | None = None) -> bool:
-    """On unless SCHOOL_GATEWAY_RESPONSE_CACHE is 0/false/off/no."""
-    value = (os.environ if env is None else env).get(ENV, "1").strip().lower()
-    if value in ("1", "true", "on", "yes", ""):
-        return True
-    if value in ("0", "false", "off", "no"):
-        return False
-    raise ValueError(f"{ENV} must be 1 or 0, not {value!r}")
 
 
 def is_cacheable(viewer: Viewer | None, operation: OperationDefinitionNode) -> bool:

@@ -1,8 +1,9 @@
 """Running uvicorn with one or several workers, with TCP_NODELAY on every connection.
 
 The event loop is uvloop and the HTTP parser httptools (both pinned in requirements.lock)
-unless SCHOOL_GATEWAY_SERVER=asyncio asks for uvicorn's pure-Python pair (asyncio + h11),
-kept for measuring what they bring (docs/performance.md) and as a fallback.
+unless `settings.server` (SCHOOL_GATEWAY_SERVER=asyncio) asks for uvicorn's pure-Python
+pair (asyncio + h11), kept for measuring what they bring (docs/performance.md) and as a
+fallback.
 
 Every server the gateway runs is configured by `gateway_config`: uvicorn's protocols
 with a header timeout (gateway.http.protocols, SCHOOL_GATEWAY_HEADER_TIMEOUT), and proxy
@@ -14,30 +15,26 @@ choose the address that throttling and the sign-in records see.
 
 from __future__ import annotations
 
-import os
 import socket
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from gateway.core.settings import Settings
+from gateway.core.settings import ServerName, Settings
 from gateway.http.protocols import PROTOCOLS, GatewayConfig, HttpName
 
-SERVER_ENV: Final = "SCHOOL_GATEWAY_SERVER"
-
 LoopName = Literal["uvloop", "asyncio"]
+_STACKS: dict[ServerName, tuple[LoopName, HttpName]] = {
+    "fast": ("uvloop", "httptools"),
+    "asyncio": ("asyncio", "h11"),
+}
 
 
-def server_stack(value: str | None = None) -> tuple[LoopName, HttpName]:
+def server_stack(server: ServerName) -> tuple[LoopName, HttpName]:
     """uvicorn's (loop, http) implementations: `fast` (default) or `asyncio` (pure Python)."""
-    choice = (os.environ.get(SERVER_ENV, "") if value is None else value).strip().lower()
-    if choice in ("", "fast", "uvloop"):
-        return "uvloop", "httptools"
-    if choice in ("asyncio", "h11"):
-        return "asyncio", "h11"
-    raise ValueError(f"{SERVER_ENV} must be 'fast' or 'asyncio', not {choice!r}")
+    return _STACKS[server]
 
 
 def proxy_options(trusted_proxies: tuple[str, ...]) -> dict[str, Any]:
@@ -64,7 +61,7 @@ def gateway_options(settings: Settings, http: HttpName) -> dict[str, Any]:
 
 def gateway_config(app: Any, settings: Settings, **kwargs: Any) -> GatewayConfig:
     """A uvicorn config for `app` with the gateway's options (`kwargs` add to them)."""
-    _, http = server_stack()
+    _, http = server_stack(settings.server)
     return GatewayConfig(app, **{**gateway_options(settings, http), **kwargs})
 
 
@@ -88,7 +85,7 @@ def run_factory(
     app_factory: str, settings: Settings, *, host: str, port: int, workers: int
 ) -> None:
     """Serve `module:factory` on host:port with `workers` processes (uvicorn.run's paths)."""
-    loop, http = server_stack()
+    loop, http = server_stack(settings.server)
     config = _NoDelayConfig(
         app_factory,
         loop=loop,

@@ -8,11 +8,11 @@ import asyncio
 import statistics
 import sys
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 
 import asyncpg
 import httpx
-import pytest
 
 from gateway.core.settings import Settings
 from tests.support.analytics_support import analytics_client, ask
@@ -68,11 +68,10 @@ async def test_diary_latency_holds_under_heavy_analytics(
     pool: asyncpg.Pool,
     tokens: dict[str, str],
     owner_conn: asyncpg.Connection,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("SCHOOL_GATEWAY_RESPONSE_CACHE", "0")
     options = {"pool_max_size": ANALYTICS_POOL, "rate_limit": 100_000}
-    async with analytics_client(settings, pool, **options) as client:
+    uncached = replace(settings, response_cache=False)  # every diary request executes
+    async with analytics_client(uncached, pool, **options) as client:
         assert "errors" not in await ask(client, tokens[ANALYST], HEAVY)  # cells, labels
         await _diaries(client, tokens[PARENT], 1)  # warm-up
         alone = await _diaries(client, tokens[PARENT], 0)

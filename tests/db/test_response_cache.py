@@ -29,7 +29,6 @@ from gateway.core.db import counting_statements
 from gateway.core.settings import Settings
 from gateway.http.endpoint import GraphQLEndpoint
 from gateway.http.response_cache import (
-    ENV,
     MAX_BODY_BYTES,
     CachedResponse,
     ResponseCache,
@@ -37,7 +36,6 @@ from gateway.http.response_cache import (
     ScopeGuesses,
     Speculation,
     _entry_bytes,
-    enabled_from_env,
 )
 from tests.conftest import TODAY
 from tests.support.planted import planted_parent, post_graphql
@@ -147,8 +145,9 @@ def endpoint(app: Starlette) -> GraphQLEndpoint:
 
 
 async def test_the_cache_is_on_by_default(app: Starlette) -> None:
-    assert enabled_from_env({}) is True
-    assert enabled_from_env({ENV: "0"}) is False
+    assert Settings.from_env({"SCHOOL_GATEWAY_DEV": "1"}).response_cache is True
+    off = Settings.from_env({"SCHOOL_GATEWAY_DEV": "1", "SCHOOL_GATEWAY_RESPONSE_CACHE": "0"})
+    assert off.response_cache is False
     assert endpoint(app).response_cache is not None
 
 

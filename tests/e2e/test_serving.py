@@ -10,7 +10,10 @@ from uvicorn.config import HTTP_PROTOCOLS
 from uvicorn.importer import import_from_string
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.http.serving import SERVER_ENV, _NoDelayConfig, server_stack
+from gateway.core.settings import Settings, SettingsError
+from gateway.http.serving import _NoDelayConfig, server_stack
+
+DEV = {"SCHOOL_GATEWAY_DEV": "1"}
 
 
 def test_shared_listening_socket_has_tcp_nodelay() -> None:
@@ -26,10 +29,9 @@ def test_shared_listening_socket_has_tcp_nodelay() -> None:
         sock.close()
 
 
-def test_serve_uses_uvloop_and_httptools_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(SERVER_ENV, raising=False)
-    assert server_stack() == ("uvloop", "httptools")
-    loop, http = server_stack()
+def test_serve_uses_uvloop_and_httptools_by_default() -> None:
+    loop, http = server_stack(Settings.from_env(DEV).server)
+    assert (loop, http) == ("uvloop", "httptools")
     config = _NoDelayConfig(
         "gateway.app:app_from_env", factory=True, host="127.0.0.1", port=0, loop=loop, http=http
     )
@@ -38,8 +40,8 @@ def test_serve_uses_uvloop_and_httptools_by_default(monkeypatch: pytest.MonkeyPa
     assert config.get_loop_factory() is uvloop.new_event_loop
 
 
-def test_pure_python_server_stack_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(SERVER_ENV, "asyncio")
-    assert server_stack() == ("asyncio", "h11")
-    with pytest.raises(ValueError, match=SERVER_ENV):
-        server_stack("tornado")
+def test_pure_python_server_stack_on_request() -> None:
+    settings = Settings.from_env({**DEV, "SCHOOL_GATEWAY_SERVER": "asyncio"})
+    assert server_stack(settings.server) == ("asyncio", "h11")
+    with pytest.raises(SettingsError, match="SCHOOL_GATEWAY_SERVER"):
+        Settings.from_env({**DEV, "SCHOOL_GATEWAY_SERVER": "tornado"})

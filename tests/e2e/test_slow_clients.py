@@ -25,7 +25,6 @@ import asyncpg
 import orjson
 import pytest
 
-from gateway.http.serving import SERVER_ENV
 from tests.conftest import _test_env
 from tests.support.live_server import LiveServer, live_server
 
@@ -46,11 +45,10 @@ async def server(
         **_test_env(database_url, data_dir),
         "SCHOOL_GATEWAY_HEADER_TIMEOUT": str(TIMEOUT_S),
         "SCHOOL_GATEWAY_BODY_TIMEOUT": str(TIMEOUT_S),
+        "SCHOOL_GATEWAY_SERVER": request.param,
     }
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(SERVER_ENV, request.param)  # read when the server is configured
-        async with live_server(env, pool) as running:
-            yield running
+    async with live_server(env, pool) as running:
+        yield running
 
 
 async def _connect(server: LiveServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
