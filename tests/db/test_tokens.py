@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 import uuid
@@ -16,11 +17,13 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
+from auth.requests import authenticate
 from auth.store.accounts import ensure_demo_account, load_viewer
 from auth.tokens import AUDIENCE, ISSUER, issue_token, verify_token
 from auth.viewer import Role
 from fixtures.demo import DEMO_ACCOUNTS, demo_account
-from gateway.core.errors import ApiError, ErrorCode
+from gateway.core.db import create_pool
+from gateway.core.errors import ApiError, ErrorCode, HttpError
 from gateway.core.settings import Settings
 
 VIEWER_QUERY = "{ viewer { id role displayName } }"
@@ -189,6 +192,29 @@ async def test_ensure_demo_account_is_idempotent(pool: asyncpg.Pool) -> None:
         account.snils,
     )
     assert count == 1
+
+
+async def test_viewer_read_over_the_statement_timeout_is_503_timeout(
+    database_url: str,
+    settings: Settings,
+    tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
+) -> None:
+    """A valid token whose session cannot be read in time: 503 TIMEOUT, not 401 or 500."""
+    quick = dataclasses.replace(
+        settings, statement_timeout_ms=200, pool_min_size=1, pool_max_size=1
+    )
+    slow_pool = await create_pool(database_url, quick)
+    locked = owner_conn.transaction()
+    await locked.start()
+    try:
+        await owner_conn.execute("LOCK TABLE gateway.sessions IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(HttpError) as caught:
+            await authenticate(f"Bearer {tokens['parent-one-school']}", settings, slow_pool)
+    finally:
+        await locked.rollback()
+        await slow_pool.close()
+    assert (caught.value.status, caught.value.code) == (503, ErrorCode.TIMEOUT)
 
 
 async def _registry_children(owner_conn: asyncpg.Connection, snils: str) -> set[int]:
