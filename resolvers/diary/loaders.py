@@ -1,4 +1,5 @@
-"""Per-request loaders: batch the keys asked for in one tick into one SQL statement.
+"""Per-request loaders: the diary's resolvers' one way to its data (resolvers.diary.sql),
+batching the keys asked for in one tick into one SQL statement.
 
 Every loader keyed by student ids checks, in its batch function, that every key is
 inside the viewer's scope before any SQL runs: the data layer never sees an id the

@@ -1,4 +1,4 @@
-"""Data access: every SQL statement of the diary, reading only the `diary_api` views.
+"""Every SQL statement of the diary, reading only the `diary_api` views.
 
 Each function takes the pool and keyword-only arguments and sends exactly one statement,
 whatever the number of keys: batches go in as arrays, unnested into a key relation `k`.
@@ -8,8 +8,10 @@ prepared statement (asyncpg prepares and caches every statement per connection) 
 the same as a custom one and is reused, instead of re-planning these many-join views on
 every execution (2-4x the time of the statement itself). The plans are written to be
 good for any number of keys: index scans per key, views kept as per-key subqueries.
-Callers pass only student ids already checked against the viewer's scope (the loaders in
-`resolvers.diary.loaders` do that check); these functions never widen a scope themselves.
+Callers pass only student ids already checked against the viewer's scope: the loaders in
+`resolvers.diary.loaders` (which do that check), and the response cache's version read of
+the viewer's own students (gateway.http.response_cache); these functions never widen a
+scope themselves.
 Rows come back grouped per key, in the order of the keys.
 """
 
