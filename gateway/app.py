@@ -49,15 +49,8 @@ from gateway.core.outage import (
 )
 from gateway.core.settings import Settings
 from gateway.execution.schema import build_schema
-from gateway.http.endpoint import (
-    JSON,
-    GraphQLEndpoint,
-    accepts_html,
-    error_response,
-    json_response,
-    negotiate,
-    operation_name_of,
-)
+from gateway.http.endpoint import GraphQLEndpoint, operation_name_of
+from gateway.http.protocol import JSON, accepts_html, error_response, json_response, negotiate
 from gateway.migrations.location import locate_database
 from resolvers.analytics.service import AnalyticsService
 from resolvers.context import AppServices

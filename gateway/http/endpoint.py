@@ -1,17 +1,11 @@
-"""The GraphQL-over-HTTP endpoint (https://graphql.github.io/graphql-over-http/draft/).
+"""The GraphQL endpoint: a well-formed request's document, cost, cached answer and execution.
 
 Our own small endpoint over graphql-core, rather than strawberry's ASGI view, for exact
-control of the protocol and of the cost per request:
+control of the protocol (`gateway.http.protocol`) and of the cost per request:
 
-- POST `application/json` {query, variables, operationName, extensions}; GET with the
-  same as query parameters, queries only (a mutation via GET is 405, `Allow: POST`).
-- The response type is negotiated from `Accept`: `application/graphql-response+json`
-  when the client names it (preferred), `application/json` when the client names only
-  that, a wildcard or nothing (as the spec's audit suite asks); neither → 406.
-- Status codes: a request that is not well-formed GraphQL-over-HTTP → 400 (413 when the
-  body is too big, 415 for a body that is not JSON). With graphql-response+json, parse,
+- A mutation via GET is 405 (`Allow: POST`). With graphql-response+json, parse,
   validation, operation selection and variable coercion failures → 400 and no `data`
-  key; once execution starts → 200. With application/json every well-formed request → 200.
+  key; once execution starts → 200.
 - A bad or expired bearer token → 401 with `WWW-Authenticate: Bearer error="invalid_token"`
   (codes UNAUTHENTICATED / TOKEN_EXPIRED); no token at all → an anonymous viewer. A
   verified token is remembered until it expires (`VerifiedTokens`); the viewer's scope
@@ -34,9 +28,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
-from contextlib import aclosing
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from datetime import date
 from typing import Any, Final, TypeGuard, cast
 
@@ -60,11 +52,22 @@ from auth.requests import VerifiedTokens, authenticate_request
 from auth.store.audit import Recorder
 from auth.viewer import Viewer
 from gateway.core.errors import MESSAGES, ApiError, ErrorCode, HttpError
+from gateway.core.graphql_internals import core_schema
 from gateway.core.outage import DatabaseUnavailable, describe, is_database_unavailable
 from gateway.core.settings import Settings
 from gateway.execution.cost import CostLimits
 from gateway.execution.documents import DocumentCache, coded_error
 from gateway.execution.runner import CompiledExecutor
+from gateway.http.protocol import (
+    JSON,
+    Formatted,
+    GraphQLRequest,
+    error_response,
+    graphql_response,
+    negotiate,
+    raw_json_response,
+    read_graphql_request,
+)
 from gateway.http.response_cache import (
     CachedResponse,
     ResponseCache,
@@ -79,197 +82,9 @@ from resolvers.diary.loaders import Loaders
 
 log = logging.getLogger(__name__)
 
-JSON: Final = "application/json"
-GRAPHQL_RESPONSE_JSON: Final = "application/graphql-response+json"
-MAX_BODY_BYTES: Final = 1 << 20
-# Variables and extensions nest at most this deep: the schema's inputs need a few levels;
-# deeper JSON only costs recursion in coercion and key hashing.
-MAX_JSON_DEPTH: Final = 32
 _OPERATION_NAME_KEY: Final = "graphql_operation_name"
 # strawberry's fast awaitable check (coroutines and futures first), typed for graphql-core.
 _is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
-
-Formatted = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class GraphQLRequest:
-    """A well-formed GraphQL-over-HTTP request."""
-
-    query: str
-    operation_name: str | None
-    variables: dict[str, Any] | None
-    extensions: dict[str, Any] | None
-
-
-# --- content negotiation -----------------------------------------------------------
-
-
-def negotiate(accept: str | None) -> str | None:
-    """The response media type for an `Accept` header, or None when nothing we offer fits."""
-    if accept is None or not accept.strip():
-        return JSON
-    json_q, _ = _acceptance(accept, JSON)
-    graphql_q, graphql_named = _acceptance(accept, GRAPHQL_RESPONSE_JSON)
-    if json_q <= 0 and graphql_q <= 0:
-        return None
-    if json_q != graphql_q:
-        return JSON if json_q > graphql_q else GRAPHQL_RESPONSE_JSON
-    return GRAPHQL_RESPONSE_JSON if graphql_named else JSON
-
-
-def accepts_html(accept: str | None) -> bool:
-    """True when a browser asks for a page (GraphiQL)."""
-    return accept is not None and _acceptance(accept, "text/html") == (1.0, True)
-
-
-def _acceptance(accept: str, media_type: str) -> tuple[float, bool]:
-    """(quality, named explicitly) of `media_type`, from the most specific matching range."""
-    main_type = media_type.split("/", 1)[0]
-    best: tuple[int, float] = (-1, 0.0)
-    for item in accept.split(","):
-        parts = [part.strip() for part in item.split(";")]
-        candidate = parts[0].lower()
-        if candidate == media_type:
-            specificity = 2
-        elif candidate == f"{main_type}/*":
-            specificity = 1
-        elif candidate == "*/*":
-            specificity = 0
-        else:
-            continue
-        if specificity > best[0]:
-            best = (specificity, _quality(parts[1:]))
-    return best[1], best[0] == 2
-
-
-def _quality(params: Iterable[str]) -> float:
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "q":
-            try:
-                quality = float(value.strip())
-            except ValueError:
-                return 0.0
-            return quality if 0.0 <= quality <= 1.0 else 0.0
-    return 1.0
-
-
-# --- reading the request -----------------------------------------------------------
-
-
-async def read_graphql_request(request: Request) -> GraphQLRequest:
-    """The GraphQL parameters of a GET or POST request; HttpError when not well-formed."""
-    if request.method == "GET":
-        params = request.query_params
-        return _graphql_request(
-            query=params.get("query"),
-            operation_name=params.get("operationName") or None,
-            variables=_json_param(params.get("variables"), "variables"),
-            extensions=_json_param(params.get("extensions"), "extensions"),
-        )
-    _check_content_type(request.headers.get("content-type"))
-    body = await _read_body(request)
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise HttpError(400, ErrorCode.BAD_REQUEST, "Тело запроса не является JSON.") from None
-    if not isinstance(payload, dict):
-        raise HttpError(400, ErrorCode.BAD_REQUEST, "Тело запроса должно быть объектом JSON.")
-    return _graphql_request(
-        query=payload.get("query"),
-        operation_name=payload.get("operationName"),
-        variables=payload.get("variables"),
-        extensions=payload.get("extensions"),
-    )
-
-
-def _graphql_request(
-    *, query: object, operation_name: object, variables: object, extensions: object
-) -> GraphQLRequest:
-    if not isinstance(query, str):
-        raise HttpError(
-            400, ErrorCode.BAD_REQUEST, "Параметр query обязателен и должен быть строкой."
-        )
-    if operation_name is not None and not isinstance(operation_name, str):
-        raise HttpError(400, ErrorCode.BAD_REQUEST, "Параметр operationName должен быть строкой.")
-    for name, value in (("variables", variables), ("extensions", extensions)):
-        if value is not None and not isinstance(value, dict):
-            raise HttpError(400, ErrorCode.BAD_REQUEST, f"Параметр {name} должен быть объектом.")
-        if value is not None and json_depth(value) > MAX_JSON_DEPTH:
-            raise HttpError(
-                400,
-                ErrorCode.BAD_REQUEST,
-                f"Параметр {name} вложен глубже {MAX_JSON_DEPTH} уровней.",
-            )
-    return GraphQLRequest(
-        query=query,
-        operation_name=operation_name or None,
-        variables=variables,  # type: ignore[arg-type]  # checked above
-        extensions=extensions,  # type: ignore[arg-type]
-    )
-
-
-def json_depth(value: object) -> int:
-    """How deeply JSON containers nest in `value` (a scalar is 0), without recursion."""
-    deepest = 0
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Iterable[object] = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth + 1)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def _json_param(raw: str | None, name: str) -> object:
-    if raw is None or raw == "":
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise HttpError(
-            400, ErrorCode.BAD_REQUEST, f"Параметр {name} должен быть объектом JSON."
-        ) from None
-
-
-def _check_content_type(content_type: str | None) -> None:
-    if content_type is None:
-        raise HttpError(
-            415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Укажите Content-Type: application/json."
-        )
-    media_type, *params = (part.strip().lower() for part in content_type.split(";"))
-    charset_ok = all(
-        value.strip('"') in {"utf-8", "utf8"}
-        for name, _, value in (param.partition("=") for param in params)
-        if name.strip() == "charset"
-    )
-    if media_type != JSON or not charset_ok:
-        raise HttpError(
-            415,
-            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-            "Поддерживается только Content-Type: application/json (UTF-8).",
-        )
-
-
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HttpError(413, ErrorCode.PAYLOAD_TOO_LARGE)
-    chunks: list[bytes] = []
-    size = 0
-    async with aclosing(request.stream()) as stream:  # closed at once on a refusal
-        async for chunk in stream:
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise HttpError(413, ErrorCode.PAYLOAD_TOO_LARGE)
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 # --- documents -----------------------------------------------------------------------
@@ -382,8 +197,9 @@ class GraphQLEndpoint:
         self.settings = settings
         self.recorder = recorder
         self.app_services = app_services or AppServices()
+        self._core = core_schema(schema)
         self.documents = DocumentCache(schema, settings)
-        self.costs = CostLimits(schema._schema, settings)  # per-role query cost budgets
+        self.costs = CostLimits(self._core, settings)  # per-role query cost budgets
         self.tokens = VerifiedTokens(settings)
         self._executor_class = schema.execution_context_class
         self._compiled = (
@@ -482,7 +298,7 @@ class GraphQLEndpoint:
             return graphql_response({"errors": [too_costly]}, media_type, failed=True)
         today = self.settings.today()  # one day for the cache key and the execution
         cache_key, versions = None, ""
-        cacheable = self.response_cache is not None and is_cacheable(viewer, operation)
+        cacheable = self.response_cache is not None and is_cacheable(viewer, operation, self._core)
         known = viewer if cacheable else None
         self._guesses.remember(request.headers.get("authorization"), known)
         if self.response_cache is not None and known is not None:
@@ -548,7 +364,7 @@ class GraphQLEndpoint:
         context: Context,
     ) -> ExecutionResult:
         outcome = execute(
-            self.schema._schema,
+            self._core,
             document,
             context_value=context,
             variable_values=graphql_request.variables,
@@ -570,33 +386,3 @@ def operation_name_of(request_scope: Mapping[str, Any]) -> str | None:
         name = state.get(_OPERATION_NAME_KEY)
         return name if isinstance(name, str) else None
     return None
-
-
-# --- responses -----------------------------------------------------------------------
-
-
-def graphql_response(body: Formatted, media_type: str, *, failed: bool) -> Response:
-    """A GraphQL response; `failed` (no execution) is 400 only with graphql-response+json."""
-    status = 400 if failed and media_type == GRAPHQL_RESPONSE_JSON else 200
-    return json_response(body, status, media_type)
-
-
-def error_response(error: HttpError, media_type: str) -> Response:
-    """A non-GraphQL failure, still shaped as a GraphQL response with a code."""
-    body = {"errors": [{"message": error.message, "extensions": {"code": error.code.value}}]}
-    return json_response(body, error.status, media_type, headers=error.headers)
-
-
-def json_response(
-    body: Any, status: int, media_type: str, headers: Mapping[str, str] | None = None
-) -> Response:
-    return raw_json_response(orjson.dumps(body), status, media_type, headers)
-
-
-def raw_json_response(
-    encoded: bytes, status: int, media_type: str, headers: Mapping[str, str] | None = None
-) -> Response:
-    """A response with an already encoded JSON body."""
-    response = Response(encoded, status_code=status, headers=headers)
-    response.headers["content-type"] = f"{media_type}; charset=utf-8"
-    return response

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.core.settings import Settings
-from gateway.http.endpoint import GRAPHQL_RESPONSE_JSON
+from gateway.http.protocol import GRAPHQL_RESPONSE_JSON
 from tests.conftest import GraphQL
 
 PARENT = "parent-one-school"

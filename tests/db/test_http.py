@@ -18,7 +18,7 @@ from gateway.app import create_app
 from gateway.core.db import create_pool
 from gateway.core.db_roles import with_credentials
 from gateway.core.settings import Settings
-from gateway.http.endpoint import GRAPHQL_RESPONSE_JSON, JSON, negotiate
+from gateway.http.protocol import GRAPHQL_RESPONSE_JSON, JSON, negotiate
 
 VIEWER = "{ viewer { role displayName } }"
 CHILDREN = "query MyChildren { myChildren { id fullName } }"

@@ -28,7 +28,7 @@ import pytest
 from starlette.applications import Starlette
 
 from gateway.core.bodies import AUTH_BODY_LIMIT
-from gateway.http.endpoint import MAX_BODY_BYTES as GRAPHQL_BODY_LIMIT
+from gateway.http.protocol import MAX_BODY_BYTES as GRAPHQL_BODY_LIMIT
 from tests.conftest import _test_env
 from tests.support.live_server import live_server
 

@@ -44,7 +44,7 @@ ROLES: Final = (ANONYMOUS, *FAMILY_ROLES, *STAFF_ROLES)
 STUDENT_TYPES: Final = ("Student", "UnlinkedStudent")
 IDENTIFYING_FIELDS: Final = ("id", "fullName")
 JSON_TYPES: Final = ("application/json", "application/graphql-response+json")
-MAX_BODY_BYTES: Final = 1 << 20  # gateway.http.endpoint: larger bodies are refused (413)
+MAX_BODY_BYTES: Final = 1 << 20  # gateway.http.protocol: larger bodies are refused (413)
 
 Json = dict[str, Any]
 
