@@ -20,7 +20,7 @@ def _layout_block() -> str:
 
 def readme_folders() -> set[str]:
     """Folders the tree names: the first word of a line, when it ends with '/'."""
-    folders = set()
+    folders: set[str] = set()
     for line in _layout_block().splitlines():
         first = line.split(maxsplit=1)[0] if line.strip() else ""
         if first.endswith("/") and not line.startswith(" "):
@@ -33,7 +33,7 @@ def tracked_folders() -> set[str]:
     listing = subprocess.run(
         ["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    folders = set()
+    folders: set[str] = set()
     for path in listing:
         parts = path.split("/")[:-1]
         folders.update("/".join(parts[: depth + 1]) for depth in range(len(parts)))
