@@ -3,14 +3,16 @@
 In the spirit of the IBM GraphQL Cost Directives spec (`@cost`, `@listSize`), statically:
 
 - every selected field costs its weight: 1 for a field of an object (interface, union)
-  type, 0 for a scalar or enum (`WEIGHTS` overrides per field);
+  type, 0 for a scalar or enum;
 - a list field multiplies its own weight and its whole subtree by its list bound:
     * a slicing argument (`first`, `limit`) when the field has one — its value, capped at
       the argument's valid maximum (an out-of-range value is refused by the resolver with
       its own code, so the estimate uses the most that can run);
-    * fields sized by a date window (`WINDOWS`, e.g. Student.diary(from, to)): the number
-      of days of the window, times a per-day size (Diary.lessons: 8 a day);
-    * else an assumed size (`LIST_SIZES`, default `DEFAULT_LIST_SIZE`);
+    * inside a field that opens a date window (e.g. Student.diary(from, to)): the number
+      of days of the window, times the list's per-day size (Diary.lessons: 8 a day);
+    * else its assumed size (`DEFAULT_LIST_SIZE` when it declares none).
+  Sizes and windows are declared on the fields themselves (`resolvers.common.fields`:
+  `sized`, `window`) and read here from the schema;
 - fragments count where they are spread, every spread of a fragment again; type
   conditions on abstract types and `@include`/`@skip` are counted conservatively: every
   branch counts;
@@ -66,10 +68,12 @@ from graphql import (
 from auth.viewer import Role, Viewer
 from gateway.core.errors import MESSAGES, ErrorCode
 from gateway.core.settings import Settings
+from resolvers.common.arguments import MAX_PAGE_SIZE
+from resolvers.common.fields import ListSize, Window, field_window, list_size
 
 DEFAULT_LIST_SIZE: Final = 50
 SLICING_ARGUMENTS: Final = ("first", "limit")
-MAX_SLICE: Final = 500  # resolvers.common.arguments.MAX_PAGE_SIZE
+MAX_SLICE: Final = MAX_PAGE_SIZE
 PLAN_CACHE_SIZE: Final = 1024
 MEMO_SIZE: Final = 64
 # Costs saturate here: far above any budget, and still an exact JSON number.
@@ -77,64 +81,6 @@ COST_CEILING: Final = 10**15
 _MAX_DATE_TEXT: Final = 32
 _OTHER: Final = object()  # a value the estimate treats as neither a count nor a date
 Formatted = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A field whose date range (`from`, `to`) sizes lists below it, in days."""
-
-    default_days: int  # neither bound given
-    single_days: int  # one bound given
-    max_days: int | None  # None: settings.max_diary_days
-
-
-@dataclass(frozen=True, slots=True)
-class ListSize:
-    """The bound of a list field: `per_day` × window days when inside a window, else `assumed`."""
-
-    assumed: int
-    per_day: float | None = None
-
-
-# Fields that open a date window: (type, field) → window.
-WINDOWS: Final[dict[tuple[str, str], Window]] = {
-    ("Student", "diary"): Window(default_days=7, single_days=7, max_days=None),
-    # Averages: the current period by default (a half-year at most), else up to a year.
-    ("Student", "averages"): Window(default_days=183, single_days=183, max_days=366),
-}
-
-# Assumed list sizes (the `@listSize(assumedSize:)` of the spec); per_day → sized by the
-# enclosing window.
-LIST_SIZES: Final[dict[tuple[str, str], ListSize]] = {
-    ("Query", "myChildren"): ListSize(assumed=5),
-    ("Student", "periods"): ListSize(assumed=4),
-    ("Student", "finalMarks"): ListSize(assumed=60),
-    ("Student", "averages"): ListSize(assumed=20),
-    ("Diary", "days"): ListSize(assumed=7, per_day=1),
-    ("Diary", "lessons"): ListSize(assumed=56, per_day=8),
-    ("Diary", "homework"): ListSize(assumed=56, per_day=8),
-    ("Diary", "marks"): ListSize(assumed=56, per_day=8),
-    ("Diary", "attendance"): ListSize(assumed=56, per_day=8),
-    ("DiaryDay", "lessons"): ListSize(assumed=8),
-    ("DiaryDay", "homeworkDue"): ListSize(assumed=8),
-    ("Lesson", "homework"): ListSize(assumed=2),
-    ("Lesson", "marks"): ListSize(assumed=2),
-    ("Homework", "attachments"): ListSize(assumed=3),
-    # Marks of one subject in the averaging window: at most 3 a week.
-    ("SubjectAverage", "contributions"): ListSize(assumed=80, per_day=3 / 7),
-    # A school's teacher × class × subject rows; sign-in outcome codes.
-    ("JournalCompleteness", "rows"): ListSize(assumed=300),
-    ("SignInProblems", "byOutcome"): ListSize(assumed=20),
-    # Analytics: groups of a region-wide grouping (the API refuses more than 5000);
-    # mark values and attendance codes are a handful.
-    ("MarkAggregates", "groups"): ListSize(assumed=1000),
-    ("AttendanceAggregates", "groups"): ListSize(assumed=1000),
-    ("MarkGroup", "distribution"): ListSize(assumed=6),
-    ("AttendanceGroup", "byCode"): ListSize(assumed=6),
-}
-
-# Field weights other than the defaults (the `@cost(weight:)` of the spec).
-WEIGHTS: Final[dict[tuple[str, str], int]] = {}
 
 
 # --- the plan of an operation ------------------------------------------------------------
@@ -340,13 +286,12 @@ class _Planner:
             return None
         field_type = definition.type
         named = get_named_type(field_type)
-        key = (parent.name, name)
         children: tuple[_Part, ...] = ()
         if node.selection_set is not None and is_composite_type(named):
             # Abstract types: fields on the type itself plus every inline branch count.
             children = self._selections(named, node.selection_set)
-        weight = WEIGHTS.get(key, 1 if is_composite_type(named) else 0)
-        window = WINDOWS.get(key)
+        weight = _weight(definition)
+        window = field_window(definition)
         window_args = None
         if window is not None:
             window_args = (self._arg(node, definition, "from"), self._arg(node, definition, "to"))
@@ -357,7 +302,7 @@ class _Planner:
             if slicing is not None:
                 slice_arg = self._arg(node, definition, slicing)
             else:
-                size = LIST_SIZES.get(key, ListSize(assumed=DEFAULT_LIST_SIZE))
+                size = _list_size(definition)
         if weight == 0 and not children and size is None and slice_arg is None:
             return None  # a free scalar leaf: nothing to add
         return _Node(weight, children, size, slice_arg, window, window_args)
@@ -386,6 +331,15 @@ def _field_definition(parent: GraphQLNamedType, name: str) -> GraphQLField | Non
         return None
     field = fields.get(name)
     return field if isinstance(field, GraphQLField) else None
+
+
+def _weight(field: GraphQLField) -> int:
+    """1 for a field of an object (interface, union) type, 0 for a scalar or enum."""
+    return 1 if is_composite_type(get_named_type(field.type)) else 0
+
+
+def _list_size(field: GraphQLField) -> ListSize:
+    return list_size(field) or ListSize(assumed=DEFAULT_LIST_SIZE)
 
 
 def _is_list(field_type: GraphQLOutputType) -> bool:
@@ -518,23 +472,20 @@ def weights_table(schema: GraphQLSchema) -> list[tuple[str, str, str]]:
         if type_name.startswith("__") or not isinstance(named, GraphQLObjectType):
             continue
         for field_name, field in named.fields.items():
-            key = (type_name, field_name)
-            inner = get_named_type(field.type)
-            weight = WEIGHTS.get(key, 1 if is_composite_type(inner) else 0)
-            bound = _bound_text(key, field)
+            weight = _weight(field)
+            bound = _bound_text(field)
             if weight or bound != "1":
                 rows.append((f"{type_name}.{field_name}", str(weight), bound))
     return rows
 
 
-def _bound_text(key: tuple[str, str], field: GraphQLField) -> str:
+def _bound_text(field: GraphQLField) -> str:
     if not _is_list(field.type):
-        window = WINDOWS.get(key)
-        return "1 (opens a date window)" if window else "1"
+        return "1 (opens a date window)" if field_window(field) else "1"
     slicing = next((arg for arg in SLICING_ARGUMENTS if arg in field.args), None)
     if slicing is not None:
         return f"`{slicing}` (≤ {MAX_SLICE})"
-    size = LIST_SIZES.get(key, ListSize(assumed=DEFAULT_LIST_SIZE))
+    size = _list_size(field)
     if size.per_day is not None:
         return f"{size.per_day:.3g} × window days (else {size.assumed})"
     return f"assumed {size.assumed}"

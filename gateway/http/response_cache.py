@@ -12,8 +12,8 @@ the stored response newer than its token, never older.
 
 What is cached, and under which key:
 - only queries of family viewers (parents, students), whose every root field reads the
-  journal through the scope-checked loaders (`CACHEABLE_ROOT_FIELDS`), and only answers
-  without errors;
+  journal through the scope-checked loaders (declared on the field:
+  `resolvers.common.fields.cacheable`), and only answers without errors;
 - the key holds the viewer as loaded for this request (account, role, name and the whole
   scope: a removed parent-child link changes the key), the day the gateway takes as
   today, and one fixed-size digest of the query text, the operation name and the values
@@ -48,13 +48,21 @@ from typing import Any, Final
 
 import asyncpg
 import orjson
-from graphql import FieldNode, OperationDefinitionNode, OperationType
+from graphql import (
+    FieldNode,
+    GraphQLObjectType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionNode,
+)
 
 from auth.store.audit import AccessEvent, Recorder
 from auth.viewer import Viewer
 from gateway.core.bounded_cache import ENTRY_OVERHEAD, BoundedCache, digest
 from gateway.core.errors import ErrorCode, HttpError
 from gateway.core.outage import is_database_unavailable
+from resolvers.common.fields import is_cacheable_root
 from resolvers.diary import sql as data
 
 log = logging.getLogger(__name__)
@@ -67,19 +75,28 @@ MAX_BODY_BYTES: Final = 512 << 10
 VIEWER_BYTES: Final = 1024
 BYTES_PER_ID: Final = 64
 
-# Root fields whose answers depend only on the viewer and on journal data read through
-# the scope-checked student loaders. A root field not listed here is never cached.
-CACHEABLE_ROOT_FIELDS: Final = frozenset({"viewer", "myChildren", "student", "__typename"})
 
-
-def is_cacheable(viewer: Viewer | None, operation: OperationDefinitionNode) -> bool:
-    """A query of a family viewer whose root fields are all journal reads."""
+def is_cacheable(
+    viewer: Viewer | None, operation: OperationDefinitionNode, schema: GraphQLSchema
+) -> bool:
+    """A query of a family viewer whose root fields are all journal reads: declared
+    cacheable in the schema (a root field not declared so is never cached)."""
     if viewer is None or not viewer.is_family or operation.operation is not OperationType.QUERY:
         return False
-    return all(
-        isinstance(selection, FieldNode) and selection.name.value in CACHEABLE_ROOT_FIELDS
-        for selection in operation.selection_set.selections
+    root = schema.query_type
+    return root is not None and all(
+        _cacheable_root(root, selection) for selection in operation.selection_set.selections
     )
+
+
+def _cacheable_root(root: GraphQLObjectType, selection: SelectionNode) -> bool:
+    if not isinstance(selection, FieldNode):
+        return False
+    name = selection.name.value
+    if name == "__typename":
+        return True
+    field = root.fields.get(name)
+    return field is not None and is_cacheable_root(field)
 
 
 @dataclass(frozen=True, slots=True)

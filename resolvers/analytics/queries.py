@@ -1,4 +1,4 @@
-"""Regional analytics (issue 5): `regionalAnalytics { freshness marks attendance }`.
+"""Regional analytics: `regionalAnalytics { freshness marks attendance }`.
 
 Only REGIONAL_ANALYST viewers (people or machine clients with the `region:analytics`
 scope) reach these fields; anyone else gets FORBIDDEN and no data. The figures are
@@ -17,7 +17,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
 import strawberry
-from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 from strawberry.permission import PermissionExtension
 
 from auth.permissions import HasScope, IsAuthenticated, IsRegionalAnalyst, parse_int_id
@@ -40,8 +39,9 @@ from resolvers.analytics.types import (
     MarkDimension,
     MarkGroup,
 )
+from resolvers.common.selection import selects
+from resolvers.common.types import PeriodScheme, School, Subject, WorkType
 from resolvers.context import Context
-from resolvers.diary.types import PeriodScheme, School, Subject, WorkType
 
 Info = strawberry.Info[Context, None]
 MAX_GROUPS: Final = 5000
@@ -101,28 +101,6 @@ def _cell_filter(given: AnalyticsFilter | None) -> cells.CellFilter:
         work_type_ids=_ids(given.work_type_ids, "workTypeIds"),
         codes=given.codes,
     )
-
-
-def _selects(info: Info, name: str) -> bool:
-    """Whether the field's selection asks for a field called `name` at any depth."""
-    raw = info._raw_info
-    pending: list[SelectionSetNode | None] = [node.selection_set for node in raw.field_nodes]
-    seen: set[str] = set()
-    while pending:
-        selection_set = pending.pop()
-        for selection in selection_set.selections if selection_set else ():
-            if isinstance(selection, FieldNode):
-                if selection.name.value == name:
-                    return True
-                pending.append(selection.selection_set)
-            elif isinstance(selection, InlineFragmentNode):
-                pending.append(selection.selection_set)
-            elif isinstance(selection, FragmentSpreadNode):
-                fragment = raw.fragments.get(selection.name.value)
-                if fragment is not None and fragment.name.value not in seen:
-                    seen.add(fragment.name.value)
-                    pending.append(fragment.selection_set)
-    return False
 
 
 # --- group keys ----------------------------------------------------------------------
@@ -248,7 +226,7 @@ async def resolve_marks(
     columns = cells.group_columns([d.value for d in group_by], cells.MARK_DIMENSIONS)
     cell_filter = _cell_filter(filter)
     k = service.min_group_size
-    with_values = _selects(info, "distribution")
+    with_values = selects(info, "MarkGroup", "distribution")
     figures, values, labels = await service.marks(
         columns, cell_filter, root.freshness.refreshed_at, with_values=with_values
     )

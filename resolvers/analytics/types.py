@@ -12,7 +12,8 @@ from datetime import date, datetime
 
 import strawberry
 
-from resolvers.diary.types import PeriodScheme, School, Subject, WorkType
+from resolvers.common.fields import sized
+from resolvers.common.types import PeriodScheme, School, Subject, WorkType
 
 SUPPRESSION_RULE = (
     "Small groups are suppressed: figures are sums over base cells (school × grade × "
@@ -110,6 +111,7 @@ class MarkGroup:
     distribution: list[MarkValueCount] | None = strawberry.field(
         resolver=lambda root: _distribution(root),
         description="Marks per value, most frequent first.",
+        metadata=sized(6),  # mark values are a handful
     )
     # (values, counts), most frequent first; None when suppressed.
     value_counts: strawberry.Private[tuple[list[str], list[int]] | None] = None
@@ -132,7 +134,8 @@ class MarkAggregates:
     total: MarkGroup = strawberry.field(
         description="All publishable cells matching the filter (not the journal's total)."
     )
-    groups: list[MarkGroup]
+    # Groups of a region-wide grouping (the API refuses more than 5000).
+    groups: list[MarkGroup] = strawberry.field(metadata=sized(1000))
 
 
 @strawberry.type(description="Attendance records with one code.")
@@ -156,7 +159,7 @@ class AttendanceGroup:
     )
     records: int | None = strawberry.field(description="Attendance records of every code.")
     rate: float | None = strawberry.field(description="records / studentLessons.")
-    by_code: list[AttendanceCodeCount] | None
+    by_code: list[AttendanceCodeCount] | None = strawberry.field(metadata=sized(6))
 
 
 @strawberry.type(
@@ -168,7 +171,7 @@ class AttendanceAggregates:
     total: AttendanceGroup = strawberry.field(
         description="All publishable cells matching the filter (not the journal's total)."
     )
-    groups: list[AttendanceGroup]
+    groups: list[AttendanceGroup] = strawberry.field(metadata=sized(1000))
 
 
 @strawberry.type(description="How fresh the pre-aggregated figures are.")

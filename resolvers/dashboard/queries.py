@@ -42,6 +42,7 @@ from auth.permissions import (
 from auth.viewer import SCOPE_SCHOOL_DASHBOARD, SCOPE_SCHOOL_SIGN_INS
 from gateway.core.errors import NotFoundError
 from resolvers.common.arguments import MAX_YEAR_DAYS, diary_window
+from resolvers.common.types import School, Subject, Teacher
 from resolvers.context import Context
 from resolvers.dashboard.registry import RegistryQuality, load_registry_quality
 from resolvers.dashboard.service import CheckedSchool
@@ -54,7 +55,6 @@ from resolvers.dashboard.types import (
     SortDirection,
 )
 from resolvers.diary.rows import school_class_from_row
-from resolvers.diary.types import School, Subject, Teacher
 
 Info = strawberry.Info[Context, None]
 

@@ -14,6 +14,7 @@ import strawberry
 
 from gateway.core.errors import MESSAGES, ErrorCode
 from resolvers.common.arguments import check_page_size
+from resolvers.common.fields import sized
 from resolvers.context import Context
 from resolvers.dashboard.service import CheckedSchool, DashboardService
 
@@ -97,7 +98,8 @@ class SignInProblems:
     attempts: int
     failures: int = strawberry.field(description="Attempts with an outcome other than SIGNED_IN.")
     by_outcome: list[SignInOutcomeCount] = strawberry.field(
-        description="Counts per outcome (SIGNED_IN included), most frequent first."
+        description="Counts per outcome (SIGNED_IN included), most frequent first.",
+        metadata=sized(20),
     )
     recent_failures: list[SignInAttempt] = strawberry.field(
         resolver=resolve_recent_failures,

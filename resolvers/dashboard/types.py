@@ -15,7 +15,8 @@ from datetime import datetime
 
 import strawberry
 
-from resolvers.diary.types import SchoolClass, Subject, Teacher
+from resolvers.common.fields import sized
+from resolvers.common.types import SchoolClass, Subject, Teacher
 
 
 @strawberry.enum(description="Sort key of the journal completeness rows.")
@@ -78,7 +79,8 @@ class JournalTotals(JournalFigures):
 
 @strawberry.type(description="Is the class journal filled in: per teacher, class and subject.")
 class JournalCompleteness:
-    rows: list[JournalCompletenessRow]
+    # A school's teacher × class × subject rows.
+    rows: list[JournalCompletenessRow] = strawberry.field(metadata=sized(300))
     totals: JournalTotals
 
 
@@ -110,12 +112,14 @@ class RegistryParentFinding:
         description="The phone as «+7912***01»; null when missing."
     )
     children_count: int = strawberry.field(description="Students linked to this record.")
-    issues: list[RegistryIssue]
+    issues: list[RegistryIssue] = strawberry.field(metadata=sized(50))
     other_school_ids: list[strawberry.ID] = strawberry.field(
-        description="Other schools whose registries hold the same SNILS (a merged account)."
+        description="Other schools whose registries hold the same SNILS (a merged account).",
+        metadata=sized(50),
     )
     differing_fields: list[PersonField] = strawberry.field(
-        description="Fields whose value differs in another school's record of the same SNILS."
+        description="Fields whose value differs in another school's record of the same SNILS.",
+        metadata=sized(50),
     )
 
 

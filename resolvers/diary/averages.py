@@ -13,14 +13,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from gateway.core.errors import BadUserInputError, NotFoundError
 from resolvers.common.arguments import MAX_YEAR_DAYS, check_window
+from resolvers.common.types import Subject
 from resolvers.diary.rows import PeriodRecord
-from resolvers.diary.types import (
-    AverageContribution,
-    ContributionReason,
-    Mark,
-    Subject,
-    SubjectAverage,
-)
+from resolvers.diary.types import AverageContribution, ContributionReason, Mark, SubjectAverage
 
 _CENT = Decimal("0.01")
 

@@ -9,22 +9,16 @@ attendance attached here in Python, so no field below `diary` touches the databa
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from operator import attrgetter
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import strawberry
-from graphql import (
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    InlineFragmentNode,
-    SelectionNode,
-)
 
+from resolvers.common.fields import loaded_parts
+from resolvers.common.selection import selected_fields
 from resolvers.diary.loaders import Loaders
 from resolvers.diary.rows import HomeworkRecord, LessonRecord
 from resolvers.diary.sql import StudentRange
@@ -32,6 +26,7 @@ from resolvers.diary.types import (
     Attendance,
     Diary,
     DiaryDay,
+    DiaryPart,
     Homework,
     Lesson,
     LessonReplacement,
@@ -43,61 +38,12 @@ T = TypeVar("T")
 K = TypeVar("K")
 
 
-class DiaryPart(enum.Enum):
-    LESSONS = "lessons"
-    MARKS = "marks"
-    ATTENDANCE = "attendance"
-    HOMEWORK = "homework"
-
-
-# Field names anywhere under `diary` that need a part loaded. A name shared by several
-# types (Diary.marks, Lesson.marks) simply loads the part for both.
-_PARTS_BY_FIELD: dict[str, frozenset[DiaryPart]] = {
-    "days": frozenset({DiaryPart.LESSONS}),
-    "lessons": frozenset({DiaryPart.LESSONS}),
-    "marks": frozenset({DiaryPart.MARKS}),
-    "attendance": frozenset({DiaryPart.ATTENDANCE}),
-    "homework": frozenset({DiaryPart.HOMEWORK}),
-    "homeworkDue": frozenset({DiaryPart.HOMEWORK}),
-    "lastUpdatedAt": frozenset(DiaryPart),
-}
-
-
-def selected_field_names(
-    field_nodes: Iterable[FieldNode], fragments: Mapping[str, FragmentDefinitionNode]
-) -> set[str]:
-    """Names of every field in the selection trees, through fragments and inline fragments.
-
-    Read straight from the document (directives are not evaluated: a field under
-    `@skip` still counts), which is what strawberry's `info.selected_fields` gives,
-    without building its selection objects on every call.
-    """
-    names: set[str] = set()
-    seen_fragments: set[str] = set()
-    stack: list[SelectionNode] = list(field_nodes)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, FragmentSpreadNode):
-            name = node.name.value
-            fragment = fragments.get(name)
-            if fragment is not None and name not in seen_fragments:
-                seen_fragments.add(name)
-                stack.extend(fragment.selection_set.selections)
-            continue
-        if isinstance(node, FieldNode):
-            names.add(node.name.value)
-        if isinstance(node, FieldNode | InlineFragmentNode) and node.selection_set is not None:
-            stack.extend(node.selection_set.selections)
-    return names
-
-
-def parts_for(
-    field_nodes: Iterable[FieldNode], fragments: Mapping[str, FragmentDefinitionNode]
-) -> frozenset[DiaryPart]:
-    """The diary parts the `diary` field nodes (merged, with their fragments) need loaded."""
+def parts_for(info: strawberry.Info[Any, Any]) -> frozenset[DiaryPart]:
+    """The diary parts the `diary` field's selection (every occurrence merged, through
+    fragments) needs loaded, as its fields declare them (`resolvers.common.fields.loads`)."""
     parts: set[DiaryPart] = set()
-    for name in selected_field_names(field_nodes, fragments):
-        parts |= _PARTS_BY_FIELD.get(name, frozenset())
+    for _, _, definition in selected_fields(info):
+        parts.update(part for part in loaded_parts(definition) if isinstance(part, DiaryPart))
     return frozenset(parts)
 
 

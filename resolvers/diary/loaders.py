@@ -23,8 +23,8 @@ from resolvers.diary import sql as data
 from resolvers.diary.rows import (
     HomeworkRecord,
     LessonRecord,
-    Names,
     PeriodRecord,
+    ReferenceInterner,
     StudentRecord,
     attendance_from_row,
     final_mark_from_row,
@@ -105,22 +105,24 @@ class _ByStudentRange(ScopedLoader[StudentRange, V]):
 
 
 def _per_student(
-    rows: Sequence[Any], keys: Sequence[int], convert: Callable[[Any, Names], T]
+    rows: Sequence[Any], keys: Sequence[int], convert: Callable[[Any, ReferenceInterner], T]
 ) -> list[list[T]]:
     """Rows having a `student_id` column split into one converted list per key."""
-    names = Names()
+    refs = ReferenceInterner()
     by_student: dict[int, list[T]] = {key: [] for key in keys}
     for row in rows:
-        by_student[row["student_id"]].append(convert(row, names))
+        by_student[row["student_id"]].append(convert(row, refs))
     return [by_student[key] for key in keys]
 
 
-def _convert_groups(groups: list[list[Any]], convert: Callable[[Any, Names], T]) -> list[list[T]]:
-    names = Names()  # one subject/teacher/work type object per distinct value in the batch
-    return [[convert(row, names) for row in group] for group in groups]
+def _convert_groups(
+    groups: list[list[Any]], convert: Callable[[Any, ReferenceInterner], T]
+) -> list[list[T]]:
+    refs = ReferenceInterner()  # one subject/teacher/work type object per distinct value
+    return [[convert(row, refs) for row in group] for group in groups]
 
 
-def _period(row: Any, _names: Names) -> PeriodRecord:
+def _period(row: Any, _refs: ReferenceInterner) -> PeriodRecord:
     return period_from_row(row)
 
 

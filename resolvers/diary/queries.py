@@ -19,7 +19,14 @@ from auth.permissions import (
     requires,
 )
 from auth.viewer import Role
-from resolvers.common.arguments import check_open_window, check_page_size, diary_window
+from resolvers.common.arguments import (
+    MAX_YEAR_DAYS,
+    check_open_window,
+    check_page_size,
+    diary_window,
+)
+from resolvers.common.fields import cacheable, sized, window
+from resolvers.common.types import School, SchoolClass
 from resolvers.context import Context
 from resolvers.diary.averages import averages_window, subject_averages
 from resolvers.diary.builder import load_diary, parts_for
@@ -31,8 +38,6 @@ from resolvers.diary.types import (
     FinalMarkKind,
     Mark,
     Period,
-    School,
-    SchoolClass,
     SubjectAverage,
 )
 
@@ -54,12 +59,7 @@ async def resolve_diary(
         from_, to, today=context.today, max_days=context.settings.max_diary_days
     )
     key = StudentRange(root.student_id, date_from, date_to)
-    # Every occurrence of this field (same response key) merged: their sub-selections.
-    # The merged field nodes and the fragments, read from the document directly:
-    # `info.selected_fields` would convert the whole subtree on every call.
-    raw = info._raw_info
-    parts = parts_for(raw.field_nodes, raw.fragments)
-    return await load_diary(context.loaders, key=key, parts=parts)
+    return await load_diary(context.loaders, key=key, parts=parts_for(info))
 
 
 async def resolve_periods(root: Student, info: Info) -> list[Period]:
@@ -146,16 +146,19 @@ class Student:
             "Diary for a date range: by default the current week (Mon–Sun); "
             "with a single date, 7 days from (or up to) it."
         ),
+        metadata=window(default_days=7, single_days=7),
     )
     periods: list[Period] = strawberry.field(
         resolver=resolve_periods,
         extensions=requires(CanSeeStudent),
         description="The student's school periods in the current school year.",
+        metadata=sized(4),
     )
     final_marks: list[FinalMark] = strawberry.field(
         resolver=resolve_final_marks,
         extensions=requires(CanSeeStudent),
         description="Final marks of the current school year: period, year and exam marks.",
+        metadata=sized(60),
     )
     averages: list[SubjectAverage] = strawberry.field(
         resolver=resolve_averages,
@@ -164,6 +167,8 @@ class Student:
             "Weighted averages by subject, with explanation: by default for the current "
             "period; or for period periodId, or for dates from–to (at most 366 days)."
         ),
+        # The current period by default (a half-year at most), else up to a year.
+        metadata=sized(20) | window(default_days=183, single_days=183, max_days=MAX_YEAR_DAYS),
     )
     marks: list[Mark] = strawberry.field(
         resolver=resolve_marks,
@@ -224,7 +229,10 @@ async def resolve_student(info: Info, id: strawberry.ID) -> Student | None:
 @strawberry.type(description="Diary queries.")
 class Query:
     viewer: ViewerType | None = strawberry.field(
-        resolver=resolve_viewer, extensions=requires(IsAuthenticated), description="Who am I."
+        resolver=resolve_viewer,
+        extensions=requires(IsAuthenticated),
+        description="Who am I.",
+        metadata=cacheable(),
     )
     my_children: list[Student] = strawberry.field(
         resolver=resolve_my_children,
@@ -233,6 +241,7 @@ class Query:
             "My children: for a parent, all students linked to them in the parent registers "
             "of all schools; for a student, the student themselves."
         ),
+        metadata=sized(5) | cacheable(),
     )
     student: Student | None = strawberry.field(
         resolver=resolve_student,
@@ -241,4 +250,5 @@ class Query:
             "A student by id; an id outside the viewer's scope is a FORBIDDEN error, "
             "whether or not it exists."
         ),
+        metadata=cacheable(),
     )

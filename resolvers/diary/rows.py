@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import orjson
 import strawberry
 
+from resolvers.common.types import PeriodScheme, School, SchoolClass, Subject, Teacher, WorkType
 from resolvers.diary.types import (
     Attachment,
     Attendance,
@@ -22,12 +23,6 @@ from resolvers.diary.types import (
     Mark,
     Period,
     PeriodRef,
-    PeriodScheme,
-    School,
-    SchoolClass,
-    Subject,
-    Teacher,
-    WorkType,
 )
 
 Row = Any
@@ -139,7 +134,7 @@ def school_class_from_row(row: Any) -> SchoolClass:
     )
 
 
-class Names:
+class ReferenceInterner:
     """One object per distinct subject, teacher and work type within a batch of rows.
 
     The rows of a batch repeat the same few subjects and teachers; sharing their
@@ -182,17 +177,17 @@ class Names:
         return work_type
 
 
-def lesson_from_row(row: Row, names: Names | None = None) -> LessonRecord:
+def lesson_from_row(row: Row, refs: ReferenceInterner | None = None) -> LessonRecord:
     """A lesson row of `diary_api.lessons`."""
-    names = names or Names()
+    refs = refs or ReferenceInterner()
     replacement_subject = None
     if row["replacement_subject_id"] is not None and row["replacement_subject_name"] is not None:
-        replacement_subject = names.subject(
+        replacement_subject = refs.subject(
             row["replacement_subject_id"], row["replacement_subject_name"]
         )
     replacement_teacher = None
     if row["replacement_teacher_id"] is not None and row["replacement_teacher_name"] is not None:
-        replacement_teacher = names.teacher(
+        replacement_teacher = refs.teacher(
             row["replacement_teacher_id"], row["replacement_teacher_name"]
         )
     return LessonRecord(
@@ -201,8 +196,8 @@ def lesson_from_row(row: Row, names: Names | None = None) -> LessonRecord:
         row["number"],
         row["starts_at"],
         row["ends_at"],
-        names.subject(row["subject_id"], row["subject_name"]),
-        names.teacher(row["teacher_id"], row["teacher_name"]),
+        refs.subject(row["subject_id"], row["subject_name"]),
+        refs.teacher(row["teacher_id"], row["teacher_name"]),
         row["room"],
         LessonStatus(row["status"]),
         row["status_comment"],
@@ -213,20 +208,20 @@ def lesson_from_row(row: Row, names: Names | None = None) -> LessonRecord:
     )
 
 
-def mark_from_row(row: Row, names: Names | None = None) -> Mark:
+def mark_from_row(row: Row, refs: ReferenceInterner | None = None) -> Mark:
     """A mark row of `diary_api.marks`."""
-    names = names or Names()
+    refs = refs or ReferenceInterner()
     return Mark(
         id=_id(row["id"]),
         value=row["value"],
         numeric_value=_float(row["numeric_value"]),
-        work_type=names.work_type(row),
+        work_type=refs.work_type(row),
         weight=float(row["weight"]),
         work_title=row["work_title"],
         comment=row["comment"],
         date=row["date"],
         counts_in_average=row["counts_in_average"],
-        subject=names.subject(row["subject_id"], row["subject_name"]),
+        subject=refs.subject(row["subject_id"], row["subject_name"]),
         lesson=LessonSummary(
             id=_id(row["lesson_id"]),
             date=row["date"],
@@ -238,15 +233,15 @@ def mark_from_row(row: Row, names: Names | None = None) -> Mark:
     )
 
 
-def attendance_from_row(row: Row, names: Names | None = None) -> Attendance:
+def attendance_from_row(row: Row, refs: ReferenceInterner | None = None) -> Attendance:
     """An attendance row of `diary_api.attendance`."""
-    names = names or Names()
+    refs = refs or ReferenceInterner()
     return Attendance(
         id=_id(row["id"]),
         date=row["date"],
         lesson_id=_id(row["lesson_id"]),
         lesson_number=row["lesson_number"],
-        subject=names.subject(row["subject_id"], row["subject_name"]),
+        subject=refs.subject(row["subject_id"], row["subject_name"]),
         code=row["code"],
         kind=ATTENDANCE_KINDS[row["code"]],
         minutes_late=row["minutes_late"],
@@ -262,9 +257,9 @@ class HomeworkRecord(NamedTuple):
     lesson_id: int
 
 
-def homework_from_row(row: Row, names: Names | None = None) -> HomeworkRecord:
+def homework_from_row(row: Row, refs: ReferenceInterner | None = None) -> HomeworkRecord:
     """A homework row of `diary_api.homework` (attachments as JSON text)."""
-    names = names or Names()
+    refs = refs or ReferenceInterner()
     raw_attachments = row["attachments"]
     attachments = (
         []
@@ -279,7 +274,7 @@ def homework_from_row(row: Row, names: Names | None = None) -> HomeworkRecord:
         text=row["text"],
         assigned_on=row["assigned_on"],
         due_on=row["due_on"],
-        subject=names.subject(row["subject_id"], row["subject_name"]),
+        subject=refs.subject(row["subject_id"], row["subject_name"]),
         attachments=attachments,
         lesson_id=_id(row["lesson_id"]),
         updated_at=row["updated_at"],
@@ -300,16 +295,16 @@ def period_from_row(row: Row) -> PeriodRecord:
     )
 
 
-def final_mark_from_row(row: Row, names: Names | None = None) -> FinalMark:
+def final_mark_from_row(row: Row, refs: ReferenceInterner | None = None) -> FinalMark:
     """A row of `diary_api.final_marks`."""
-    names = names or Names()
+    refs = refs or ReferenceInterner()
     period = None
     if row["period_id"] is not None:
         period = PeriodRef(id=_id(row["period_id"]), title=row["period_title"])
     return FinalMark(
         id=_id(row["id"]),
         kind=FinalMarkKind(row["kind"]),
-        subject=names.subject(row["subject_id"], row["subject_name"]),
+        subject=refs.subject(row["subject_id"], row["subject_name"]),
         period=period,
         year_title=row["year_title"],
         value=row["value"],

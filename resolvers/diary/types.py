@@ -1,7 +1,9 @@
 """Plain GraphQL object types of the diary: every field is an attribute, no resolvers.
 
 Loaders build these from rows (see `resolvers.diary.rows`); nested data a client shows with
-an item (a mark's subject, work type and lesson) is already joined in SQL.
+an item (a mark's subject, work type and lesson) is already joined in SQL. List sizes (for
+the cost estimate) and the diary parts a field needs loaded are declared on the fields
+(`resolvers.common.fields`).
 """
 
 from __future__ import annotations
@@ -11,19 +13,24 @@ from datetime import date, datetime, time
 
 import strawberry
 
+from resolvers.common.fields import loads, sized
+from resolvers.common.types import PeriodScheme, Subject, Teacher, WorkType
+
+
+class DiaryPart(enum.Enum):
+    """What `Student.diary` loads, each in one batched statement, only when selected."""
+
+    LESSONS = "lessons"
+    MARKS = "marks"
+    ATTENDANCE = "attendance"
+    HOMEWORK = "homework"
+
 
 @strawberry.enum(description="Status of a lesson in the timetable.")
 class LessonStatus(enum.Enum):
     HELD = "held"
     CANCELLED = "cancelled"
     REPLACED = "replaced"
-
-
-@strawberry.enum(description="Scheme of school periods: quarters, half-years or trimesters.")
-class PeriodScheme(enum.Enum):
-    QUARTERS = "quarters"
-    HALF_YEARS = "half_years"
-    TRIMESTERS = "trimesters"
 
 
 @strawberry.enum(description="Kind of final mark.")
@@ -41,42 +48,6 @@ class AttendanceKind(enum.Enum):
     ILL = "ill"
     EXCUSED = "excused"
     LATE = "late"
-
-
-@strawberry.type(description="A school.")
-class School:
-    id: strawberry.ID
-    name: str
-    short_name: str
-    municipality: str
-
-
-@strawberry.type(description="The student's class in the current school year, e.g. «5Б».")
-class SchoolClass:
-    id: strawberry.ID
-    name: str
-    grade: int
-    letter: str
-
-
-@strawberry.type(description="A school subject.")
-class Subject:
-    id: strawberry.ID
-    name: str
-
-
-@strawberry.type(description="A teacher.")
-class Teacher:
-    id: strawberry.ID
-    name: str = strawberry.field(description="Last name, first name and patronymic.")
-
-
-@strawberry.type(description="A kind of work and its default weight.")
-class WorkType:
-    id: strawberry.ID
-    name: str
-    short_name: str
-    weight: float = strawberry.field(description="Default weight; a mark may have its own.")
 
 
 @strawberry.type(description="The lesson a record belongs to: date, number, topic.")
@@ -125,7 +96,7 @@ class Homework:
     assigned_on: date = strawberry.field(description="When it was assigned (the lesson date).")
     due_on: date = strawberry.field(description="The day it is due.")
     subject: Subject
-    attachments: list[Attachment]
+    attachments: list[Attachment] = strawberry.field(metadata=sized(3))
     lesson_id: strawberry.ID = strawberry.field(description="The lesson it was assigned in.")
     updated_at: datetime
 
@@ -170,10 +141,17 @@ class Lesson:
         description="Only for replaced lessons."
     )
     topic: str | None
-    homework: list[Homework] = strawberry.field(description="Homework assigned in this lesson.")
-    marks: list[Mark] = strawberry.field(description="The student's marks for this lesson.")
+    homework: list[Homework] = strawberry.field(
+        description="Homework assigned in this lesson.",
+        metadata=sized(2) | loads(DiaryPart.HOMEWORK),
+    )
+    marks: list[Mark] = strawberry.field(
+        description="The student's marks for this lesson.",
+        metadata=sized(2) | loads(DiaryPart.MARKS),
+    )
     attendance: Attendance | None = strawberry.field(
-        description="The student's attendance record for this lesson (null means present)."
+        description="The student's attendance record for this lesson (null means present).",
+        metadata=loads(DiaryPart.ATTENDANCE),
     )
     updated_at: datetime
 
@@ -181,21 +159,34 @@ class Lesson:
 @strawberry.type(description="A diary day.")
 class DiaryDay:
     date: date
-    lessons: list[Lesson]
-    homework_due: list[Homework] = strawberry.field(description="Homework due on this day.")
+    lessons: list[Lesson] = strawberry.field(metadata=sized(8) | loads(DiaryPart.LESSONS))
+    homework_due: list[Homework] = strawberry.field(
+        description="Homework due on this day.", metadata=sized(8) | loads(DiaryPart.HOMEWORK)
+    )
 
 
 @strawberry.type(description="The student's diary for a date range (inclusive).")
 class Diary:
     from_: date = strawberry.field(name="from")
     to: date
-    days: list[DiaryDay] = strawberry.field(description="Every calendar day of the range.")
-    lessons: list[Lesson]
-    homework: list[Homework] = strawberry.field(description="Homework due within this range.")
-    marks: list[Mark]
-    attendance: list[Attendance]
+    days: list[DiaryDay] = strawberry.field(
+        description="Every calendar day of the range.",
+        metadata=sized(7, per_day=1) | loads(DiaryPart.LESSONS),
+    )
+    lessons: list[Lesson] = strawberry.field(
+        metadata=sized(56, per_day=8) | loads(DiaryPart.LESSONS)
+    )
+    homework: list[Homework] = strawberry.field(
+        description="Homework due within this range.",
+        metadata=sized(56, per_day=8) | loads(DiaryPart.HOMEWORK),
+    )
+    marks: list[Mark] = strawberry.field(metadata=sized(56, per_day=8) | loads(DiaryPart.MARKS))
+    attendance: list[Attendance] = strawberry.field(
+        metadata=sized(56, per_day=8) | loads(DiaryPart.ATTENDANCE)
+    )
     last_updated_at: datetime | None = strawberry.field(
-        description="When anything shown for this range last changed."
+        description="When anything shown for this range last changed.",
+        metadata=loads(*DiaryPart),
     )
 
 
@@ -258,5 +249,7 @@ class SubjectAverage:
         description=(
             "Every mark for the subject in the window: whether it is counted, "
             "with what weight and why."
-        )
+        ),
+        # Marks of one subject in the averaging window: at most 3 a week.
+        metadata=sized(80, per_day=3 / 7),
     )
