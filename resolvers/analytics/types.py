@@ -1,4 +1,4 @@
-"""GraphQL types of the regional analytics (issue 5): aggregates only, no person.
+"""GraphQL types of the regional analytics: aggregates only, no person.
 
 No type here has a field naming, identifying or counting individual students: groups
 are keyed by school, municipality, grade, subject, period, work type or attendance
