@@ -22,6 +22,7 @@ from auth.store.clients import create_client
 from auth.viewer import Role, Viewer
 from gateway.app import create_app
 from gateway.core.db import counting_statements
+from gateway.core.graphql_internals import core_schema
 from gateway.core.settings import Settings
 from gateway.execution.cost import COST_CEILING, CostLimits, weights_table
 from gateway.execution.limits import parse_query
@@ -98,7 +99,7 @@ async def limited(
 
 
 def _estimator(settings: Settings) -> CostLimits:
-    return CostLimits(build_schema(settings)._schema, settings)
+    return CostLimits(core_schema(build_schema(settings)), settings)
 
 
 def _operation(query: str, settings: Settings) -> tuple[Any, OperationDefinitionNode]:
@@ -184,7 +185,7 @@ def test_default_budgets_admit_the_readme_and_bench_queries(settings: Settings) 
 def test_the_weights_table_lists_lists_and_objects(settings: Settings) -> None:
     table = {
         name: (weight, bound)
-        for name, weight, bound in weights_table(build_schema(settings)._schema)
+        for name, weight, bound in weights_table(core_schema(build_schema(settings)))
     }
     assert table["Query.myChildren"] == ("1", "assumed 5")
     assert table["Student.marks"] == ("1", "`first` (≤ 500)")
