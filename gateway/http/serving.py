@@ -6,7 +6,7 @@ pair (asyncio + h11), kept for measuring what they bring (docs/performance.md) a
 fallback.
 
 Every server the gateway runs is configured by `gateway_config`: uvicorn's protocols
-with a header timeout (gateway.http.protocols, SCHOOL_GATEWAY_HEADER_TIMEOUT), and proxy
+with a header timeout (gateway.http.uvicorn_protocols, SCHOOL_GATEWAY_HEADER_TIMEOUT), and proxy
 headers (`X-Forwarded-For`, `X-Forwarded-Proto`) believed only from
 SCHOOL_GATEWAY_TRUSTED_PROXIES — by default from nobody. uvicorn's own default trusts
 127.0.0.1 (or FORWARDED_ALLOW_IPS from the environment), which let any local client
@@ -23,7 +23,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from gateway.core.settings import ServerName, Settings
-from gateway.http.protocols import PROTOCOLS, GatewayConfig, HttpName
+from gateway.http.uvicorn_protocols import PROTOCOLS, GatewayConfig, HttpName
 
 LoopName = Literal["uvloop", "asyncio"]
 _STACKS: dict[ServerName, tuple[LoopName, HttpName]] = {
