@@ -60,8 +60,7 @@ from graphql import (
 from auth.store.audit import AccessEvent, Recorder
 from auth.viewer import Viewer
 from gateway.core.bounded_cache import ENTRY_OVERHEAD, BoundedCache, digest
-from gateway.core.errors import ErrorCode, HttpError
-from gateway.core.outage import is_database_unavailable
+from gateway.core.outage import is_database_unavailable, statement_timeout_as_503
 from resolvers.common.fields import is_cacheable_root
 from resolvers.diary import sql as data
 
@@ -248,14 +247,12 @@ async def current_versions(
 ) -> str:
     """The change token of the viewer's students: one statement, unless a right guess read
     it already. 503 TIMEOUT when the statement times out."""
-    try:
+    with statement_timeout_as_503():
         if speculation is not None:
             versions = await speculation.versions_for(viewer.student_ids)
             if versions is not None:
                 return versions
         return await data.get_versions(pool, student_ids=sorted(viewer.student_ids))
-    except asyncpg.QueryCanceledError:
-        raise HttpError(503, ErrorCode.TIMEOUT) from None
 
 
 def record_access(
