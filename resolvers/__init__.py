@@ -1,0 +1,1 @@
+"""GraphQL domains (diary, dashboard, analytics) over auth and gateway.core."""

@@ -1,0 +1,1 @@
+"""Sign-in flows over HTTP: ESIA, school passwords, sessions, machine clients, pages."""

@@ -1,0 +1,1 @@
+"""What identity keeps in the database: accounts, sessions, clients, matching, throttle, audit."""

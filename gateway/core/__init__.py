@@ -1,0 +1,1 @@
+"""Base layer: settings, errors, logging, the database pool, the embedded server, identifiers; imports no other project package."""

@@ -1,0 +1,1 @@
+"""Executing GraphQL documents: parsing and limits, cost, the compiled executor, schema assembly."""

@@ -1,0 +1,1 @@
+"""GraphQL over HTTP: the protocol, the endpoint, the response cache, and uvicorn serving."""

@@ -1,0 +1,1 @@
+"""Regional analytics: aggregates only, through the analytics service and its SQL."""

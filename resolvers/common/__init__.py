@@ -1,0 +1,1 @@
+"""What the domains share: types, field metadata, argument checks, the selection walker."""

@@ -1,0 +1,1 @@
+"""The school IT dashboard: queries, types, the per-request service, SQL."""

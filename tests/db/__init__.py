@@ -1,0 +1,1 @@
+"""Tests against the real PostgreSQL through the real app (ASGI transport)."""

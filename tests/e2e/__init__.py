@@ -1,0 +1,1 @@
+"""Tests through live servers, the CLI, sign-in redirects and database outages."""
