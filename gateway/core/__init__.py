@@ -1,1 +1,2 @@
-"""Base layer: settings, errors, logging, the database pool, the embedded server, identifiers; imports no other project package."""
+"""Base layer: settings, errors, logging, the database pool, the embedded server and
+identifiers; imports no other project package."""
