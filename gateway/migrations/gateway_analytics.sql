@@ -1,4 +1,4 @@
--- Regional analytics (issue 5): the gateway's pre-aggregation of the journal into base
+-- Regional analytics: the gateway's pre-aggregation of the journal into base
 -- cells, refreshed from the diary_api.analytics_* views (contract_analytics.sql) by
 -- resolvers.analytics.sql.refresh (at first use when empty, in the background, and by
 -- `school-gateway analytics-refresh`). A refresh replaces every row in one transaction,

@@ -1,4 +1,4 @@
--- Sign-in, sessions and the gateway's records (issue 4). Schema `gateway`, written by
+-- Sign-in, sessions and the gateway's records. Schema `gateway`, written by
 -- the gateway's role. sign_in_events and access_audit are append-only: the role may
 -- INSERT and SELECT them, never UPDATE or DELETE (roles.sql).
 
@@ -96,7 +96,7 @@ CREATE INDEX IF NOT EXISTS access_audit_students_idx
 -- "Whose data did this account read": by account, newest first.
 CREATE INDEX IF NOT EXISTS access_audit_account_idx ON gateway.access_audit (account_id, at);
 
--- Token requests of machine clients (issue 5, auth/signin/client_routes.py) are recorded too,
+-- Token requests of machine clients (auth/signin/client_routes.py) are recorded too,
 -- as method 'CLIENT' (the client id in `login`). The column's CHECK is replaced
 -- idempotently: dropped if present, added again with the extended list.
 ALTER TABLE gateway.sign_in_events DROP CONSTRAINT IF EXISTS sign_in_events_method_check;

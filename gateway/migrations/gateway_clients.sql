@@ -1,4 +1,4 @@
--- Machine clients of the gateway (issue 5): school IT dashboards and regional analytics
+-- Machine clients of the gateway: school IT dashboards and regional analytics
 -- tools, authenticated with the OAuth 2.0 client-credentials grant (POST /oauth/token,
 -- auth/signin/client_routes.py). Created, listed and revoked with `school-gateway clients`.
 --

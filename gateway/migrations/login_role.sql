@@ -1,11 +1,11 @@
 -- The gateway's login role (docs/read-contract.md): it logs in and can do nothing else.
 -- Not a superuser, no CREATEROLE/CREATEDB/REPLICATION/BYPASSRLS, a member of no role (so
 -- SET ROLE and SET SESSION AUTHORIZATION to anyone else fail); its privileges are the
--- grants of roles.sql. Its password is never in this file: fixtures.database sets it from
+-- grants of roles.sql. Its password is never in this file: gateway.migrations sets it from
 -- the embedded server's data folder, or the DBA does. Run by `migrate`, `seed`, `demo`
 -- and every start on the embedded server; safe to run repeatedly. An older database's
 -- NOLOGIN role of the same name is turned into this login role.
--- The role name is substituted for {gateway_role} by fixtures.database.
+-- The role name is substituted for {gateway_role} by gateway.migrations.apply.
 DO $$
 DECLARE
     existing pg_roles%ROWTYPE;

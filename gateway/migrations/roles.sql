@@ -1,6 +1,6 @@
 -- Least privilege: the gateway's login role (created by login_role.sql) reads the
 -- contract views only and owns nothing in schema `school`. It writes only to its own
--- schema `gateway`. The role name is substituted for {gateway_role} by fixtures.database.
+-- schema `gateway`. The role name is substituted for {gateway_role} by gateway.migrations.apply.
 
 REVOKE ALL ON SCHEMA school FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA school FROM "{gateway_role}";
