@@ -49,11 +49,8 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLField,
-    GraphQLList,
     GraphQLNamedType,
-    GraphQLNonNull,
     GraphQLObjectType,
-    GraphQLOutputType,
     GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
@@ -69,7 +66,14 @@ from auth.viewer import Role, Viewer
 from gateway.core.errors import MESSAGES, ErrorCode
 from gateway.core.settings import Settings
 from resolvers.common.arguments import MAX_PAGE_SIZE
-from resolvers.common.fields import ListSize, Window, field_window, list_size
+from resolvers.common.fields import (
+    ListSize,
+    Window,
+    field_definition,
+    field_window,
+    is_list_type,
+    list_size,
+)
 
 DEFAULT_LIST_SIZE: Final = 50
 SLICING_ARGUMENTS: Final = ("first", "limit")
@@ -281,7 +285,7 @@ class _Planner:
         name = node.name.value
         if name.startswith("__"):
             return None  # introspection: bounded by the schema, no data read
-        definition = _field_definition(parent, name)
+        definition = field_definition(parent, name)
         if definition is None:
             return None
         field_type = definition.type
@@ -297,7 +301,7 @@ class _Planner:
             window_args = (self._arg(node, definition, "from"), self._arg(node, definition, "to"))
         size: ListSize | None = None
         slice_arg: _Arg | None = None
-        if _is_list(field_type):
+        if is_list_type(field_type):
             slicing = next((arg for arg in SLICING_ARGUMENTS if arg in definition.args), None)
             if slicing is not None:
                 slice_arg = self._arg(node, definition, slicing)
@@ -325,14 +329,6 @@ class _Planner:
         return _Arg(value=_normalised(_literal(given)))
 
 
-def _field_definition(parent: GraphQLNamedType, name: str) -> GraphQLField | None:
-    fields = getattr(parent, "fields", None)
-    if not isinstance(fields, Mapping):
-        return None
-    field = fields.get(name)
-    return field if isinstance(field, GraphQLField) else None
-
-
 def _weight(field: GraphQLField) -> int:
     """1 for a field of an object (interface, union) type, 0 for a scalar or enum."""
     return 1 if is_composite_type(get_named_type(field.type)) else 0
@@ -340,11 +336,6 @@ def _weight(field: GraphQLField) -> int:
 
 def _list_size(field: GraphQLField) -> ListSize:
     return list_size(field) or ListSize(assumed=DEFAULT_LIST_SIZE)
-
-
-def _is_list(field_type: GraphQLOutputType) -> bool:
-    inner = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
-    return isinstance(inner, GraphQLList)
 
 
 def _literal(value: ValueNode) -> Any:
@@ -480,7 +471,7 @@ def weights_table(schema: GraphQLSchema) -> list[tuple[str, str, str]]:
 
 
 def _bound_text(field: GraphQLField) -> str:
-    if not _is_list(field.type):
+    if not is_list_type(field.type):
         return "1 (opens a date window)" if field_window(field) else "1"
     slicing = next((arg for arg in SLICING_ARGUMENTS if arg in field.args), None)
     if slicing is not None:

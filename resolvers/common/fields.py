@@ -15,7 +15,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Final
 
-from graphql import GraphQLField
+from graphql import GraphQLField, GraphQLList, GraphQLNamedType, GraphQLNonNull, GraphQLOutputType
 
 from gateway.core.graphql_internals import strawberry_field
 
@@ -24,8 +24,10 @@ __all__ = [
     "Metadata",
     "Window",
     "cacheable",
+    "field_definition",
     "field_window",
     "is_cacheable_root",
+    "is_list_type",
     "list_size",
     "loaded_parts",
     "loads",
@@ -114,3 +116,19 @@ def loaded_parts(field: GraphQLField) -> frozenset[Enum]:
     """The parts (see `loads`) the field needs loaded; empty when it needs none."""
     parts = _metadata(field).get(_LOADS)
     return parts if isinstance(parts, frozenset) else frozenset()
+
+
+def field_definition(parent: GraphQLNamedType, name: str) -> GraphQLField | None:
+    """The field `name` of an object or interface type; None for introspection fields,
+    unknown names and types without fields (scalars, enums, unions)."""
+    fields = getattr(parent, "fields", None)
+    if not isinstance(fields, Mapping):
+        return None
+    field = fields.get(name)
+    return field if isinstance(field, GraphQLField) else None
+
+
+def is_list_type(field_type: GraphQLOutputType) -> bool:
+    """A list, nullable or not."""
+    inner = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
+    return isinstance(inner, GraphQLList)

@@ -9,7 +9,7 @@ building its selection objects on every call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
@@ -24,6 +24,7 @@ from graphql import (
 )
 
 from gateway.core.graphql_internals import raw_info
+from resolvers.common.fields import field_definition
 
 __all__ = ["selected_fields", "selects"]
 
@@ -47,7 +48,7 @@ def selected_fields(
         for selection in selection_set.selections if selection_set else ():
             if isinstance(selection, FieldNode):
                 name = selection.name.value
-                definition = _field(parent, name)
+                definition = field_definition(parent, name)
                 if definition is None:
                     continue
                 yield parent.name, name, definition
@@ -72,13 +73,3 @@ def selects(info: strawberry.Info[Any, Any], type_name: str, field_name: str) ->
     return any(
         (parent, name) == (type_name, field_name) for parent, name, _ in selected_fields(info)
     )
-
-
-def _field(parent: GraphQLNamedType, name: str) -> GraphQLField | None:
-    if name.startswith("__"):
-        return None  # introspection: not a field of the type
-    fields = getattr(parent, "fields", None)
-    if not isinstance(fields, Mapping):
-        return None
-    field = fields.get(name)
-    return field if isinstance(field, GraphQLField) else None

@@ -14,10 +14,16 @@ import strawberry
 from graphql import GraphQLField, GraphQLObjectType, GraphQLSchema
 
 from gateway.core.graphql_internals import core_schema
-from gateway.execution.cost import SLICING_ARGUMENTS, _is_list
+from gateway.execution.cost import SLICING_ARGUMENTS
 from gateway.execution.schema import Query as ServedQuery
 from gateway.execution.schema import export_sdl
-from resolvers.common.fields import field_window, is_cacheable_root, list_size, loaded_parts
+from resolvers.common.fields import (
+    field_window,
+    is_cacheable_root,
+    is_list_type,
+    list_size,
+    loaded_parts,
+)
 from resolvers.diary.queries import Query as FamilyQuery
 from resolvers.diary.types import DiaryPart
 
@@ -46,7 +52,7 @@ def test_every_list_field_is_sliced_or_declares_its_size(schema: GraphQLSchema) 
     unsized = [
         f"{type_name}.{field_name}"
         for type_name, field_name, field in _object_fields(schema)
-        if _is_list(field.type)
+        if is_list_type(field.type)
         and not any(argument in field.args for argument in SLICING_ARGUMENTS)
         and list_size(field) is None
     ]
@@ -60,7 +66,7 @@ def test_sizes_are_declared_on_lists_only(schema: GraphQLSchema) -> None:
     misplaced = [
         f"{type_name}.{field_name}"
         for type_name, field_name, field in _object_fields(schema)
-        if list_size(field) is not None and not _is_list(field.type)
+        if list_size(field) is not None and not is_list_type(field.type)
     ]
     assert misplaced == []
 
