@@ -169,7 +169,7 @@ class CanAdministerSchool(SignedInPermission):
             if "school_id" in arguments
             else source.school_id
         )
-        return school_id in viewer.school_ids
+        return viewer.administers(school_id)
 
 
 def requires(*permissions: type[BasePermission]) -> list[FieldExtension]:

@@ -66,6 +66,10 @@ class Viewer:
     def is_family(self) -> bool:
         return self.role in FAMILY_ROLES
 
+    def administers(self, school_id: int) -> bool:
+        """Whether the viewer is a school admin of this school."""
+        return self.role is Role.SCHOOL_ADMIN and school_id in self.school_ids
+
     def require_students(self, student_ids: Iterable[int]) -> None:
         """Raise FORBIDDEN unless every id is inside the viewer's scope."""
         outside = [sid for sid in student_ids if sid not in self.student_ids]

@@ -1,7 +1,9 @@
 """Per-request access to the dashboard's data: the only caller of resolvers.dashboard.sql.
 
 Like the diary's loaders, every method checks the school against the viewer's schools
-before any SQL runs, even if a resolver forgot its own check.
+(`Viewer.administers`, the rule `auth.permissions.CanAdministerSchool` applies too) before
+any SQL runs, even if a resolver forgot its own check. OAuth scopes (school:dashboard,
+school:sign-ins) are not the service's: the permission classes on the fields check them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import date, datetime
 
 import asyncpg
 
-from auth.viewer import Role, Viewer
+from auth.viewer import Viewer
 from gateway.core.errors import ForbiddenError, UnauthenticatedError
 from resolvers.dashboard import sql as data
 from resolvers.dashboard.sql import Row
@@ -40,7 +42,7 @@ class DashboardService:
         viewer = self._viewer
         if viewer is None:
             raise UnauthenticatedError()
-        if viewer.role is not Role.SCHOOL_ADMIN or school_id not in viewer.school_ids:
+        if not viewer.administers(school_id):
             raise ForbiddenError()
         return CheckedSchool(school_id)
 
