@@ -32,11 +32,11 @@ from fixtures.database import apply_schema
 from fixtures.demo import demo_account
 from fixtures.generate import seed
 from gateway.app import create_app
-from gateway.cli.analytics import refresh_cells
 from gateway.core import embedded
 from gateway.core.db import create_pool
 from gateway.core.settings import Settings
 from gateway.migrations.location import embedded_login
+from resolvers.analytics.service import refresh_cells
 
 DATA_DIR: Final = Path(__file__).resolve().parent / ".data-analytics"
 JWT_SECRET: Final = "bench-secret-not-for-production-0123456789abcdef"

@@ -20,7 +20,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -78,13 +78,25 @@ class _PoolHolder:
         return self.pool
 
 
+def _primary_url(settings: Settings) -> Callable[[], Awaitable[str]]:
+    """The analytics' way to the gateway's login DSN of the diary database (DATABASE_URL,
+    or the embedded server's, already running)."""
+
+    async def primary_url() -> str:
+        if settings.database_url is not None:
+            return settings.database_url
+        return (await asyncio.to_thread(locate_database, settings)).url
+
+    return primary_url
+
+
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starlette:
     """The gateway application. With `pool=None` the lifespan opens (and closes) one."""
     schema = build_schema(settings, extensions=())
     holder = _PoolHolder(pool)
     recorder = Recorder(holder.get)
     services = AuthServices(settings=settings, pool=holder.get, recorder=recorder)
-    app_services = AppServices(analytics=AnalyticsService(settings))
+    app_services = AppServices(analytics=AnalyticsService(settings, _primary_url(settings)))
     endpoint = GraphQLEndpoint(schema, settings, recorder, app_services)
     outage = OutageMonitor(lambda: holder.get().fetchval("SELECT 1"))
     quiet_driver_reconnects()

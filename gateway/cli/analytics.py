@@ -11,9 +11,8 @@ from typing import Final
 import orjson
 
 from gateway.cli.common import EXIT_OK, Commands, database
-from gateway.core.db import connect_as_gateway
 from gateway.core.settings import Settings
-from resolvers.analytics import sql as analytics_data
+from resolvers.analytics.service import refresh_cells
 
 COMMAND: Final = "analytics-refresh"
 
@@ -45,16 +44,3 @@ def cmd_analytics_refresh(args: argparse.Namespace, settings: Settings) -> int:
             f"in {result.duration_ms} ms."
         )
     return EXIT_OK
-
-
-async def refresh_cells(url: str, settings: Settings) -> analytics_data.Freshness:
-    """One refresh on a connection of its own, as the gateway's login role."""
-    conn = await connect_as_gateway(url, settings)
-    try:
-        result = await analytics_data.refresh(
-            conn, today=settings.today(), timeout_ms=settings.analytics.refresh_timeout_ms
-        )
-    finally:
-        await conn.close()
-    assert result is not None
-    return result

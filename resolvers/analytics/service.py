@@ -14,8 +14,9 @@ beyond).
 The base cells (resolvers.analytics.sql) are built at first use when empty, refreshed in
 the background every `refresh_seconds` once the process has served analytics (only when
 the last refresh, by any process, is older than that), and by `school-gateway
-analytics-refresh`. A refresh writes the primary database (a replica is read-only) on
-a connection of its own, with its own statement timeout.
+analytics-refresh` (`refresh_cells`). A refresh writes the primary database (a replica is
+read-only; its DSN comes from the application's assembler) on a connection of its own, with
+its own statement timeout.
 
 Both connect as the gateway's least-privilege login role (gateway.core.db_roles): a
 superuser DSN is refused, like the diary pool's; on a replica the same role exists.
@@ -28,7 +29,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -38,7 +39,6 @@ import asyncpg
 from gateway.core.db import connect_as_gateway, gateway_session_settings
 from gateway.core.errors import ApiError, ErrorCode
 from gateway.core.settings import Settings
-from gateway.migrations.location import locate_database
 from resolvers.analytics import sql as data
 from resolvers.analytics.cells import CellFilter, Freshness, Labels
 
@@ -100,9 +100,13 @@ class AnalyticsService:
     """One per application; resolvers reach it as `info.context.app.analytics` and ask it
     for figures (never for a connection)."""
 
-    def __init__(self, settings: Settings) -> None:
-        """Analytics never use the diary pool (not even to refresh): they open their own."""
+    def __init__(self, settings: Settings, primary_url: Callable[[], Awaitable[str]]) -> None:
+        """Analytics never use the diary pool (not even to refresh): they open their own.
+
+        `primary_url` gives the gateway's login DSN of the diary database (the primary):
+        the refreshes' connection, and the pool's when DATABASE_ANALYTICS_URL is unset."""
         self.settings = settings
+        self._primary_url = primary_url
         self.options = settings.analytics
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
@@ -127,13 +131,6 @@ class AnalyticsService:
             if self._pool is None:
                 self._pool = await self._open_pool()
         return self._pool
-
-    async def _primary_url(self) -> str:
-        """The gateway's login DSN of the diary database (DATABASE_URL, or the embedded
-        server, already running)."""
-        if self.settings.database_url is not None:
-            return self.settings.database_url
-        return (await asyncio.to_thread(locate_database, self.settings)).url
 
     async def _open_pool(self) -> asyncpg.Pool:
         url = self.options.database_url or await self._primary_url()
@@ -319,3 +316,17 @@ class AnalyticsService:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+async def refresh_cells(url: str, settings: Settings) -> Freshness:
+    """One refresh now, on a connection of its own to `url` as the gateway's login role
+    (`school-gateway analytics-refresh`: no service, no pool)."""
+    conn = await connect_as_gateway(url, settings)
+    try:
+        result = await data.refresh(
+            conn, today=settings.today(), timeout_ms=settings.analytics.refresh_timeout_ms
+        )
+    finally:
+        await conn.close()
+    assert result is not None
+    return result

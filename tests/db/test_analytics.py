@@ -13,9 +13,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from gateway.cli.analytics import refresh_cells
 from gateway.core.settings import Settings
 from resolvers.analytics import sql as analytics_data
+from resolvers.analytics.service import refresh_cells
 from tests.support.analytics_support import (
     KEY_FIELDS,
     MARK_FIELDS,
