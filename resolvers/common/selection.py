@@ -9,8 +9,9 @@ building its selection objects on every call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 import strawberry
 from graphql import (
@@ -26,7 +27,9 @@ from graphql import (
 from gateway.core.graphql_internals import raw_info
 from resolvers.common.fields import field_definition
 
-__all__ = ["selected_fields", "selects"]
+__all__ = ["SelectionMemo", "selected_fields", "selects"]
+
+V = TypeVar("V")
 
 
 def selected_fields(
@@ -73,3 +76,33 @@ def selects(info: strawberry.Info[Any, Any], type_name: str, field_name: str) ->
     return any(
         (parent, name) == (type_name, field_name) for parent, name, _ in selected_fields(info)
     )
+
+
+class SelectionMemo(Generic[V]):
+    """What a resolver derives from its selection alone, kept per parsed document.
+
+    Parsed documents are cached and reused, so the field nodes of a field are the same
+    objects on every request with that text: the value is kept under their identities
+    (checked through weak references, so a node freed and its id reused never matches)
+    and computed once per document instead of walking the selection on every call.
+    At most `limit` entries; when full it starts afresh (documents change rarely).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._entries: dict[tuple[int, ...], tuple[tuple[weakref.ref[FieldNode], ...], V]] = {}
+
+    def get(self, info: strawberry.Info[Any, Any], compute: Callable[[], V]) -> V:
+        """The value for this field's nodes, computed by `compute()` on a miss."""
+        nodes = raw_info(info).field_nodes
+        key = tuple(map(id, nodes))
+        entry = self._entries.get(key)
+        if entry is not None and all(
+            ref() is node for ref, node in zip(entry[0], nodes, strict=True)
+        ):
+            return entry[1]
+        value = compute()
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        self._entries[key] = (tuple(weakref.ref(node) for node in nodes), value)
+        return value

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import strawberry
 
 from resolvers.common.fields import loaded_parts
-from resolvers.common.selection import selected_fields
+from resolvers.common.selection import SelectionMemo, selected_fields
 from resolvers.diary.loaders import Loaders
 from resolvers.diary.rows import HomeworkRecord, LessonRecord
 from resolvers.diary.sql import StudentRange
@@ -38,9 +38,17 @@ T = TypeVar("T")
 K = TypeVar("K")
 
 
+_PARTS_BY_SELECTION: SelectionMemo[frozenset[DiaryPart]] = SelectionMemo(limit=1024)
+
+
 def parts_for(info: strawberry.Info[Any, Any]) -> frozenset[DiaryPart]:
     """The diary parts the `diary` field's selection (every occurrence merged, through
-    fragments) needs loaded, as its fields declare them (`resolvers.common.fields.loads`)."""
+    fragments) needs loaded, as its fields declare them (`resolvers.common.fields.loads`);
+    worked out once per parsed document."""
+    return _PARTS_BY_SELECTION.get(info, lambda: _selected_parts(info))
+
+
+def _selected_parts(info: strawberry.Info[Any, Any]) -> frozenset[DiaryPart]:
     parts: set[DiaryPart] = set()
     for _, _, definition in selected_fields(info):
         parts.update(part for part in loaded_parts(definition) if isinstance(part, DiaryPart))
