@@ -38,13 +38,15 @@ from resolvers.analytics.types import (
     MarkAggregates,
     MarkDimension,
     MarkGroup,
+    MarkPart,
 )
-from resolvers.common.selection import selects
+from resolvers.common.selection import SelectionMemo, parts_selected
 from resolvers.common.types import PeriodScheme, School, Subject, WorkType
 from resolvers.context import Context
 
 Info = strawberry.Info[Context, None]
 MAX_GROUPS: Final = 5000
+_MARK_PARTS: SelectionMemo[frozenset[MarkPart]] = SelectionMemo(limit=1024)
 MAX_FILTER_VALUES: Final = 1000
 YIELD_EVERY: Final = 64  # groups assembled between two yields to the event loop
 ATTENDANCE_CODES: Final = frozenset({"Н", "Б", "У", "П", "О", "ОП"})
@@ -226,7 +228,7 @@ async def resolve_marks(
     columns = cells.group_columns([d.value for d in group_by], cells.MARK_DIMENSIONS)
     cell_filter = _cell_filter(filter)
     k = service.min_group_size
-    with_values = selects(info, "MarkGroup", "distribution")
+    with_values = MarkPart.VALUES in _MARK_PARTS.get(info, lambda: parts_selected(info, MarkPart))
     figures, values, labels = await service.marks(
         columns, cell_filter, root.freshness.refreshed_at, with_values=with_values
     )

@@ -12,7 +12,7 @@ from datetime import date, datetime
 
 import strawberry
 
-from resolvers.common.fields import sized
+from resolvers.common.fields import loads, sized
 from resolvers.common.types import PeriodScheme, School, Subject, WorkType
 
 SUPPRESSION_RULE = (
@@ -63,6 +63,12 @@ class AnalyticsFilter:
     )
 
 
+class MarkPart(enum.Enum):
+    """What the marks aggregate reads only when selected (one more statement)."""
+
+    VALUES = "values"  # the per-value counts behind MarkGroup.distribution
+
+
 @strawberry.type(description="A municipality (district or city) of the region.")
 class AnalyticsMunicipality:
     id: strawberry.ID
@@ -111,7 +117,7 @@ class MarkGroup:
     distribution: list[MarkValueCount] | None = strawberry.field(
         resolver=lambda root: _distribution(root),
         description="Marks per value, most frequent first.",
-        metadata=sized(6),  # mark values are a handful
+        metadata=sized(6) | loads(MarkPart.VALUES),  # mark values are a handful
     )
     # (values, counts), most frequent first; None when suppressed.
     value_counts: strawberry.Private[tuple[list[str], list[int]] | None] = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator
+from enum import Enum
 from typing import Any, Generic, TypeVar
 
 import strawberry
@@ -25,11 +26,12 @@ from graphql import (
 )
 
 from gateway.core.graphql_internals import raw_info
-from resolvers.common.fields import field_definition
+from resolvers.common.fields import field_definition, loaded_parts
 
-__all__ = ["SelectionMemo", "selected_fields", "selects"]
+__all__ = ["SelectionMemo", "parts_selected", "selected_fields"]
 
 V = TypeVar("V")
+P = TypeVar("P", bound=Enum)
 
 
 def selected_fields(
@@ -71,11 +73,13 @@ def selected_fields(
                 pending.append((target or parent, fragment.selection_set))
 
 
-def selects(info: strawberry.Info[Any, Any], type_name: str, field_name: str) -> bool:
-    """Whether the resolved field's selection asks for `type_name.field_name` at any depth."""
-    return any(
-        (parent, name) == (type_name, field_name) for parent, name, _ in selected_fields(info)
-    )
+def parts_selected(info: strawberry.Info[Any, Any], kind: type[P]) -> frozenset[P]:
+    """The parts of `kind` that the fields selected below the resolved one declare they
+    need loaded (`resolvers.common.fields.loads`)."""
+    parts: set[P] = set()
+    for _, _, definition in selected_fields(info):
+        parts.update(part for part in loaded_parts(definition) if isinstance(part, kind))
+    return frozenset(parts)
 
 
 class SelectionMemo(Generic[V]):

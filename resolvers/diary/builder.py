@@ -17,8 +17,7 @@ from typing import Any, TypeVar
 
 import strawberry
 
-from resolvers.common.fields import loaded_parts
-from resolvers.common.selection import SelectionMemo, selected_fields
+from resolvers.common.selection import SelectionMemo, parts_selected
 from resolvers.diary.loaders import Loaders
 from resolvers.diary.rows import HomeworkRecord, LessonRecord
 from resolvers.diary.sql import StudentRange
@@ -45,14 +44,7 @@ def parts_for(info: strawberry.Info[Any, Any]) -> frozenset[DiaryPart]:
     """The diary parts the `diary` field's selection (every occurrence merged, through
     fragments) needs loaded, as its fields declare them (`resolvers.common.fields.loads`);
     worked out once per parsed document."""
-    return _PARTS_BY_SELECTION.get(info, lambda: _selected_parts(info))
-
-
-def _selected_parts(info: strawberry.Info[Any, Any]) -> frozenset[DiaryPart]:
-    parts: set[DiaryPart] = set()
-    for _, _, definition in selected_fields(info):
-        parts.update(part for part in loaded_parts(definition) if isinstance(part, DiaryPart))
-    return frozenset(parts)
+    return _PARTS_BY_SELECTION.get(info, lambda: parts_selected(info, DiaryPart))
 
 
 async def _nothing() -> list[T]:

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from gateway.core.settings import Settings
 from resolvers.analytics import sql as analytics_data
-from resolvers.analytics.service import refresh_cells
+from resolvers.analytics.service import AnalyticsService, refresh_cells
 from tests.support.analytics_support import (
     KEY_FIELDS,
     MARK_FIELDS,
@@ -512,3 +512,34 @@ async def test_a_refresh_that_may_not_wait_skips_while_another_runs(
     finally:
         await holder.close()
         await other.close()
+
+
+async def test_the_values_statement_runs_only_when_distribution_is_selected(
+    client: httpx.AsyncClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MarkGroup.distribution declares the part it needs (MarkPart.VALUES); a query
+    without it never asks for the per-value counts, one with it (even through a fragment
+    on the total only) does."""
+    asked: list[bool] = []
+    real_marks = AnalyticsService.marks
+
+    async def spy(self: AnalyticsService, *args: Any, with_values: bool) -> Any:
+        asked.append(with_values)
+        return await real_marks(self, *args, with_values=with_values)
+
+    monkeypatch.setattr(AnalyticsService, "marks", spy)
+    without = (
+        "{ regionalAnalytics { marks(groupBy: [MUNICIPALITY]) "
+        "{ total { markCount } groups { markCount } } } }"
+    )
+    through_fragment = (
+        "{ regionalAnalytics { marks(groupBy: [MUNICIPALITY]) "
+        "{ total { ...D } groups { markCount } } } } "
+        "fragment D on MarkGroup { distribution { value count } }"
+    )
+    for query in (without, through_fragment):
+        body = await ask(client, tokens[ANALYST], query)
+        assert "errors" not in body, body
+    assert asked == [False, True]
+    total = body["data"]["regionalAnalytics"]["marks"]["total"]
+    assert total["distribution"] and all(d["count"] > 0 for d in total["distribution"])
