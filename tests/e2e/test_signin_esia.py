@@ -8,13 +8,7 @@ checked on the page/JSON AND on the recorded gateway.sign_in_events row.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from html.parser import HTMLParser
-from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -22,145 +16,27 @@ import httpx
 import pytest
 
 from auth.signin.esia import (
-    CommandSigner,
     dev_signature,
     secret_text,
 )
 from fixtures.demo import demo_account
-from fixtures.dev_idp.persons import DEV_IDP_PASSWORD
-from gateway.app import create_app
 from gateway.core.errors import MESSAGES, ErrorCode
 from gateway.core.identifiers import formatted, masked, masked_phone
 from gateway.core.identifiers import make as make_snils
-from gateway.core.settings import Settings
-from tests.conftest import _test_env
-from tests.support.live_server import LiveServer, live_server
-from tests.unit.test_esia_adapter import ECHO_SIGNER
-
-BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
-API = {"Accept": "application/json"}
-FAMILY_QUERY = "{ viewer { role displayName } myChildren { id fullName } }"
-
-
-# -- fixtures and helpers -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-async def live(database_url: str, data_dir: Path, pool: asyncpg.Pool) -> AsyncIterator[LiveServer]:
-    async with live_server(_test_env(database_url, data_dir), pool) as server:
-        yield server
-
-
-@pytest.fixture
-async def browser(live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=live.url, headers=BROWSER, timeout=30) as client:
-        yield client
-
-
-class _Forms(HTMLParser):
-    """Every <form> of a page: its id, action and named inputs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[dict[str, Any]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {name: value or "" for name, value in attrs}
-        if tag == "form":
-            self.forms.append({"id": values.get("id"), "action": values["action"], "fields": {}})
-        elif tag == "input" and self.forms and values.get("name"):
-            self.forms[-1]["fields"][values["name"]] = values.get("value", "")
-
-
-def login_form(page: str) -> tuple[str, dict[str, str]]:
-    parser = _Forms()
-    parser.feed(page)
-    (form,) = [f for f in parser.forms if f["id"] == "login-form"]
-    return form["action"], dict(form["fields"])
-
-
-@dataclass(frozen=True, slots=True)
-class Flow:
-    callback_url: str  # where the provider sent the browser back
-    response: httpx.Response  # the gateway's answer to the callback
-
-
-async def provider_redirect(
-    client: httpx.AsyncClient,
-    login: str,
-    *,
-    password: str = DEV_IDP_PASSWORD,
-    action: str = "login",
-    params: dict[str, str] | None = None,
-) -> str:
-    """/auth/esia/login → (redirects followed) the login page → POST → the callback URL."""
-    page = await client.get("/auth/esia/login", params=params or {}, follow_redirects=True)
-    assert page.status_code == 200, page.text
-    assert "/dev-idp/aas/oauth2/v2/ac" in str(page.url)
-    action_url, fields = login_form(page.text)
-    fields.update(login=login, password=password, action=action)
-    answer = await client.post(action_url, data=fields)
-    assert answer.status_code == 302, answer.text
-    return answer.headers["location"]
-
-
-async def esia_flow(client: httpx.AsyncClient, login: str, **kwargs: Any) -> Flow:
-    callback_url = await provider_redirect(client, login, **kwargs)
-    assert callback_url.startswith(str(client.base_url) + "/auth/esia/callback?")
-    return Flow(callback_url, await client.get(callback_url))
-
-
-async def events_after(
-    live: LiveServer, conn: asyncpg.Connection, since: int
-) -> list[asyncpg.Record]:
-    await live.app.state.auth.recorder.flush()
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT * FROM gateway.sign_in_events WHERE id > $1 ORDER BY id", since
-    )
-    return rows
-
-
-async def last_event_id(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM gateway.sign_in_events"))
-
-
-async def graphql(
-    live: LiveServer, client: httpx.AsyncClient, query: str, **headers: str
-) -> dict[str, Any]:
-    response = await client.post(
-        "/graphql",
-        json={"query": query},
-        headers={"Origin": live.url, "Accept": "application/json", **headers},
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def children_by_registry(
-    conn: asyncpg.Connection, *, snils: str | None = None, phone: str | None = None
-) -> list[int]:
-    """Independent expectation: the students linked to parent records with this SNILS,
-    or (phone) with this phone and no SNILS."""
-    rows = await conn.fetch(
-        """SELECT DISTINCT ps.student_id FROM school.parents p
-           JOIN school.parent_students ps ON ps.parent_id = p.id
-           WHERE ($1::text IS NOT NULL AND p.snils = $1)
-              OR ($2::text IS NOT NULL AND p.phone = $2 AND p.snils IS NULL)
-           ORDER BY 1""",
-        snils,
-        phone,
-    )
-    return [row["student_id"] for row in rows]
-
-
-def assert_page(response: httpx.Response, code: ErrorCode, status: int) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("text/html")
-    assert MESSAGES[code] in response.text
-    assert f"Код: {code.value}" in response.text
-    assert "set-cookie" not in response.headers
-
+from tests.support.esia_flow import (
+    API,
+    BROWSER,
+    FAMILY_QUERY,
+    assert_page,
+    children_by_registry,
+    esia_flow,
+    events_after,
+    graphql,
+    last_event_id,
+    login_form,
+    provider_redirect,
+)
+from tests.support.live_server import LiveServer
 
 # -- successful sign-ins ------------------------------------------------------------------
 
@@ -556,118 +432,3 @@ async def test_dev_provider_refuses_bad_authorization_requests(
         data={"grant_type": "authorization_code", "code": "x", "client_id": query["client_id"]},
     )
     assert token.status_code in (400, 401) and token.json()["error"] == "invalid_client"
-
-
-# -- provider failures and configuration ---------------------------------------------------
-
-
-def _env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    return {**_test_env(database_url, data_dir), **extra}
-
-
-async def test_provider_down_is_esia_unavailable(
-    database_url: str, data_dir: Path, pool: asyncpg.Pool, owner_conn: asyncpg.Connection
-) -> None:
-    env = _env(
-        database_url,
-        data_dir,
-        SCHOOL_GATEWAY_DEV_IDP="0",
-        SCHOOL_GATEWAY_ESIA_URL="http://127.0.0.1:9",  # discard port: nothing listens
-        SCHOOL_GATEWAY_ESIA_CLIENT_ID="SCHOOLGW",
-        SCHOOL_GATEWAY_ESIA_SIGNER_COMMAND=ECHO_SIGNER,
-        SCHOOL_GATEWAY_ESIA_TIMEOUT="2",
-    )
-    async with live_server(env, pool) as server:
-        async with httpx.AsyncClient(base_url=server.url, headers=BROWSER, timeout=30) as client:
-            start = await client.get("/auth/esia/login", params={"return_to": "/x"})
-            assert start.status_code == 302
-            target = urlsplit(start.headers["location"])
-            assert target.netloc == "127.0.0.1:9" and target.path == "/aas/oauth2/v2/ac"
-            query = {k: v[0] for k, v in parse_qs(target.query).items()}
-            assert query["client_id"] == "SCHOOLGW" and query["response_type"] == "code"
-            assert query["access_type"] == "online" and query["nonce"]
-            assert "code_challenge" not in query  # ESIA does not describe PKCE
-            assert query["redirect_uri"] == server.url + "/auth/esia/callback"
-            # The secret is what the signer returned for ESIA's text.
-            text = secret_text(
-                "SCHOOLGW",
-                query["scope"],
-                query["timestamp"],
-                query["state"],
-                query["redirect_uri"],
-            )
-            signed = await CommandSigner(ECHO_SIGNER, 5).sign(text)
-            assert query["client_secret"] == signed
-            since = await last_event_id(owner_conn)
-            answer = await client.get(
-                "/auth/esia/callback", params={"state": query["state"], "code": "c"}
-            )
-        assert_page(answer, ErrorCode.ESIA_UNAVAILABLE, 503)
-        (event,) = await events_after(server, owner_conn, since)
-        assert event["outcome"] == "ESIA_UNAVAILABLE"
-
-
-# -- issue 9, item 15: the start is throttled; a new sign-in ends the previous session -----
-
-
-async def test_esia_start_is_throttled_per_address(
-    settings: Settings, pool: asyncpg.Pool, owner_conn: asyncpg.Connection
-) -> None:
-    """Over `esia_starts_per_minute` starts from one address: 429 RATE_LIMITED with
-    Retry-After and a Russian page or JSON; other addresses are not affected."""
-    busy, quiet = "203.0.113.60", "203.0.113.61"
-    auth = dataclasses.replace(settings.auth, esia_starts_per_minute=3)
-    app = create_app(dataclasses.replace(settings, auth=auth), pool=pool)
-
-    def client_at(address: str) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=app, client=(address, 40000))
-        return httpx.AsyncClient(transport=transport, base_url=settings.auth.public_url)
-
-    try:
-        async with client_at(busy) as client:
-            starts = [(await client.get("/auth/esia/login")).status_code for _ in range(3)]
-            assert starts == [302, 302, 302]
-            refused = await client.get("/auth/esia/login", headers=API)
-            assert refused.status_code == 429
-            assert 1 <= int(refused.headers["retry-after"]) <= 60
-            (error,) = refused.json()["errors"]
-            assert error["extensions"]["code"] == "RATE_LIMITED"
-            assert "Слишком много попыток входа через Госуслуги" in error["message"]
-            page = await client.get("/auth/esia/login", headers=BROWSER)
-            assert page.status_code == 429 and "Код: RATE_LIMITED" in page.text
-            assert "retry-after" in page.headers and "set-cookie" not in page.headers
-        async with client_at(quiet) as client:
-            assert (await client.get("/auth/esia/login")).status_code == 302
-    finally:
-        await app.state.auth.recorder.close()
-        await owner_conn.execute(
-            "DELETE FROM gateway.sign_in_throttle WHERE key = ANY($1::text[])",
-            [f"esia:{busy}", f"esia:{quiet}"],
-        )
-
-
-async def test_a_new_sign_in_ends_the_browsers_previous_session(
-    live: LiveServer, browser: httpx.AsyncClient, owner_conn: asyncpg.Connection
-) -> None:
-    first_account = demo_account("parent-one-school")
-    second_account = demo_account("parent-two-schools")
-    assert first_account.snils and second_account.snils
-    cookie_name = live.settings.auth.session_cookie
-    first = await esia_flow(browser, formatted(first_account.snils))
-    assert first.response.status_code == 303
-    first_cookie = browser.cookies[cookie_name]
-    second = await esia_flow(browser, formatted(second_account.snils))
-    assert second.response.status_code == 303
-    second_cookie = browser.cookies[cookie_name]
-    assert second_cookie != first_cookie
-
-    async with httpx.AsyncClient(base_url=live.url, timeout=30) as other:
-        old = await other.post(
-            "/graphql",
-            json={"query": FAMILY_QUERY},
-            headers={"Origin": live.url, "Cookie": f"{cookie_name}={first_cookie}"},
-        )
-        assert old.status_code == 401
-        assert old.json()["errors"][0]["extensions"]["code"] == "SESSION_REVOKED"
-    payload = await graphql(live, browser, FAMILY_QUERY)
-    assert payload["data"]["viewer"]["displayName"] == second_account.full_name
