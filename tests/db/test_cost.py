@@ -28,8 +28,8 @@ from gateway.execution.cost import COST_CEILING, CostLimits, weights_table
 from gateway.execution.limits import parse_query
 from gateway.execution.schema import build_schema
 from tests.conftest import TODAY
-from tests.db.test_statement_count import application_statements
 from tests.support.planted import error_codes, post_graphql
+from tests.support.statements import application_statements
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,8 @@ from gateway.core.settings import Settings
 from resolvers.context import Context
 from resolvers.dashboard.service import CheckedSchool, DashboardService
 from resolvers.diary.loaders import Loaders
-from tests.db.test_statement_count import application_statements
 from tests.support.dashboard_support import admin_school_id, other_school_id
+from tests.support.statements import application_statements
 
 Read = Callable[[DashboardService, CheckedSchool], Awaitable[Any]]
 DAY = date(2026, 11, 23)

@@ -12,7 +12,7 @@ from gateway.app import create_app
 from gateway.core.errors import ErrorCode
 from gateway.core.settings import Settings, SettingsError
 from tests.conftest import _test_env
-from tests.e2e.test_signin_esia import BROWSER, assert_page, last_event_id
+from tests.support.esia_flow import BROWSER, assert_page, last_event_id
 
 
 async def test_without_esia_settings_sign_in_is_not_configured(

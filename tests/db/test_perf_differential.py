@@ -34,7 +34,7 @@ from gateway.app import create_app
 from gateway.core.db import counting_statements
 from gateway.core.settings import Settings, SettingsError
 from gateway.execution.runner import CompiledExecutor
-from tests.db.test_statement_count import FAMILY_QUERY, application_statements
+from tests.support.statements import FAMILY_QUERY, application_statements
 
 SEED = 20261127
 DOCUMENTS = 160

@@ -9,7 +9,7 @@ import pytest
 from auth.requests import VerifiedTokens
 from gateway.core.errors import ApiError
 from gateway.core.settings import Settings
-from tests.db.test_tokens import _claims, _sign
+from tests.support.tokens import sign_token, token_claims
 
 
 def _code(tokens: VerifiedTokens, token: str) -> str:
@@ -20,7 +20,7 @@ def _code(tokens: VerifiedTokens, token: str) -> str:
 
 def test_a_valid_token_is_verified_once_then_remembered(settings: Settings) -> None:
     tokens = VerifiedTokens(settings)
-    token = _sign(settings, _claims())
+    token = sign_token(settings, token_claims())
     first = tokens.verify(token)
     assert tokens.verify(token) is first
 
@@ -30,7 +30,7 @@ def test_a_remembered_token_expires_on_time(
 ) -> None:
     tokens = VerifiedTokens(settings)
     now = int(time.time())
-    token = _sign(settings, _claims(iat=now - 10, exp=now + 5))
+    token = sign_token(settings, token_claims(iat=now - 10, exp=now + 5))
     assert tokens.verify(token).expires_at == now + 5
     # The clock of the cache and of the token library move together past `exp`.
     monkeypatch.setattr(time, "time", lambda: now + 5.5)
@@ -39,20 +39,20 @@ def test_a_remembered_token_expires_on_time(
 
 def test_bad_tokens_are_never_remembered(settings: Settings) -> None:
     tokens = VerifiedTokens(settings)
-    forged = _sign(settings, _claims(), secret="another-secret-another-secret-0123456789")
+    forged = sign_token(settings, token_claims(), secret="another-secret-another-secret-0123456789")
     for _ in range(2):
         assert _code(tokens, forged) == "UNAUTHENTICATED"
     past = int(time.time()) - 3600
-    expired = _sign(settings, _claims(iat=past - 60, exp=past))
+    expired = sign_token(settings, token_claims(iat=past - 60, exp=past))
     assert _code(tokens, expired) == "TOKEN_EXPIRED"
 
 
 def test_remembered_tokens_are_per_kind(settings: Settings) -> None:
     tokens = VerifiedTokens(settings)
-    cookie = _sign(settings, _claims(typ="session"))
+    cookie = sign_token(settings, token_claims(typ="session"))
     assert tokens.verify(cookie, "session").session_id
     assert _code(tokens, cookie) == "UNAUTHENTICATED"  # never accepted as an access token
-    access = _sign(settings, _claims())
+    access = sign_token(settings, token_claims())
     assert tokens.verify(access).session_id
     with pytest.raises(ApiError):
         tokens.verify(access, "session")
@@ -60,7 +60,7 @@ def test_remembered_tokens_are_per_kind(settings: Settings) -> None:
 
 def test_the_cache_is_bounded(settings: Settings) -> None:
     tokens = VerifiedTokens(settings, size=2)
-    issued = [_sign(settings, _claims()) for _ in range(3)]
+    issued = [sign_token(settings, token_claims()) for _ in range(3)]
     claims = [tokens.verify(token) for token in issued]
     assert tokens.verify(issued[2]) is claims[2]
     assert tokens.verify(issued[0]) is not claims[0]  # evicted, verified again

@@ -2,9 +2,7 @@
 
 Statements are counted by `gateway.core.db.counting_statements` around whole HTTP requests
 (httpx's ASGI transport runs the app in the test's task, so the counter's ContextVar is
-seen by the app). asyncpg's own housekeeping (type introspection on a connection's
-first use of a type, the JIT toggle around it, the reset on release) is left out: it
-depends on which pooled connection serves a statement, not on the request.
+seen by the app). asyncpg's own housekeeping is left out (`tests.support.statements`).
 """
 
 from __future__ import annotations
@@ -15,48 +13,11 @@ from datetime import timedelta
 import asyncpg
 import httpx
 
-from gateway.core.db import StatementCounter, counting_statements
+from gateway.core.db import counting_statements
 from gateway.core.settings import Settings
 from tests.conftest import TODAY
 from tests.support.planted import planted_parent, post_graphql
-
-ASYNCPG_HOUSEKEEPING = (
-    "WITH RECURSIVE typeinfo_tree",
-    "SELECT current_setting('jit')",
-    "SELECT set_config('jit'",
-    "SELECT pg_advisory_unlock_all()",
-)
-
-FAMILY_QUERY = """
-query Family($from: Date, $to: Date) {
-  viewer { role }
-  myChildren {
-    id fullName school { name } schoolClass { name }
-    lastUpdatedAt
-    periods { title isCurrent }
-    finalMarks { kind value subject { name } }
-    averages { subject { name } weightedAverage contributions { reason mark { value } } }
-    marks(first: 20) { value workType { name } }
-    diary(from: $from, to: $to) {
-      lastUpdatedAt
-      days { date lessons { number subject { name } teacher { name } status topic
-                            replacement { subject { name } }
-                            homework { text attachments { url } }
-                            marks { value weight } attendance { code } }
-             homeworkDue { text } }
-      marks { value lesson { topic } }
-      homework { text }
-      attendance { code minutesLate }
-    }
-  }
-}
-"""
-
-
-def application_statements(counter: StatementCounter) -> list[str]:
-    """The statements the gateway itself sent (asyncpg's housekeeping left out)."""
-    flat = (" ".join(text.split()) for text in counter.statements)
-    return [text for text in flat if not text.startswith(ASYNCPG_HOUSEKEEPING)]
+from tests.support.statements import FAMILY_QUERY, application_statements
 
 
 async def count_request(

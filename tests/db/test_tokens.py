@@ -7,8 +7,6 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -25,29 +23,9 @@ from fixtures.demo import DEMO_ACCOUNTS, demo_account
 from gateway.core.db import create_pool
 from gateway.core.errors import ApiError, ErrorCode, HttpError
 from gateway.core.settings import Settings
+from tests.support.tokens import link_removed, registry_children, sign_token, token_claims
 
 VIEWER_QUERY = "{ viewer { id role displayName } }"
-
-
-def _sign(settings: Settings, claims: dict[str, Any], *, secret: str | None = None) -> str:
-    key = OctKey.import_key(secret or settings.jwt_secret)
-    return jwt.encode({"alg": "HS256"}, claims, key)
-
-
-def _claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "typ": "access",
-        "sub": str(uuid.uuid4()),
-        "sid": str(uuid.uuid4()),
-        "iat": now,
-        "exp": now + 600,
-        "jti": uuid.uuid4().hex,
-    }
-    claims.update(overrides)
-    return {key: value for key, value in claims.items() if value is not None}
 
 
 def _b64(value: dict[str, Any]) -> str:
@@ -81,7 +59,10 @@ def test_issued_token_has_the_documented_claims(settings: Settings) -> None:
 
 def test_expired_token_has_its_own_code(settings: Settings) -> None:
     past = int(time.time()) - 3600
-    assert _code(settings, _sign(settings, _claims(iat=past - 60, exp=past))) == "TOKEN_EXPIRED"
+    assert (
+        _code(settings, sign_token(settings, token_claims(iat=past - 60, exp=past)))
+        == "TOKEN_EXPIRED"
+    )
 
 
 @pytest.mark.parametrize(
@@ -102,15 +83,17 @@ def test_expired_token_has_its_own_code(settings: Settings) -> None:
 def test_tokens_with_wrong_claims_are_refused(
     settings: Settings, label: str, overrides: dict[str, Any]
 ) -> None:
-    assert _code(settings, _sign(settings, _claims(**overrides))) == "UNAUTHENTICATED", label
+    assert _code(settings, sign_token(settings, token_claims(**overrides))) == "UNAUTHENTICATED", (
+        label
+    )
 
 
 def test_garbage_tampered_and_foreign_tokens_are_refused(settings: Settings) -> None:
     good = issue_token(settings, account_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))
     header, _payload, signature = good.split(".")
-    other_payload = _sign(settings, _claims()).split(".")[1]
+    other_payload = sign_token(settings, token_claims()).split(".")[1]
     unsigned = ".".join(
-        (_b64({"alg": "none", "typ": "JWT"}), _b64(_claims()), "")
+        (_b64({"alg": "none", "typ": "JWT"}), _b64(token_claims()), "")
     )  # alg=none must never be accepted
     for token in (
         "garbage",
@@ -118,7 +101,7 @@ def test_garbage_tampered_and_foreign_tokens_are_refused(settings: Settings) -> 
         "",
         f"{header}.{other_payload}.{signature}",  # payload swapped, signature kept
         good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB"),
-        _sign(settings, _claims(), secret="another-secret-another-secret-0123456789"),
+        sign_token(settings, token_claims(), secret="another-secret-another-secret-0123456789"),
         unsigned,
         "x" * 5000,
     ):
@@ -129,7 +112,7 @@ async def test_http_401_for_bad_and_expired_tokens(
     client: httpx.AsyncClient, settings: Settings, tokens: dict[str, str]
 ) -> None:
     past = int(time.time()) - 10
-    expired = _sign(settings, _claims(iat=past - 60, exp=past))
+    expired = sign_token(settings, token_claims(iat=past - 60, exp=past))
     unknown = issue_token(settings, account_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))
     # A real session named together with another account: the pair must match.
     real = verify_token(settings, tokens["parent-one-school"])
@@ -217,46 +200,12 @@ async def test_viewer_read_over_the_statement_timeout_is_503_timeout(
     assert (caught.value.status, caught.value.code) == (503, ErrorCode.TIMEOUT)
 
 
-async def _registry_children(owner_conn: asyncpg.Connection, snils: str) -> set[int]:
-    rows = await owner_conn.fetch(
-        "SELECT ps.student_id FROM school.parents p "
-        "JOIN school.parent_students ps ON ps.parent_id = p.id WHERE p.snils = $1",
-        snils,
-    )
-    return {row["student_id"] for row in rows}
-
-
-@asynccontextmanager
-async def link_removed(
-    owner_conn: asyncpg.Connection, snils: str, student_id: int
-) -> AsyncIterator[None]:
-    """The registry link of the parent with `snils` to `student_id` deleted, then restored."""
-    link = await owner_conn.fetchrow(
-        "DELETE FROM school.parent_students ps USING school.parents p "
-        "WHERE ps.parent_id = p.id AND p.snils = $1 AND ps.student_id = $2 "
-        "RETURNING ps.parent_id, ps.student_id, ps.relation",
-        snils,
-        student_id,
-    )
-    assert link is not None
-    try:
-        yield
-    finally:
-        await owner_conn.execute(
-            "INSERT INTO school.parent_students (parent_id, student_id, relation) "
-            "VALUES ($1, $2, $3)",
-            link["parent_id"],
-            link["student_id"],
-            link["relation"],
-        )
-
-
 async def test_scope_of_each_role(pool: asyncpg.Pool, owner_conn: asyncpg.Connection) -> None:
     merged = demo_account("parent-two-schools")
     viewer = await load_viewer(pool, await ensure_demo_account(pool, merged))
     assert viewer is not None and viewer.role is Role.PARENT
     assert merged.snils is not None
-    expected = await _registry_children(owner_conn, merged.snils)
+    expected = await registry_children(owner_conn, merged.snils)
     assert viewer.student_ids == expected
     schools = await owner_conn.fetch(
         "SELECT DISTINCT school_id FROM school.students WHERE id = ANY($1)", list(expected)
@@ -306,7 +255,7 @@ async def test_removed_link_vanishes_on_the_next_request(
         return {int(child["id"]) for child in response.json()["data"]["myChildren"]}
 
     before = await children()
-    assert before == await _registry_children(owner_conn, account.snils)
+    assert before == await registry_children(owner_conn, account.snils)
     removed = min(before)
     async with link_removed(owner_conn, account.snils, removed):
         assert await children() == before - {removed}

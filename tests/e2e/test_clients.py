@@ -32,10 +32,10 @@ from auth.viewer import (
 )
 from gateway.core.db import counting_statements
 from gateway.core.settings import Settings
-from tests.db.test_statement_count import application_statements
-from tests.db.test_tokens import _claims, _sign
-from tests.e2e.test_records_cli import run_school_gateway
+from tests.support.cli_process import run_school_gateway
 from tests.support.planted import error_codes, post_graphql
+from tests.support.statements import application_statements
+from tests.support.tokens import sign_token, token_claims
 
 TOKEN_URL = "/oauth/token"
 FORM = {"grant_type": "client_credentials"}
@@ -336,7 +336,9 @@ async def test_scope_narrowing_and_has_scope(
 
 
 def _client_claims(client_id: str, **overrides: Any) -> dict[str, Any]:
-    return _claims(typ="client", sub=client_id, sid=None, scope=SCOPE_REGION_ANALYTICS, **overrides)
+    return token_claims(
+        typ="client", sub=client_id, sid=None, scope=SCOPE_REGION_ANALYTICS, **overrides
+    )
 
 
 async def test_expired_and_foreign_client_tokens(
@@ -344,23 +346,23 @@ async def test_expired_and_foreign_client_tokens(
 ) -> None:
     client_id, _ = analyst
     past = int(time.time()) - 60
-    expired = _sign(settings, _client_claims(client_id, iat=past - 300, exp=past))
+    expired = sign_token(settings, _client_claims(client_id, iat=past - 300, exp=past))
     response = await client.post(
         "/graphql", json={"query": VIEWER}, headers={"Authorization": f"Bearer {expired}"}
     )
     assert response.status_code == 401
     assert error_codes(response.json()) == ["TOKEN_EXPIRED"]
-    forged = _sign(
+    forged = sign_token(
         settings, _client_claims(client_id), secret="another-secret-another-secret-0123456789"
     )
-    unknown = _sign(settings, _client_claims(str(uuid.uuid4())))
+    unknown = sign_token(settings, _client_claims(str(uuid.uuid4())))
     for token in (forged, unknown):
         response = await client.post(
             "/graphql", json={"query": VIEWER}, headers={"Authorization": f"Bearer {token}"}
         )
         assert response.status_code == 401
         assert error_codes(response.json()) == ["UNAUTHENTICATED"]
-    valid = _sign(settings, _client_claims(client_id))
+    valid = sign_token(settings, _client_claims(client_id))
     # A client token is never a browser session cookie.
     cookie_only = await client.post(
         "/graphql",

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from auth.store.audit import Recorder, SignInEvent
 from fixtures.demo import demo_account
 from gateway.core import identifiers as snils
 from gateway.core.identifiers import masked_phone
+from tests.support.cli_process import run_school_gateway
 from tests.support.journal import family_student_ids
 from tests.support.recorder_fixtures import (
     VICTIM_FAMILY,
@@ -24,33 +23,11 @@ from tests.support.recorder_fixtures import (
 
 # --- the support command ---------------------------------------------------------------
 
-COMMAND = str(Path(sys.executable).with_name("school-gateway"))
 FUTURE = datetime(2031, 5, 1, 10, 0, tzinfo=UTC)  # after anything other tests record
 
 
 def run_command(database_url: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_school_gateway(database_url, data_dir, "sign-in-events", *args)
-
-
-def run_school_gateway(
-    database_url: str, data_dir: Path, *args: str
-) -> subprocess.CompletedProcess[str]:
-    """`school-gateway ARGS` as a real process on the test database (no other settings)."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("SCHOOL_GATEWAY_") and key != "DATABASE_URL"
-    }
-    env.update({"DATABASE_URL": database_url, "SCHOOL_GATEWAY_DATA_DIR": str(data_dir)})
-    return subprocess.run(
-        [COMMAND, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 @pytest.fixture

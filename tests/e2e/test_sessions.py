@@ -30,8 +30,8 @@ from fixtures.demo import demo_account
 from gateway.core.db import counting_statements
 from gateway.core.settings import Settings
 from tests.conftest import _test_env
-from tests.db.test_statement_count import application_statements
-from tests.db.test_tokens import _claims, _registry_children, _sign, link_removed
+from tests.support.statements import application_statements
+from tests.support.tokens import link_removed, registry_children, sign_token, token_claims
 
 VIEWER_QUERY = "{ viewer { id role } }"
 CHILDREN_QUERY = "{ myChildren { id } }"
@@ -216,14 +216,14 @@ async def test_logout_accepts_a_just_expired_access_token(
 ) -> None:
     issued = await _session(pool, settings, "parent-one-school")
     past = int(time.time()) - 60
-    claims = _claims(sub=issued.account_id, sid=issued.session_id, iat=past - 900, exp=past)
+    claims = token_claims(sub=issued.account_id, sid=issued.session_id, iat=past - 900, exp=past)
     logout = await client.post(
-        "/auth/logout", headers={"Authorization": f"Bearer {_sign(settings, claims)}"}
+        "/auth/logout", headers={"Authorization": f"Bearer {sign_token(settings, claims)}"}
     )
     assert logout.status_code == 204
     after = await _graphql(client, {"Authorization": f"Bearer {issued.access_token}"})
     assert _codes(after) == ["SESSION_REVOKED"]
-    forged = _sign(settings, claims, secret="another-secret-another-secret-0123456789")
+    forged = sign_token(settings, claims, secret="another-secret-another-secret-0123456789")
     refused = await client.post("/auth/logout", headers={"Authorization": f"Bearer {forged}"})
     assert refused.status_code == 401
     assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -239,8 +239,8 @@ async def test_a_session_cookie_or_client_token_is_no_access_token(
     refused = await _graphql(client, as_bearer)
     assert (refused.status_code, _codes(refused)) == (401, ["UNAUTHENTICATED"])
     assert (await client.post("/auth/logout", headers=as_bearer)).status_code == 401
-    client_token = _sign(
-        settings, _claims(typ="client", sub=str(uuid.uuid4()), sid=None, scope="diary:read")
+    client_token = sign_token(
+        settings, token_claims(typ="client", sub=str(uuid.uuid4()), sid=None, scope="diary:read")
     )
     logout = await client.post("/auth/logout", headers={"Authorization": f"Bearer {client_token}"})
     assert logout.status_code == 401
@@ -267,8 +267,8 @@ async def test_expired_access_token_is_told_apart(
 ) -> None:
     issued = await _session(pool, settings, "parent-one-school")
     past = int(time.time()) - 5
-    claims = _claims(sub=issued.account_id, sid=issued.session_id, iat=past - 60, exp=past)
-    expired = await _graphql(client, {"Authorization": f"Bearer {_sign(settings, claims)}"})
+    claims = token_claims(sub=issued.account_id, sid=issued.session_id, iat=past - 60, exp=past)
+    expired = await _graphql(client, {"Authorization": f"Bearer {sign_token(settings, claims)}"})
     assert (expired.status_code, _codes(expired)) == (401, ["TOKEN_EXPIRED"])
     forged = await _graphql(client, {"Authorization": "Bearer forged"})
     assert (forged.status_code, _codes(forged)) == (401, ["UNAUTHENTICATED"])
@@ -504,7 +504,7 @@ async def test_removed_link_vanishes_for_a_cookie_session(
         return {int(child["id"]) for child in response.json()["data"]["myChildren"]}
 
     before = await children()
-    assert before == await _registry_children(owner_conn, account.snils) and len(before) == 2
+    assert before == await registry_children(owner_conn, account.snils) and len(before) == 2
     removed = max(before)
     async with link_removed(owner_conn, account.snils, removed):
         assert await children() == before - {removed}
@@ -522,10 +522,10 @@ async def test_another_familys_token_and_cookie_never_reach_a_child(
 ) -> None:
     victim = demo_account("parent-two-schools")
     assert victim.snils is not None
-    children = await _registry_children(owner_conn, victim.snils)
+    children = await registry_children(owner_conn, victim.snils)
     api = await _session(pool, settings, "parent-one-school")
     browser = await _session(pool, settings, "parent-one-school", ClientKind.BROWSER)
-    own = await _registry_children(owner_conn, demo_account("parent-one-school").snils or "")
+    own = await registry_children(owner_conn, demo_account("parent-one-school").snils or "")
     assert children and not children & own
     credentials = [
         {"Authorization": f"Bearer {api.access_token}"},
@@ -540,7 +540,7 @@ async def test_another_familys_token_and_cookie_never_reach_a_child(
         mine = await _graphql(client, headers, CHILDREN_QUERY)
         assert {int(c["id"]) for c in mine.json()["data"]["myChildren"]} == own
     # A token naming the victim's account with the attacker's session is refused.
-    forged = _sign(settings, _claims(sub=str(uuid.uuid4()), sid=api.session_id))
+    forged = sign_token(settings, token_claims(sub=str(uuid.uuid4()), sid=api.session_id))
     response = await _graphql(client, {"Authorization": f"Bearer {forged}"})
     assert (response.status_code, _codes(response)) == (401, ["UNAUTHENTICATED"])
 

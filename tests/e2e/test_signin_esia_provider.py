@@ -32,7 +32,7 @@ from tests.support.esia_flow import (
     last_event_id,
 )
 from tests.support.live_server import LiveServer, live_server
-from tests.unit.test_esia_adapter import ECHO_SIGNER
+from tests.support.signers import ECHO_SIGNER
 
 # -- provider failures and configuration ---------------------------------------------------
 

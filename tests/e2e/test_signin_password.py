@@ -8,82 +8,37 @@ and recorded events do not meet other tests'. Planted changes are restored.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
-from argon2 import PasswordHasher
 from starlette.applications import Starlette
 
-from auth.signin.password import add_months, may_use_password, password_sign_in_ends
-from fixtures.demo import DEMO_ACCOUNTS, demo_account
-from gateway.app import create_app
+from auth.signin.password import may_use_password, password_sign_in_ends
+from fixtures.demo import demo_account
 from gateway.core.errors import MESSAGES, ErrorCode
 from gateway.core.settings import Settings
 from tests.conftest import TODAY
 from tests.support.journal import family_student_ids
+from tests.support.password_signin import (
+    LOGIN_URL,
+    ORIGIN,
+    PLANTED_PASSWORD,
+    PlantedStudent,
+    code_of,
+    forget_throttle,
+    sign_in_json,
+    throttled_app,
+)
 from tests.support.planted import error_codes, post_graphql
 
 YOUNG = demo_account("student-young")
 DEMO_PASSWORD = "Dnevnik-2026"
-PLANTED_PASSWORD = "Proverka-2026"
-LOGIN_URL = "/auth/login"
-ORIGIN = "http://127.0.0.1:8000"
 ME = "{ viewer { role displayName } myChildren { id fullName } }"
 ONE_STUDENT = "query($id: ID!) { student(id: $id) { id fullName } }"
-
-ClientFactory = Callable[[str], AbstractAsyncContextManager[httpx.AsyncClient]]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PlantedStudent:
-    student_id: int
-    school_id: int
-    login: str
-
-
-@asynccontextmanager
-async def http_client(app: Starlette, address: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of `app` whose requests come from `address`."""
-    transport = httpx.ASGITransport(app=app, client=(address, 40000))
-    async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
-        yield client
-
-
-@asynccontextmanager
-async def throttled_app(
-    settings: Settings, pool: asyncpg.Pool, **limits: int
-) -> AsyncIterator[tuple[Starlette, ClientFactory]]:
-    """An application with other throttle limits, and a factory of clients by address."""
-    auth = dataclasses.replace(settings.auth, **limits)  # type: ignore[arg-type]
-    app = create_app(dataclasses.replace(settings, auth=auth), pool=pool)
-
-    def client(address: str) -> AbstractAsyncContextManager[httpx.AsyncClient]:
-        return http_client(app, address)
-
-    try:
-        yield app, client
-    finally:
-        await app.state.auth.recorder.close()
-
-
-async def sign_in_json(
-    client: httpx.AsyncClient, login: str, password: str
-) -> tuple[httpx.Response, dict[str, Any]]:
-    response = await client.post(LOGIN_URL, json={"login": login, "password": password})
-    payload: dict[str, Any] = response.json()
-    return response, payload
-
-
-def code_of(payload: dict[str, Any]) -> str:
-    return str(payload["errors"][0]["extensions"]["code"])
 
 
 async def events_since(
@@ -105,42 +60,6 @@ async def last_event_id(owner_conn: asyncpg.Connection) -> int:
         "SELECT coalesce(max(id), 0) FROM gateway.sign_in_events"
     )
     return value
-
-
-async def forget_throttle(owner_conn: asyncpg.Connection, *keys: str) -> None:
-    await owner_conn.execute(
-        "DELETE FROM gateway.sign_in_throttle WHERE key = ANY($1::text[])", list(keys)
-    )
-
-
-@pytest.fixture
-async def planted(owner_conn: asyncpg.Connection) -> AsyncIterator[PlantedStudent]:
-    """A generated student with a login, given a known password and an age of 12."""
-    demo_logins = [c.login for a in DEMO_ACCOUNTS for c in a.children if c.login]
-    row = await owner_conn.fetchrow(
-        """SELECT id, school_id, login, birth_date, password_hash FROM school.students
-           WHERE login IS NOT NULL AND login <> ALL($1::text[]) ORDER BY id LIMIT 1""",
-        demo_logins,
-    )
-    assert row is not None
-    hashed = await asyncio.to_thread(PasswordHasher().hash, PLANTED_PASSWORD)
-    await owner_conn.execute(
-        "UPDATE school.students SET password_hash = $2, birth_date = $3 WHERE id = $1",
-        row["id"],
-        hashed,
-        add_months(TODAY, -12 * 12),
-    )
-    student = PlantedStudent(row["id"], row["school_id"], row["login"])
-    try:
-        yield student
-    finally:
-        await owner_conn.execute(
-            "UPDATE school.students SET password_hash = $2, birth_date = $3 WHERE id = $1",
-            row["id"],
-            row["password_hash"],
-            row["birth_date"],
-        )
-        await forget_throttle(owner_conn, f"login:{student.login}")
 
 
 def test_age_rule_dates() -> None:

@@ -38,19 +38,16 @@ from auth.signin.password import add_months
 from fixtures.demo import DEMO_ACCOUNTS
 from gateway.core.settings import Settings
 from tests.conftest import TODAY
-from tests.e2e.test_signin_password import (
+from tests.support.password_signin import (
     LOGIN_URL,
     ORIGIN,
     PLANTED_PASSWORD,
     PlantedStudent,
     code_of,
     forget_throttle,
-    planted,
     sign_in_json,
     throttled_app,
 )
-
-__all__ = ["planted"]  # the fixture, shared with the password sign-in tests
 
 # argon2 at the generator's parameters costs ~0.2 s of CPU per check; the 100 failed
 # attempts of other logins check cheap hashes instead (the parameters live in the hash).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest
@@ -17,12 +16,7 @@ from auth.signin.esia import (
 )
 from gateway.core.auth_settings import AuthSettings
 from gateway.core.errors import ErrorCode
-
-ECHO_SIGNER = (
-    f"{sys.executable} -c "
-    '"import sys,base64; sys.stdout.write(base64.urlsafe_b64encode(sys.stdin.buffer.read())'
-    '.decode())"'
-)
+from tests.support.signers import ECHO_SIGNER
 
 
 async def test_command_signer_failures_are_unavailable() -> None:
