@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import date
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,33 +31,15 @@ from gateway.core.db import create_pool
 from gateway.core.embedded import EmbeddedServer
 from gateway.core.settings import Settings
 from gateway.migrations.location import embedded_login, prepare_login
+from tests.support.environment import (
+    GATEWAY_ROLE,
+    SCALE,
+    SEED,
+    TODAY,
+    GraphQL,
+    gateway_env,
+)
 from tests.support.planted import post_graphql
-
-# The data set's "today": a Friday in the second quarter.
-TODAY = date(2026, 11, 27)
-SCALE = 1
-SEED = 7
-JWT_SECRET = "test-secret-test-secret-test-secret-0123456789"
-GATEWAY_ROLE = "school_gateway"  # SCHOOL_GATEWAY_DB_ROLE's default
-
-GraphQL = Callable[..., Awaitable[dict[str, Any]]]
-
-
-def _test_env(
-    database_url: str | None, data_dir: Path, owner_url: str | None = None
-) -> dict[str, str]:
-    env = {
-        "SCHOOL_GATEWAY_DEV": "1",
-        "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
-        "SCHOOL_GATEWAY_TODAY": TODAY.isoformat(),
-        "SCHOOL_GATEWAY_DATA_DIR": str(data_dir),
-        "SCHOOL_GATEWAY_GRAPHIQL": "1",
-    }
-    if database_url:
-        env["DATABASE_URL"] = database_url
-    if owner_url:
-        env["DATABASE_OWNER_URL"] = owner_url
-    return env
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +88,7 @@ async def database_url(owner_url: str, database_server: EmbeddedServer | None) -
 
 @pytest.fixture(scope="session")
 def settings(database_url: str, owner_url: str, data_dir: Path) -> Settings:
-    settings = Settings.from_env(_test_env(database_url, data_dir, owner_url))
+    settings = Settings.from_env(gateway_env(database_url, data_dir, owner_url))
     assert settings.gateway_role == GATEWAY_ROLE
     return settings
 

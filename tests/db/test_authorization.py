@@ -25,7 +25,7 @@ from gateway.core.db import counting_statements
 from gateway.core.errors import BadUserInputError, ForbiddenError, UnauthenticatedError
 from resolvers.diary.loaders import Loaders
 from resolvers.diary.sql import MarksFilter, StudentRange
-from tests.conftest import TODAY, GraphQL
+from tests.support.environment import TODAY, GraphQL
 from tests.support.journal import family_student_ids
 from tests.support.planted import error_codes, post_graphql
 

@@ -18,7 +18,7 @@ from resolvers.common.types import PeriodScheme, Subject, WorkType
 from resolvers.diary.averages import current_period, subject_average
 from resolvers.diary.rows import PeriodRecord
 from resolvers.diary.types import LessonSummary, Mark
-from tests.conftest import TODAY, GraphQL
+from tests.support.environment import TODAY, GraphQL
 from tests.support.journal import family_student_ids
 from tests.support.planted import error_codes
 

@@ -14,7 +14,7 @@ import pytest
 from gateway.app import create_app
 from gateway.core.settings import Settings
 from gateway.http.protocol import GRAPHQL_RESPONSE_JSON
-from tests.conftest import GraphQL
+from tests.support.environment import GraphQL
 
 PARENT = "parent-one-school"
 GQL_HEADERS = {"Accept": GRAPHQL_RESPONSE_JSON}

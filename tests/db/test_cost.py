@@ -27,7 +27,7 @@ from gateway.core.settings import Settings
 from gateway.execution.cost import COST_CEILING, CostLimits, weights_table
 from gateway.execution.limits import parse_query
 from gateway.execution.schema import build_schema
-from tests.conftest import TODAY
+from tests.support.environment import TODAY
 from tests.support.planted import error_codes, post_graphql
 from tests.support.statements import application_statements
 

@@ -17,8 +17,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import TODAY, GraphQL
 from tests.support.dashboard_support import admin_school_id, ask, dashboard_query
+from tests.support.environment import TODAY, GraphQL
 from tests.support.planted import error_codes
 
 FIGURES = """lessonsHeld lessonsWithTopic lessonsWithAttendance lessonsWithHomework

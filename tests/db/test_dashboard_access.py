@@ -19,8 +19,8 @@ from auth.store.clients import create_client, revoke_client
 from auth.viewer import SCOPE_SCHOOL_DASHBOARD, SCOPE_SCHOOL_SIGN_INS, Role
 from gateway.core.db import counting_statements
 from gateway.execution.schema import export_sdl
-from tests.conftest import GraphQL
 from tests.support.dashboard_support import admin_school_id, ask, dashboard_query, other_school_id
+from tests.support.environment import GraphQL
 from tests.support.planted import error_codes, post_graphql
 from tests.support.statements import application_statements
 

@@ -21,8 +21,8 @@ import pytest
 from starlette.applications import Starlette
 
 from gateway.core import identifiers as snils
-from tests.conftest import GraphQL
 from tests.support.dashboard_support import admin_school_id, ask, dashboard_query, other_school_id
+from tests.support.environment import GraphQL
 from tests.support.planted import error_codes
 
 REGISTRY = """registry {

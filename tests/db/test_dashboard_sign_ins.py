@@ -17,8 +17,8 @@ from starlette.applications import Starlette
 from auth.store.audit import SignInEvent
 from gateway.core import identifiers as snils
 from gateway.core.errors import MESSAGES, ErrorCode
-from tests.conftest import GraphQL
 from tests.support.dashboard_support import admin_school_id, ask, dashboard_query, other_school_id
+from tests.support.environment import GraphQL
 from tests.support.planted import error_codes
 
 SIGN_INS = """signIns {

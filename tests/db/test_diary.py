@@ -15,7 +15,7 @@ import pytest
 
 from fixtures.demo import demo_account
 from gateway.core.settings import Settings
-from tests.conftest import TODAY, GraphQL
+from tests.support.environment import TODAY, GraphQL
 from tests.support.journal import (
     expected_attendance,
     expected_homework,

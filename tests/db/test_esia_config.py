@@ -11,7 +11,7 @@ import pytest
 from gateway.app import create_app
 from gateway.core.errors import ErrorCode
 from gateway.core.settings import Settings, SettingsError
-from tests.conftest import _test_env
+from tests.support.environment import gateway_env
 from tests.support.esia_flow import BROWSER, assert_page, last_event_id
 
 
@@ -19,7 +19,7 @@ async def test_without_esia_settings_sign_in_is_not_configured(
     database_url: str, data_dir: Path, pool: asyncpg.Pool, owner_conn: asyncpg.Connection
 ) -> None:
     settings = Settings.from_env(
-        {**_test_env(database_url, data_dir), "SCHOOL_GATEWAY_DEV_IDP": "0"}
+        {**gateway_env(database_url, data_dir), "SCHOOL_GATEWAY_DEV_IDP": "0"}
     )
     assert settings.auth.esia_url is None
     app = create_app(settings, pool=pool)

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.app import GC_GEN0_THRESHOLD, tune_garbage_collection
 from resolvers.diary.rows import HomeworkRecord, LessonRecord
-from tests.conftest import GraphQL
+from tests.support.environment import GraphQL
 
 
 @pytest.fixture

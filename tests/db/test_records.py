@@ -24,7 +24,7 @@ from gateway.core.db import counting_statements
 from gateway.core.identifiers import masked_phone
 from gateway.core.settings import Settings
 from gateway.http.protocol import JSON
-from tests.conftest import GraphQL
+from tests.support.environment import GraphQL
 from tests.support.journal import family_student_ids
 from tests.support.planted import error_codes
 from tests.support.recorder_fixtures import (

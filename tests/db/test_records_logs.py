@@ -24,7 +24,7 @@ from gateway.core.logging import (
     safe_text,
 )
 from gateway.core.settings import Settings
-from tests.conftest import GraphQL
+from tests.support.environment import GraphQL
 from tests.support.journal import family_student_ids
 from tests.support.recorder_fixtures import (
     ATTACKER,

@@ -37,7 +37,7 @@ from gateway.http.response_cache import (
     Speculation,
     _entry_bytes,
 )
-from tests.conftest import TODAY
+from tests.support.environment import TODAY
 from tests.support.planted import planted_parent, post_graphql
 
 MONDAY = TODAY - timedelta(days=TODAY.weekday())

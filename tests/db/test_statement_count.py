@@ -15,7 +15,7 @@ import httpx
 
 from gateway.core.db import counting_statements
 from gateway.core.settings import Settings
-from tests.conftest import TODAY
+from tests.support.environment import TODAY
 from tests.support.planted import planted_parent, post_graphql
 from tests.support.statements import FAMILY_QUERY, application_statements
 

@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import _test_env
+from tests.support.environment import gateway_env
 from tests.support.esia_flow import BROWSER
 from tests.support.live_server import LiveServer, live_server
 from tests.support.password_signin import PlantedStudent, planted_student
@@ -18,7 +18,7 @@ from tests.support.password_signin import PlantedStudent, planted_student
 
 @pytest.fixture(scope="module")
 async def live(database_url: str, data_dir: Path, pool: asyncpg.Pool) -> AsyncIterator[LiveServer]:
-    async with live_server(_test_env(database_url, data_dir), pool) as server:
+    async with live_server(gateway_env(database_url, data_dir), pool) as server:
         yield server
 
 

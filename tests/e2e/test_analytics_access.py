@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from gateway.core.settings import Settings
 from gateway.execution.schema import build_schema
 from resolvers.analytics.service import RateLimitedError, RateLimiter
 from tests.support.analytics_support import analytics_client, ask, codes
+from tests.support.cli_process import COMMAND
 
 ANALYST = "regional-analyst"
 ANALYTICS = (
@@ -158,9 +158,6 @@ def test_rate_limiter_window_slides_and_clients_are_separate() -> None:
         limiter.check("a")
     now[0] += 10.01
     limiter.check("a")
-
-
-COMMAND = str(Path(sys.executable).with_name("school-gateway"))
 
 
 def test_refresh_command(database_url: str, data_dir: Path, settings: Settings) -> None:

@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 
 from gateway.core.bodies import AUTH_BODY_LIMIT
 from gateway.http.protocol import MAX_BODY_BYTES as GRAPHQL_BODY_LIMIT
-from tests.conftest import _test_env
+from tests.support.environment import gateway_env
 from tests.support.live_server import live_server
 
 ORIGIN = "http://127.0.0.1:8000"
@@ -150,7 +150,7 @@ async def test_bodies_within_the_limit_still_work(raw_client: httpx.AsyncClient)
 async def test_chunked_upload_to_a_real_server_keeps_memory_flat(
     database_url: str, data_dir: Path, pool: asyncpg.Pool
 ) -> None:
-    async with live_server(_test_env(database_url, data_dir), pool) as live:
+    async with live_server(gateway_env(database_url, data_dir), pool) as live:
         for path in ("/auth/login", "/auth/logout"):
             upload = Upload(chunk_size=64 * 1024)
             tracemalloc.start()

@@ -29,9 +29,9 @@ from gateway.core.embedded import EmbeddedServer
 from gateway.core.settings import Settings
 from gateway.execution.schema import export_sdl
 from gateway.migrations.location import embedded_login
-from tests.conftest import JWT_SECRET, SEED, TODAY
+from tests.support.cli_process import COMMAND
+from tests.support.environment import JWT_SECRET, SEED, TODAY
 
-COMMAND = str(Path(sys.executable).with_name("school-gateway"))
 START_TIMEOUT_S = 30
 
 

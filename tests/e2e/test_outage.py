@@ -44,7 +44,7 @@ from gateway.core.outage import DatabaseUnavailable, is_database_unavailable
 from gateway.core.settings import Settings
 from gateway.http.endpoint import present_execution_error
 from gateway.migrations.location import embedded_login
-from tests.conftest import GATEWAY_ROLE, SEED, TODAY, _test_env
+from tests.support.environment import GATEWAY_ROLE, SEED, TODAY, gateway_env
 
 OUTAGE_S = 1.0
 RECOVERY_LIMIT_S = 1.0
@@ -169,7 +169,7 @@ async def outage_db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[O
     try:
         await seed(server.url, scale=1, seed=SEED, today=TODAY, gateway_role=GATEWAY_ROLE)
         url = await embedded_login(server, GATEWAY_ROLE)
-        settings = Settings.from_env(_test_env(url, folder, server.url))
+        settings = Settings.from_env(gateway_env(url, folder, server.url))
         pool = await create_pool(url, settings)
         try:
             account_id = await ensure_demo_account(pool, demo_account("parent-one-school"))

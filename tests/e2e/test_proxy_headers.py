@@ -17,7 +17,7 @@ import pytest
 
 from gateway.core.settings import Settings, SettingsError
 from gateway.http.serving import gateway_config, proxy_options
-from tests.conftest import _test_env
+from tests.support.environment import gateway_env
 from tests.support.live_server import live_server
 from tests.support.recorder_fixtures import sign_in_rows
 
@@ -56,14 +56,14 @@ async def test_forwarded_for_from_localhost_is_ignored_by_default(
 ) -> None:
     # uvicorn reads FORWARDED_ALLOW_IPS when it is not told: it must not re-open the door.
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")
-    env = _test_env(database_url, data_dir)
+    env = gateway_env(database_url, data_dir)
     assert await _recorded_address(env, pool, owner_conn) == "127.0.0.1"
 
 
 async def test_forwarded_for_is_honoured_from_a_configured_proxy(
     database_url: str, data_dir: Path, pool: asyncpg.Pool, owner_conn: asyncpg.Connection
 ) -> None:
-    env = {**_test_env(database_url, data_dir), "SCHOOL_GATEWAY_TRUSTED_PROXIES": "127.0.0.1"}
+    env = {**gateway_env(database_url, data_dir), "SCHOOL_GATEWAY_TRUSTED_PROXIES": "127.0.0.1"}
     assert await _recorded_address(env, pool, owner_conn) == SPOOFED
 
 
@@ -71,7 +71,7 @@ async def test_forwarded_for_from_a_proxy_in_a_trusted_network(
     database_url: str, data_dir: Path, pool: asyncpg.Pool, owner_conn: asyncpg.Connection
 ) -> None:
     env = {
-        **_test_env(database_url, data_dir),
+        **gateway_env(database_url, data_dir),
         "SCHOOL_GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.0/8",
     }
     assert await _recorded_address(env, pool, owner_conn) == SPOOFED

@@ -29,7 +29,7 @@ from auth.tokens import issue_session_cookie, verify_token
 from fixtures.demo import demo_account
 from gateway.core.db import counting_statements
 from gateway.core.settings import Settings
-from tests.conftest import _test_env
+from tests.support.environment import gateway_env
 from tests.support.statements import application_statements
 from tests.support.tokens import link_removed, registry_children, sign_token, token_claims
 
@@ -432,7 +432,7 @@ async def test_cookie_flags_and_redirect(pool: asyncpg.Pool, settings: Settings)
     assert {"httponly", "path=/", "samesite=lax"} <= attributes
     assert f"max-age={settings.auth.session_ttl_seconds}" in attributes
     assert "secure" not in attributes  # public URL on 127.0.0.1
-    env = _test_env(settings.database_url, settings.data_dir)
+    env = gateway_env(settings.database_url, settings.data_dir)
     env["SCHOOL_GATEWAY_PUBLIC_URL"] = "https://dnevnik.example.ru"
     public = Settings.from_env(env)
     assert public.auth.cookie_secure

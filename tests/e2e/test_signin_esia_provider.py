@@ -20,7 +20,7 @@ from gateway.app import create_app
 from gateway.core.errors import ErrorCode
 from gateway.core.identifiers import formatted
 from gateway.core.settings import Settings
-from tests.conftest import _test_env
+from tests.support.environment import gateway_env
 from tests.support.esia_flow import (
     API,
     BROWSER,
@@ -38,7 +38,7 @@ from tests.support.signers import ECHO_SIGNER
 
 
 def _env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    return {**_test_env(database_url, data_dir), **extra}
+    return {**gateway_env(database_url, data_dir), **extra}
 
 
 async def test_provider_down_is_esia_unavailable(

@@ -21,7 +21,8 @@ from auth.signin.password import may_use_password, password_sign_in_ends
 from fixtures.demo import demo_account
 from gateway.core.errors import MESSAGES, ErrorCode
 from gateway.core.settings import Settings
-from tests.conftest import TODAY
+from tests.support.environment import TODAY
+from tests.support.esia_flow import last_event_id
 from tests.support.journal import family_student_ids
 from tests.support.password_signin import (
     LOGIN_URL,
@@ -53,13 +54,6 @@ async def events_since(
         address,
     )
     return rows
-
-
-async def last_event_id(owner_conn: asyncpg.Connection) -> int:
-    value: int = await owner_conn.fetchval(
-        "SELECT coalesce(max(id), 0) FROM gateway.sign_in_events"
-    )
-    return value
 
 
 def test_age_rule_dates() -> None:

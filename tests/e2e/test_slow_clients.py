@@ -25,7 +25,7 @@ import asyncpg
 import orjson
 import pytest
 
-from tests.conftest import _test_env
+from tests.support.environment import gateway_env
 from tests.support.live_server import LiveServer, live_server
 
 TIMEOUT_S = 1
@@ -42,7 +42,7 @@ async def server(
 ) -> AsyncIterator[LiveServer]:
     """A live server with 1 s header and body timeouts, on httptools or h11."""
     env = {
-        **_test_env(database_url, data_dir),
+        **gateway_env(database_url, data_dir),
         "SCHOOL_GATEWAY_HEADER_TIMEOUT": str(TIMEOUT_S),
         "SCHOOL_GATEWAY_BODY_TIMEOUT": str(TIMEOUT_S),
         "SCHOOL_GATEWAY_SERVER": request.param,

@@ -37,7 +37,7 @@ from auth.signin.device_cookie import (
 from auth.signin.password import add_months
 from fixtures.demo import DEMO_ACCOUNTS
 from gateway.core.settings import Settings
-from tests.conftest import TODAY
+from tests.support.environment import TODAY
 from tests.support.password_signin import (
     LOGIN_URL,
     ORIGIN,

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from fixtures.demo import demo_account
-from tests.conftest import GraphQL
+from tests.support.environment import GraphQL
 
 ADMIN = "school-admin"
 

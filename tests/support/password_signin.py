@@ -18,7 +18,7 @@ from auth.signin.password import add_months
 from fixtures.demo import DEMO_ACCOUNTS
 from gateway.app import create_app
 from gateway.core.settings import Settings
-from tests.conftest import TODAY
+from tests.support.environment import TODAY
 
 PLANTED_PASSWORD = "Proverka-2026"
 LOGIN_URL = "/auth/login"
