@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from gateway.core.settings import Settings
 from gateway.execution.schema import build_schema
 from resolvers.analytics.service import RateLimitedError, RateLimiter
 from tests.support.analytics_support import analytics_client, ask, codes
-from tests.support.cli_process import COMMAND
+from tests.support.cli_process import run_command
 
 ANALYST = "regional-analyst"
 ANALYTICS = (
@@ -174,15 +173,7 @@ def test_refresh_command(database_url: str, data_dir: Path, settings: Settings) 
             "SCHOOL_GATEWAY_TODAY": settings.today().isoformat(),
         }
     )
-    done = subprocess.run(
-        [COMMAND, "analytics-refresh", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    done = run_command(["analytics-refresh", "--json"], env, timeout=300)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["as_of"] == settings.today().isoformat()

@@ -29,7 +29,7 @@ from gateway.core.embedded import EmbeddedServer
 from gateway.core.settings import Settings
 from gateway.execution.schema import export_sdl
 from gateway.migrations.location import embedded_login
-from tests.support.cli_process import COMMAND
+from tests.support.cli_process import COMMAND, run_command
 from tests.support.environment import JWT_SECRET, SEED, TODAY
 
 START_TIMEOUT_S = 30
@@ -55,15 +55,7 @@ def _env(database_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [COMMAND, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    return run_command(args, env)
 
 
 def _free_port() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 COMMAND = str(Path(sys.executable).with_name("school-gateway"))
@@ -20,12 +21,19 @@ def run_school_gateway(
         if not key.startswith("SCHOOL_GATEWAY_") and key != "DATABASE_URL"
     }
     env.update({"DATABASE_URL": database_url, "SCHOOL_GATEWAY_DATA_DIR": str(data_dir)})
+    return run_command(args, env)
+
+
+def run_command(
+    args: Sequence[str], env: dict[str, str], *, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`school-gateway ARGS` with exactly `env`, its output captured, no stdin."""
     return subprocess.run(
         [COMMAND, *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
         check=False,
     )
