@@ -44,8 +44,10 @@ from bench.driver.report import (
 from bench.driver.targets import (
     PROJECT_ROOT,
     Target,
+    request_for,
     start_gateway,
     start_postgraphile,
+    start_postgraphile_rls,
     start_raw_limit,
 )
 from gateway.core.embedded import EmbeddedServer
@@ -118,6 +120,7 @@ def run(config: Config, command: str) -> int:
             "gateway-x2": lambda: start_gateway(processes, base, workers=2, extra_env=env),
             "postgraphile-x1": lambda: start_postgraphile(processes, base, tools, workers=1),
             "postgraphile-x2": lambda: start_postgraphile(processes, base, tools, workers=2),
+            "postgraphile-rls-x1": lambda: start_postgraphile_rls(processes, fixture, tools),
             "raw-limit-x1": lambda: start_raw_limit(processes, base),
         }
         targets = [starter() for name, starter in starters.items() if name in config.targets]
@@ -172,7 +175,7 @@ async def prepare(server: EmbeddedServer, config: Config, scale: int) -> db.Data
 
 def fetch(target: Target, operation: Operation, fixture: db.Fixture) -> tuple[object, int]:
     """One request to a target: the parsed JSON and the body's size in bytes."""
-    request = build_request(operation, target.kind, fixture)
+    request = request_for(target, operation, fixture)
     response = httpx.post(
         f"{target.base_url}{request.path}",
         content=request.body,
@@ -233,7 +236,7 @@ async def measure_all(
             for concurrency in config.concurrencies:
                 for target in targets:
                     done += 1
-                    request = build_request(operation, target.kind, fixture)
+                    request = request_for(target, operation, fixture)
                     result = await measure(
                         tools,
                         target,

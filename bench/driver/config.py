@@ -62,6 +62,7 @@ TARGET_NAMES = (
     "gateway-x2",
     "postgraphile-x1",
     "postgraphile-x2",
+    "postgraphile-rls-x1",
     "raw-limit-x1",
 )
 

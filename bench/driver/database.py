@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import asyncpg
 
 from auth.store.accounts import ensure_demo_account, load_viewer
 from auth.store.sessions import issue_dev_token
+from bench.driver import rls
 from fixtures.database import apply_schema
 from fixtures.demo import demo_account
 from fixtures.generate import seed
@@ -37,22 +38,27 @@ JWT_TTL_S = 86400
 @dataclass(frozen=True, slots=True)
 class Database:
     """One seeded bench database: the superuser's DSN (`url`: seeding, expected values,
-    PostGraphile) and the gateway's login role's (`gateway_url`: the gateway, the raw
-    limit)."""
+    PostGraphile), the gateway's login role's (`gateway_url`: the gateway, the raw
+    limit) and PostGraphile-RLS's authenticator's (`rls_url`, bench/postgraphile/rls.sql)."""
 
     name: str
     url: str
     scale: int
     gateway_url: str
+    rls_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Fixture:
-    """Ids, dates and tokens the canonical operations are run with, for one database."""
+    """Ids, dates and tokens the canonical operations are run with, for one database.
+
+    `tokens`: the gateway's bearer tokens; `rls_tokens`: PostGraphile-RLS's JWTs of the
+    same accounts (bench/driver/rls.py), by account key."""
 
     database: Database
     tokens: dict[str, str]
     values: dict[str, object]
+    rls_tokens: dict[str, str] = field(default_factory=dict)
 
 
 def start_server(data_dir: Path) -> embedded.EmbeddedServer:
@@ -107,7 +113,8 @@ async def prepare_database(
     password = read_or_create_secret(server.data_dir / GATEWAY_PASSWORD_FILE)
     role = gateway_settings(url).gateway_role
     gateway_url = await prepare_login(url, role, password)
-    return Database(name=name, url=url, scale=scale, gateway_url=gateway_url)
+    rls_url = await rls.prepare_rls(url, server.data_dir)
+    return Database(name=name, url=url, scale=scale, gateway_url=gateway_url, rls_url=rls_url)
 
 
 async def _seed_info(url: str) -> tuple[int, int, date] | None:
@@ -158,6 +165,7 @@ async def load_fixture(database: Database, *, today: date) -> Fixture:
         await conn.close()
     if period is None or year is None:
         raise RuntimeError(f"{database.name}: no current period or school year for the demo")
+    rls_tokens = await _rls_tokens(database, scopes)
     monday = today - timedelta(days=today.weekday())
     values: dict[str, object] = {
         "parent_student_ids": scopes[PARENT_ACCOUNT],
@@ -173,7 +181,29 @@ async def load_fixture(database: Database, *, today: date) -> Fixture:
         "year_from": year["starts_on"].isoformat(),
         "year_to": year["ends_on"].isoformat(),
     }
-    return Fixture(database=database, tokens=tokens, values=values)
+    return Fixture(database=database, tokens=tokens, values=values, rls_tokens=rls_tokens)
+
+
+async def _rls_tokens(database: Database, scopes: dict[str, list[int]]) -> dict[str, str]:
+    """PostGraphile-RLS's JWT per demo account, after proving its policies restrict: as
+    the viewer each account sees exactly its gateway scope, not another family's student."""
+    conn = await asyncpg.connect(database.url)
+    try:
+        claims = {
+            key: await rls.viewer_claims(conn, demo_account(key), ids)
+            for key, ids in scopes.items()
+        }
+    finally:
+        await conn.close()
+    for key, ids in scopes.items():
+        visible, other = await rls.check_policies(database.url, database.rls_url, claims[key], ids)
+        if key == PARENT_ACCOUNT:
+            print(
+                f"    {database.name}: row-level security: {key} ({claims[key]}) sees students "
+                f"{visible}; another family's student {other}: not visible",
+                flush=True,
+            )
+    return {key: rls.sign_jwt(account_claims) for key, account_claims in claims.items()}
 
 
 _CURRENT_PERIOD = """

@@ -66,15 +66,17 @@ def _rps(items: Sequence[Measurement], target: str, concurrency: int) -> float |
 RATIOS = (
     ("gateway/PostGraphile, 1 process", "gateway x1", "postgraphile x1"),
     ("gateway/PostGraphile, 2 processes", "gateway x2", "postgraphile x2"),
+    ("gateway/PostGraphile-RLS, 1 process", "gateway x1", "postgraphile-rls x1"),
     ("gateway/raw-limit, 1 process", "gateway x1", "raw-limit x1"),
     ("gateway no-cache/PostGraphile, 1 process", "gateway x1 no-cache", "postgraphile x1"),
+    ("gateway no-cache/PostGraphile-RLS, 1 process", "gateway x1 no-cache", "postgraphile-rls x1"),
     ("gateway no-cache/raw-limit, 1 process", "gateway x1 no-cache", "raw-limit x1"),
 )
 
 
 def ratio_table(items: Sequence[Measurement], concurrencies: Sequence[int]) -> list[str]:
     """Throughput ratios at equal process count, one column per concurrency."""
-    lines = [f"{'throughput ratio':<42}" + "".join(f"{f'c={c}':>9}" for c in concurrencies)]
+    lines = [f"{'throughput ratio':<46}" + "".join(f"{f'c={c}':>9}" for c in concurrencies)]
     for label, mine, peer in RATIOS:
         cells = []
         for concurrency in concurrencies:
@@ -84,7 +86,7 @@ def ratio_table(items: Sequence[Measurement], concurrencies: Sequence[int]) -> l
             else:
                 cells.append(f"{ours / theirs:>8.2f}x")
         if any(cell.strip() != "-" for cell in cells):  # targets left out: no row
-            lines.append(f"{label:<42}" + "".join(cells))
+            lines.append(f"{label:<46}" + "".join(cells))
     return lines
 
 
@@ -171,7 +173,11 @@ FAIRNESS = [
     "directly: no row-level security, no per-family authorization, no token check. The",
     "gateway verifies a bearer token, loads the viewer's scope and checks it on every",
     "request, and reads through the read-contract views as a read-only role. This favours",
-    "PostGraphile. The raw limit runs the gateway's own SQL (resolvers.diary.sql) with the student",
+    "PostGraphile. `postgraphile-rls x1` is the fair peer: the same server verifying an HS256",
+    "JWT per request (claims -> pgSettings, role switched from a NOINHERIT authenticator) and",
+    "row-level security policies (bench/postgraphile/rls.sql) restricting the viewer to the",
+    "students of its parent records and their classes.",
+    "The raw limit runs the gateway's own SQL (resolvers.diary.sql) with the student",
     "ids given in the request body: no GraphQL, no token, no scope check.",
     "PostGraphile's student-quarter returns the marks only; the weighted averages are",
     "computed by the checker from them (not inside its timed requests). Lesson start/end",

@@ -1,8 +1,11 @@
-"""The three targets, started on free ports against the same database.
+"""The targets, started on free ports against the same database.
 
 - the gateway: `school-gateway serve --workers N`, production-like settings;
 - PostGraphile v5 (bench/postgraphile/server.mjs), one process or N via node:cluster,
   connected as the superuser: no row-level security or per-family authorization;
+- PostGraphile-RLS: the same server with graphile.rls.config.mjs, logged in as an
+  authenticator role; each request carries a JWT whose claims become pgSettings, read by
+  the row-level security policies of bench/postgraphile/rls.sql (bench/driver/rls.py);
 - the raw limit (bench/raw_limit.py): the gateway's SQL, no GraphQL, uvicorn, 1 worker.
 
 The gateway and the raw limit connect as the gateway's login role (`gateway_url`).
@@ -10,15 +13,21 @@ The gateway and the raw limit connect as the gateway's login role (`gateway_url`
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.driver.database import JWT_SECRET, JWT_TTL_S, Database
+import httpx
+
+from bench.driver import rls
+from bench.driver.database import JWT_SECRET, JWT_TTL_S, Database, Fixture
 from bench.driver.install import POSTGRAPHILE_DIR, Tools
-from bench.driver.operations import Kind
-from bench.driver.procs import ProcessSet, Server, free_port, wait_ready
+from bench.driver.operations import Kind, Operation, Request, build_request, load_operation
+from bench.driver.procs import BenchError, ProcessSet, Server, free_port, wait_ready
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -27,7 +36,9 @@ POOL_MAX = 10  # the gateway's default SCHOOL_GATEWAY_POOL_MAX; every target get
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A running target: what it is, how many serving processes, where it listens."""
+    """A running target: what it is, how many serving processes, where it listens.
+
+    `rls`: PostGraphile-RLS, whose requests carry the asking account's JWT."""
 
     kind: Kind
     processes: int
@@ -35,6 +46,7 @@ class Target:
     server: Server
     port: int
     label: str
+    rls: bool = False
 
     @property
     def base_url(self) -> str:
@@ -93,26 +105,102 @@ def start_gateway(
 
 
 def start_postgraphile(
-    processes: ProcessSet, database: Database, tools: Tools, *, workers: int
+    processes: ProcessSet,
+    database: Database,
+    tools: Tools,
+    *,
+    workers: int,
+    with_rls: bool = False,
 ) -> Target:
-    """PostGraphile v5 in production mode; WORKERS>1 forks that many node:cluster workers."""
+    """PostGraphile v5 in production mode; WORKERS>1 forks that many node:cluster workers.
+
+    `with_rls=True`: graphile.rls.config.mjs, logged in as the authenticator (`rls_url`)."""
     port = free_port()
     env = _clean_env() | {
         "PATH": tools.node_env()["PATH"],
         "NODE_ENV": "production",
         "GRAPHILE_ENV": "production",
-        "DATABASE_URL": database.url,
+        "DATABASE_URL": database.rls_url if with_rls else database.url,
         "PORT": str(port),
         "WORKERS": str(workers),
         "PG_POOL_MAX": str(POOL_MAX),
     }
-    name = f"postgraphile x{workers}"
+    if with_rls:
+        env |= {"GRAPHILE_CONFIG": "./graphile.rls.config.mjs", "JWT_SECRET": rls.JWT_SECRET}
+    name = f"postgraphile-rls x{workers}" if with_rls else f"postgraphile x{workers}"
     command = [str(tools.node), "server.mjs"]
     server = processes.start(name, command, env=env, cwd=POSTGRAPHILE_DIR)
-    target = Target(Kind.POSTGRAPHILE, workers, database, server, port, name)
+    target = Target(Kind.POSTGRAPHILE, workers, database, server, port, name, rls=with_rls)
     probe = b'{"query":"{__typename}"}'
     wait_ready(server, f"{target.base_url}/graphql", method="POST", body=probe)
     return target
+
+
+def start_postgraphile_rls(
+    processes: ProcessSet, fixture: Fixture, tools: Tools, *, workers: int = 1
+) -> Target:
+    """PostGraphile-RLS on the fixture's database, checked to restrict over HTTP."""
+    target = start_postgraphile(processes, fixture.database, tools, workers=workers, with_rls=True)
+    check_rls_target(target, fixture)
+    return target
+
+
+def request_for(target: Target, operation: Operation, fixture: Fixture) -> Request:
+    """The request `target` gets for `operation`: PostGraphile-RLS's carries the JWT of
+    the operation's account."""
+    request = build_request(operation, target.kind, fixture)
+    if not target.rls:
+        return request
+    headers = request.headers | {"Authorization": f"Bearer {fixture.rls_tokens[operation.account]}"}
+    return dataclasses.replace(request, headers=headers)
+
+
+def check_rls_target(target: Target, fixture: Fixture) -> None:
+    """parent-week through PostGraphile-RLS: with the parent's JWT, the parent's children
+    are answered and another family's student ids give no rows; with no JWT, the read
+    is refused."""
+    operation = load_operation("parent-week")
+    own = _student_rows(target, request_for(target, operation, fixture))
+    other = asyncio.run(rls.other_family_student(fixture.database.url, own))
+    body = json.loads(request_for(target, operation, fixture).body)
+    body["variables"]["studentIds"] = [other]
+    foreign = dataclasses.replace(
+        request_for(target, operation, fixture), body=json.dumps(body).encode()
+    )
+    if not own or _student_rows(target, foreign):
+        raise BenchError(
+            f"{target.label}: row-level security does not restrict parent-week "
+            f"(own children {own}, another family's student {other} visible)"
+        )
+    anonymous = dataclasses.replace(foreign, headers={"Content-Type": "application/json"})
+    response = _post(target, anonymous)
+    if "errors" not in response:
+        raise BenchError(f"{target.label}: a request without a JWT read data: {response}")
+    print(
+        f"    {target.label}: parent-week with the parent's JWT: students {own}; "
+        f"another family's student [{other}]: no rows; no JWT: refused",
+        flush=True,
+    )
+
+
+def _post(target: Target, request: Request) -> dict[str, object]:
+    response = httpx.post(
+        f"{target.base_url}{request.path}",
+        content=request.body,
+        headers=request.headers,
+        timeout=60,
+    )
+    payload: dict[str, object] = response.json()
+    return payload
+
+
+def _student_rows(target: Target, request: Request) -> list[int]:
+    """The student ids in a parent-week answer (an error answer stops the run)."""
+    payload = _post(target, request)
+    data = payload.get("data")
+    if "errors" in payload or not isinstance(data, dict):
+        raise BenchError(f"{target.label}: parent-week failed: {json.dumps(payload)[:2000]}")
+    return [int(node["rowId"]) for node in data["students"]["nodes"]]
 
 
 def start_raw_limit(processes: ProcessSet, database: Database) -> Target:

@@ -1,6 +1,7 @@
 // The PostGraphile v5 peer of the benchmark: grafserv on node:http, one process or,
 // with WORKERS=N, N processes sharing the port through node:cluster.
-// Usage (bench/run does this): NODE_ENV=production DATABASE_URL=... PORT=... WORKERS=1 node server.mjs
+// Usage (bench/run does this): NODE_ENV=production DATABASE_URL=... PORT=... WORKERS=1 \
+//   [GRAPHILE_CONFIG=./graphile.rls.config.mjs JWT_SECRET=...] node server.mjs
 import cluster from "node:cluster";
 import { createServer } from "node:http";
 import process from "node:process";
@@ -8,7 +9,11 @@ import process from "node:process";
 import { postgraphile } from "postgraphile";
 import { grafserv } from "postgraphile/grafserv/node";
 
-import preset from "./graphile.config.mjs";
+// GRAPHILE_CONFIG picks the preset: graphile.config.mjs (superuser, the default) or
+// graphile.rls.config.mjs (JWT + row-level security, the `postgraphile-rls` target).
+const { default: preset } = await import(
+  new URL(process.env.GRAPHILE_CONFIG ?? "./graphile.config.mjs", import.meta.url).href
+);
 
 const host = "127.0.0.1";
 const port = Number.parseInt(process.env.PORT ?? "5678", 10);
