@@ -70,16 +70,19 @@ async def viewer_claims(
     A parent's records are those of the gateway's scope of the account that hold its
     SNILS or phone (the gateway matches registry records the same way).
     """
-    claims: Claims = {"role": VIEWER_ROLE}
     if account.role == "STUDENT":
         (student_id,) = scope
-        claims["student_id"] = student_id
-        return claims
+        return {"role": VIEWER_ROLE, "student_id": student_id}
     parent_ids = await conn.fetchval(_PARENT_RECORDS, list(scope), account.snils, account.phone)
     if not parent_ids:
         raise RlsCheckError(f"{account.key}: no parent registry records for its scope")
-    claims["parent_ids"] = ",".join(str(parent_id) for parent_id in parent_ids)
-    return claims
+    return parent_claims(parent_ids)
+
+
+def parent_claims(parent_ids: Sequence[int]) -> Claims:
+    """The claims of a parent viewer with these parent registry records (for request files
+    of many families: sign each with `sign_jwt`)."""
+    return {"role": VIEWER_ROLE, "parent_ids": ",".join(str(i) for i in sorted(parent_ids))}
 
 
 def sign_jwt(claims: Claims) -> str:
