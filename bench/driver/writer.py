@@ -1,0 +1,282 @@
+"""The `families` workload's writer: the region's teachers writing the journal.
+
+A separate process (`python -m bench.driver.writer`, asyncpg on the owner's DSN) that,
+while a target is measured, writes at a steady random (Poisson) rate into the classes of
+the families' schools, on lessons of the current week up to today: new marks (most
+writes), edits of its own marks, attendance records and edits of lesson topics. Each
+write is its own transaction, as a teacher's journal save is; the source database's
+change tracking bumps the student's (marks, attendance) or the class's (topics) version,
+so the gateway's response cache sees the invalidations a school day brings.
+
+The default rate is a school-day peak estimated from the data (`estimate_peak_rate`):
+the journal rows of one school day (marks + attendance + topics of the lessons of each
+school day of the week before today's, averaged) spread over the bell schedule's day
+(first lesson's start to the last one's end, region-wide), times `PEAK_FACTOR`. At
+scale 10 that is about 30,000 rows over 425 minutes: 1.2 writes/s on average, 2.4/s at
+the peak (each of the 732 classes written every ~5 minutes).
+
+The writer undoes itself (at start, for a killed predecessor, and on SIGTERM): its marks
+and attendance have ids from `ID_BASE` up and are deleted, its topic edits carry
+`TOPIC_MARK` and are cut back. On SIGTERM it prints `WRITER_RESULT {json}` (writes done,
+seconds, failed writes) and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Final
+
+import asyncpg
+
+ID_BASE: Final = 1_000_000_000_000
+TOPIC_MARK: Final = " (уточнено)"
+PEAK_FACTOR: Final = 2.0
+# Shares of the writes, from the data (a school day: ~23,000 marks, ~3,500 attendance
+# records, ~3,650 topics at scale 10); a tenth of the mark writes are corrections.
+SHARES: Final = {"new_mark": 0.69, "edit_mark": 0.08, "attendance": 0.115, "topic": 0.115}
+_MARK = "WRITER_RESULT "
+STOP_TIMEOUT_S: Final = 30.0
+
+_CLEANUP = (
+    f"DELETE FROM school.marks WHERE id >= {ID_BASE}",
+    f"DELETE FROM school.attendance WHERE id >= {ID_BASE}",
+    "UPDATE school.lesson_topics SET topic = left(topic, -length($1::text)) "
+    "WHERE right(topic, length($1::text)) = $1::text",
+)
+
+_ROWS_PER_DAY = """
+SELECT ((SELECT count(*) FROM school.marks WHERE date BETWEEN $1 AND $2)
+      + (SELECT count(*) FROM school.attendance WHERE date BETWEEN $1 AND $2)
+      + (SELECT count(*) FROM school.lesson_topics t JOIN school.lessons l ON l.id = t.lesson_id
+         WHERE l.date BETWEEN $1 AND $2))::float8
+     / greatest(1, (SELECT count(DISTINCT date) FROM school.lessons
+                    WHERE date BETWEEN $1 AND $2)) AS rows_per_day,
+       (SELECT extract(epoch FROM max(ends_at) - min(starts_at))
+        FROM school.bell_schedule)::float8 AS day_seconds
+"""
+
+_LESSONS = """
+SELECT l.id, l.class_id, l.date, (t.lesson_id IS NOT NULL) AS has_topic
+FROM school.lessons l
+LEFT JOIN school.lesson_topics t ON t.lesson_id = l.id
+WHERE l.class_id IN (SELECT c.id FROM school.classes c WHERE c.school_id IN
+                     (SELECT s.school_id FROM school.students s WHERE s.id = ANY($1::int[])))
+  AND l.date BETWEEN $2 AND $3 AND l.status <> 'cancelled'
+"""
+
+_STUDENTS = "SELECT id, class_id FROM school.students WHERE class_id = ANY($1::int[])"
+
+_NEW_MARK = """
+INSERT INTO school.marks (id, student_id, lesson_id, date, work_type_id, value,
+                          numeric_value, weight)
+SELECT $1, $2, l.id, l.date, w.id, $4::text, $4::numeric, w.weight
+FROM school.lessons l, school.work_types w
+WHERE l.id = $3 AND w.id = $5
+"""
+_EDIT_MARK = """
+UPDATE school.marks SET value = $2::text, numeric_value = $2::numeric, updated_at = now()
+WHERE id = $1
+"""
+_ATTENDANCE = """
+INSERT INTO school.attendance (id, student_id, lesson_id, date, code)
+SELECT $1, $2, l.id, l.date, $4 FROM school.lessons l WHERE l.id = $3
+ON CONFLICT (student_id, lesson_id) DO NOTHING
+"""
+_TOPIC = """
+UPDATE school.lesson_topics SET topic = topic || $2::text, updated_at = now()
+WHERE lesson_id = $1 AND right(topic, length($2::text)) <> $2::text
+"""
+
+
+async def estimate_peak_rate(conn: asyncpg.Connection, today: date) -> float:
+    """Writes per second at a school-day peak (see the module's docstring)."""
+    monday = today - timedelta(days=today.weekday())
+    row = await conn.fetchrow(_ROWS_PER_DAY, monday - timedelta(days=7), monday - timedelta(1))
+    if row is None or not row["day_seconds"]:
+        return 1.0
+    return float(row["rows_per_day"]) / float(row["day_seconds"]) * PEAK_FACTOR
+
+
+@dataclass
+class Journal:
+    """What the teachers write into: lessons of the week by class, and each class's
+    students; the writer's own marks (to correct) and the next free id."""
+
+    lessons: list[asyncpg.Record]
+    students: dict[int, list[int]]
+    own_marks: list[int] = field(default_factory=list)
+    next_id: int = ID_BASE
+
+
+async def load_journal(conn: asyncpg.Connection, student_ids: list[int], today: date) -> Journal:
+    monday = today - timedelta(days=today.weekday())
+    lessons = list(await conn.fetch(_LESSONS, student_ids, monday, today))
+    classes = sorted({row["class_id"] for row in lessons})
+    students: dict[int, list[int]] = {}
+    for row in await conn.fetch(_STUDENTS, classes):
+        students.setdefault(row["class_id"], []).append(row["id"])
+    usable = [row for row in lessons if students.get(row["class_id"])]
+    if not usable:
+        raise RuntimeError("the families' schools have no lessons this week")
+    return Journal(usable, students)
+
+
+async def write_one(conn: asyncpg.Connection, journal: Journal, rng: random.Random) -> None:
+    """One teacher's save: a new or corrected mark, an attendance record or a topic."""
+    action = rng.choices(list(SHARES), weights=list(SHARES.values()))[0]
+    lesson = rng.choice(journal.lessons)
+    student = rng.choice(journal.students[lesson["class_id"]])
+    if action == "edit_mark" and journal.own_marks:
+        await conn.execute(_EDIT_MARK, rng.choice(journal.own_marks), rng.choice("2345"))
+    elif action in ("new_mark", "edit_mark"):
+        journal.next_id += 1
+        value, work_type = rng.choice("2344455"), rng.choice((1, 1, 1, 3, 4, 7))
+        await conn.execute(_NEW_MARK, journal.next_id, student, lesson["id"], value, work_type)
+        journal.own_marks.append(journal.next_id)
+    elif action == "attendance":
+        journal.next_id += 1
+        code = rng.choice(("Н", "Б", "Б", "У", "П"))
+        await conn.execute(_ATTENDANCE, journal.next_id, student, lesson["id"], code)
+    else:
+        await conn.execute(_TOPIC, lesson["id"], TOPIC_MARK)
+
+
+async def cleanup(conn: asyncpg.Connection) -> None:
+    """Undo every write of a writer: its rows deleted, its topic edits cut back."""
+    await conn.execute(_CLEANUP[0])
+    await conn.execute(_CLEANUP[1])
+    await conn.execute(_CLEANUP[2], TOPIC_MARK)
+
+
+async def run(
+    url: str, student_ids: list[int], today: date, rate: float, seed: int
+) -> dict[str, float]:
+    """Write at `rate` per second until SIGTERM/SIGINT, then undo; the counts."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    conn = await asyncpg.connect(url)
+    try:
+        await cleanup(conn)
+        journal = await load_journal(conn, student_ids, today)
+        print("WRITER_READY", flush=True)
+        rng = random.Random(f"writer-{seed}")
+        writes = failed = 0
+        started = time.monotonic()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=rng.expovariate(rate))
+            except TimeoutError:
+                try:
+                    await write_one(conn, journal, rng)
+                    writes += 1
+                except asyncpg.PostgresError:
+                    failed += 1
+        seconds = time.monotonic() - started
+        await cleanup(conn)
+    finally:
+        await conn.close()
+    return {"writes": writes, "failed": failed, "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.driver.writer", description=__doc__)
+    parser.add_argument("--url", required=True, help="the owner's DSN of the bench database")
+    parser.add_argument("--students", required=True, help="file: the families' student ids")
+    parser.add_argument("--today", type=date.fromisoformat, required=True)
+    parser.add_argument("--rate", type=float, help="writes per second (default: the peak)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--estimate", action="store_true", help="print the peak rate, exit")
+    args = parser.parse_args(argv)
+    if args.estimate:
+        print(f"{asyncio.run(_estimate(args.url, args.today)):.2f}")
+        return 0
+    with open(args.students, encoding="utf-8") as file:
+        student_ids = [int(line) for line in file if line.strip()]
+    rate = args.rate if args.rate else asyncio.run(_estimate(args.url, args.today))
+    result = asyncio.run(run(args.url, student_ids, args.today, rate, args.seed))
+    print(_MARK + json.dumps(result | {"rate": rate}), flush=True)
+    return 0
+
+
+async def _estimate(url: str, today: date) -> float:
+    conn = await asyncpg.connect(url)
+    try:
+        return await estimate_peak_rate(conn, today)
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+@dataclass(frozen=True, slots=True)
+class WriterResult:
+    """What a writer did while it ran."""
+
+    writes: int
+    failed: int
+    seconds: float
+    rate: float
+
+    @property
+    def per_second(self) -> float:
+        return self.writes / self.seconds if self.seconds > 0 else 0.0
+
+
+class WriterProcess:
+    """`python -m bench.driver.writer` started for one measurement and stopped after it."""
+
+    def __init__(self, command: list[str], cwd: str) -> None:
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.process.stdout is not None
+        ready = self.process.stdout.readline()
+        if not ready.startswith("WRITER_READY"):
+            _out, err = self.process.communicate(timeout=STOP_TIMEOUT_S)
+            raise RuntimeError(f"the writer did not start:\n{ready}{err[-2000:]}")
+
+    def stop(self) -> WriterResult:
+        """SIGTERM, wait for its undo and summary."""
+        self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=STOP_TIMEOUT_S)
+        for line in out.splitlines():
+            if line.startswith(_MARK):
+                data = json.loads(line[len(_MARK) :])
+                return WriterResult(data["writes"], data["failed"], data["seconds"], data["rate"])
+        raise RuntimeError(f"the writer printed no result:\n{err[-2000:]}")
+
+    def kill(self) -> None:
+        """Stop without waiting for a summary (a failed measurement)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_writer(
+    url: str, students_file: str, *, today: date, rate: float | None, seed: int, cwd: str
+) -> WriterProcess:
+    """Start the writer on the owner's DSN; returns once it is writing."""
+    command = [sys.executable, "-m", "bench.driver.writer", "--url", url]
+    command += ["--students", students_file, "--today", today.isoformat(), "--seed", str(seed)]
+    if rate:
+        command += ["--rate", str(rate)]
+    return WriterProcess(command, cwd)
