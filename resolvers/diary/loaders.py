@@ -178,7 +178,7 @@ class AttendanceByStudentRangeLoader(_ByStudentRange[list[Attendance]]):
 
 
 class HomeworkByStudentRangeLoader(_ByStudentRange[list[HomeworkRecord]]):
-    """Homework of the student's class due in, or given at a lesson in, a window."""
+    """Homework of the student's class due in a window, or given at one of its lessons in it."""
 
     async def load_batch(self, keys: list[StudentRange]) -> list[list[HomeworkRecord]]:
         groups = await data.list_homework_by_student_ranges(self.pool, keys=keys)
