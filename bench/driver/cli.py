@@ -24,13 +24,14 @@ import httpx
 from bench.driver import database as db
 from bench.driver.canonical import MismatchError, canonical, describe_difference, size_summary
 from bench.driver.config import Config, build_parser, resolve_config
+from bench.driver.families import FamiliesWorkload, make_families, peer_of, requests_of
 from bench.driver.install import BENCH_DIR, Tools, prepare_tools
 from bench.driver.measure import (
     StatementCounter,
     measure,
     postmaster_pid,
 )
-from bench.driver.operations import Operation, build_request, load_operation
+from bench.driver.operations import FAMILIES, Operation, Request, build_request, load_operation
 from bench.driver.procs import BenchError, ProcessSet
 from bench.driver.provenance import git_state, source_fingerprint
 from bench.driver.report import (
@@ -108,6 +109,9 @@ def run(config: Config, command: str) -> int:
         if config.big_scale is not None:
             big = asyncio.run(prepare(server, config, config.big_scale))
         fixture = asyncio.run(db.load_fixture(base, today=config.today))
+        workload = None
+        if FAMILIES in config.operations:
+            workload = asyncio.run(prepare_families(config, base))
         # Every target starts now, from the same sources (the 10x gateway too).
         _say("==> starting the targets")
         fingerprint = source_fingerprint(PROJECT_ROOT)
@@ -140,10 +144,15 @@ def run(config: Config, command: str) -> int:
             _say(f"    {target.label:<20} pid {target.server.pid:<8} {target.base_url}")
         operations = [load_operation(name) for name in config.operations]
         _say("==> checking that every target returns the same data")
-        descriptions = {op.name: verify(op, targets, fixture) for op in operations}
+        descriptions = {
+            op.name: verify_families(targets, workload)
+            if op.name == FAMILIES and workload is not None
+            else verify(op, targets, fixture)
+            for op in operations
+        }
         pid = postmaster_pid(DATA_DIR / "pg")
         reports = asyncio.run(
-            measure_all(config, tools, operations, targets, fixture, descriptions, pid)
+            measure_all(config, tools, operations, targets, fixture, descriptions, pid, workload)
         )
         big_report = None
         if big_target is not None and big_fixture is not None and no_cache is not None:
@@ -175,7 +184,65 @@ async def prepare(server: EmbeddedServer, config: Config, scale: int) -> db.Data
 
 def fetch(target: Target, operation: Operation, fixture: db.Fixture) -> tuple[object, int]:
     """One request to a target: the parsed JSON and the body's size in bytes."""
-    request = request_for(target, operation, fixture)
+    return _post(target, request_for(target, operation, fixture), operation.name)
+
+
+async def prepare_families(config: Config, database: db.Database) -> FamiliesWorkload:
+    """The families' accounts, tokens and request files; the writer's rate."""
+    started = time.monotonic()
+    directory = DATA_DIR / "families" / database.name
+    families = await make_families(
+        database, today=config.today, seed=config.seed, directory=directory
+    )
+    students = len(families.school_student_ids)
+    _say(
+        f"    families: {len(families.families):,} parent accounts with session tokens, "
+        f"{students:,} students, in {time.monotonic() - started:.1f} s ({directory})"
+    )
+    return FamiliesWorkload(
+        families,
+        config.concurrencies,
+        database.url,
+        config.today,
+        config.seed,
+        config.writes_per_second,
+    )
+
+
+VERIFIED_FAMILIES = 3
+
+
+def verify_families(targets: Sequence[Target], workload: FamiliesWorkload) -> str:
+    """Stop with a diff unless every target answers the first families the same."""
+    measured = [target for target in targets if peer_of(target) is not None]
+    for number in range(VERIFIED_FAMILIES):
+        reference = None
+        for target in measured:
+            peer = peer_of(target)
+            assert peer is not None
+            request = requests_of(workload.families, peer)[number]
+            payload, _size = _post(target, request, FAMILIES)
+            answer = canonical("parent-week", target.kind, payload)
+            if not answer:
+                raise MismatchError(f"{FAMILIES}: family {number + 1}: {target.label}: no data")
+            if reference is None:
+                reference = (target.label, answer)
+            elif answer != reference[1]:
+                names = (reference[0], target.label)
+                diff = describe_difference(reference[1], answer, names=names)
+                raise MismatchError(f"{FAMILIES}: family {number + 1}: {names[1]} differs:\n{diff}")
+    count = len(workload.families.families)
+    rate = workload.writes_per_second
+    writer = f"{rate:g} writes/s" if rate else "a school-day peak (bench/driver/writer.py)"
+    description = (
+        f"parent-week of {count:,} families in a seeded random order, the writer at {writer}"
+    )
+    checked = f"the first {VERIFIED_FAMILIES} families the same on {len(measured)} targets"
+    _say(f"    {FAMILIES}: {checked}")
+    return description
+
+
+def _post(target: Target, request: Request, name: str) -> tuple[object, int]:
     response = httpx.post(
         f"{target.base_url}{request.path}",
         content=request.body,
@@ -184,8 +251,7 @@ def fetch(target: Target, operation: Operation, fixture: db.Fixture) -> tuple[ob
     )
     if response.status_code != 200:
         raise MismatchError(
-            f"{operation.name}: {target.label} answered HTTP {response.status_code}: "
-            f"{response.text[:2000]}"
+            f"{name}: {target.label} answered HTTP {response.status_code}: {response.text[:2000]}"
         )
     return response.json(), len(response.content)
 
@@ -222,19 +288,22 @@ async def measure_all(
     fixture: db.Fixture,
     descriptions: dict[str, str],
     pid: int,
+    workload: FamiliesWorkload | None = None,
 ) -> list[OperationReport]:
-    """Every operation at every concurrency, the targets alternating within each."""
+    """Every operation at every concurrency, the targets alternating within each
+    (families: not the raw limit, and with the writer)."""
     conn = await asyncpg.connect(fixture.database.url)
     counter = StatementCounter(conn)
     reports = []
-    total = len(operations) * len(config.concurrencies) * len(targets)
+    runs = {op.name: _targets_of(op, targets) for op in operations}
+    total = sum(len(items) for items in runs.values()) * len(config.concurrencies)
     done = 0
     try:
         for operation in operations:
             report = OperationReport(operation.name, descriptions[operation.name])
             reports.append(report)
             for concurrency in config.concurrencies:
-                for target in targets:
+                for target in runs[operation.name]:
                     done += 1
                     request = request_for(target, operation, fixture)
                     result = await measure(
@@ -247,6 +316,7 @@ async def measure_all(
                         duration=config.duration,
                         warmup=config.warmup,
                         threads=config.threads,
+                        workload=workload if operation.name == FAMILIES else None,
                     )
                     report.measurements.append(result)
                     _say(
@@ -257,6 +327,12 @@ async def measure_all(
     finally:
         await conn.close()
     return reports
+
+
+def _targets_of(operation: Operation, targets: Sequence[Target]) -> list[Target]:
+    if operation.name != FAMILIES:
+        return list(targets)
+    return [target for target in targets if peer_of(target) is not None]
 
 
 async def measure_big(

@@ -30,6 +30,7 @@ class Config:
     quick: bool
     targets: tuple[str, ...] = ()
     gateway_env: tuple[tuple[str, str], ...] = ()
+    writes_per_second: float | None = None  # families: None = the school-day peak
 
 
 def _duration(raw: str) -> str:
@@ -122,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a setting for every gateway target (repeatable), e.g. "
         "SCHOOL_GATEWAY_SERVER=asyncio, SCHOOL_GATEWAY_EXECUTOR=reference",
     )
+    parser.add_argument(
+        "--writes-per-second",
+        type=float,
+        help="families: the teachers' writer's rate (default: a school-day peak, "
+        "estimated from the data; see bench/driver/writer.py)",
+    )
     docs = parser.add_mutually_exclusive_group()
     docs.add_argument("--doc", dest="doc", action="store_true", default=None, help="update docs")
     docs.add_argument("--no-doc", dest="doc", action="store_false", help="leave docs alone")
@@ -146,4 +153,5 @@ def resolve_config(args: argparse.Namespace) -> Config:
         quick=quick,
         targets=args.targets,
         gateway_env=tuple(args.gateway_env),
+        writes_per_second=args.writes_per_second,
     )

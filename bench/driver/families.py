@@ -9,8 +9,10 @@ read as the gateway reads it (`load_viewer`): the same student ids go to PostGra
 
 Three files per database under bench/.data/families/<database>/, read by
 bench/wrk/families.lua:
-- `gateway.tsv`, `postgraphile.tsv`: one line per family, `<Authorization>\\t<JSON body>`
-  (PostGraphile's authorization is empty; bodies are single-line JSON);
+- `gateway.tsv`, `postgraphile.tsv`, `postgraphile-rls.tsv`: one line per family,
+  `<Authorization><TAB><JSON body>` (bodies are single-line JSON; PostGraphile's
+  authorization is empty, PostGraphile-RLS's is the family's JWT: the claims of the
+  parent registry records the gateway matches, `bench.driver.rls.parent_claims`);
 - `sequence.txt`: the order of requests, one family number (1-based) per line, drawn
   with replacement from the seed: both targets get the same sequence of families;
 - `students.txt`: every family's student ids (the writer works in their schools).
@@ -30,19 +32,33 @@ from typing import Any
 
 import asyncpg
 
-from auth.store.accounts import load_viewer, upsert_parent_account
+from auth.store.accounts import REGISTRY_MATCH_RULE, load_viewer, upsert_parent_account
 from auth.store.sessions import issue_dev_token
+from bench.driver import rls
 from bench.driver.database import Database, gateway_settings
 from bench.driver.operations import Kind, Request, load_operation
+from bench.driver.targets import PROJECT_ROOT, Target
+from bench.driver.writer import WriterProcess, start_writer
 from gateway.core.db import create_pool
 
 FAMILY_COUNT = 2000
-SEQUENCE_LENGTH = 200_000
-FILE_NAMES = {Kind.GATEWAY: "gateway.tsv", Kind.POSTGRAPHILE: "postgraphile.tsv"}
+SEQUENCE_LENGTH = 400_000
+# Each warm-up and each timed run of a target begins at its own part of the sequence
+# (2 parts per concurrency), so a run does not start with the families the last one read.
+SEQUENCE_PART = 50_000
+PEERS = ("gateway", "postgraphile", "postgraphile-rls")
 SEQUENCE_FILE = "sequence.txt"
 STUDENTS_FILE = "students.txt"
 
 # Parent persons (a well-formed SNILS) with at least one linked student, in a fixed order.
+# The parent registry records of an account's scope that the gateway matches to it
+# ($1 SNILS, $2 phone, $3 the scope): PostGraphile-RLS's claims.
+_PARENT_RECORDS = f"""
+SELECT array_agg(DISTINCT pl.parent_id ORDER BY pl.parent_id)
+FROM diary_api.parent_links pl
+WHERE pl.student_id = ANY($3::int[]) AND ({REGISTRY_MATCH_RULE})
+"""
+
 _PARENTS = r"""
 SELECT p.snils, min(p.phone) AS phone,
        min(concat_ws(' ', p.last_name, p.first_name, p.patronymic)) AS full_name
@@ -61,6 +77,7 @@ class Family:
     account_id: str
     token: str
     student_ids: tuple[int, ...]
+    rls_token: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +89,8 @@ class Families:
     week_from: date
     week_to: date
 
-    def file(self, kind: Kind) -> Path:
-        return self.directory / FILE_NAMES[kind]
+    def file(self, peer: str) -> Path:
+        return self.directory / f"{peer}.tsv"
 
     @property
     def sequence(self) -> Path:
@@ -111,7 +128,10 @@ async def _make_family(pool: asyncpg.Pool, database: Database, row: asyncpg.Reco
     if viewer is None or not viewer.student_ids:
         raise RuntimeError(f"parent account {account_id} has no children")
     token = await issue_dev_token(pool, settings, account_id)
-    return Family(account_id, token, tuple(sorted(viewer.student_ids)))
+    scope = sorted(viewer.student_ids)
+    parent_ids = await pool.fetchval(_PARENT_RECORDS, row["snils"], row["phone"], scope)
+    rls_token = rls.sign_jwt(rls.parent_claims(parent_ids))
+    return Family(account_id, token, tuple(scope), rls_token)
 
 
 async def make_families(
@@ -135,8 +155,18 @@ async def make_families(
     return result
 
 
-def requests_of(families: Families, kind: Kind) -> list[Request]:
-    """Each family's request for a target kind, in family order."""
+def peer_of(target: Target) -> str | None:
+    """Which request file a target reads (None: the raw limit, not run on families)."""
+    if target.kind is Kind.GATEWAY:
+        return "gateway"
+    if target.kind is Kind.POSTGRAPHILE:
+        return "postgraphile-rls" if target.rls else "postgraphile"
+    return None
+
+
+def requests_of(families: Families, peer: str) -> list[Request]:
+    """Each family's request for a peer (`PEERS`), in family order."""
+    kind = Kind.GATEWAY if peer == "gateway" else Kind.POSTGRAPHILE
     operation = load_operation("parent-week")
     week = {"from": families.week_from.isoformat(), "to": families.week_to.isoformat()}
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -146,7 +176,8 @@ def requests_of(families: Families, kind: Kind) -> list[Request]:
         if kind is Kind.POSTGRAPHILE:
             variables = {"studentIds": list(family.student_ids), **week}
         payload = {"query": operation.documents[kind], "variables": variables}
-        extra = {"Authorization": f"Bearer {family.token}"} if kind is Kind.GATEWAY else {}
+        token = {"gateway": family.token, "postgraphile-rls": family.rls_token}.get(peer)
+        extra = {"Authorization": f"Bearer {token}"} if token else {}
         requests.append(Request("/graphql", _json(payload), headers | extra))
     return requests
 
@@ -154,12 +185,12 @@ def requests_of(families: Families, kind: Kind) -> list[Request]:
 def write_files(families: Families, *, seed: int) -> None:
     """The request files of both target kinds and the seeded sequence of families."""
     families.directory.mkdir(parents=True, exist_ok=True)
-    for kind in FILE_NAMES:
+    for peer in PEERS:
         lines = [
             f"{request.headers.get('Authorization', '')}\t{request.body.decode()}"
-            for request in requests_of(families, kind)
+            for request in requests_of(families, peer)
         ]
-        families.file(kind).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        families.file(peer).write_text("\n".join(lines) + "\n", encoding="utf-8")
     order = sequence(len(families.families), seed=seed)
     families.sequence.write_text("\n".join(map(str, order)) + "\n", encoding="utf-8")
     students = "\n".join(map(str, families.school_student_ids)) + "\n"
@@ -174,3 +205,47 @@ def sequence(count: int, *, seed: int, length: int = SEQUENCE_LENGTH) -> Sequenc
 
 def _json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class FamiliesWorkload:
+    """What bench/run needs to measure a target on the families: wrk's script and
+    environment for each run, the first family's request (statements per request), and
+    the writer that runs during each measurement."""
+
+    families: Families
+    concurrencies: tuple[int, ...]
+    database_url: str
+    today: date
+    seed: int
+    writes_per_second: float | None
+
+    def wrk_env(self, target: Target, *, concurrency: int, timed: bool) -> dict[str, str]:
+        """The environment of bench/wrk/families.lua for one run of `target`."""
+        peer = peer_of(target)
+        if peer is None:
+            raise ValueError(f"{target.label} is not measured on the families")
+        part = 2 * self.concurrencies.index(concurrency) + (1 if timed else 0)
+        return {
+            "BENCH_FAMILIES_FILE": str(self.families.file(peer)),
+            "BENCH_SEQUENCE_FILE": str(self.families.sequence),
+            "BENCH_SEQUENCE_START": str(part * SEQUENCE_PART % SEQUENCE_LENGTH),
+        }
+
+    def first_request(self, target: Target) -> Request:
+        """The first family's request (sequential samples: statements per request)."""
+        peer = peer_of(target)
+        assert peer is not None
+        first = dataclasses.replace(self.families, families=self.families.families[:1])
+        return requests_of(first, peer)[0]
+
+    def start_writer(self) -> WriterProcess:
+        """The teachers' writer, writing until stopped."""
+        return start_writer(
+            self.database_url,
+            str(self.families.students),
+            today=self.today,
+            rate=self.writes_per_second,
+            seed=self.seed,
+            cwd=str(PROJECT_ROOT),
+        )

@@ -7,11 +7,20 @@ the target, PostgreSQL or wrk is reported as "other": on a shared machine it say
 much the numbers can be trusted. SQL statements per request are counted exactly, with
 pg_stat_statements, over a few sequential requests after the timed run (under load,
 requests in flight at the run's edges would blur the count).
+
+The `families` workload (bench.driver.families) runs bench/wrk/families.lua instead,
+with the teachers' writer (bench.driver.writer) writing from before the warm-up until
+the run's requests are done; its CPU falls under "other", its statements under the
+database's CPU. Its gateway rows get the response cache's hit rate over the timed run:
+1 - (diary reads / requests), a diary read being a call of a statement that reads
+`diary_api.lessons` (pg_stat_statements, reset before the run): a miss executes the
+document and reads the lessons once, a hit sends only the viewer and versions statements.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import resource
@@ -25,12 +34,14 @@ import asyncpg
 import httpx
 import psutil
 
+from bench.driver.families import FamiliesWorkload
 from bench.driver.install import BENCH_DIR, Tools
-from bench.driver.operations import Request
+from bench.driver.operations import Kind, Request
 from bench.driver.procs import BenchError, PeakRss, cpu_delta, cpu_seconds
 from bench.driver.targets import Target
 
 LUA_SCRIPT = BENCH_DIR / "wrk" / "post.lua"
+FAMILIES_SCRIPT = BENCH_DIR / "wrk" / "families.lua"
 WRK_TIMEOUT = "10s"
 STATEMENT_SAMPLE_REQUESTS = 20
 _MARK = "BENCH_RESULT "
@@ -44,6 +55,14 @@ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND toplevel
   AND query ~* '^\s*(\(\s*)?(select|with|insert|update|delete|values|table)\M'
   AND query !~* 'pg_stat_statements'
+"""
+
+# Executions of a diary document: the statements that read the lessons (once a miss).
+_DIARY_READS = r"""
+SELECT coalesce(sum(calls), 0)::bigint
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND toplevel AND query ~ 'diary_api\.lessons\M'
 """
 
 
@@ -75,18 +94,29 @@ class Measurement:
     db_cpu_per_1000: float
     peak_mb: float
     other_cpu_percent: float
+    hit_rate: float | None = None  # families, gateway targets: the response cache's
+    writes_per_s: float | None = None  # families: the writer's rate during the run
 
 
 def run_wrk(
-    tools: Tools, target: Target, request: Request, *, concurrency: int, duration: str, threads: int
+    tools: Tools,
+    target: Target,
+    request: Request,
+    *,
+    concurrency: int,
+    duration: str,
+    threads: int,
+    families: dict[str, str] | None = None,
 ) -> WrkResult:
-    """Run wrk once and parse the summary its `done()` prints."""
+    """Run wrk once and parse the summary its `done()` prints. With `families` (the
+    environment of bench/wrk/families.lua) the families' requests instead of `request`."""
     with tempfile.NamedTemporaryFile(prefix="bench-body-", suffix=".json") as body:
         body.write(request.body)
         body.flush()
         env = dict(os.environ)
         env["BENCH_BODY_FILE"] = body.name
         env["BENCH_AUTHORIZATION"] = request.headers.get("Authorization", "")
+        env |= families or {}
         command = [
             str(tools.wrk),
             f"-t{min(threads, concurrency)}",
@@ -94,7 +124,7 @@ def run_wrk(
             f"-d{duration}",
             f"--timeout={WRK_TIMEOUT}",
             "-s",
-            str(LUA_SCRIPT),
+            str(FAMILIES_SCRIPT if families else LUA_SCRIPT),
             f"{target.base_url}{request.path}",
         ]
         result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -123,6 +153,9 @@ class StatementCounter:
 
     async def calls(self) -> int:
         return int(await self.conn.fetchval(_STATEMENT_CALLS))
+
+    async def diary_reads(self) -> int:
+        return int(await self.conn.fetchval(_DIARY_READS))
 
 
 def database_backends(postmaster_pid: int) -> list[psutil.Process]:
@@ -171,16 +204,68 @@ async def measure(
     duration: str,
     warmup: str,
     threads: int,
+    workload: FamiliesWorkload | None = None,
 ) -> Measurement:
-    """Warm up, then one timed wrk run with statements, CPU and peak memory."""
-    run_wrk(tools, target, request, concurrency=concurrency, duration=warmup, threads=threads)
+    """Warm up, then one timed wrk run with statements, CPU and peak memory.
+
+    With `workload` (families): the families' requests, the writer running from before
+    the warm-up until the timed run's requests are done, and the cache's hit rate."""
+    writer = workload.start_writer() if workload is not None else None
+    try:
+        item = await _timed_run(
+            tools,
+            target,
+            request,
+            counter,
+            postmaster_pid=postmaster_pid,
+            concurrency=concurrency,
+            duration=duration,
+            warmup=warmup,
+            threads=threads,
+            workload=workload,
+        )
+    finally:
+        writes = writer.stop() if writer is not None else None
+    if workload is not None:
+        request = workload.first_request(target)
+    return dataclasses.replace(
+        item,
+        statements_per_request=await statements_per_request(target, request, counter),
+        writes_per_s=None if writes is None else writes.per_second,
+    )
+
+
+async def _timed_run(
+    tools: Tools,
+    target: Target,
+    request: Request,
+    counter: StatementCounter,
+    *,
+    postmaster_pid: int,
+    concurrency: int,
+    duration: str,
+    warmup: str,
+    threads: int,
+    workload: FamiliesWorkload | None,
+) -> Measurement:
+    """The warm-up and the timed run (statements per request not yet counted)."""
+
+    def families(timed: bool) -> dict[str, str] | None:
+        if workload is None:
+            return None
+        return workload.wrk_env(target, concurrency=concurrency, timed=timed)
+
+    common = {"concurrency": concurrency, "threads": threads}
+    run_wrk(tools, target, request, duration=warmup, families=families(False), **common)
+    if workload is not None:
+        await counter.reset()
     cpu_before = cpu_seconds(target.server.tree())
     db_before = cpu_seconds(database_backends(postmaster_pid))
     machine_before, wrk_before = _machine_busy_seconds(), _children_cpu_seconds()
     wall_started = time.monotonic()
     with PeakRss(target.server) as memory:
         result = run_wrk(
-            tools, target, request, concurrency=concurrency, duration=duration, threads=threads
+            tools, target, request, duration=duration, families=families(True), **common
         )
     wall = time.monotonic() - wall_started
     target_cpu = cpu_delta(cpu_before, cpu_seconds(target.server.tree()))
@@ -191,6 +276,9 @@ async def measure(
         raise BenchError(f"{target.label} died during the run:\n{target.server.log_tail()}")
     # wrk has stopped but the target still finishes the requests that were in flight.
     await asyncio.sleep(min(3.0, max(0.3, 2 * result.p99_ms / 1000)))
+    hit_rate = None
+    if workload is not None and target.kind is Kind.GATEWAY and result.requests:
+        hit_rate = max(0.0, 1.0 - await counter.diary_reads() / result.requests)
     other = max(0.0, machine - target_cpu - db_cpu - wrk_cpu)
     capacity = wall * (psutil.cpu_count() or 1)
     per_thousand = 1000 / result.requests if result.requests else 0.0
@@ -199,11 +287,12 @@ async def measure(
         processes=target.processes,
         concurrency=concurrency,
         wrk=result,
-        statements_per_request=await statements_per_request(target, request, counter),
+        statements_per_request=0.0,
         cpu_per_1000=target_cpu * per_thousand,
         db_cpu_per_1000=db_cpu * per_thousand,
         peak_mb=memory.peak_bytes / (1 << 20),
         other_cpu_percent=100 * other / capacity if capacity else 0.0,
+        hit_rate=hit_rate,
     )
 
 

@@ -3,6 +3,9 @@
 Each operation has `<name>.gateway.graphql`, `<name>.postgraphile.graphql` and
 `<name>.variables.json` (variables per target kind, with `{placeholders}` filled from the
 database's fixture: ids and dates differ between databases).
+
+`families` (bench.driver.families) reads parent-week's documents; its requests come
+from its own files, each a different family's (the fixture's request is its check).
 """
 
 from __future__ import annotations
@@ -50,19 +53,21 @@ ACCOUNTS = {
     "student-quarter": QUARTER_ACCOUNT,
     "student-year": YEAR_ACCOUNT,
 }
-OPERATION_NAMES = tuple(ACCOUNTS)
+FAMILIES = "families"
+OPERATION_NAMES = (*ACCOUNTS, FAMILIES)
 
 
 def load_operation(name: str) -> Operation:
     """Read an operation's files from bench/queries."""
-    raw_variables = json.loads((QUERIES_DIR / f"{name}.variables.json").read_text())
+    files = "parent-week" if name == FAMILIES else name
+    raw_variables = json.loads((QUERIES_DIR / f"{files}.variables.json").read_text())
     documents = {
-        kind: (QUERIES_DIR / f"{name}.{kind.value}.graphql").read_text()
+        kind: (QUERIES_DIR / f"{files}.{kind.value}.graphql").read_text()
         for kind in (Kind.GATEWAY, Kind.POSTGRAPHILE)
     }
     return Operation(
         name=name,
-        account=ACCOUNTS[name],
+        account=ACCOUNTS.get(name, PARENT_ACCOUNT),
         documents=documents,
         variables={kind: raw_variables[kind.value] for kind in Kind},
     )

@@ -96,6 +96,31 @@ def operation_section(report: OperationReport, concurrencies: Sequence[int]) -> 
         lines += [_row(item) for item in report.measurements if item.concurrency == concurrency]
     lines.append("")
     lines += ratio_table(report.measurements, concurrencies)
+    lines += workload_lines(report.measurements, concurrencies)
+    return lines
+
+
+def workload_lines(items: Sequence[Measurement], concurrencies: Sequence[int]) -> list[str]:
+    """families: each gateway target's response-cache hit rate over its timed runs, and
+    the writer's rate during the runs (lowest-highest over the targets)."""
+    if all(item.writes_per_s is None for item in items):
+        return []
+    lines = []
+    for target in dict.fromkeys(item.target for item in items if item.hit_rate is not None):
+        cells = []
+        for concurrency in concurrencies:
+            rates = [
+                i.hit_rate
+                for i in items
+                if i.target == target and i.concurrency == concurrency and i.hit_rate is not None
+            ]
+            cells.append(f"{100 * rates[0]:>8.0f}%" if rates else f"{'-':>9}")
+        lines.append(f"{f'response-cache hit rate, {target}':<46}" + "".join(cells))
+    cells = []
+    for concurrency in concurrencies:
+        rates = [i.writes_per_s for i in items if i.concurrency == concurrency and i.writes_per_s]
+        cells.append(f"{min(rates):>4.1f}-{max(rates):<4.1f}" if rates else f"{'-':>9}")
+    lines.append(f"{'teachers writer, writes/s during the runs':<46}" + "".join(cells))
     return lines
 
 
@@ -190,6 +215,12 @@ FAIRNESS = [
     "That is the best case (a family reloading an unchanged diary). `gateway x1 no-cache`",
     "(SCHOOL_GATEWAY_RESPONSE_CACHE=0) executes every request: the figure for requests",
     "that differ or data that changed. The 10x-database comparison uses it too.",
+    "FAMILIES: 2,000 parent accounts with session tokens made by auth.store; each request a",
+    "random family's week (the same seeded sequence for every target; PostGraphile gets",
+    "the family's student ids, PostGraphile-RLS the family's JWT). A writer process",
+    "(bench/driver/writer.py) writes marks, attendance and topics in the families' schools",
+    "during each run (its DB CPU counts in DB CPU s/1k, its own CPU in other %). Hit rate =",
+    "1 - diary reads / requests (pg_stat_statements over the timed run).",
 ]
 
 
