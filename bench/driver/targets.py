@@ -156,18 +156,16 @@ def request_for(target: Target, operation: Operation, fixture: Fixture) -> Reque
 
 
 def check_rls_target(target: Target, fixture: Fixture) -> None:
-    """parent-week through PostGraphile-RLS: with the parent's JWT, the parent's children
-    are answered and another family's student ids give no rows; with no JWT, the read
-    is refused."""
-    operation = load_operation("parent-week")
-    own = _student_rows(target, request_for(target, operation, fixture))
+    """parent-week through PostGraphile-RLS: with the parent's JWT, exactly the parent's
+    children are answered and another family's student ids give no rows; with no JWT,
+    the read is refused."""
+    request = request_for(target, load_operation("parent-week"), fixture)
+    own = _student_rows(target, request)
     other = asyncio.run(rls.other_family_student(fixture.database.url, own))
-    body = json.loads(request_for(target, operation, fixture).body)
+    body = json.loads(request.body)
     body["variables"]["studentIds"] = [other]
-    foreign = dataclasses.replace(
-        request_for(target, operation, fixture), body=json.dumps(body).encode()
-    )
-    if not own or _student_rows(target, foreign):
+    foreign = dataclasses.replace(request, body=json.dumps(body).encode())
+    if own != fixture.values["parent_student_ids"] or _student_rows(target, foreign):
         raise BenchError(
             f"{target.label}: row-level security does not restrict parent-week "
             f"(own children {own}, another family's student {other} visible)"
