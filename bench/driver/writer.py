@@ -172,10 +172,12 @@ async def run(
         print("WRITER_READY", flush=True)
         rng = random.Random(f"writer-{seed}")
         writes = failed = 0
-        started = time.monotonic()
+        started = due = time.monotonic()
         while not stop.is_set():
+            # Arrivals on the clock (a Poisson process): a slow write does not lower the rate.
+            due += rng.expovariate(rate)
             try:
-                await asyncio.wait_for(stop.wait(), timeout=rng.expovariate(rate))
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, due - time.monotonic()))
             except TimeoutError:
                 try:
                     await write_one(conn, journal, rng)
