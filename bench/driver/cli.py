@@ -192,7 +192,7 @@ async def prepare_families(config: Config, database: db.Database) -> FamiliesWor
     started = time.monotonic()
     directory = DATA_DIR / "families" / database.name
     families = await make_families(
-        database, today=config.today, seed=config.seed, directory=directory
+        database, today=config.today, seed=config.seed, directory=directory, count=config.families
     )
     students = len(families.school_student_ids)
     _say(

@@ -31,6 +31,7 @@ class Config:
     targets: tuple[str, ...] = ()
     gateway_env: tuple[tuple[str, str], ...] = ()
     writes_per_second: float | None = None  # families: None = the school-day peak
+    families: int = 2000  # families: how many parent accounts the requests rotate over
 
 
 def _duration(raw: str) -> str:
@@ -129,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="families: the teachers' writer's rate (default: a school-day peak, "
         "estimated from the data; see bench/driver/writer.py)",
     )
+    parser.add_argument(
+        "--families",
+        type=int,
+        default=2000,
+        help="families: distinct parent accounts (default 2000; at scale 10 up to ~20,000)",
+    )
     docs = parser.add_mutually_exclusive_group()
     docs.add_argument("--doc", dest="doc", action="store_true", default=None, help="update docs")
     docs.add_argument("--no-doc", dest="doc", action="store_false", help="leave docs alone")
@@ -154,4 +161,5 @@ def resolve_config(args: argparse.Namespace) -> Config:
         targets=args.targets,
         gateway_env=tuple(args.gateway_env),
         writes_per_second=args.writes_per_second,
+        families=max(1, args.families),
     )
