@@ -15,15 +15,21 @@ bench/wrk/families.lua:
   parent registry records the gateway matches, `bench.driver.rls.parent_claims`);
 - `sequence.txt`: the order of requests, one family number (1-based) per line, drawn
   with replacement from the seed: both targets get the same sequence of families;
-- `students.txt`: every family's student ids (the writer works in their schools).
+- `students.txt`: every family's student ids (the writer works in their schools);
+- `families.json`: the families with their tokens, reused by the next run on the same
+  data (database, seed, today, count) while every session is live and every token
+  valid for `REUSE_MARGIN_S` more (so runs do not pile up sessions).
+
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -49,6 +55,8 @@ SEQUENCE_PART = 50_000
 PEERS = ("gateway", "postgraphile", "postgraphile-rls")
 SEQUENCE_FILE = "sequence.txt"
 STUDENTS_FILE = "students.txt"
+TOKENS_FILE = "families.json"
+REUSE_MARGIN_S = 6 * 3600
 
 # Parent persons (a well-formed SNILS) with at least one linked student, in a fixed order.
 # The parent registry records of an account's scope that the gateway matches to it
@@ -137,7 +145,20 @@ async def _make_family(pool: asyncpg.Pool, database: Database, row: asyncpg.Reco
 async def make_families(
     database: Database, *, today: date, seed: int, directory: Path, count: int = FAMILY_COUNT
 ) -> Families:
-    """Accounts, tokens and request files of `count` families (the week of `today`)."""
+    """Accounts, tokens and request files of `count` families (the week of `today`);
+    the last run's, if still good for this data (`families.json`)."""
+    key = {"database": database.name, "seed": seed, "today": today.isoformat(), "count": count}
+    families = await _reusable(directory / TOKENS_FILE, key, database.url)
+    if families is None:
+        families = await _new_families(database, count=count, seed=seed)
+        _save(directory / TOKENS_FILE, key, families)
+    monday = today - timedelta(days=today.weekday())
+    result = Families(tuple(families), directory, monday, monday + timedelta(days=6))
+    write_files(result, seed=seed)
+    return result
+
+
+async def _new_families(database: Database, *, count: int, seed: int) -> list[Family]:
     rows = await pick_parents(database.url, count=count, seed=seed)
     settings = gateway_settings(database.gateway_url)
     pool = await create_pool(database.gateway_url, dataclasses.replace(settings, pool_min_size=1))
@@ -149,10 +170,56 @@ async def make_families(
             families += await asyncio.gather(*(_make_family(pool, database, r) for r in chunk))
     finally:
         await pool.close()
-    monday = today - timedelta(days=today.weekday())
-    result = Families(tuple(families), directory, monday, monday + timedelta(days=6))
-    write_files(result, seed=seed)
-    return result
+    return families
+
+
+_LIVE_SESSIONS = """
+SELECT count(*) FROM gateway.sessions
+WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL
+  AND expires_at > now() + make_interval(secs => $2)
+"""
+
+
+async def _reusable(path: Path, key: dict[str, Any], url: str) -> list[Family] | None:
+    """The saved families if they are this data's and every token outlives the margin."""
+    families = _load(path, key)
+    if families is None:
+        return None
+    deadline = time.time() + REUSE_MARGIN_S
+    claims = [_claims(token) for f in families for token in (f.token, f.rls_token)]
+    if any(claim["exp"] < deadline for claim in claims):
+        return None
+    sessions = [_claims(f.token)["sid"] for f in families]
+    conn = await asyncpg.connect(url)
+    try:
+        live = await conn.fetchval(_LIVE_SESSIONS, sessions, float(REUSE_MARGIN_S))
+    finally:
+        await conn.close()
+    return families if live == len(families) else None
+
+
+def _save(path: Path, key: dict[str, Any], families: list[Family]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    saved = {"key": key, "families": [dataclasses.astuple(f) for f in families]}
+    path.write_text(json.dumps(saved), encoding="utf-8")
+
+
+def _load(path: Path, key: dict[str, Any]) -> list[Family] | None:
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if saved.get("key") != key:
+        return None
+    return [Family(a, t, tuple(ids), r) for a, t, ids, r in saved["families"]]
+
+
+def _claims(token: str) -> dict[str, Any]:
+    """A JWT's payload, unverified (only to read our own tokens' expiry and session)."""
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims
 
 
 def peer_of(target: Target) -> str | None:

@@ -229,7 +229,7 @@ FAIRNESS = [
     "(SCHOOL_GATEWAY_RESPONSE_CACHE=0) executes every request: the figure for requests",
     "that differ or data that changed. The 10x-database comparison uses it too.",
     "FAMILIES: --families parent accounts (default 2,000) with session tokens made by",
-    "auth.store (a new API session each, for every run); each request a",
+    "auth.store (API sessions, reused by later runs while valid); each request a",
     "random family's week (the same seeded sequence for every target; PostGraphile gets",
     "the family's student ids, PostGraphile-RLS the family's JWT). A writer process",
     "(bench/driver/writer.py) writes marks, attendance and topics in the families' schools",
