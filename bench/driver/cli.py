@@ -214,13 +214,11 @@ VERIFIED_FAMILIES = 3
 
 def verify_families(targets: Sequence[Target], workload: FamiliesWorkload) -> str:
     """Stop with a diff unless every target answers the first families the same."""
-    measured = [target for target in targets if peer_of(target) is not None]
+    measured = list(targets)
     for number in range(VERIFIED_FAMILIES):
         reference = None
         for target in measured:
-            peer = peer_of(target)
-            assert peer is not None
-            request = requests_of(workload.families, peer)[number]
+            request = requests_of(workload.families, peer_of(target))[number]
             payload, _size = _post(target, request, FAMILIES)
             answer = canonical("parent-week", target.kind, payload)
             if not answer:
@@ -291,19 +289,18 @@ async def measure_all(
     workload: FamiliesWorkload | None = None,
 ) -> list[OperationReport]:
     """Every operation at every concurrency, the targets alternating within each
-    (families: not the raw limit, and with the writer)."""
+    (families: with the writer)."""
     conn = await asyncpg.connect(fixture.database.url)
     counter = StatementCounter(conn)
     reports = []
-    runs = {op.name: _targets_of(op, targets) for op in operations}
-    total = sum(len(items) for items in runs.values()) * len(config.concurrencies)
+    total = len(operations) * len(config.concurrencies) * len(targets)
     done = 0
     try:
         for operation in operations:
             report = OperationReport(operation.name, descriptions[operation.name])
             reports.append(report)
             for concurrency in config.concurrencies:
-                for target in runs[operation.name]:
+                for target in targets:
                     done += 1
                     request = request_for(target, operation, fixture)
                     result = await measure(
@@ -327,12 +324,6 @@ async def measure_all(
     finally:
         await conn.close()
     return reports
-
-
-def _targets_of(operation: Operation, targets: Sequence[Target]) -> list[Target]:
-    if operation.name != FAMILIES:
-        return list(targets)
-    return [target for target in targets if peer_of(target) is not None]
 
 
 async def measure_big(

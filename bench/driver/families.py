@@ -9,10 +9,11 @@ read as the gateway reads it (`load_viewer`): the same student ids go to PostGra
 
 Three files per database under bench/.data/families/<database>/, read by
 bench/wrk/families.lua:
-- `gateway.tsv`, `postgraphile.tsv`, `postgraphile-rls.tsv`: one line per family,
-  `<Authorization><TAB><JSON body>` (bodies are single-line JSON; PostGraphile's
-  authorization is empty, PostGraphile-RLS's is the family's JWT: the claims of the
-  parent registry records the gateway matches, `bench.driver.rls.parent_claims`);
+- `gateway.tsv`, `postgraphile.tsv`, `postgraphile-rls.tsv`, `raw-limit.tsv`: one line
+  per family, `<Authorization><TAB><JSON body>` (bodies are single-line JSON;
+  PostGraphile's and the raw limit's authorization is empty, PostGraphile-RLS's is the
+  family's JWT: the claims of the parent registry records the gateway matches,
+  `bench.driver.rls.parent_claims`; the raw limit's body is its variables);
 - `sequence.txt`: the order of requests, one family number (1-based) per line, drawn
   with replacement from the seed: both targets get the same sequence of families;
 - `students.txt`: every family's student ids (the writer works in their schools);
@@ -52,7 +53,7 @@ SEQUENCE_LENGTH = 400_000
 # Each warm-up and each timed run of a target begins at its own part of the sequence
 # (2 parts per concurrency), so a run does not start with the families the last one read.
 SEQUENCE_PART = 50_000
-PEERS = ("gateway", "postgraphile", "postgraphile-rls")
+PEERS = ("gateway", "postgraphile", "postgraphile-rls", "raw-limit")
 SEQUENCE_FILE = "sequence.txt"
 STUDENTS_FILE = "students.txt"
 TOKENS_FILE = "families.json"
@@ -222,26 +223,29 @@ def _claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def peer_of(target: Target) -> str | None:
-    """Which request file a target reads (None: the raw limit, not run on families)."""
+def peer_of(target: Target) -> str:
+    """Which request file a target reads."""
     if target.kind is Kind.GATEWAY:
         return "gateway"
     if target.kind is Kind.POSTGRAPHILE:
         return "postgraphile-rls" if target.rls else "postgraphile"
-    return None
+    return "raw-limit"
 
 
 def requests_of(families: Families, peer: str) -> list[Request]:
     """Each family's request for a peer (`PEERS`), in family order."""
-    kind = Kind.GATEWAY if peer == "gateway" else Kind.POSTGRAPHILE
+    kind = {"gateway": Kind.GATEWAY, "raw-limit": Kind.RAW}.get(peer, Kind.POSTGRAPHILE)
     operation = load_operation("parent-week")
     week = {"from": families.week_from.isoformat(), "to": families.week_to.isoformat()}
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     requests = []
     for family in families.families:
         variables: dict[str, Any] = dict(week)
-        if kind is Kind.POSTGRAPHILE:
+        if kind is not Kind.GATEWAY:
             variables = {"studentIds": list(family.student_ids), **week}
+        if kind is Kind.RAW:  # the raw limit's body is the variables (operations.py)
+            requests.append(Request("/parent-week", _json(variables), headers))
+            continue
         payload = {"query": operation.documents[kind], "variables": variables}
         token = {"gateway": family.token, "postgraphile-rls": family.rls_token}.get(peer)
         extra = {"Authorization": f"Bearer {token}"} if token else {}
@@ -290,8 +294,6 @@ class FamiliesWorkload:
     def wrk_env(self, target: Target, *, concurrency: int, timed: bool) -> dict[str, str]:
         """The environment of bench/wrk/families.lua for one run of `target`."""
         peer = peer_of(target)
-        if peer is None:
-            raise ValueError(f"{target.label} is not measured on the families")
         part = 2 * self.concurrencies.index(concurrency) + (1 if timed else 0)
         return {
             "BENCH_FAMILIES_FILE": str(self.families.file(peer)),
@@ -302,7 +304,6 @@ class FamiliesWorkload:
     def first_request(self, target: Target) -> Request:
         """The first family's request (sequential samples: statements per request)."""
         peer = peer_of(target)
-        assert peer is not None
         first = dataclasses.replace(self.families, families=self.families.families[:1])
         return requests_of(first, peer)[0]
 

@@ -210,6 +210,8 @@ async def measure(
 
     With `workload` (families): the families' requests, the writer running from before
     the warm-up until the timed run's requests are done, and the cache's hit rate."""
+    if workload is not None:  # its path for wrk; its requests for the statement count
+        request = workload.first_request(target)
     writer = workload.start_writer() if workload is not None else None
     try:
         item = await _timed_run(
@@ -226,8 +228,6 @@ async def measure(
         )
     finally:
         writes = writer.stop() if writer is not None else None
-    if workload is not None:
-        request = workload.first_request(target)
     return dataclasses.replace(
         item,
         statements_per_request=await statements_per_request(target, request, counter),

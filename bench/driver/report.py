@@ -231,7 +231,7 @@ FAIRNESS = [
     "FAMILIES: --families parent accounts (default 2,000) with session tokens made by",
     "auth.store (API sessions, reused by later runs while valid); each request a",
     "random family's week (the same seeded sequence for every target; PostGraphile gets",
-    "the family's student ids, PostGraphile-RLS the family's JWT). A writer process",
+    "and the raw limit the student ids, PostGraphile-RLS the family's JWT). A writer process",
     "(bench/driver/writer.py) writes marks, attendance and topics in the families' schools",
     "during each run (its DB CPU counts in DB CPU s/1k, its own CPU in other %). Hit rate =",
     "1 - diary reads / requests (pg_stat_statements over the timed run: like stmt/req it",
