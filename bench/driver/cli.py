@@ -231,10 +231,10 @@ def verify_families(targets: Sequence[Target], workload: FamiliesWorkload) -> st
                 raise MismatchError(f"{FAMILIES}: family {number + 1}: {names[1]} differs:\n{diff}")
     count = len(workload.families.families)
     rate = workload.writes_per_second
-    writer = f"{rate:g} writes/s" if rate else "a school-day peak (bench/driver/writer.py)"
-    description = (
-        f"parent-week of {count:,} families in a seeded random order, the writer at {writer}"
-    )
+    writer = f"the writer at {rate:g} writes/s" if rate else "no writer"
+    if rate is None:
+        writer = "the writer at a school-day peak (bench/driver/writer.py)"
+    description = f"parent-week of {count:,} families in a seeded random order, {writer}"
     checked = f"the first {VERIFIED_FAMILIES} families the same on {len(measured)} targets"
     _say(f"    {FAMILIES}: {checked}")
     return description

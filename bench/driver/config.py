@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--writes-per-second",
         type=float,
         help="families: the teachers' writer's rate (default: a school-day peak, "
-        "estimated from the data; see bench/driver/writer.py)",
+        "estimated from the data; see bench/driver/writer.py; 0: no writer)",
     )
     parser.add_argument(
         "--families",

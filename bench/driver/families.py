@@ -307,8 +307,10 @@ class FamiliesWorkload:
         first = dataclasses.replace(self.families, families=self.families.families[:1])
         return requests_of(first, peer)[0]
 
-    def start_writer(self) -> WriterProcess:
-        """The teachers' writer, writing until stopped."""
+    def start_writer(self) -> WriterProcess | None:
+        """The teachers' writer, writing until stopped (None: --writes-per-second 0)."""
+        if self.writes_per_second == 0:
+            return None
         return start_writer(
             self.database_url,
             str(self.families.students),

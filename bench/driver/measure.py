@@ -231,7 +231,7 @@ async def measure(
     return dataclasses.replace(
         item,
         statements_per_request=await statements_per_request(target, request, counter),
-        writes_per_s=None if writes is None else writes.per_second,
+        writes_per_s=None if writes is None else writes.per_second,  # None: no writer
     )
 
 

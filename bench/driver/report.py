@@ -103,7 +103,7 @@ def operation_section(report: OperationReport, concurrencies: Sequence[int]) -> 
 def workload_lines(items: Sequence[Measurement], concurrencies: Sequence[int]) -> list[str]:
     """families: each gateway target's response-cache hit rate over its timed runs, and
     the writer's rate during the runs (lowest-highest over the targets)."""
-    if all(item.writes_per_s is None for item in items):
+    if all(item.hit_rate is None and item.writes_per_s is None for item in items):
         return []
     lines = []
     for target in dict.fromkeys(item.target for item in items if item.hit_rate is not None):
@@ -118,8 +118,12 @@ def workload_lines(items: Sequence[Measurement], concurrencies: Sequence[int]) -
         lines.append(f"{f'response-cache hit rate, {target}':<46}" + "".join(cells))
     cells = []
     for concurrency in concurrencies:
-        rates = [i.writes_per_s for i in items if i.concurrency == concurrency and i.writes_per_s]
-        cells.append(f"{min(rates):>4.1f}-{max(rates):<4.1f}" if rates else f"{'-':>9}")
+        rates = [
+            i.writes_per_s
+            for i in items
+            if i.concurrency == concurrency and i.writes_per_s is not None
+        ]
+        cells.append(f"{min(rates):>4.1f}-{max(rates):<4.1f}" if rates else f"{'none':>9}")
     lines.append(f"{'teachers writer, writes/s during the runs':<46}" + "".join(cells))
     # Without the cache every request reads the diary once: a rate away from 0 there means
     # the count was disturbed (another run on the server resetting or adding statements).
