@@ -107,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=_duration, help="warm-up before each run (default 3s)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument(
-        "--operations", type=_operations, default=OPERATION_NAMES, help="comma-separated subset"
+        "--operations",
+        type=_operations,
+        default=OPERATION_NAMES,
+        help=f"comma-separated subset of {','.join(OPERATION_NAMES)} (default all)",
     )
     parser.add_argument(
         "--targets",
