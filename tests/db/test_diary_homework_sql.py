@@ -1,6 +1,10 @@
 """The diary's homework statement (`resolvers.diary.sql._HOMEWORK_SQL`): two index-driven
 halves (due in the window; given at the class's lessons in the window) give exactly the
-rows of the plain `OR` definition, each once, and read only the window's homework."""
+rows of the plain `OR` definition, each once, and read only the window's homework.
+
+One intended difference from the `OR` the diary used before (`h.lesson_date` in the window
+whatever the lesson's class): a homework of the class given at ANOTHER class's lesson is
+returned when due in the window but not when only given in it (docs/read-contract.md)."""
 
 from __future__ import annotations
 
@@ -99,11 +103,45 @@ async def _plant(conn: asyncpg.Connection) -> tuple[int, date, list[int]]:
     return student_id, MONDAY, [first, first + 1, first + 2]
 
 
+async def _plant_cross_class(conn: asyncpg.Connection, student_id: int) -> tuple[int, int]:
+    """Two homework of the student's class given at ANOTHER class's lessons: one at a lesson
+    in the week of TODAY and due 30 days later, one at a lesson weeks before and due in the
+    week. Returns (given in the week, due in the week)."""
+    class_id = await conn.fetchval("SELECT class_id FROM school.students WHERE id = $1", student_id)
+    other_lessons = """SELECT id, subject_id, date FROM school.lessons
+                       WHERE class_id <> $1 AND date BETWEEN $2 AND $3 ORDER BY id LIMIT 1"""
+    in_week = await conn.fetchrow(other_lessons, class_id, MONDAY, MONDAY + timedelta(days=6))
+    before = await conn.fetchrow(other_lessons, class_id, date(2026, 9, 1), MONDAY - timedelta(14))
+    assert in_week is not None and before is not None
+    first = await conn.fetchval("SELECT max(id) + 1 FROM school.homework")
+    for homework_id, lesson, due_on in (
+        (first, in_week, in_week["date"] + timedelta(days=30)),
+        (first + 1, before, MONDAY + timedelta(days=2)),
+    ):
+        await conn.execute(
+            """INSERT INTO school.homework
+                   (id, lesson_id, class_id, subject_id, text, assigned_on, due_on)
+               VALUES ($1, $2, $3, $4, 'planted across classes', $5, $6)""",
+            homework_id,
+            lesson["id"],
+            class_id,
+            lesson["subject_id"],
+            lesson["date"],
+            due_on,
+        )
+    return first, first + 1
+
+
 async def test_each_half_is_found_and_nothing_twice(owner_conn: asyncpg.Connection) -> None:
+    """Both halves found, none twice, equal to the reference; the cross-class case pinned:
+    the `OR` the diary used before (`h.lesson_date` in the window, whatever the lesson's
+    class) would also return `given_elsewhere` (class matches, its lesson is in the week),
+    so the `not in` below fails for it; `due_here` is returned by both."""
     transaction = owner_conn.transaction()
     await transaction.start()
     try:
         student_id, monday, planted = await _plant(owner_conn)
+        given_elsewhere, due_here = await _plant_cross_class(owner_conn, student_id)
         keys = [StudentRange(student_id, monday, monday + timedelta(days=6))]
         rows = await owner_conn.fetch(data._HOMEWORK_SQL, *_arrays(keys))
         reference = await owner_conn.fetch(REFERENCE_SQL, *_arrays(keys))
@@ -112,6 +150,8 @@ async def test_each_half_is_found_and_nothing_twice(owner_conn: asyncpg.Connecti
     ids = [row["id"] for row in rows]
     assert len(ids) == len(set(ids))
     assert set(planted) <= set(ids)
+    assert due_here in ids
+    assert given_elsewhere not in ids
     assert [tuple(r) for r in rows] == [tuple(r) for r in reference]
 
 
