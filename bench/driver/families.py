@@ -19,8 +19,11 @@ bench/wrk/families.lua:
 - `students.txt`: every family's student ids (the writer works in their schools);
 - `families.json`: the families with their tokens, reused by the next run on the same
   data (database, seed, today, count) while every session is live and every token
-  valid for `REUSE_MARGIN_S` more (so runs do not pile up sessions).
+  valid for `REUSE_MARGIN_S` more (so runs do not pile up sessions), and signed with
+  the current PostGraphile-RLS secret.
 
+Every file is written 0600 (`write_private`): the request files and families.json hold
+live bearer tokens.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -39,7 +43,7 @@ from typing import Any
 
 import asyncpg
 
-from auth.store.accounts import REGISTRY_MATCH_RULE, load_viewer, upsert_parent_account
+from auth.store.accounts import load_viewer, upsert_parent_account
 from auth.store.sessions import issue_dev_token
 from bench.driver import rls
 from bench.driver.database import Database, gateway_settings
@@ -60,14 +64,6 @@ TOKENS_FILE = "families.json"
 REUSE_MARGIN_S = 6 * 3600
 
 # Parent persons (a well-formed SNILS) with at least one linked student, in a fixed order.
-# The parent registry records of an account's scope that the gateway matches to it
-# ($1 SNILS, $2 phone, $3 the scope): PostGraphile-RLS's claims.
-_PARENT_RECORDS = f"""
-SELECT array_agg(DISTINCT pl.parent_id ORDER BY pl.parent_id)
-FROM diary_api.parent_links pl
-WHERE pl.student_id = ANY($3::int[]) AND ({REGISTRY_MATCH_RULE})
-"""
-
 _PARENTS = r"""
 SELECT p.snils, min(p.phone) AS phone,
        min(concat_ws(' ', p.last_name, p.first_name, p.patronymic)) AS full_name
@@ -138,7 +134,7 @@ async def _make_family(pool: asyncpg.Pool, database: Database, row: asyncpg.Reco
         raise RuntimeError(f"parent account {account_id} has no children")
     token = await issue_dev_token(pool, settings, account_id)
     scope = sorted(viewer.student_ids)
-    parent_ids = await pool.fetchval(_PARENT_RECORDS, row["snils"], row["phone"], scope)
+    parent_ids = await rls.parent_records(pool, row["snils"], row["phone"], scope)
     rls_token = rls.sign_jwt(rls.parent_claims(parent_ids))
     return Family(account_id, token, tuple(scope), rls_token)
 
@@ -148,7 +144,13 @@ async def make_families(
 ) -> Families:
     """Accounts, tokens and request files of `count` families (the week of `today`);
     the last run's, if still good for this data (`families.json`)."""
-    key = {"database": database.name, "seed": seed, "today": today.isoformat(), "count": count}
+    key = {
+        "database": database.name,
+        "seed": seed,
+        "today": today.isoformat(),
+        "count": count,
+        "rls_secret": rls.secret_fingerprint(),  # tokens signed with another secret: new ones
+    }
     families = await _reusable(directory / TOKENS_FILE, key, database.url)
     if families is None:
         families = await _new_families(database, count=count, seed=seed)
@@ -200,9 +202,18 @@ async def _reusable(path: Path, key: dict[str, Any], url: str) -> list[Family] |
 
 
 def _save(path: Path, key: dict[str, Any], families: list[Family]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     saved = {"key": key, "families": [dataclasses.astuple(f) for f in families]}
-    path.write_text(json.dumps(saved), encoding="utf-8")
+    write_private(path, json.dumps(saved))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by this user only (0600: the files hold live
+    bearer tokens), also when the file existed with a wider mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
 
 
 def _load(path: Path, key: dict[str, Any]) -> list[Family] | None:
@@ -261,11 +272,10 @@ def write_files(families: Families, *, seed: int) -> None:
             f"{request.headers.get('Authorization', '')}\t{request.body.decode()}"
             for request in requests_of(families, peer)
         ]
-        families.file(peer).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_private(families.file(peer), "\n".join(lines) + "\n")
     order = sequence(len(families.families), seed=seed)
-    families.sequence.write_text("\n".join(map(str, order)) + "\n", encoding="utf-8")
-    students = "\n".join(map(str, families.school_student_ids)) + "\n"
-    families.students.write_text(students, encoding="utf-8")
+    write_private(families.sequence, "\n".join(map(str, order)) + "\n")
+    write_private(families.students, "\n".join(map(str, families.school_student_ids)) + "\n")
 
 
 def sequence(count: int, *, seed: int, length: int = SEQUENCE_LENGTH) -> Sequence[int]:

@@ -126,7 +126,7 @@ def start_postgraphile(
         "PG_POOL_MAX": str(POOL_MAX),
     }
     if with_rls:
-        env |= {"GRAPHILE_CONFIG": "./graphile.rls.config.mjs", "JWT_SECRET": rls.JWT_SECRET}
+        env |= {"GRAPHILE_CONFIG": "./graphile.rls.config.mjs", "JWT_SECRET": rls.jwt_secret()}
     name = f"postgraphile-rls x{workers}" if with_rls else f"postgraphile x{workers}"
     command = [str(tools.node), "server.mjs"]
     server = processes.start(name, command, env=env, cwd=POSTGRAPHILE_DIR)
