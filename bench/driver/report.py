@@ -102,7 +102,8 @@ def operation_section(report: OperationReport, concurrencies: Sequence[int]) -> 
 
 def workload_lines(items: Sequence[Measurement], concurrencies: Sequence[int]) -> list[str]:
     """families: each gateway target's response-cache hit rate over its timed runs, and
-    the writer's rate during the runs (lowest-highest over the targets)."""
+    the writer's rate during the runs (rows changed; lowest-highest over the targets)
+    and its failed writes (summed). The hit rate is printed raw, not clamped at 0."""
     if all(item.hit_rate is None and item.writes_per_s is None for item in items):
         return []
     lines = []
@@ -114,7 +115,7 @@ def workload_lines(items: Sequence[Measurement], concurrencies: Sequence[int]) -
                 for i in items
                 if i.target == target and i.concurrency == concurrency and i.hit_rate is not None
             ]
-            cells.append(f"{100 * max(0.0, rates[0]):>8.0f}%" if rates else f"{'-':>9}")
+            cells.append(f"{100 * rates[0]:>8.0f}%" if rates else f"{'-':>9}")
         lines.append(f"{f'response-cache hit rate, {target}':<46}" + "".join(cells))
     cells = []
     for concurrency in concurrencies:
@@ -125,6 +126,9 @@ def workload_lines(items: Sequence[Measurement], concurrencies: Sequence[int]) -
         ]
         cells.append(f"{min(rates):>4.1f}-{max(rates):<4.1f}" if rates else f"{'none':>9}")
     lines.append(f"{'teachers writer, writes/s during the runs':<46}" + "".join(cells))
+    failed = [i.writes_failed for i in items if i.writes_failed is not None]
+    if failed:
+        lines.append(f"{'teachers writer, failed writes (all runs)':<46}{sum(failed):>9}")
     # Without the cache every request reads the diary once: a rate away from 0 there means
     # the count was disturbed (another run on the server resetting or adding statements).
     if any(i.hit_rate and abs(i.hit_rate) > 0.05 and "no-cache" in i.target for i in items):
