@@ -51,6 +51,7 @@ from bench.driver.targets import (
     start_postgraphile_rls,
     start_raw_limit,
 )
+from bench.driver.writer import cleanup_database
 from gateway.core.embedded import EmbeddedServer
 
 DATA_DIR = BENCH_DIR / ".data"
@@ -195,6 +196,7 @@ async def prepare_families(config: Config, database: db.Database) -> FamiliesWor
         database, today=config.today, seed=config.seed, directory=directory, count=config.families
     )
     students = len(families.school_student_ids)
+    await cleanup_database(database.url, families.students)  # a killed writer's rows
     _say(
         f"    families: {len(families.families):,} parent accounts with session tokens, "
         f"{students:,} students, in {time.monotonic() - started:.1f} s ({directory})"

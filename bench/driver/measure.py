@@ -96,6 +96,7 @@ class Measurement:
     other_cpu_percent: float
     hit_rate: float | None = None  # families, gateway targets: the response cache's
     writes_per_s: float | None = None  # families: the writer's rate during the run
+    writes_failed: int | None = None  # families: the writer's failed writes
 
 
 def run_wrk(
@@ -226,12 +227,16 @@ async def measure(
             threads=threads,
             workload=workload,
         )
-    finally:
-        writes = writer.stop() if writer is not None else None
+    except BaseException:
+        if writer is not None:  # the run's error is the one reported, not a stop's
+            writer.kill()
+        raise
+    writes = writer.stop() if writer is not None else None
     return dataclasses.replace(
         item,
         statements_per_request=await statements_per_request(target, request, counter),
         writes_per_s=None if writes is None else writes.per_second,  # None: no writer
+        writes_failed=None if writes is None else writes.failed,
     )
 
 

@@ -1,7 +1,9 @@
 """Processes the benchmark starts: free ports, readiness, clean stops, CPU and memory.
 
 Every server runs in its own session (process group), so stopping it reaches its workers
-too; `ProcessSet` stops whatever it started, also on Ctrl+C or a failure.
+too; `ProcessSet` stops whatever it started, also on Ctrl+C or a failure, and kills
+the helper processes started elsewhere that are `track`ed (the families' writer) and
+still running when it stops.
 """
 
 from __future__ import annotations
@@ -27,6 +29,30 @@ READY_TIMEOUT_S = 120.0
 
 class BenchError(RuntimeError):
     """A failure that stops the benchmark with a message (no traceback)."""
+
+
+# Helper processes (each the leader of its own session) that ProcessSet kills on exit.
+_TRACKED: dict[int, subprocess.Popen[str]] = {}
+
+
+def track(process: subprocess.Popen[str]) -> None:
+    """Kill `process` (its process group) when the ProcessSet stops, unless untracked."""
+    _TRACKED[process.pid] = process
+
+
+def untrack(process: subprocess.Popen[str]) -> None:
+    """`process` has been stopped by its owner."""
+    _TRACKED.pop(process.pid, None)
+
+
+def kill_tracked() -> None:
+    """SIGKILL every tracked process group still running, and reap it."""
+    while _TRACKED:
+        _pid, process = _TRACKED.popitem()
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def free_port() -> int:
@@ -110,6 +136,7 @@ class ProcessSet:
         return server
 
     def stop_all(self) -> None:
+        kill_tracked()
         while self.servers:
             self.servers.pop().stop()
 
