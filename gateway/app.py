@@ -80,12 +80,17 @@ class _PoolHolder:
 
 def _primary_url(settings: Settings) -> Callable[[], Awaitable[str]]:
     """The analytics' way to the gateway's login DSN of the diary database (DATABASE_URL,
-    or the embedded server's, already running)."""
+    or the embedded server's, already running): located once, then remembered (locating
+    connects as the owner and resets the login role's password; the DSN never changes
+    while the process runs)."""
+    located: list[str] = []
 
     async def primary_url() -> str:
         if settings.database_url is not None:
             return settings.database_url
-        return (await asyncio.to_thread(locate_database, settings)).url
+        if not located:
+            located.append((await asyncio.to_thread(locate_database, settings)).url)
+        return located[0]
 
     return primary_url
 
