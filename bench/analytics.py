@@ -28,6 +28,7 @@ import uvicorn
 
 from auth.store.accounts import ensure_demo_account
 from auth.store.sessions import issue_dev_token
+from bench.driver.database import jwt_secret
 from fixtures.database import apply_schema
 from fixtures.demo import demo_account
 from fixtures.generate import seed
@@ -39,7 +40,6 @@ from gateway.migrations.location import embedded_login
 from resolvers.analytics.service import refresh_cells
 
 DATA_DIR: Final = Path(__file__).resolve().parent / ".data-analytics"
-JWT_SECRET: Final = "bench-secret-not-for-production-0123456789abcdef"
 ANALYST: Final = "regional-analyst"
 
 QUERIES: Final[dict[str, str]] = {
@@ -69,7 +69,7 @@ def _settings(url: str, today: date) -> Settings:
             "DATABASE_URL": url,
             "SCHOOL_GATEWAY_DEV": "1",  # for the data set's today
             "SCHOOL_GATEWAY_TODAY": today.isoformat(),
-            "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
+            "SCHOOL_GATEWAY_JWT_SECRET": jwt_secret(),  # bench/.data's, made once
             "SCHOOL_GATEWAY_LOG_LEVEL": "WARNING",
             "SCHOOL_GATEWAY_ANALYTICS_RATE_LIMIT": "100000",
         }

@@ -36,7 +36,7 @@ from bench.chaos_driver.load import OPERATION, Family, record_answers
 from bench.chaos_driver.phases import Audit, GatewayLog, PhaseResult, Timing, run_phase
 from bench.chaos_driver.postgres import ChaosError, ChaosPostgres
 from bench.chaos_driver.report import legend, render
-from bench.driver.database import JWT_SECRET, JWT_TTL_S, gateway_settings
+from bench.driver.database import JWT_TTL_S, gateway_settings, jwt_secret
 from bench.driver.procs import BenchError, ProcessSet, Server, free_port, wait_ready
 from bench.driver.provenance import git_state
 from fixtures.demo import demo_account
@@ -290,7 +290,7 @@ def _start_gateway(processes: ProcessSet, dsn: str, *, cache: bool) -> tuple[Ser
     env = _clean_env() | {
         "DATABASE_URL": dsn,
         "SCHOOL_GATEWAY_RESPONSE_CACHE": "1" if cache else "0",
-        "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
+        "SCHOOL_GATEWAY_JWT_SECRET": jwt_secret(),
         "SCHOOL_GATEWAY_JWT_TTL": str(JWT_TTL_S),
         "SCHOOL_GATEWAY_GRAPHIQL": "0",
         "SCHOOL_GATEWAY_LOG_LEVEL": "WARNING",

@@ -9,6 +9,8 @@ tokens, the week, the quarter and the school year.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -31,7 +33,10 @@ from gateway.migrations.location import GATEWAY_PASSWORD_FILE, prepare_login
 PARENT_ACCOUNT = "parent-two-schools"
 QUARTER_ACCOUNT = "student-young"
 YEAR_ACCOUNT = "student-older"
-JWT_SECRET = "bench-secret-not-for-production-0123456789abcdef"
+# The gateway's HS256 secret for the bench: made once (random, 0600) and kept here, read
+# by every process that issues or verifies the bench's tokens (the served gateways get it
+# as SCHOOL_GATEWAY_JWT_SECRET: bench/driver/targets.py, bench/chaos_driver/cli.py).
+JWT_SECRET_FILE = Path(__file__).resolve().parent.parent / ".data" / "gateway-jwt-secret"
 JWT_TTL_S = 86400
 
 
@@ -61,6 +66,17 @@ class Fixture:
     rls_tokens: dict[str, str] = field(default_factory=dict)
 
 
+@functools.cache
+def jwt_secret() -> str:
+    """The gateway's JWT secret for the bench (JWT_SECRET_FILE, generated on first use)."""
+    return read_or_create_secret(JWT_SECRET_FILE)
+
+
+def jwt_secret_fingerprint() -> str:
+    """A short digest of the gateway's secret: saved tokens are reused only under it."""
+    return hashlib.sha256(jwt_secret().encode()).hexdigest()[:16]
+
+
 def start_server(data_dir: Path) -> embedded.EmbeddedServer:
     """The embedded server on bench/.data (tuned for a disposable data set: no fsync)."""
     return embedded.start(data_dir, ephemeral=True)
@@ -75,7 +91,7 @@ def gateway_settings(url: str) -> Settings:
     return Settings.from_env(
         {
             "DATABASE_URL": url,
-            "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
+            "SCHOOL_GATEWAY_JWT_SECRET": jwt_secret(),
             "SCHOOL_GATEWAY_JWT_TTL": str(JWT_TTL_S),
         }
     )

@@ -46,7 +46,7 @@ import asyncpg
 from auth.store.accounts import load_viewer, upsert_parent_account
 from auth.store.sessions import issue_dev_token
 from bench.driver import rls
-from bench.driver.database import Database, gateway_settings
+from bench.driver.database import Database, gateway_settings, jwt_secret_fingerprint
 from bench.driver.operations import Kind, Request, load_operation
 from bench.driver.targets import PROJECT_ROOT, Target
 from bench.driver.writer import WriterProcess, start_writer
@@ -150,6 +150,7 @@ async def make_families(
         "today": today.isoformat(),
         "count": count,
         "rls_secret": rls.secret_fingerprint(),  # tokens signed with another secret: new ones
+        "gateway_secret": jwt_secret_fingerprint(),  # the same for the gateway's tokens
     }
     families = await _reusable(directory / TOKENS_FILE, key, database.url)
     if families is None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from bench.driver import rls
-from bench.driver.database import JWT_SECRET, JWT_TTL_S, Database, Fixture
+from bench.driver.database import JWT_TTL_S, Database, Fixture, jwt_secret
 from bench.driver.install import POSTGRAPHILE_DIR, Tools
 from bench.driver.operations import Kind, Operation, Request, build_request, load_operation
 from bench.driver.procs import BenchError, ProcessSet, Server, free_port, wait_ready
@@ -86,7 +86,7 @@ def start_gateway(
         | {
             "SCHOOL_GATEWAY_RESPONSE_CACHE": "1" if response_cache else "0",
             "DATABASE_URL": database.gateway_url,
-            "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
+            "SCHOOL_GATEWAY_JWT_SECRET": jwt_secret(),
             "SCHOOL_GATEWAY_JWT_TTL": str(JWT_TTL_S),
             "SCHOOL_GATEWAY_GRAPHIQL": "0",
             "SCHOOL_GATEWAY_LOG_LEVEL": "WARNING",
