@@ -97,6 +97,7 @@ class Measurement:
     hit_rate: float | None = None  # families, gateway targets: the response cache's
     writes_per_s: float | None = None  # families: the writer's rate during the run
     writes_failed: int | None = None  # families: the writer's failed writes
+    start_mb: float = 0.0  # the largest serving process's resident MB as the run began
 
 
 def run_wrk(
@@ -299,6 +300,7 @@ async def _timed_run(
         peak_mb=memory.peak_bytes / (1 << 20),
         other_cpu_percent=100 * other / capacity if capacity else 0.0,
         hit_rate=hit_rate,
+        start_mb=(memory.first_bytes or 0) / (1 << 20),
     )
 
 

@@ -185,12 +185,15 @@ def cpu_delta(before: Mapping[int, float], after: Mapping[int, float]) -> float:
 
 
 class PeakRss:
-    """Samples the resident memory of a server's processes in a thread; keeps the peak."""
+    """Samples the resident memory of a server's processes in a thread; keeps the peak
+    and the first sample's (`first_bytes`: the largest serving process as sampling began).
+    """
 
     def __init__(self, server: Server, *, interval_s: float = 0.1) -> None:
         self.server = server
         self.interval_s = interval_s
         self.peak_bytes = 0
+        self.first_bytes: int | None = None
         self.processes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
@@ -203,11 +206,16 @@ class PeakRss:
     def sample(self) -> None:
         serving = _serving_processes(self.server.tree())
         self.processes = max(self.processes, len(serving))
+        largest = 0
         for process in serving:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                self.peak_bytes = max(self.peak_bytes, process.memory_info().rss)
+                largest = max(largest, process.memory_info().rss)
+        if self.first_bytes is None:
+            self.first_bytes = largest
+        self.peak_bytes = max(self.peak_bytes, largest)
 
     def __enter__(self) -> PeakRss:
+        self.sample()  # `first_bytes`: before the load starts
         self._thread.start()
         return self
 

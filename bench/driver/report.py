@@ -145,6 +145,31 @@ def workload_lines(items: Sequence[Measurement], concurrencies: Sequence[int]) -
     return lines
 
 
+def memory_section(reports: Sequence[OperationReport]) -> list[str]:
+    """Each target's resident memory over the run: the largest serving process as its
+    first timed run began, that run's peak and its last timed run's peak (runs in the
+    order measured, over all operations): flat memory keeps the last peak near the first."""
+    runs: dict[str, list[Measurement]] = {}
+    for report in reports:
+        for item in report.measurements:
+            runs.setdefault(item.target, []).append(item)
+    if not runs:
+        return []
+    lines = [
+        "== memory per serving process over the run, resident MB (first timed run: at its "
+        "start, its peak; last timed run: its peak)",
+        f"{'target':<20}{'runs':>5}{'start MB':>10}{'first peak':>12}{'last peak':>11}"
+        f"{'last-first':>12}",
+    ]
+    for target, items in runs.items():
+        first, last = items[0], items[-1]
+        lines.append(
+            f"{target:<20}{len(items):>5}{first.start_mb:>10.1f}{first.peak_mb:>12.1f}"
+            f"{last.peak_mb:>11.1f}{last.peak_mb - first.peak_mb:>+12.1f}"
+        )
+    return lines
+
+
 def big_section(big: BigReport) -> list[str]:
     ratio_p50 = big.big.wrk.p50_ms / big.base.wrk.p50_ms if big.base.wrk.p50_ms else 0.0
     ratio_p99 = big.big.wrk.p99_ms / big.base.wrk.p99_ms if big.base.wrk.p99_ms else 0.0
@@ -285,6 +310,7 @@ def render(
     for report in reports:
         lines += operation_section(report, config.concurrencies)
         lines.append("")
+    lines += [*memory_section(reports), ""]
     if big is not None:
         lines += big_section(big)
     else:
