@@ -1,0 +1,413 @@
+"""PostgreSQL's cost per statement of the bench's operations, one statement at a time.
+
+    .venv/bin/python -m bench.statement_cost [--runs 2000] [--scale 10] [--seed 1]
+                                             [--today 2026-11-27] [--force]
+    bench/statement-cost [same options]
+
+On the database `bench/run` measures (`bench_s<scale>` in the embedded PostgreSQL under
+bench/.data, prepared by bench/driver/database.py `prepare_database`: seeded unless its
+seed matches, this tree's schema applied) and with the demo accounts it uses
+(`load_fixture`: a new session per account, the week, the quarter, the school year), each
+statement of the three operations is prepared on ONE connection of the gateway's own
+pool (its login role and session settings) with `plan_cache_mode = force_generic_plan`,
+executed 50 times to warm up, then `--runs` times. Printed per statement:
+
+- rows returned by one execution;
+- backend CPU per execution: the backend's utime + stime from /proc/<pid>/stat (its pid
+  from pg_backend_pid()) over the runs, divided by the runs. The clock ticks at
+  1/SC_CLK_TCK s (10 ms): with 2000 runs the resolution is 5 µs per execution;
+- wall time per execution, as this client sees it (the round trip over 127.0.0.1 and
+  asyncpg's decoding included);
+- the plans PostgreSQL made for the prepared statement (pg_prepared_statements: generic /
+  custom), to show that the generic plan was used;
+- `other %`: the machine's CPU used by neither this process nor the backend during the
+  runs (another benchmark on the machine: do not trust that row).
+
+Statements: the viewer's (auth.store.accounts `_LOAD_SESSION_VIEWER`, with the account's
+real session), the change versions, the student with periods and the diary statements of
+resolvers.diary.sql, looked up by name (`STATEMENTS`: the per-part constants and the
+merged `diary_statement(parts)`; one the module does not have is reported as "not
+present", one that fails with its error), and `SELECT 1`, the fixed cost of a statement.
+The access audit's INSERT is not measured.
+
+It refuses to run while other clients are connected to the database (a `bench/run`:
+preparing applies the schema again under its statements, and its load would count here);
+`--force` runs anyway.
+
+Limits: one connection, no concurrency (under `bench/run` several backends wake per
+request and share two cores with the targets and wrk: the figures there are higher);
+generic plans only; warm caches; the same arguments on every execution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import importlib
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Final
+
+import asyncpg
+import psutil
+
+from auth.tokens import verify_token
+from bench.driver import database as db
+from bench.driver.config import DEFAULT_TODAY
+from bench.driver.install import BENCH_DIR
+from gateway.core.db import create_pool
+from gateway.core.embedded import EmbeddedServer
+
+DEFAULT_RUNS: Final = 2000
+WARMUP_RUNS: Final = 50
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+DIARY: Final = "resolvers.diary.sql"
+ACCOUNTS: Final = "auth.store.accounts"
+
+Args = tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What the arguments are made of: the fixture's values (bench/driver/database.py
+    `load_fixture`) and each demo account's (account id, session id)."""
+
+    values: dict[str, object]
+    sessions: dict[str, tuple[str, str]]
+
+    def day(self, key: str) -> date:
+        return date.fromisoformat(str(self.values[key]))
+
+    def ranges(self, ids: Sequence[int], start: str, end: str) -> Args:
+        """The diary's (student ids, window starts, window ends) arrays."""
+        return list(ids), [self.day(start)] * len(ids), [self.day(end)] * len(ids)
+
+    @property
+    def parent_ids(self) -> list[int]:
+        ids = self.values["parent_student_ids"]
+        assert isinstance(ids, list)
+        return [int(i) for i in ids]
+
+    def student(self, key: str) -> list[int]:
+        return [int(str(self.values[key]))]
+
+
+@dataclass(frozen=True, slots=True)
+class Sql:
+    """Where a statement's text comes from: the string constant `module`.`name`, or, with
+    `call`, what the function `module`.`name` returns for those arguments (a statement
+    builder); `module` None: `name` is the text itself."""
+
+    module: str | None
+    name: str
+    call: tuple[object, ...] | None = None
+
+    def __str__(self) -> str:
+        if self.module is None:
+            return self.name
+        call = "" if self.call is None else f"({', '.join(map(_short, self.call))})"
+        return f"{self.module}.{self.name}{call}"
+
+    def text(self) -> str | None:
+        """The SQL text; None when the module has no such constant or function. A builder
+        that refuses its arguments raises (TypeError, ValueError)."""
+        if self.module is None:
+            return self.name
+        value = getattr(importlib.import_module(self.module), self.name, None)
+        if self.call is not None:
+            if not callable(value):
+                return None
+            value = value(*self.call)
+        return value if isinstance(value, str) else None
+
+
+def _short(value: object) -> str:
+    return (
+        "{" + ",".join(sorted(map(str, value))) + "}"
+        if isinstance(value, frozenset)
+        else repr(value)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement to measure: the operation it belongs to, its SQL and its arguments."""
+
+    operation: str
+    name: str
+    sql: Sql
+    arguments: Callable[[Inputs], Args]
+
+
+def _viewer(account: str) -> Callable[[Inputs], Args]:
+    return lambda inputs: inputs.sessions[account]
+
+
+def _parent(inputs: Inputs) -> Args:
+    return (inputs.parent_ids,)
+
+
+def _parent_week(inputs: Inputs) -> Args:
+    return inputs.ranges(inputs.parent_ids, "week_from", "week_to")
+
+
+def _quarter_student(inputs: Inputs) -> Args:
+    return (inputs.student("quarter_student_pk"),)
+
+
+def _quarter_marks(inputs: Inputs) -> Args:
+    return inputs.ranges(inputs.student("quarter_student_pk"), "quarter_from", "quarter_to")
+
+
+def _year_student(inputs: Inputs) -> Args:
+    return (inputs.student("year_student_pk"),)
+
+
+def _year_page(inputs: Inputs) -> Args:
+    """student-year's `marks(from, to, first: 500)`: the list_mark_pages arrays."""
+    ids = inputs.student("year_student_pk")
+    return (*inputs.ranges(ids, "year_from", "year_to"), [None], [500])
+
+
+PW, SQ, SY = "parent-week", "student-quarter", "student-year"
+_ALL_PARTS = frozenset({"lessons", "marks", "attendance", "homework"})
+_VIEWER = Sql(ACCOUNTS, "_LOAD_SESSION_VIEWER")  # the session, the account and its scope
+
+
+def _diary(name: str) -> Sql:
+    return Sql(DIARY, name)
+
+
+# The diary's statements by the names resolvers/diary/sql.py has had: the per-part
+# constants (until the parts were merged) and `diary_statement(parts)`, the merged one.
+STATEMENTS: Final[tuple[Statement, ...]] = (
+    Statement("-", "SELECT 1", Sql(None, "SELECT 1"), lambda _inputs: ()),
+    Statement(PW, "viewer (parent)", _VIEWER, _viewer(db.PARENT_ACCOUNT)),
+    Statement(PW, "versions", _diary("_VERSIONS_SQL"), _parent),
+    Statement(PW, "students", _diary("_STUDENTS_SQL"), _parent),
+    Statement(PW, "diary (4 parts)", Sql(DIARY, "diary_statement", (_ALL_PARTS,)), _parent_week),
+    Statement(PW, "lessons", _diary("_LESSONS_SQL"), _parent_week),
+    Statement(PW, "marks", _diary("_MARKS_SQL"), _parent_week),
+    Statement(PW, "attendance", _diary("_ATTENDANCE_SQL"), _parent_week),
+    Statement(PW, "homework", _diary("_HOMEWORK_SQL"), _parent_week),
+    Statement(SQ, "viewer (student)", _VIEWER, _viewer(db.QUARTER_ACCOUNT)),
+    Statement(SQ, "versions", _diary("_VERSIONS_SQL"), _quarter_student),
+    Statement(SQ, "students", _diary("_STUDENTS_SQL"), _quarter_student),
+    Statement(
+        SQ, "diary (marks)", Sql(DIARY, "diary_statement", (frozenset({"marks"}),)), _quarter_marks
+    ),
+    Statement(SQ, "marks (quarter)", _diary("_MARKS_SQL"), _quarter_marks),
+    Statement(SY, "viewer (student)", _VIEWER, _viewer(db.YEAR_ACCOUNT)),
+    Statement(SY, "versions", _diary("_VERSIONS_SQL"), _year_student),
+    Statement(SY, "students", _diary("_STUDENTS_SQL"), _year_student),
+    Statement(SY, "mark page (500)", _diary("_MARK_PAGES_SQL"), _year_page),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """One statement's measured cost per execution."""
+
+    rows: int
+    cpu_ms: float
+    wall_ms: float
+    generic_plans: int
+    custom_plans: int
+    other_percent: float
+
+
+def backend_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat (fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _machine_busy_seconds() -> float:
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+_PLANS = "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = $1"
+
+
+async def measure(conn: asyncpg.Connection, sql: str, args: Args, *, runs: int) -> Cost:
+    """Prepare `sql`, warm it up, execute it `runs` times; its cost per execution."""
+    pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
+    prepared = await conn.prepare(sql)
+    rows: list[asyncpg.Record] = []
+    for _ in range(WARMUP_RUNS):
+        rows = await prepared.fetch(*args)
+    cpu, machine, own = backend_cpu_seconds(pid), _machine_busy_seconds(), time.process_time()
+    started = time.perf_counter()
+    for _ in range(runs):
+        await prepared.fetch(*args)
+    wall = time.perf_counter() - started
+    cpu = backend_cpu_seconds(pid) - cpu
+    other = _machine_busy_seconds() - machine - cpu - (time.process_time() - own)
+    plans = await conn.fetchrow(_PLANS, prepared.get_name())
+    return Cost(
+        rows=len(rows),
+        cpu_ms=1000 * cpu / runs,
+        wall_ms=1000 * wall / runs,
+        generic_plans=int(plans["generic_plans"]) if plans else -1,
+        custom_plans=int(plans["custom_plans"]) if plans else -1,
+        other_percent=min(100.0, max(0.0, 100 * other / (wall * (psutil.cpu_count() or 1)))),
+    )
+
+
+_HEADER = (
+    f"{'operation':<17}{'statement':<19}{'rows':>6}{'CPU ms/exec':>13}{'wall ms/exec':>14}"
+    f"{'plans generic/custom':>22}{'other %':>9}"
+)
+
+
+def _row(statement: Statement, cost: Cost) -> str:
+    plans = f"{cost.generic_plans}/{cost.custom_plans}"
+    return (
+        f"{statement.operation:<17}{statement.name:<19}{cost.rows:>6}{cost.cpu_ms:>13.3f}"
+        f"{cost.wall_ms:>14.3f}{plans:>22}{cost.other_percent:>9.0f}"
+    )
+
+
+async def measure_all(conn: asyncpg.Connection, inputs: Inputs, *, runs: int) -> None:
+    """Every statement of STATEMENTS in turn, printed as measured; a total per operation
+    of the statements measured."""
+    print(_HEADER, flush=True)
+    totals: dict[str, list[float]] = {}
+    for statement in STATEMENTS:
+        label = f"{statement.operation:<17}{statement.name:<19}"
+        try:
+            sql = statement.sql.text()
+            if sql is None:
+                print(f"{label}  not present ({statement.sql})")
+                continue
+            cost = await measure(conn, sql, statement.arguments(inputs), runs=runs)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, TypeError, ValueError) as error:
+            print(f"{label}  failed ({statement.sql}): {error}")
+            continue
+        print(_row(statement, cost), flush=True)
+        total = totals.setdefault(statement.operation, [0.0, 0.0])
+        total[0] += cost.cpu_ms
+        total[1] += cost.wall_ms
+    print()
+    for operation, (cpu_ms, wall_ms) in totals.items():
+        if operation != "-":
+            print(f"{operation:<17}{'sum of the above':<25}{cpu_ms:>13.3f}{wall_ms:>14.3f}")
+
+
+def sessions_of(database: db.Database, tokens: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """(account id, session id) of each demo account, from its bearer token."""
+    settings = db.gateway_settings(database.gateway_url)
+    result = {}
+    for key, token in tokens.items():
+        claims = verify_token(settings, token)
+        result[key] = (claims.account_id, claims.session_id)
+    return result
+
+
+class BusyError(RuntimeError):
+    """Another client is connected to the bench database."""
+
+
+_OTHER_CLIENTS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+"""
+
+
+async def check_idle(server: EmbeddedServer, name: str) -> None:
+    """Refuse to run while a client (bench/run's targets, a test) uses the database:
+    preparing it applies the schema again under that client's statements, and its load
+    would be measured too."""
+    conn = await asyncpg.connect(db.database_url(server, "postgres"))
+    try:
+        others = int(await conn.fetchval(_OTHER_CLIENTS, name))
+    finally:
+        await conn.close()
+    if others:
+        raise BusyError(
+            f"{others} other client connection(s) to {name} (a bench/run?): "
+            "run again when it is done, or with --force"
+        )
+
+
+async def prepare(server: EmbeddedServer, args: argparse.Namespace) -> tuple[db.Database, Inputs]:
+    """The database as bench/run prepares it, and the demo accounts' values and sessions."""
+    if not args.force:
+        await check_idle(server, f"bench_s{args.scale}")
+    database = await db.prepare_database(
+        server, scale=args.scale, seed_value=args.seed, today=args.today
+    )
+    fixture = await db.load_fixture(database, today=args.today)
+    return database, Inputs(fixture.values, sessions_of(database, fixture.tokens))
+
+
+async def run(args: argparse.Namespace) -> None:
+    """Prepare the database and the fixture, then measure on one pooled connection."""
+    server = db.start_server(BENCH_DIR / ".data" / "pg")
+    try:
+        database, inputs = await prepare(server, args)
+        settings = db.gateway_settings(database.gateway_url)
+        one = dataclasses.replace(settings, pool_min_size=1, pool_max_size=1)
+        pool = await create_pool(database.gateway_url, one)
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute("SET plan_cache_mode = force_generic_plan")
+                role, version = await conn.fetchrow("SELECT current_user, version()")
+                print(
+                    f"\n{database.name} (scale {args.scale}, seed {args.seed}, today "
+                    f"{args.today}); one connection as {role}, the gateway's pool settings, "
+                    f"plan_cache_mode force_generic_plan; {args.runs} runs per statement "
+                    f"after {WARMUP_RUNS}; {version.split(' on ')[0]}\n",
+                    flush=True,
+                )
+                await measure_all(conn, inputs, runs=args.runs)
+        finally:
+            await pool.close()
+    finally:
+        if server.started_here:
+            server.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench/statement-cost",
+        description="PostgreSQL CPU and wall time per execution of each statement of the "
+        "bench's operations (one connection, generic plans)",
+    )
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="executions per statement")
+    parser.add_argument("--scale", type=int, default=10, help="the bench database's scale")
+    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    parser.add_argument(
+        "--today",
+        type=date.fromisoformat,
+        default=DEFAULT_TODAY,
+        help=f"the data set's today (default {DEFAULT_TODAY})",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="run even while other clients use the database"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.runs < 1:
+        print("bench/statement-cost: --runs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(run(args))
+    except BusyError as error:
+        print(f"bench/statement-cost: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
