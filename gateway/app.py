@@ -99,7 +99,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     """The gateway application. With `pool=None` the lifespan opens (and closes) one."""
     schema = build_schema(settings, extensions=())
     holder = _PoolHolder(pool)
-    recorder = Recorder(holder.get)
+    recorder = Recorder(holder.get, linger_s=settings.audit_linger_ms / 1000)
     services = AuthServices(settings=settings, pool=holder.get, recorder=recorder)
     app_services = AppServices(analytics=AnalyticsService(settings, _primary_url(settings)))
     endpoint = GraphQLEndpoint(schema, settings, recorder, app_services)

@@ -10,6 +10,13 @@ queued in batches of up to `batch_size`, one statement per batch for both tables
 (the writer's statements are never counted against the request that happened to start
 it).
 
+The linger: woken with fewer than `batch_size` records queued, the writer waits up to
+`linger_s` (the gateway's SCHOOL_GATEWAY_AUDIT_LINGER_MS, 50 ms by default) for more
+before it writes, so requests arriving one at a time share one INSERT instead of paying
+one each. A queue reaching `batch_size` or a waiting `flush()`/`close()` ends the wait at
+once; a retry after a failure does not linger (its backoff already waits). `linger_s=0`
+writes as soon as the writer wakes.
+
 Failure behaviour, by design lossy rather than blocking:
 - The queue holds at most `max_queued` records (plus the batch being written). When it
   is full, the **oldest** record is dropped, counted (`dropped`) and a warning is logged
@@ -21,11 +28,14 @@ Failure behaviour, by design lossy rather than blocking:
 - A batch the database refuses as bad data (SQLSTATE classes 22 and 23) is dropped and
   counted; retrying it could never succeed.
 - Errors are logged with their class and SQLSTATE only, never with the rows.
+- A crash of the process (no `close()`) loses what is queued: at most `linger_s` of
+  records more than a writer without the linger would (plus, as before, the batch being
+  written and what waits for the database).
 
-`flush()` waits until every record queued before the call is written or dropped
-(bound it with `asyncio.timeout`); `close()` flushes for at most `close_timeout_s`, drops and
-counts what is still unwritten, and stops the writer. A later event starts a new
-writer, so a closed recorder is still safe to use.
+`flush()` waits until every record queued before the call is written or dropped, never
+for the linger (bound it with `asyncio.timeout`); `close()` flushes for at most
+`close_timeout_s`, drops and counts what is still unwritten, and stops the writer. A
+later event starts a new writer, so a closed recorder is still safe to use.
 """
 
 from __future__ import annotations
@@ -64,6 +74,7 @@ METHODS: Final = frozenset({"ESIA", "PASSWORD", "REFRESH", "CLIENT"})
 MAX_QUEUED: Final = 10_000
 BATCH_SIZE: Final = 500
 CLOSE_TIMEOUT_S: Final = 5.0
+LINGER_S: Final = 0.0  # the class's default: write at once; the gateway passes its setting
 RETRY_FIRST_S: Final = 0.5
 RETRY_MAX_S: Final = 30.0
 DROP_LOG_INTERVAL_S: Final = 10.0
@@ -256,7 +267,8 @@ class Recorder:
     """Queues events and writes them in the background; `flush` waits for the queue.
 
     One recorder per application, used from one event loop at a time (a new loop gets
-    a new writer task). See the module docstring for what happens under failure.
+    a new writer task). See the module docstring for the linger and for what happens
+    under failure.
     """
 
     def __init__(
@@ -267,19 +279,26 @@ class Recorder:
         batch_size: int = BATCH_SIZE,
         retry_first_s: float = RETRY_FIRST_S,
         close_timeout_s: float = CLOSE_TIMEOUT_S,
+        linger_s: float = LINGER_S,
     ) -> None:
         if max_queued < 1 or batch_size < 1:
             raise ValueError("max_queued and batch_size must be positive")
+        if not 0 <= linger_s < math.inf:
+            raise ValueError("linger_s must be a finite number of seconds, 0 or more")
         self._pool = pool
         self._max_queued = max_queued
         self._batch_size = batch_size
         self._retry_first_s = retry_first_s
         self._close_timeout_s = close_timeout_s
+        self._linger_s = linger_s
         self._queue: deque[_Queued] = deque()
         self._inflight: list[_Queued] = []
         self._next_seq = 0
         self._written = 0
+        self._batches = 0
         self._dropped = 0
+        self._lingering = False  # the writer waits for a fuller batch (enqueue need not wake it)
+        self._flushers = 0  # flush() calls waiting: the writer must not linger
         self._last_drop_log = -math.inf
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -292,6 +311,16 @@ class Recorder:
     def written(self) -> int:
         """Records written since the recorder was created."""
         return self._written
+
+    @property
+    def linger_s(self) -> float:
+        """How long the writer waits for a fuller batch, seconds (0: not at all)."""
+        return self._linger_s
+
+    @property
+    def batches(self) -> int:
+        """Batches written (one INSERT statement each) since the recorder was created."""
+        return self._batches
 
     @property
     def dropped(self) -> int:
@@ -348,6 +377,8 @@ class Recorder:
             self._loop.call_soon_threadsafe(self._wakeup.set)
             return
         self._ensure_writer(loop)
+        if self._lingering and len(self._queue) < self._batch_size:
+            return  # the lingering writer takes this record with the others
         self._wakeup.set()
 
     # -- the writer ---------------------------------------------------------------
@@ -370,6 +401,7 @@ class Recorder:
         self._requeue(self._inflight)  # an abandoned writer's batch (its loop is gone)
         self._inflight = []
         self._loop = loop
+        self._lingering = False
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()
         # A fresh context: the request that happens to start the writer must not share
@@ -388,16 +420,39 @@ class Recorder:
     async def _run(self) -> None:
         me = asyncio.current_task()
         delay = self._retry_first_s
+        retrying = False
         while self._task is me:
             if not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if await self._write_next_batch() is _Outcome.RETRY:
+            if not retrying:
+                await self._linger()
+                if not self._queue:
+                    continue
+            retrying = await self._write_next_batch() is _Outcome.RETRY
+            if retrying:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
             else:
                 delay = self._retry_first_s
+
+    async def _linger(self) -> None:
+        """Wait up to `linger_s` for a full batch; a full queue or a flush ends it at once."""
+        if self._linger_s <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._linger_s
+        self._lingering = True
+        try:
+            while len(self._queue) < self._batch_size and not self._flushers:
+                self._wakeup.clear()
+                async with asyncio.timeout_at(deadline):
+                    await self._wakeup.wait()
+        except TimeoutError:
+            return
+        finally:
+            self._lingering = False
 
     async def _write_next_batch(self) -> _Outcome:
         size = min(self._batch_size, len(self._queue))
@@ -412,6 +467,7 @@ class Recorder:
         self._inflight = []
         if outcome is _Outcome.WRITTEN:
             self._written += len(batch)
+            self._batches += 1
         elif outcome is _Outcome.REFUSED:
             self._dropped += len(batch)
         else:
@@ -476,21 +532,26 @@ class Recorder:
         return min(candidates)
 
     async def flush(self) -> None:
-        """Wait until everything queued so far is written (or dropped).
+        """Wait until everything queued so far is written (or dropped), at once: the
+        writer does not linger while a flush waits.
 
         Waits as long as the database is down: bound it with `asyncio.timeout`.
         RuntimeError if the writer died of a bug.
         """
         target = self._next_seq
         loop = asyncio.get_running_loop()
-        while self._settled_below() < target:
-            self._raise_if_writer_failed()
-            if self._writer_runs_elsewhere(loop):
-                raise RuntimeError("the recorder's writer runs in another event loop")
-            self._ensure_writer(loop)
-            self._wakeup.set()
-            self._progress.clear()
-            await self._progress.wait()
+        self._flushers += 1  # the writer stops lingering: this flush must not wait for it
+        try:
+            while self._settled_below() < target:
+                self._raise_if_writer_failed()
+                if self._writer_runs_elsewhere(loop):
+                    raise RuntimeError("the recorder's writer runs in another event loop")
+                self._ensure_writer(loop)
+                self._wakeup.set()
+                self._progress.clear()
+                await self._progress.wait()
+        finally:
+            self._flushers -= 1
 
     def _raise_if_writer_failed(self) -> None:
         task = self._task

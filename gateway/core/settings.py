@@ -93,6 +93,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # Whole family responses cached per serving process (gateway.http.response_cache).
     response_cache: bool = True
+    # How long the access-audit writer waits for more rows before one INSERT
+    # (auth.store.audit: the linger); 0: it writes as soon as it wakes.
+    audit_linger_ms: int = 50
     # uvicorn's event loop and HTTP parser (gateway.http.serving.server_stack).
     server: ServerName = "fast"
 
@@ -157,6 +160,7 @@ class Settings:
             response_cache=read_choice(
                 env, "SCHOOL_GATEWAY_RESPONSE_CACHE", _SWITCH, default=True, expected="1 or 0"
             ),
+            audit_linger_ms=read_int(env, "SCHOOL_GATEWAY_AUDIT_LINGER_MS", 50, low=0, high=1000),
             server=read_choice(
                 env,
                 "SCHOOL_GATEWAY_SERVER",

@@ -35,6 +35,7 @@ def test_defaults_outside_dev_mode() -> None:
     assert settings.today_override is None
     assert settings.today() == date.today()
     assert settings.response_cache is True
+    assert settings.audit_linger_ms == 50
     assert settings.server == "fast"
 
 
@@ -66,6 +67,7 @@ def test_every_variable_is_read() -> None:
             SCHOOL_GATEWAY_LOG_LEVEL="debug",
             SCHOOL_GATEWAY_TODAY="2026-11-27",
             SCHOOL_GATEWAY_RESPONSE_CACHE="0",
+            SCHOOL_GATEWAY_AUDIT_LINGER_MS="0",
             SCHOOL_GATEWAY_SERVER="asyncio",
         )
     )
@@ -81,6 +83,7 @@ def test_every_variable_is_read() -> None:
     assert settings.log_level == "DEBUG"
     assert settings.today() == date(2026, 11, 27)
     assert settings.response_cache is False
+    assert settings.audit_linger_ms == 0
     assert settings.server == "asyncio"
 
 
@@ -101,6 +104,14 @@ def test_every_variable_is_read() -> None:
             "SCHOOL_GATEWAY_POOL_MIN must not exceed SCHOOL_GATEWAY_POOL_MAX",
         ),
         (_env(SCHOOL_GATEWAY_LOG_LEVEL="loud"), "SCHOOL_GATEWAY_LOG_LEVEL must be DEBUG"),
+        (
+            _env(SCHOOL_GATEWAY_AUDIT_LINGER_MS="5000"),
+            "SCHOOL_GATEWAY_AUDIT_LINGER_MS must be between 0 and 1000, got 5000",
+        ),
+        (
+            _env(SCHOOL_GATEWAY_AUDIT_LINGER_MS="50ms"),
+            "SCHOOL_GATEWAY_AUDIT_LINGER_MS must be an integer",
+        ),
         (_env(SCHOOL_GATEWAY_TODAY="2026-11-27"), "SCHOOL_GATEWAY_TODAY is only allowed in dev"),
         (
             _env(SCHOOL_GATEWAY_DEV="1", SCHOOL_GATEWAY_TODAY="27.11.2026"),
