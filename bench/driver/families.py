@@ -24,6 +24,17 @@ bench/wrk/families.lua:
 
 Every file is written 0600 (`write_private`): the request files and families.json hold
 live bearer tokens.
+
+Steady state, not cold start: before a target's first families run every family's request
+is sent once (`warm_pass`), so the gateway's response cache holds what an evening of
+random families leaves in it (all of them up to its `MAX_ENTRIES`, else the most recently
+read). Later runs of the target start from what the earlier ones left. The cache's misses
+are split by replaying (`CacheReplay`) the families each run asked for (bench/wrk/families.lua
+writes each wrk thread's place in the sequence and count) through the gateway's own
+`BoundedCache` with its bounds: a miss of a family not in the replayed cache is first-time
+(evicted, or never read); every other diary read is a family whose cached answer the
+writer's changes had made stale (or, rarely, two requests of one uncached family in flight
+at once).
 """
 
 from __future__ import annotations
@@ -42,15 +53,24 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 
 from auth.store.accounts import load_viewer, upsert_parent_account
 from auth.store.sessions import issue_dev_token
 from bench.driver import rls
 from bench.driver.database import Database, gateway_settings, jwt_secret_fingerprint
 from bench.driver.operations import Kind, Request, load_operation
-from bench.driver.targets import PROJECT_ROOT, Target
+from bench.driver.targets import NO_CACHE_SUFFIX, PROJECT_ROOT, Target
 from bench.driver.writer import WriterProcess, start_writer
+from gateway.core.bounded_cache import ENTRY_OVERHEAD, BoundedCache
 from gateway.core.db import create_pool
+from gateway.http.response_cache import (
+    BYTES_PER_ID,
+    MAX_BODY_BYTES,
+    MAX_BYTES,
+    MAX_ENTRIES,
+    VIEWER_BYTES,
+)
 
 FAMILY_COUNT = 2000
 SEQUENCE_LENGTH = 400_000
@@ -62,6 +82,10 @@ SEQUENCE_FILE = "sequence.txt"
 STUDENTS_FILE = "students.txt"
 TOKENS_FILE = "families.json"
 REUSE_MARGIN_S = 6 * 3600
+WARM_CONCURRENCY = 8
+WARM_TIMEOUT_S = 900.0
+WARM_PROGRESS_EVERY = 2500
+RUNS_DIRECTORY = "runs"
 
 # Parent persons (a well-formed SNILS) with at least one linked student, in a fixed order.
 _PARENTS = r"""
@@ -285,8 +309,107 @@ def sequence(count: int, *, seed: int, length: int = SEQUENCE_LENGTH) -> Sequenc
     return [rng.randrange(count) + 1 for _ in range(length)]
 
 
+def _read_sequence(path: Path) -> list[int]:
+    with path.open(encoding="utf-8") as file:
+        return [int(line) for line in file if line.strip()]
+
+
 def _json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+VERSIONS_BYTES = 64  # a versions token's length, estimated (response_cache._entry_bytes)
+
+
+class CacheReplay:
+    """The response cache of one gateway process, replayed from which families were read:
+    the gateway's own `BoundedCache` with its bounds, one entry per family, each the size
+    the gateway counts for it (the body as the warm pass received it, estimated besides)."""
+
+    def __init__(self, sizes: dict[int, int]) -> None:
+        self.cache: BoundedCache[int, bool] = BoundedCache(
+            MAX_ENTRIES, MAX_BYTES, max_entry_bytes=MAX_BODY_BYTES + ENTRY_OVERHEAD
+        )
+        self.sizes = sizes
+
+    def read(self, family: int) -> bool:
+        """One request of `family` (1-based): whether its answer was in the cache (a
+        miss stores it, a hit makes it the most recent: the same order either way)."""
+        if self.cache.get(family) is not None:
+            return True
+        self.cache.put(family, True, self.sizes.get(family, 0))
+        return False
+
+
+def entry_bytes(body: int, family: Family) -> int:
+    """What the gateway counts for a family's cached answer (`_entry_bytes`): the body,
+    the viewer (students, schools: at most as many) and the students read."""
+    ids = 3 * len(family.student_ids)
+    return body + VERSIONS_BYTES + VIEWER_BYTES + ENTRY_OVERHEAD + BYTES_PER_ID * ids
+
+
+async def warm_pass(target: Target, requests: Sequence[Request]) -> list[tuple[int, int]]:
+    """Every request once, `WARM_CONCURRENCY` at a time, in order, with a progress line
+    now and then: (family number, body bytes) in the order they were answered."""
+    answered: list[tuple[int, int]] = []
+    pending = iter(enumerate(requests, start=1))
+    started = time.monotonic()
+    limits = httpx.Limits(max_connections=WARM_CONCURRENCY)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        for number, request in pending:
+            response = await client.post(
+                request.path, content=request.body, headers=request.headers
+            )
+            response.raise_for_status()
+            answered.append((number, len(response.content)))
+            if len(answered) % WARM_PROGRESS_EVERY == 0:
+                _progress(target, len(answered), len(requests), started)
+
+    async with httpx.AsyncClient(base_url=target.base_url, timeout=60, limits=limits) as client:
+        workers = (worker(client) for _ in range(WARM_CONCURRENCY))
+        await asyncio.wait_for(asyncio.gather(*workers), WARM_TIMEOUT_S)
+    return answered
+
+
+def _progress(target: Target, done: int, total: int, started: float) -> None:
+    seconds = time.monotonic() - started
+    rate = done / seconds if seconds > 0 else 0.0
+    print(
+        f"    families: warming {target.label}: {done:,}/{total:,} families read once "
+        f"({seconds:.0f} s, {rate:.0f} req/s)",
+        flush=True,
+    )
+
+
+def replays_cache(target: Target) -> bool:
+    """Whether a target's misses can be replayed: one gateway process with the cache."""
+    return (
+        target.kind is Kind.GATEWAY
+        and target.processes == 1
+        and not target.label.endswith(NO_CACHE_SUFFIX)
+    )
+
+
+def read_positions(path: Path) -> list[tuple[int, int]] | None:
+    """families.lua's per-thread (start, sent) of one run; None if it wrote none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    threads = [line.split() for line in text.splitlines() if line.strip()]
+    return [(int(start), int(sent)) for start, sent in threads] or None
+
+
+def families_read(order: Sequence[int], threads: Sequence[tuple[int, int]]) -> list[int]:
+    """The families a run asked for: each thread's stretch of the sequence, the threads'
+    requests taken in turn (exact for one wrk thread, bench/run's default)."""
+    result = []
+    for step in range(max(sent for _start, sent in threads)):
+        for start, sent in threads:
+            if step < sent:
+                result.append(order[(start + step) % len(order)])
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,16 +424,65 @@ class FamiliesWorkload:
     today: date
     seed: int
     writes_per_second: float | None
+    warmed: set[str] = dataclasses.field(default_factory=set)  # target labels
+    replays: dict[str, CacheReplay] = dataclasses.field(default_factory=dict)
 
     def wrk_env(self, target: Target, *, concurrency: int, timed: bool) -> dict[str, str]:
         """The environment of bench/wrk/families.lua for one run of `target`."""
         peer = peer_of(target)
         part = 2 * self.concurrencies.index(concurrency) + (1 if timed else 0)
+        positions = self._positions(target, concurrency=concurrency, timed=timed)
+        positions.parent.mkdir(parents=True, exist_ok=True)
+        positions.unlink(missing_ok=True)  # a run that writes none is not replayed
         return {
             "BENCH_FAMILIES_FILE": str(self.families.file(peer)),
             "BENCH_SEQUENCE_FILE": str(self.families.sequence),
             "BENCH_SEQUENCE_START": str(part * SEQUENCE_PART % SEQUENCE_LENGTH),
+            "BENCH_POSITIONS_FILE": str(positions),
         }
+
+    def _positions(self, target: Target, *, concurrency: int, timed: bool) -> Path:
+        name = f"{target.label.replace(' ', '-')}-c{concurrency}-{'timed' if timed else 'warmup'}"
+        return self.families.directory / RUNS_DIRECTORY / f"{name}.txt"
+
+    async def warm(self, target: Target) -> None:
+        """Before a target's first families run: every family's request once (steady
+        state: the cache as an evening of random families leaves it); the cache's replay
+        starts from it."""
+        if target.label in self.warmed:
+            return
+        self.warmed.add(target.label)
+        requests = requests_of(self.families, peer_of(target))
+        started = time.monotonic()
+        answered = await warm_pass(target, requests)
+        _progress(target, len(answered), len(requests), started)
+        if replays_cache(target):
+            sizes = {n: entry_bytes(size, self.families.families[n - 1]) for n, size in answered}
+            replay = self.replays[target.label] = CacheReplay(sizes)
+            for number, _size in answered:
+                replay.read(number)
+
+    def first_misses(self, target: Target, concurrency: int) -> int | None:
+        """After a measurement: the timed run's requests of a family not in the replayed
+        cache (first-time misses); None for a target without a replay or a run without
+        positions. Replays the warm-up run, the timed run and the statement count's
+        requests (the first family), so the next run starts from where this one ended."""
+        replay = self.replays.get(target.label)
+        if replay is None:
+            return None
+        runs = [
+            read_positions(self._positions(target, concurrency=concurrency, timed=timed))
+            for timed in (False, True)
+        ]
+        if runs[0] is None or runs[1] is None:
+            del self.replays[target.label]  # lost track of what the cache holds
+            return None
+        order = _read_sequence(self.families.sequence)
+        for family in families_read(order, runs[0]):
+            replay.read(family)
+        misses = sum(not replay.read(family) for family in families_read(order, runs[1]))
+        replay.read(1)
+        return misses
 
     def first_request(self, target: Target) -> Request:
         """The first family's request (sequential samples: statements per request)."""

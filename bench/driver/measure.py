@@ -97,6 +97,7 @@ class Measurement:
     hit_rate: float | None = None  # families, gateway targets: the response cache's
     writes_per_s: float | None = None  # families: the writer's rate during the run
     writes_failed: int | None = None  # families: the writer's failed writes
+    first_misses: int | None = None  # families, gateway x1: misses of uncached families
     start_mb: float = 0.0  # the largest serving process's resident MB as the run began
 
 
@@ -214,6 +215,7 @@ async def measure(
     the warm-up until the timed run's requests are done, and the cache's hit rate."""
     if workload is not None:  # its path for wrk; its requests for the statement count
         request = workload.first_request(target)
+        await workload.warm(target)  # every family once before the target's first run
     writer = workload.start_writer() if workload is not None else None
     try:
         item = await _timed_run(
@@ -238,6 +240,7 @@ async def measure(
         statements_per_request=await statements_per_request(target, request, counter),
         writes_per_s=None if writes is None else writes.per_second,  # None: no writer
         writes_failed=None if writes is None else writes.failed,
+        first_misses=None if workload is None else workload.first_misses(target, concurrency),
     )
 
 

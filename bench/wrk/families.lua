@@ -4,7 +4,10 @@
 -- line: the seeded order both targets get) and BENCH_SEQUENCE_START (where in the sequence
 -- to begin: bench/run gives warm-up and timed runs their own parts). Each wrk thread walks
 -- the sequence from there (thread k an eighth of it further on) and wraps around; the
--- requests are built once per thread. Prints the same JSON summary as post.lua.
+-- requests are built once per thread. Prints the same JSON summary as post.lua. With
+-- BENCH_POSITIONS_FILE, done() also writes there one line per thread, "<start> <sent>": the
+-- thread's first place in the sequence (0-based) and how many requests it sent, so
+-- bench/run can replay which families a run asked for (bench.driver.families.CacheReplay).
 
 local function lines_of(path)
   local result = {}
@@ -17,15 +20,20 @@ local function lines_of(path)
 end
 
 local thread_count = 0
+local threads = {}
 
 function setup(thread)
   thread:set("thread_index", thread_count)
   thread_count = thread_count + 1
+  threads[#threads + 1] = thread
 end
 
 local requests = {}
 local order = {}
 local position = 0
+-- Globals (thread:get reads globals): where this thread began and how many it sent.
+first_position = 0
+sent = 0
 
 function init(args)
   local path = wrk.path
@@ -44,14 +52,29 @@ function init(args)
   end
   local start = tonumber(os.getenv("BENCH_SEQUENCE_START") or "0") or 0
   position = (start + math.floor((thread_index or 0) * #order / 8)) % #order
+  first_position = position
 end
 
 function request()
+  sent = sent + 1
   position = position % #order + 1
   return requests[order[position]]
 end
 
+local function write_positions()
+  local path = os.getenv("BENCH_POSITIONS_FILE") or ""
+  if path == "" then
+    return
+  end
+  local file = assert(io.open(path, "w"))
+  for _, thread in ipairs(threads) do
+    file:write(string.format("%d %d\n", thread:get("first_position"), thread:get("sent")))
+  end
+  file:close()
+end
+
 function done(summary, latency, requests)
+  write_positions()
   local errors = summary.errors
   io.write(string.format(
     "BENCH_RESULT {\"requests\": %d, \"duration_us\": %d, \"bytes\": %d, "
