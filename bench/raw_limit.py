@@ -162,12 +162,13 @@ async def parent_week(pool: asyncpg.Pool, body: Json) -> Json:
     student_ids = [int(item) for item in body["studentIds"]]
     date_from, date_to = date.fromisoformat(body["from"]), date.fromisoformat(body["to"])
     keys = [StudentRange(student_id, date_from, date_to) for student_id in student_ids]
-    students, parts = await asyncio.gather(
+    students, lessons, marks, attendance, homework = await asyncio.gather(
         data.get_students_by_ids(pool, student_ids=student_ids),
-        data.list_diary_parts(pool, keys=keys, parts=data.DIARY_PARTS),
+        data.list_lessons_by_student_ranges(pool, keys=keys),
+        data.list_marks_by_student_ranges(pool, keys=keys),
+        data.list_attendance_by_student_ranges(pool, keys=keys),
+        data.list_homework_by_student_ranges(pool, keys=keys),
     )
-    lessons, marks = parts[data.LESSONS], parts[data.MARKS]
-    attendance, homework = parts[data.ATTENDANCE], parts[data.HOMEWORK]
     by_id = {row["id"]: row for row in students}
     calendar = [date_from + timedelta(days=n) for n in range((date_to - date_from).days + 1)]
     children = []

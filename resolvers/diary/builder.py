@@ -1,13 +1,14 @@
 """The diary of one student for a date window, built from a handful of batched loads.
 
-The `Student.diary` resolver loads, for its (student, window) key, only the parts the
-query selects (lessons, marks, attendance, homework), through one loader that reads
-every child's selected parts in one statement. Lessons then get their marks, homework and
+The `Student.diary` resolver loads, for its (student, window) key, only the kinds the
+query selects (lessons, marks, attendance, homework), each through a loader that batches
+every child's key into one statement. Lessons then get their marks, homework and
 attendance attached here in Python, so no field below `diary` touches the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 import strawberry
 
 from resolvers.common.selection import SelectionMemo, parts_selected
-from resolvers.diary.loaders import DiaryKey, DiaryRecords, Loaders
+from resolvers.diary.loaders import Loaders
 from resolvers.diary.rows import HomeworkRecord, LessonRecord
 from resolvers.diary.sql import StudentRange
 from resolvers.diary.types import (
@@ -46,34 +47,28 @@ def parts_for(info: strawberry.Info[Any, Any]) -> frozenset[DiaryPart]:
     return _PARTS_BY_SELECTION.get(info, lambda: parts_selected(info, DiaryPart))
 
 
+async def _nothing() -> list[T]:
+    return []
+
+
 async def load_diary(loaders: Loaders, *, key: StudentRange, parts: frozenset[DiaryPart]) -> Diary:
-    """Load the requested parts of one student's diary (one statement for every child's
-    key) and build it. A selection needing no part (only `days { date }`) reads nothing."""
-    if not parts:
-        records = DiaryRecords(lessons=[], marks=[], attendance=[], homework=[])
-    else:
-        records = await loaders.diary_by_student_range.load(
-            DiaryKey(key.student_id, key.date_from, key.date_to, _part_names(parts))
-        )
+    """Load the requested parts of one student's diary (batched with other keys) and build it."""
+    lessons, marks, attendance, homework = await asyncio.gather(
+        loaders.lessons_by_student_range.load(key) if DiaryPart.LESSONS in parts else _nothing(),
+        loaders.marks_by_student_range.load(key) if DiaryPart.MARKS in parts else _nothing(),
+        loaders.attendance_by_student_range.load(key)
+        if DiaryPart.ATTENDANCE in parts
+        else _nothing(),
+        loaders.homework_by_student_range.load(key) if DiaryPart.HOMEWORK in parts else _nothing(),
+    )
     return build_diary(
         date_from=key.date_from,
         date_to=key.date_to,
-        lessons=records.lessons,
-        marks=records.marks,
-        attendance=records.attendance,
-        homework=records.homework,
+        lessons=lessons,
+        marks=marks,
+        attendance=attendance,
+        homework=homework,
     )
-
-
-_PART_NAMES: dict[frozenset[DiaryPart], frozenset[str]] = {}
-
-
-def _part_names(parts: frozenset[DiaryPart]) -> frozenset[str]:
-    """The data layer's names of the parts (at most 16 sets: remembered)."""
-    names = _PART_NAMES.get(parts)
-    if names is None:
-        names = _PART_NAMES[parts] = frozenset(part.value for part in parts)
-    return names
 
 
 def _group_by(items: Iterable[T], key: Callable[[T], K]) -> dict[K, list[T]]:

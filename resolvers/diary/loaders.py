@@ -10,9 +10,9 @@ request (`Loaders(pool, viewer)`) and never shared, so their caches cannot leak.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime
+from datetime import datetime
 from functools import cached_property
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from aiodataloader import DataLoader
@@ -42,11 +42,11 @@ V = TypeVar("V")
 T = TypeVar("T")
 
 __all__ = [
-    "DiaryByStudentRangeLoader",
-    "DiaryKey",
-    "DiaryRecords",
+    "AttendanceByStudentRangeLoader",
     "FinalMarksByStudentLoader",
+    "HomeworkByStudentRangeLoader",
     "LastUpdatedByStudentLoader",
+    "LessonsByStudentRangeLoader",
     "Loaders",
     "MarkPageByFilterLoader",
     "MarksByStudentRangeLoader",
@@ -153,75 +153,36 @@ class StudentByIdLoader(_ByStudentId[StudentRecord | None]):
         return [by_id.get(key) for key in keys]
 
 
-class DiaryRecords(NamedTuple):
-    """One student's diary parts for one window (empty lists for parts not asked for)."""
+class LessonsByStudentRangeLoader(_ByStudentRange[list[LessonRecord]]):
+    """Lessons of the student's class in a date window."""
 
-    lessons: list[LessonRecord]
-    marks: list[Mark]
-    attendance: list[Attendance]
-    homework: list[HomeworkRecord]
-
-
-class DiaryKey(NamedTuple):
-    """A student, an inclusive window and the parts of the diary to read."""
-
-    student_id: int
-    date_from: date
-    date_to: date
-    parts: frozenset[str]  # some of resolvers.diary.sql.DIARY_PARTS
-
-    @property
-    def range(self) -> StudentRange:
-        return StudentRange(self.student_id, self.date_from, self.date_to)
-
-
-class DiaryByStudentRangeLoader(ScopedLoader[DiaryKey, DiaryRecords]):
-    """The selected parts of a student's diary in a window: one statement for all keys
-    asking for the same parts (a document's `diary` fields normally all do)."""
-
-    @staticmethod
-    def student_of(key: DiaryKey) -> int:
-        return key.student_id
-
-    async def load_batch(self, keys: list[DiaryKey]) -> list[DiaryRecords]:
-        by_parts: dict[frozenset[str], list[DiaryKey]] = {}
-        for key in keys:
-            by_parts.setdefault(key.parts, []).append(key)
-        loaded: dict[DiaryKey, DiaryRecords] = {}
-        for parts, same in by_parts.items():
-            groups = await data.list_diary_parts(
-                self.pool, keys=[key.range for key in same], parts=parts
-            )
-            loaded.update(zip(same, _diary_records(groups, len(same)), strict=True))
-        return [loaded[key] for key in keys]
-
-
-def _diary_records(groups: dict[str, list[list[Any]]], count: int) -> list[DiaryRecords]:
-    """Each key's converted parts; one interner for the whole batch."""
-    refs = ReferenceInterner()
-    empty: list[list[Any]] = [[] for _ in range(count)]
-
-    def part(name: str, convert: Callable[[Any, ReferenceInterner], T]) -> list[list[T]]:
-        return [[convert(row, refs) for row in rows] for rows in groups.get(name, empty)]
-
-    return [
-        DiaryRecords(*parts)
-        for parts in zip(
-            part(data.LESSONS, lesson_from_row),
-            part(data.MARKS, mark_from_row),
-            part(data.ATTENDANCE, attendance_from_row),
-            part(data.HOMEWORK, homework_from_row),
-            strict=True,
-        )
-    ]
+    async def load_batch(self, keys: list[StudentRange]) -> list[list[LessonRecord]]:
+        groups = await data.list_lessons_by_student_ranges(self.pool, keys=keys)
+        return _convert_groups(groups, lesson_from_row)
 
 
 class MarksByStudentRangeLoader(_ByStudentRange[list[Mark]]):
-    """The student's marks dated in a window, oldest first (the averages' input)."""
+    """The student's marks dated in a window, oldest first."""
 
     async def load_batch(self, keys: list[StudentRange]) -> list[list[Mark]]:
         groups = await data.list_marks_by_student_ranges(self.pool, keys=keys)
         return _convert_groups(groups, mark_from_row)
+
+
+class AttendanceByStudentRangeLoader(_ByStudentRange[list[Attendance]]):
+    """The student's attendance records in a window."""
+
+    async def load_batch(self, keys: list[StudentRange]) -> list[list[Attendance]]:
+        groups = await data.list_attendance_by_student_ranges(self.pool, keys=keys)
+        return _convert_groups(groups, attendance_from_row)
+
+
+class HomeworkByStudentRangeLoader(_ByStudentRange[list[HomeworkRecord]]):
+    """Homework of the student's class due in a window, or given at one of its lessons in it."""
+
+    async def load_batch(self, keys: list[StudentRange]) -> list[list[HomeworkRecord]]:
+        groups = await data.list_homework_by_student_ranges(self.pool, keys=keys)
+        return _convert_groups(groups, homework_from_row)
 
 
 class MarkPageByFilterLoader(ScopedLoader[MarksFilter, list[Mark]]):
@@ -292,12 +253,20 @@ class Loaders:
         return self.periods_by_student
 
     @cached_property
-    def diary_by_student_range(self) -> DiaryByStudentRangeLoader:
-        return DiaryByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
+    def lessons_by_student_range(self) -> LessonsByStudentRangeLoader:
+        return LessonsByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
 
     @cached_property
     def marks_by_student_range(self) -> MarksByStudentRangeLoader:
         return MarksByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
+
+    @cached_property
+    def attendance_by_student_range(self) -> AttendanceByStudentRangeLoader:
+        return AttendanceByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
+
+    @cached_property
+    def homework_by_student_range(self) -> HomeworkByStudentRangeLoader:
+        return HomeworkByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
 
     @cached_property
     def mark_page_by_filter(self) -> MarkPageByFilterLoader:

@@ -17,8 +17,7 @@ Rows come back grouped per key, in the order of the keys.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import date
 from typing import Any, NamedTuple
 
@@ -65,6 +64,9 @@ def _distinct(student_ids: Sequence[int]) -> list[int]:
     return list(dict.fromkeys(student_ids))
 
 
+_RANGE_KEYS = """unnest((SELECT $1::int[]), (SELECT $2::date[]), (SELECT $3::date[]))
+    WITH ORDINALITY AS k(student_id, date_from, date_to, ord)"""
+
 # Distinct student ids (callers pass them through `_distinct`).
 _STUDENT_KEYS = "unnest((SELECT $1::int[])) AS k(student_id)"
 
@@ -92,11 +94,58 @@ async def get_students_by_ids(pool: asyncpg.Pool, *, student_ids: Sequence[int])
     return list(await pool.fetch(_STUDENTS_SQL, _distinct(student_ids)))
 
 
+_LESSONS_SQL = f"""
+SELECT k.ord, l.id, l.date, l.number, l.starts_at, l.ends_at,
+       l.subject_id, l.subject_name, l.teacher_id, l.teacher_name, l.room,
+       l.status, l.status_comment,
+       l.replacement_subject_id, l.replacement_subject_name,
+       l.replacement_teacher_id, l.replacement_teacher_name,
+       l.topic, l.updated_at
+FROM {_RANGE_KEYS}
+JOIN diary_api.students s ON s.id = k.student_id
+CROSS JOIN LATERAL (
+    -- OFFSET 0 keeps the view a separate subquery planned per key: an index scan on
+    -- (class_id, date). Flattened, its eight relations plus the keys exceed
+    -- join_collapse_limit and the planner hash-joins the whole lessons table.
+    SELECT *
+    FROM diary_api.lessons ll
+    WHERE ll.class_id = s.class_id AND ll.date BETWEEN k.date_from AND k.date_to
+    OFFSET 0
+) l
+ORDER BY k.ord, l.date, l.number, l.id
+"""
+
+
+async def list_lessons_by_student_ranges(
+    pool: asyncpg.Pool, *, keys: Sequence[StudentRange]
+) -> list[list[Row]]:
+    """Lessons of each student's class within each window, by date and number."""
+    rows = await pool.fetch(_LESSONS_SQL, *_range_arrays(keys))
+    return _group(rows, key_count=len(keys))
+
+
 _MARK_COLUMNS = """m.id, m.student_id, m.lesson_id, m.date, m.lesson_number, m.lesson_topic,
        m.subject_id, m.subject_name,
        m.work_type_id, m.work_type_name, m.work_type_short_name, m.work_type_weight,
        m.work_title, m.value, m.numeric_value, m.weight, m.comment, m.counts_in_average,
        m.created_at, m.updated_at"""
+
+_MARKS_SQL = f"""
+SELECT k.ord, {_MARK_COLUMNS}
+FROM {_RANGE_KEYS}
+JOIN diary_api.marks m
+  ON m.student_id = k.student_id AND m.date BETWEEN k.date_from AND k.date_to
+ORDER BY k.ord, m.date, m.lesson_number, m.id
+"""
+
+
+async def list_marks_by_student_ranges(
+    pool: asyncpg.Pool, *, keys: Sequence[StudentRange]
+) -> list[list[Row]]:
+    """Each student's marks dated within each window, oldest first."""
+    rows = await pool.fetch(_MARKS_SQL, *_range_arrays(keys))
+    return _group(rows, key_count=len(keys))
+
 
 _MARK_PAGES_SQL = f"""
 SELECT k.ord, {_MARK_COLUMNS}
@@ -127,6 +176,56 @@ async def list_mark_pages(pool: asyncpg.Pool, *, keys: Sequence[MarksFilter]) ->
         [key.subject_id for key in keys],
         [key.limit for key in keys],
     )
+    return _group(rows, key_count=len(keys))
+
+
+_ATTENDANCE_SQL = f"""
+SELECT k.ord, a.id, a.student_id, a.lesson_id, a.date, a.lesson_number,
+       a.subject_id, a.subject_name, a.code, a.minutes_late, a.comment, a.updated_at
+FROM {_RANGE_KEYS}
+JOIN diary_api.attendance a
+  ON a.student_id = k.student_id AND a.date BETWEEN k.date_from AND k.date_to
+ORDER BY k.ord, a.date, a.lesson_number, a.id
+"""
+
+
+async def list_attendance_by_student_ranges(
+    pool: asyncpg.Pool, *, keys: Sequence[StudentRange]
+) -> list[list[Row]]:
+    """Each student's attendance records within each window, by date and lesson."""
+    rows = await pool.fetch(_ATTENDANCE_SQL, *_range_arrays(keys))
+    return _group(rows, key_count=len(keys))
+
+
+# Two index-driven halves instead of one `OR`: the class's homework due in the window
+# (index on homework (class_id, due_on)), then the homework given at the class's lessons
+# in the window and not due in it (lessons by (class_id, date), homework by lesson_id).
+# With the `OR`, PostgreSQL read every homework of the class so far this year and looked
+# up each one's lesson (~460 lookups for two children in November at scale 10).
+_HOMEWORK_SQL = f"""
+SELECT k.ord, h.id, h.lesson_id, h.subject_id, h.subject_name, h.text,
+       h.assigned_on, h.due_on, h.attachments::text AS attachments, h.updated_at
+FROM {_RANGE_KEYS}
+JOIN diary_api.students s ON s.id = k.student_id
+CROSS JOIN LATERAL (
+    SELECT * FROM diary_api.homework hd
+    WHERE hd.class_id = s.class_id AND hd.due_on BETWEEN k.date_from AND k.date_to
+    UNION ALL
+    SELECT * FROM diary_api.homework hl
+    WHERE hl.class_id = s.class_id AND hl.lesson_class_id = s.class_id
+      AND hl.lesson_date BETWEEN k.date_from AND k.date_to
+      AND NOT hl.due_on BETWEEN k.date_from AND k.date_to
+) h
+ORDER BY k.ord, h.due_on, h.subject_name, h.id
+"""
+
+
+async def list_homework_by_student_ranges(
+    pool: asyncpg.Pool, *, keys: Sequence[StudentRange]
+) -> list[list[Row]]:
+    """Homework of each student's class due within each window, or given at one of the
+    class's lessons within it."""
+    rows = await pool.fetch(_HOMEWORK_SQL, *_range_arrays(keys))
     return _group(rows, key_count=len(keys))
 
 
@@ -199,207 +298,3 @@ async def get_versions(pool: asyncpg.Pool, *, student_ids: Sequence[int]) -> str
     """
     token = await pool.fetchval(_VERSIONS_SQL, _distinct(student_ids))
     return str(token)
-
-
-# --- the diary: lessons, marks, attendance and homework in one statement -----------------
-#
-# A request's `diary` fields load their parts for every child in ONE statement: each
-# selected part is a branch of a UNION ALL over the same keys. Fewer statements is the
-# point: every statement costs PostgreSQL a fixed ~0.03 ms (a backend wake-up, a
-# transaction, the locks and plan check of every relation behind the views) before any
-# row, and four round trips cost the event loop four pool acquisitions. Rows carry their
-# branch (`kind`, the part's name) and key ordinal (`ord`); each row has the columns of
-# every selected part (NULL where not its own: cheap to send and decode), under the names
-# the per-part row converters read (resolvers.diary.rows). Every output column is cast
-# to one declared type (`_COLUMN_TYPES`), so that the branches agree whatever the read
-# contract's own column types are (smallint or integer, numeric's precision).
-
-LESSONS = "lessons"
-MARKS = "marks"
-ATTENDANCE = "attendance"
-HOMEWORK = "homework"
-DIARY_PARTS: tuple[str, ...] = (LESSONS, MARKS, ATTENDANCE, HOMEWORK)
-
-_COLUMN_TYPES: dict[str, str] = {
-    "id": "bigint",
-    "student_id": "integer",
-    "lesson_id": "bigint",
-    "date": "date",
-    "number": "integer",
-    "lesson_number": "integer",
-    "starts_at": "time",
-    "ends_at": "time",
-    "subject_id": "integer",
-    "subject_name": "text",
-    "teacher_id": "integer",
-    "teacher_name": "text",
-    "room": "text",
-    "status": "text",
-    "status_comment": "text",
-    "replacement_subject_id": "integer",
-    "replacement_subject_name": "text",
-    "replacement_teacher_id": "integer",
-    "replacement_teacher_name": "text",
-    "topic": "text",
-    "lesson_topic": "text",
-    "work_type_id": "integer",
-    "work_type_name": "text",
-    "work_type_short_name": "text",
-    "work_type_weight": "numeric",
-    "work_title": "text",
-    "value": "text",
-    "numeric_value": "numeric",
-    "weight": "numeric",
-    "comment": "text",
-    "counts_in_average": "boolean",
-    "code": "text",
-    "minutes_late": "integer",
-    "text": "text",
-    "assigned_on": "date",
-    "due_on": "date",
-    "attachments": "text",
-    "created_at": "timestamptz",
-    "updated_at": "timestamptz",
-    # The order within a part (see `_Branch.order`), the same three for every branch.
-    "sort_on": "date",
-    "sort_number": "integer",
-    "sort_text": "text",
-}
-
-
-class _Branch(NamedTuple):
-    """One part of the diary: its rows for the keys `k` (student_id, date_from, date_to,
-    ord, and class_id for the parts in `_CLASS_PARTS`), the output columns it fills and
-    its order within a key."""
-
-    columns: tuple[str, ...]
-    source: str  # FROM clause after `k`; its row alias is `r`
-    order: tuple[str, str, str]  # sort_on, sort_number, sort_text (then r.id)
-
-
-_LESSON_FIELDS = (
-    "id", "date", "number", "starts_at", "ends_at", "subject_id", "subject_name",
-    "teacher_id", "teacher_name", "room", "status", "status_comment",
-    "replacement_subject_id", "replacement_subject_name",
-    "replacement_teacher_id", "replacement_teacher_name", "topic", "updated_at",
-)  # fmt: skip
-_MARK_FIELDS = (
-    "id", "student_id", "lesson_id", "date", "lesson_number", "lesson_topic",
-    "subject_id", "subject_name", "work_type_id", "work_type_name", "work_type_short_name",
-    "work_type_weight", "work_title", "value", "numeric_value", "weight", "comment",
-    "counts_in_average", "created_at", "updated_at",
-)  # fmt: skip
-_ATTENDANCE_FIELDS = (
-    "id", "student_id", "lesson_id", "date", "lesson_number", "subject_id", "subject_name",
-    "code", "minutes_late", "comment", "updated_at",
-)  # fmt: skip
-_HOMEWORK_FIELDS = (
-    "id", "lesson_id", "subject_id", "subject_name", "text", "assigned_on", "due_on",
-    "attachments", "updated_at",
-)  # fmt: skip
-
-_BRANCHES: dict[str, _Branch] = {
-    LESSONS: _Branch(
-        _LESSON_FIELDS,
-        # OFFSET 0 keeps the view a separate subquery planned per key: an index scan on
-        # (class_id, date). Flattened, its eight relations plus the keys exceed
-        # join_collapse_limit and the planner hash-joins the whole lessons table.
-        """CROSS JOIN LATERAL (
-    SELECT * FROM diary_api.lessons ll
-    WHERE ll.class_id = k.class_id AND ll.date BETWEEN k.date_from AND k.date_to
-    OFFSET 0) r""",
-        ("r.date", "r.number", "NULL"),
-    ),
-    MARKS: _Branch(
-        _MARK_FIELDS,
-        """JOIN diary_api.marks r
-  ON r.student_id = k.student_id AND r.date BETWEEN k.date_from AND k.date_to""",
-        ("r.date", "r.lesson_number", "NULL"),
-    ),
-    ATTENDANCE: _Branch(
-        _ATTENDANCE_FIELDS,
-        """JOIN diary_api.attendance r
-  ON r.student_id = k.student_id AND r.date BETWEEN k.date_from AND k.date_to""",
-        ("r.date", "r.lesson_number", "NULL"),
-    ),
-    # Two index-driven halves instead of one `OR`: the class's homework due in the window
-    # (index on homework (class_id, due_on)), then the homework given at the class's
-    # lessons in the window and not due in it (lessons by (class_id, date), homework by
-    # lesson_id). With the `OR`, PostgreSQL read every homework of the class so far this
-    # year and looked up each one's lesson (~460 lookups for two children in November at
-    # scale 10).
-    HOMEWORK: _Branch(
-        _HOMEWORK_FIELDS,
-        """CROSS JOIN LATERAL (
-    SELECT * FROM diary_api.homework hd
-    WHERE hd.class_id = k.class_id AND hd.due_on BETWEEN k.date_from AND k.date_to
-    UNION ALL
-    SELECT * FROM diary_api.homework hl
-    WHERE hl.class_id = k.class_id AND hl.lesson_class_id = k.class_id
-      AND hl.lesson_date BETWEEN k.date_from AND k.date_to
-      AND NOT hl.due_on BETWEEN k.date_from AND k.date_to) r""",
-        ("r.due_on", "NULL", "r.subject_name"),
-    ),
-}
-
-# The keys, with each student's class when a part reads the class's rows (LEFT JOIN: a
-# key naming no student reads no lessons or homework, and its marks and attendance
-# branches are what they would be alone).
-_KEYS = """unnest((SELECT $1::int[]), (SELECT $2::date[]), (SELECT $3::date[]))
-        WITH ORDINALITY AS k(student_id, date_from, date_to, ord)"""
-_KEYS_WITH_CLASS = f"""k AS MATERIALIZED (
-    SELECT k.student_id, k.date_from, k.date_to, k.ord, s.class_id
-    FROM {_KEYS}
-    LEFT JOIN diary_api.students s ON s.id = k.student_id)"""
-_KEYS_ALONE = f"""k AS MATERIALIZED (
-    SELECT k.student_id, k.date_from, k.date_to, k.ord FROM {_KEYS})"""
-_CLASS_PARTS = frozenset({LESSONS, HOMEWORK})
-
-
-def _branch_select(part: str, columns: Sequence[str]) -> str:
-    branch = _BRANCHES[part]
-    own = set(branch.columns)
-    values = [f"'{part}'::text AS kind", "k.ord"]
-    for column in columns:
-        expression = f"r.{column}" if column in own else "NULL"
-        values.append(f"{expression}::{_COLUMN_TYPES[column]} AS {column}")
-    for name, expression in zip(("sort_on", "sort_number", "sort_text"), branch.order, strict=True):
-        values.append(f"{expression}::{_COLUMN_TYPES[name]} AS {name}")
-    return f"SELECT {', '.join(values)}\nFROM k {branch.source}"
-
-
-@functools.cache
-def diary_statement(parts: frozenset[str]) -> str:
-    """The one statement reading these parts of the diary for every key."""
-    chosen = [part for part in DIARY_PARTS if part in parts]
-    if not chosen or len(chosen) != len(parts):
-        raise ValueError(f"diary parts must be some of {DIARY_PARTS}, got {sorted(parts)}")
-    columns = list(dict.fromkeys(c for part in chosen for c in _BRANCHES[part].columns))
-    branches = "\nUNION ALL\n".join(_branch_select(part, columns) for part in chosen)
-    keys = _KEYS_WITH_CLASS if parts & _CLASS_PARTS else _KEYS_ALONE
-    return f"""WITH {keys}
-{branches}
-ORDER BY kind, ord, sort_on, sort_number, sort_text, id"""
-
-
-async def list_diary_parts(
-    pool: asyncpg.Pool, *, keys: Sequence[StudentRange], parts: Collection[str]
-) -> dict[str, list[list[Row]]]:
-    """For each part (lessons, marks, attendance, homework), each key's rows, in one
-    statement: lessons of the student's class in the window by date and number; the
-    student's marks and attendance dated in it, by date and lesson; homework of the
-    class due in it, or given at one of the class's lessons in it, by due date and
-    subject."""
-    wanted = frozenset(parts)
-    rows = await pool.fetch(diary_statement(wanted), *_range_arrays(keys))
-    grouped: dict[str, list[list[Row]]] = {part: [[] for _ in keys] for part in wanted}
-    for row in rows:
-        grouped[row["kind"]][row["ord"] - 1].append(row)
-    return grouped
-
-
-async def list_marks_by_student_ranges(
-    pool: asyncpg.Pool, *, keys: Sequence[StudentRange]
-) -> list[list[Row]]:
-    """Each student's marks dated within each window, oldest first."""
-    return (await list_diary_parts(pool, keys=keys, parts=(MARKS,)))[MARKS]

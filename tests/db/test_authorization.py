@@ -23,8 +23,8 @@ from auth.viewer import Role, Viewer
 from fixtures.demo import DEMO_ACCOUNTS, demo_account
 from gateway.core.db import counting_statements
 from gateway.core.errors import BadUserInputError, ForbiddenError, UnauthenticatedError
-from resolvers.diary.loaders import DiaryKey, Loaders
-from resolvers.diary.sql import DIARY_PARTS, MarksFilter, StudentRange
+from resolvers.diary.loaders import Loaders
+from resolvers.diary.sql import MarksFilter, StudentRange
 from tests.support.environment import TODAY, GraphQL
 from tests.support.journal import family_student_ids
 from tests.support.planted import error_codes, post_graphql
@@ -299,8 +299,10 @@ async def test_loaders_refuse_ids_outside_the_scope(
     with counting_statements() as counter:
         attempts: list[asyncio.Future[Any]] = [
             loaders.student_by_id.load(victim),
-            loaders.diary_by_student_range.load(DiaryKey(*window, frozenset(DIARY_PARTS))),
+            loaders.lessons_by_student_range.load(window),
             loaders.marks_by_student_range.load(window),
+            loaders.attendance_by_student_range.load(window),
+            loaders.homework_by_student_range.load(window),
             loaders.mark_page_by_filter.load(MarksFilter(victim, None, None, None, 10)),
             loaders.periods_by_student.load(victim),
             loaders.final_marks_by_student.load(victim),

@@ -1,5 +1,5 @@
-"""The diary statement's homework branch (`resolvers.diary.sql.diary_statement`): two
-index-driven halves (due in the window; given at the class's lessons in the window) give exactly the
+"""The diary's homework statement (`resolvers.diary.sql._HOMEWORK_SQL`): two index-driven
+halves (due in the window; given at the class's lessons in the window) give exactly the
 rows of the plain `OR` definition, each once, and read only the window's homework.
 
 One intended difference from the `OR` the diary used before (`h.lesson_date` in the window
@@ -42,22 +42,6 @@ WINDOWS = [
 ]
 
 
-HOMEWORK_SQL = data.diary_statement(frozenset({data.HOMEWORK}))
-COLUMNS = (
-    "ord", "id", "lesson_id", "subject_id", "subject_name", "text",
-    "assigned_on", "due_on", "attachments", "updated_at",
-)  # fmt: skip
-
-
-def _homework(rows: list[Any]) -> list[tuple[Any, ...]]:
-    """The reference's columns of each row (the diary statement has more)."""
-    return [tuple(row[column] for column in COLUMNS) for row in rows]
-
-
-async def _list_homework(pool: asyncpg.Pool, keys: list[StudentRange]) -> list[list[Any]]:
-    return (await data.list_diary_parts(pool, keys=keys, parts=(data.HOMEWORK,)))[data.HOMEWORK]
-
-
 def _arrays(keys: list[StudentRange]) -> list[list[Any]]:
     return [[k.student_id for k in keys], [k.date_from for k in keys], [k.date_to for k in keys]]
 
@@ -69,10 +53,10 @@ async def test_the_statement_equals_the_plain_definition_for_every_student(
     compared = 0
     for date_from, date_to in WINDOWS:
         keys = [StudentRange(sid, date_from, date_to) for sid in student_ids]
-        groups = await _list_homework(pool, keys)
+        groups = await data.list_homework_by_student_ranges(pool, keys=keys)
         reference = await pool.fetch(REFERENCE_SQL, *_arrays(keys))
         expected = data._group(reference, key_count=len(keys))
-        assert [_homework(g) for g in groups] == [_homework(g) for g in expected]
+        assert [[tuple(r) for r in g] for g in groups] == [[tuple(r) for r in g] for g in expected]
         compared += len(reference)
     assert compared > 1000
 
@@ -159,7 +143,7 @@ async def test_each_half_is_found_and_nothing_twice(owner_conn: asyncpg.Connecti
         student_id, monday, planted = await _plant(owner_conn)
         given_elsewhere, due_here = await _plant_cross_class(owner_conn, student_id)
         keys = [StudentRange(student_id, monday, monday + timedelta(days=6))]
-        rows = await owner_conn.fetch(HOMEWORK_SQL, *_arrays(keys))
+        rows = await owner_conn.fetch(data._HOMEWORK_SQL, *_arrays(keys))
         reference = await owner_conn.fetch(REFERENCE_SQL, *_arrays(keys))
     finally:
         await transaction.rollback()
@@ -168,7 +152,7 @@ async def test_each_half_is_found_and_nothing_twice(owner_conn: asyncpg.Connecti
     assert set(planted) <= set(ids)
     assert due_here in ids
     assert given_elsewhere not in ids
-    assert _homework(rows) == _homework(reference)
+    assert [tuple(r) for r in rows] == [tuple(r) for r in reference]
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -207,8 +191,8 @@ async def test_the_generic_plan_reads_only_the_windows_homework(pool: asyncpg.Po
         *week,
     )
     keys = [StudentRange(row[0], *week) for row in student_ids]
-    returned = sum(map(len, await _list_homework(pool, keys)))
-    read = await _homework_rows_read(pool, HOMEWORK_SQL, keys)
+    returned = sum(map(len, await data.list_homework_by_student_ranges(pool, keys=keys)))
+    read = await _homework_rows_read(pool, data._HOMEWORK_SQL, keys)
     read_with_or = await _homework_rows_read(pool, REFERENCE_SQL, keys)
     print(f"homework rows: {returned} returned, {read} read, {read_with_or} with the OR")
     assert len(keys) == 2 and returned > 0
