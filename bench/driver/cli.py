@@ -24,7 +24,13 @@ import httpx
 from bench.driver import database as db
 from bench.driver.canonical import MismatchError, canonical, describe_difference, size_summary
 from bench.driver.config import Config, build_parser, resolve_config
-from bench.driver.families import FamiliesWorkload, make_families, peer_of, requests_of
+from bench.driver.families import (
+    FamiliesWorkload,
+    counted,
+    make_families,
+    peer_of,
+    requests_of,
+)
 from bench.driver.install import BENCH_DIR, Tools, prepare_tools
 from bench.driver.measure import (
     StatementCounter,
@@ -236,7 +242,7 @@ def verify_families(targets: Sequence[Target], workload: FamiliesWorkload) -> st
     writer = f"the writer at {rate:g} writes/s" if rate else "no writer"
     if rate is None:
         writer = "the writer at a school-day peak (bench/driver/writer.py)"
-    description = f"parent-week of {count:,} families in a seeded random order, {writer}"
+    description = f"parent-week of {counted(count)} in a seeded random order, {writer}"
     checked = f"the first {VERIFIED_FAMILIES} families the same on {len(measured)} targets"
     _say(f"    {FAMILIES}: {checked}")
     return description

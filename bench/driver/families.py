@@ -363,7 +363,7 @@ async def warm_pass(target: Target, requests: Sequence[Request]) -> list[tuple[i
             )
             response.raise_for_status()
             answered.append((number, len(response.content)))
-            if len(answered) % WARM_PROGRESS_EVERY == 0:
+            if len(answered) % WARM_PROGRESS_EVERY == 0 and len(answered) < len(requests):
                 _progress(target, len(answered), len(requests), started)
 
     async with httpx.AsyncClient(base_url=target.base_url, timeout=60, limits=limits) as client:
@@ -377,8 +377,17 @@ def _progress(target: Target, done: int, total: int, started: float) -> None:
     rate = done / seconds if seconds > 0 else 0.0
     print(
         f"    families: warming {target.label}: {done:,}/{total:,} families read once "
-        f"({seconds:.0f} s, {rate:.0f} req/s)",
+        f"({seconds:.0f} s, {rate:.0f} req/s){', done' if done == total else ''}",
         flush=True,
+    )
+
+
+def counted(count: int) -> str:
+    """How many families, against the gateway's cache (the report's families line)."""
+    share = min(1.0, MAX_ENTRIES / count)
+    return (
+        f"{count:,} families (the gateway's response cache holds {MAX_ENTRIES:,} answers "
+        f"per process: {100 * share:.0f}% of them)"
     )
 
 
