@@ -184,7 +184,8 @@ def _diary(name: str) -> Sql:
 
 
 # The diary's statements by the names resolvers/diary/sql.py has had: the per-part
-# constants (until the parts were merged) and `diary_statement(parts)`, the merged one.
+# constants, and `diary_statement(parts)`, the one statement for all parts of 08a084e
+# (reverted in 55ab4ee: it cost PostgreSQL more); a tree has one or the other.
 STATEMENTS: Final[tuple[Statement, ...]] = (
     Statement("-", "SELECT 1", Sql(None, "SELECT 1"), lambda _inputs: ()),
     Statement(PW, "viewer (parent)", _VIEWER, _viewer(db.PARENT_ACCOUNT)),
