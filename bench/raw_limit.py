@@ -20,7 +20,7 @@ import argparse
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from decimal import Decimal
@@ -36,7 +36,9 @@ from starlette.routing import Route
 
 from bench.averages import MarkValue, subject_results
 from gateway.core.db_roles import login_identity, role_to_set
+from resolvers.common.types import Subject, Teacher
 from resolvers.diary import sql as data
+from resolvers.diary.reference import ReferenceCache, ReferenceData
 from resolvers.diary.sql import MarksFilter, StudentRange
 
 Row = Any
@@ -82,24 +84,29 @@ def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _teacher(teacher_id: int | None, name: str | None) -> Json | None:
-    return None if teacher_id is None or name is None else {"name": name}
+# The reference data (subjects', teachers' names), kept as the gateway keeps it.
+_REFERENCE = ReferenceCache()
 
 
-def _subject(subject_id: int | None, name: str | None) -> Json | None:
-    return None if subject_id is None or name is None else {"name": name}
+def _name(names: Mapping[int, Subject] | Mapping[int, Teacher], key: int | None) -> Json | None:
+    found = None if key is None else names.get(key)
+    return None if found is None else {"name": found.name}
 
 
-def _lesson(row: Row, homework: list[Json], marks: list[Json], attendance: Json | None) -> Json:
-    subject = {"name": row["subject_name"]}
-    teacher = {"name": row["teacher_name"]}
+def _lesson(
+    row: Row,
+    reference: ReferenceData,
+    homework: list[Json],
+    marks: list[Json],
+    attendance: Json | None,
+) -> Json:
+    subject = {"name": reference.subjects[row["subject_id"]].name}
+    teacher = {"name": reference.teachers[row["teacher_id"]].name}
     replacement = None
     if row["status"] == "replaced":
         replacement = {
-            "subject": _subject(row["replacement_subject_id"], row["replacement_subject_name"])
-            or subject,
-            "teacher": _teacher(row["replacement_teacher_id"], row["replacement_teacher_name"])
-            or teacher,
+            "subject": _name(reference.subjects, row["replacement_subject_id"]) or subject,
+            "teacher": _name(reference.teachers, row["replacement_teacher_id"]) or teacher,
         }
     return {
         "id": str(row["id"]),
@@ -117,7 +124,11 @@ def _lesson(row: Row, homework: list[Json], marks: list[Json], attendance: Json 
 
 
 def _lessons_by_day(
-    lessons: list[Row], marks: list[Row], attendance: list[Row], homework: list[Row]
+    reference: ReferenceData,
+    lessons: list[Row],
+    marks: list[Row],
+    attendance: list[Row],
+    homework: list[Row],
 ) -> dict[date, list[Json]]:
     """One child's lessons by day, each with its homework, marks and attendance."""
     marks_by_lesson: dict[int, list[Json]] = {}
@@ -149,6 +160,7 @@ def _lessons_by_day(
         days.setdefault(row["date"], []).append(
             _lesson(
                 row,
+                reference,
                 homework_by_lesson.get(lesson_id, []),
                 marks_by_lesson.get(lesson_id, []),
                 attendance_by_lesson.get(lesson_id),
@@ -163,12 +175,25 @@ async def parent_week(pool: asyncpg.Pool, body: Json) -> Json:
     date_from, date_to = date.fromisoformat(body["from"]), date.fromisoformat(body["to"])
     keys = [StudentRange(student_id, date_from, date_to) for student_id in student_ids]
     students, lessons, marks, attendance, homework = await asyncio.gather(
-        data.get_students_by_ids(pool, student_ids=student_ids),
+        data.get_students_by_ids(
+            pool, student_ids=student_ids, reference_version=_REFERENCE.version
+        ),
         data.list_lessons_by_student_ranges(pool, keys=keys),
         data.list_marks_by_student_ranges(pool, keys=keys),
         data.list_attendance_by_student_ranges(pool, keys=keys),
         data.list_homework_by_student_ranges(pool, keys=keys),
     )
+    if students:
+        _REFERENCE.update(students[0]["journal_version"], students[0]["reference"])
+    rows = [row for group in lessons for row in group]
+    reference = _REFERENCE.current
+    subjects, teachers = _REFERENCE.missing(
+        {row[c] for row in rows for c in ("subject_id", "replacement_subject_id")} - {None},
+        {row[c] for row in rows for c in ("teacher_id", "replacement_teacher_id")} - {None},
+    )
+    if subjects or teachers:
+        names = await data.list_names_by_ids(pool, subject_ids=subjects, teacher_ids=teachers)
+        reference = _REFERENCE.add_names(names)
     by_id = {row["id"]: row for row in students}
     calendar = [date_from + timedelta(days=n) for n in range((date_to - date_from).days + 1)]
     children = []
@@ -176,7 +201,9 @@ async def parent_week(pool: asyncpg.Pool, body: Json) -> Json:
         row = by_id.get(student_id)
         if row is None:
             continue
-        days = _lessons_by_day(lessons[index], marks[index], attendance[index], homework[index])
+        days = _lessons_by_day(
+            reference, lessons[index], marks[index], attendance[index], homework[index]
+        )
         names = (row["last_name"], row["first_name"], row["patronymic"])
         children.append(
             (

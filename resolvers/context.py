@@ -14,6 +14,7 @@ from gateway.core.settings import Settings
 from resolvers.analytics.service import AnalyticsService
 from resolvers.dashboard.service import DashboardService
 from resolvers.diary.loaders import Loaders
+from resolvers.diary.reference import ReferenceCache
 
 
 @dataclass(slots=True)
@@ -21,6 +22,8 @@ class AppServices:
     """Built once by gateway.app.create_app; never per request."""
 
     analytics: AnalyticsService | None = None
+    # The diary's reference data, one copy per process (resolvers.diary.reference).
+    reference: ReferenceCache = field(default_factory=ReferenceCache)
 
     async def close(self) -> None:
         if self.analytics is not None:

@@ -13,7 +13,7 @@ with the teachers' writer (bench.driver.writer) writing from before the warm-up 
 the run's requests are done; its CPU falls under "other", its statements under the
 database's CPU. Its gateway rows get the response cache's hit rate over the timed run:
 1 - (diary reads / requests), a diary read being a call of a statement that reads
-`diary_api.lessons` (pg_stat_statements, reset before the run): a miss executes the
+`diary_api.lesson_facts` (pg_stat_statements, reset before the run): a miss executes the
 document and reads the lessons once, a hit sends only the viewer and versions statements.
 """
 
@@ -62,7 +62,7 @@ _DIARY_READS = r"""
 SELECT coalesce(sum(calls), 0)::bigint
 FROM pg_stat_statements
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND toplevel AND query ~ 'diary_api\.lessons\M'
+  AND toplevel AND query ~ 'diary_api\.lesson_facts\M'
 """
 
 

@@ -349,7 +349,7 @@ class GraphQLEndpoint:
     def _context(self, viewer: Viewer | None, pool: asyncpg.Pool, today: date) -> Context:
         return Context(
             viewer=viewer,
-            loaders=Loaders(pool, viewer),
+            loaders=Loaders(pool, viewer, self.app_services.reference),
             pool=pool,
             settings=self.settings,
             today=today,

@@ -20,6 +20,7 @@ from aiodataloader import DataLoader
 from auth.viewer import Viewer
 from gateway.core.errors import UnauthenticatedError
 from resolvers.diary import sql as data
+from resolvers.diary.reference import ReferenceCache
 from resolvers.diary.rows import (
     HomeworkRecord,
     LessonRecord,
@@ -28,6 +29,7 @@ from resolvers.diary.rows import (
     StudentRecord,
     attendance_from_row,
     final_mark_from_row,
+    has_names,
     homework_from_row,
     lesson_from_row,
     mark_from_row,
@@ -130,21 +132,28 @@ class StudentByIdLoader(_ByStudentId[StudentRecord | None]):
     """Student (names, school, class) by id; None when the id names nobody.
 
     The same statement reads each student's periods; `periods` (when given) primes the
-    periods loader with them, for students that passed this loader's scope check.
+    periods loader with them, for students that passed this loader's scope check. It
+    also keeps the reference data current (resolvers.diary.reference).
     """
 
     def __init__(
         self,
         pool: asyncpg.Pool,
         viewer: Viewer | None,
-        accessed: set[int] | None = None,
+        accessed: set[int],
+        reference: ReferenceCache,
         periods: Callable[[], DataLoader[int, list[PeriodRecord]]] | None = None,
     ) -> None:
         super().__init__(pool, viewer, accessed)
+        self.reference = reference
         self.periods = periods
 
     async def load_batch(self, keys: list[int]) -> list[StudentRecord | None]:
-        rows = await data.get_students_by_ids(self.pool, student_ids=keys)
+        rows = await data.get_students_by_ids(
+            self.pool, student_ids=keys, reference_version=self.reference.version
+        )
+        if rows:
+            self.reference.update(rows[0]["journal_version"], rows[0]["reference"])
         by_id = {row["id"]: student_from_row(row) for row in rows}
         if self.periods is not None and rows:
             periods = self.periods()
@@ -153,12 +162,41 @@ class StudentByIdLoader(_ByStudentId[StudentRecord | None]):
         return [by_id.get(key) for key in keys]
 
 
+def _ids(rows: Sequence[Any], *columns: str) -> set[int]:
+    """The distinct non-null values of these columns."""
+    return {row[column] for row in rows for column in columns if row[column] is not None}
+
+
 class LessonsByStudentRangeLoader(_ByStudentRange[list[LessonRecord]]):
-    """Lessons of the student's class in a date window."""
+    """Lessons of the student's class in a date window, named from the reference data."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        viewer: Viewer | None,
+        accessed: set[int],
+        reference: ReferenceCache,
+    ) -> None:
+        super().__init__(pool, viewer, accessed)
+        self.reference = reference
 
     async def load_batch(self, keys: list[StudentRange]) -> list[list[LessonRecord]]:
         groups = await data.list_lessons_by_student_ranges(self.pool, keys=keys)
-        return _convert_groups(groups, lesson_from_row)
+        rows = [row for group in groups for row in group]
+        reference = self.reference.current
+        subjects, teachers = self.reference.missing(
+            _ids(rows, "subject_id", "replacement_subject_id"),
+            _ids(rows, "teacher_id", "replacement_teacher_id"),
+        )
+        if subjects or teachers:  # named after the copy was read: see reference.py
+            names = await data.list_names_by_ids(
+                self.pool, subject_ids=subjects, teacher_ids=teachers
+            )
+            reference = self.reference.add_names(names)
+        return [
+            [lesson_from_row(row, reference) for row in group if has_names(row, reference)]
+            for group in groups
+        ]
 
 
 class MarksByStudentRangeLoader(_ByStudentRange[list[Mark]]):
@@ -225,9 +263,13 @@ class LastUpdatedByStudentLoader(_ByStudentId[datetime | None]):
 class Loaders:
     """One instance of every loader for one request; each is created on first use."""
 
-    def __init__(self, pool: asyncpg.Pool, viewer: Viewer | None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, viewer: Viewer | None, reference: ReferenceCache | None = None
+    ) -> None:
         self.pool = pool
         self.viewer = viewer
+        # The application's copy of the reference data (a fresh one when not given).
+        self.reference = ReferenceCache() if reference is None else reference
         # Every student id a loader of this request was asked for (after the scope check).
         self.accessed_student_ids: set[int] = set()
 
@@ -246,7 +288,11 @@ class Loaders:
     @cached_property
     def student_by_id(self) -> StudentByIdLoader:
         return StudentByIdLoader(
-            self.pool, self.viewer, self.accessed_student_ids, periods=self._periods_loader
+            self.pool,
+            self.viewer,
+            self.accessed_student_ids,
+            self.reference,
+            periods=self._periods_loader,
         )
 
     def _periods_loader(self) -> PeriodsByStudentLoader:
@@ -254,7 +300,9 @@ class Loaders:
 
     @cached_property
     def lessons_by_student_range(self) -> LessonsByStudentRangeLoader:
-        return LessonsByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
+        return LessonsByStudentRangeLoader(
+            self.pool, self.viewer, self.accessed_student_ids, self.reference
+        )
 
     @cached_property
     def marks_by_student_range(self) -> MarksByStudentRangeLoader:

@@ -11,6 +11,7 @@ import orjson
 import strawberry
 
 from resolvers.common.types import PeriodScheme, School, SchoolClass, Subject, Teacher, WorkType
+from resolvers.diary.reference import ReferenceData
 from resolvers.diary.types import (
     Attachment,
     Attendance,
@@ -177,27 +178,22 @@ class ReferenceInterner:
         return work_type
 
 
-def lesson_from_row(row: Row, refs: ReferenceInterner | None = None) -> LessonRecord:
-    """A lesson row of `diary_api.lessons`."""
-    refs = refs or ReferenceInterner()
-    replacement_subject = None
-    if row["replacement_subject_id"] is not None and row["replacement_subject_name"] is not None:
-        replacement_subject = refs.subject(
-            row["replacement_subject_id"], row["replacement_subject_name"]
-        )
-    replacement_teacher = None
-    if row["replacement_teacher_id"] is not None and row["replacement_teacher_name"] is not None:
-        replacement_teacher = refs.teacher(
-            row["replacement_teacher_id"], row["replacement_teacher_name"]
-        )
+def lesson_from_row(row: Row, reference: ReferenceData) -> LessonRecord:
+    """A lesson row of the lessons statement (`diary_api.lesson_facts`), its subjects,
+    teachers and bells named from the reference data, which has the row's subject and
+    teacher (`ReferenceCache.add_names`, `has_names`); a replacement or bell it does
+    not have is None (as a LEFT JOIN would give)."""
+    replacement_subject = reference.subjects.get(row["replacement_subject_id"])
+    replacement_teacher = reference.teachers.get(row["replacement_teacher_id"])
+    starts_at, ends_at = reference.bells.get((row["school_id"], row["number"]), _NO_BELL)
     return LessonRecord(
         row["id"],
         row["date"],
         row["number"],
-        row["starts_at"],
-        row["ends_at"],
-        refs.subject(row["subject_id"], row["subject_name"]),
-        refs.teacher(row["teacher_id"], row["teacher_name"]),
+        starts_at,
+        ends_at,
+        reference.subjects[row["subject_id"]],
+        reference.teachers[row["teacher_id"]],
         row["room"],
         LessonStatus(row["status"]),
         row["status_comment"],
@@ -206,6 +202,15 @@ def lesson_from_row(row: Row, refs: ReferenceInterner | None = None) -> LessonRe
         row["topic"],
         row["updated_at"],
     )
+
+
+_NO_BELL: tuple[None, None] = (None, None)
+
+
+def has_names(row: Row, reference: ReferenceData) -> bool:
+    """Whether the lesson's subject and teacher exist (a lesson naming a subject or teacher
+    that does not exist is left out, as an inner join of the names would)."""
+    return row["subject_id"] in reference.subjects and row["teacher_id"] in reference.teachers
 
 
 def mark_from_row(row: Row, refs: ReferenceInterner | None = None) -> Mark:

@@ -70,9 +70,37 @@ _RANGE_KEYS = """unnest((SELECT $1::int[]), (SELECT $2::date[]), (SELECT $3::dat
 # Distinct student ids (callers pass them through `_distinct`).
 _STUDENT_KEYS = "unnest((SELECT $1::int[])) AS k(student_id)"
 
+# The reference data (resolvers.diary.reference) as one JSON object, which the students
+# statement adds when the caller's copy is not of the journal's version (`$2` there).
+_REFERENCE_JSON = """json_build_object(
+    'subjects', (SELECT json_agg(json_build_array(s.id, s.name)) FROM diary_api.subjects s),
+    'teachers', (SELECT json_agg(json_build_array(t.id, t.name)) FROM diary_api.teachers t),
+    'bells', (SELECT json_agg(json_build_array(b.school_id, b.lesson_number,
+                                               b.starts_at, b.ends_at))
+              FROM diary_api.bells b))::text"""
+
+_NAMES_BY_IDS_SQL = """
+SELECT 's' AS kind, s.id, s.name
+FROM unnest((SELECT $1::int[])) AS k(id) JOIN diary_api.subjects s ON s.id = k.id
+UNION ALL
+SELECT 't', t.id, t.name
+FROM unnest((SELECT $2::int[])) AS k(id) JOIN diary_api.teachers t ON t.id = k.id
+"""
+
+
+async def list_names_by_ids(
+    pool: asyncpg.Pool, *, subject_ids: Sequence[int], teacher_ids: Sequence[int]
+) -> list[Row]:
+    """Subjects (`kind` 's') and teachers ('t') by id, with their display names."""
+    return list(await pool.fetch(_NAMES_BY_IDS_SQL, list(subject_ids), list(teacher_ids)))
+
+
 # `periods` (rows of diary_api.periods, as in _PERIODS_SQL) come along: averages and the
 # period list need them right after the student, which saves that request a statement
-# and a round trip.
+# and a round trip. `journal_version` and `reference` keep the process's copy of the
+# reference data current (resolvers.diary.reference): `$2` is the copy's version, and the
+# whole reference data comes back only when the journal's is another (a scalar sub-select
+# PostgreSQL evaluates only then).
 _STUDENTS_SQL = f"""
 SELECT s.id, s.school_id, s.class_id, s.last_name, s.first_name, s.patronymic,
        s.grade, s.letter, s.class_name, s.period_scheme, s.year_id,
@@ -81,34 +109,37 @@ SELECT s.id, s.school_id, s.class_id, s.last_name, s.first_name, s.patronymic,
        ARRAY(SELECT p FROM diary_api.periods p
              WHERE p.school_id = s.school_id AND p.year_id = s.year_id
                AND p.scheme = s.period_scheme
-             ORDER BY p.number) AS periods
+             ORDER BY p.number) AS periods,
+       j.version AS journal_version,
+       CASE WHEN j.version IS DISTINCT FROM $2::bigint THEN {_REFERENCE_JSON} END AS reference
 FROM {_STUDENT_KEYS}
 JOIN diary_api.students s ON s.id = k.student_id
 JOIN diary_api.schools sc ON sc.id = s.school_id
+CROSS JOIN diary_api.journal_version j
 """
 
 
-async def get_students_by_ids(pool: asyncpg.Pool, *, student_ids: Sequence[int]) -> list[Row]:
+async def get_students_by_ids(
+    pool: asyncpg.Pool, *, student_ids: Sequence[int], reference_version: int | None
+) -> list[Row]:
     """Students with their school and class, and their periods (column `periods`, the
-    rows `list_periods_by_student_ids` gives, by number), in no particular order."""
-    return list(await pool.fetch(_STUDENTS_SQL, _distinct(student_ids)))
+    rows `list_periods_by_student_ids` gives, by number), in no particular order; with
+    the journal's version and, unless it is `reference_version`, the reference data
+    (columns `journal_version`, `reference`: see resolvers.diary.reference)."""
+    return list(await pool.fetch(_STUDENTS_SQL, _distinct(student_ids), reference_version))
 
 
 _LESSONS_SQL = f"""
-SELECT k.ord, l.id, l.date, l.number, l.starts_at, l.ends_at,
-       l.subject_id, l.subject_name, l.teacher_id, l.teacher_name, l.room,
-       l.status, l.status_comment,
-       l.replacement_subject_id, l.replacement_subject_name,
-       l.replacement_teacher_id, l.replacement_teacher_name,
-       l.topic, l.updated_at
+SELECT k.ord, l.id, l.date, l.number, l.school_id,
+       l.subject_id, l.teacher_id, l.room, l.status, l.status_comment,
+       l.replacement_subject_id, l.replacement_teacher_id, l.topic, l.updated_at
 FROM {_RANGE_KEYS}
 JOIN diary_api.students s ON s.id = k.student_id
 CROSS JOIN LATERAL (
     -- OFFSET 0 keeps the view a separate subquery planned per key: an index scan on
-    -- (class_id, date). Flattened, its eight relations plus the keys exceed
-    -- join_collapse_limit and the planner hash-joins the whole lessons table.
+    -- (class_id, date).
     SELECT *
-    FROM diary_api.lessons ll
+    FROM diary_api.lesson_facts ll
     WHERE ll.class_id = s.class_id AND ll.date BETWEEN k.date_from AND k.date_to
     OFFSET 0
 ) l
@@ -119,7 +150,8 @@ ORDER BY k.ord, l.date, l.number, l.id
 async def list_lessons_by_student_ranges(
     pool: asyncpg.Pool, *, keys: Sequence[StudentRange]
 ) -> list[list[Row]]:
-    """Lessons of each student's class within each window, by date and number."""
+    """Lessons of each student's class within each window, by date and number; subjects,
+    teachers and bells by id (names: resolvers.diary.reference)."""
     rows = await pool.fetch(_LESSONS_SQL, *_range_arrays(keys))
     return _group(rows, key_count=len(keys))
 

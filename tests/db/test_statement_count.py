@@ -72,7 +72,7 @@ async def test_the_counter_sees_statements_of_requests_over_asgi(
     async with planted_parent(owner_conn, pool, settings, students, tag=10) as token:
         statements, children = await count_request(client, token, _window(7))
     assert children == 1
-    assert any("diary_api.lessons" in text for text in statements), _describe(statements)
+    assert any("diary_api.lesson_facts" in text for text in statements), _describe(statements)
     assert any("diary_api.marks" in text for text in statements)
 
 

@@ -1,0 +1,227 @@
+"""The diary's reference data (resolvers/diary/reference.py): subjects, teachers and bells
+named from a per-process copy kept current by the students statement.
+
+Checked against the `school` tables directly (as the owner): every lesson's subject,
+teacher, replacement and bell times; a renamed teacher shows on the very next request
+(response cache on); a copy lacking an id reads the missing names once; the students
+statement sends the reference data only to a copy of another version.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+from starlette.applications import Starlette
+
+from auth.store.accounts import ensure_demo_account, load_viewer
+from fixtures.demo import demo_account
+from gateway.core.db import counting_statements
+from gateway.core.settings import Settings
+from resolvers.diary import sql as data
+from resolvers.diary.loaders import Loaders
+from resolvers.diary.reference import ReferenceCache, ReferenceData
+from resolvers.diary.sql import StudentRange
+from tests.support.environment import TODAY
+from tests.support.planted import planted_parent, post_graphql
+
+NAMES_BY_ID = "JOIN diary_api.teachers t ON t.id = k.id"  # the missing names' statement
+FIRST = TODAY - timedelta(days=30)
+WINDOW = {"from": FIRST.isoformat(), "to": TODAY.isoformat()}
+
+LESSONS_QUERY = """
+query ReferenceLessons($from: Date!, $to: Date!) {
+  myChildren {
+    id
+    diary(from: $from, to: $to) {
+      lessons {
+        id status startsAt endsAt subject { id name } teacher { id name }
+        replacement { subject { id name } teacher { id name } }
+      }
+    }
+  }
+}
+"""
+
+EXPECTED_SQL = """
+SELECT l.id, l.status, b.starts_at, b.ends_at, sub.id AS subject_id, sub.name AS subject,
+       t.id AS teacher_id, concat_ws(' ', t.last_name, t.first_name, t.patronymic) AS teacher,
+       rsub.name AS replacement_subject,
+       concat_ws(' ', rt.last_name, rt.first_name, rt.patronymic) AS replacement_teacher
+FROM school.lessons l
+JOIN school.classes c ON c.id = l.class_id
+JOIN school.subjects sub ON sub.id = l.subject_id
+JOIN school.teachers t ON t.id = l.teacher_id
+LEFT JOIN school.bell_schedule b ON b.school_id = c.school_id AND b.lesson_number = l.number
+LEFT JOIN school.subjects rsub ON rsub.id = l.replacement_subject_id
+LEFT JOIN school.teachers rt ON rt.id = l.replacement_teacher_id
+WHERE l.class_id = ANY($1::int[]) AND l.date BETWEEN $2 AND $3
+"""
+
+
+async def _two_schools_children(owner_conn: asyncpg.Connection) -> list[int]:
+    """A student in each of two schools whose classes had a replaced lesson lately."""
+    rows = await owner_conn.fetch(
+        """SELECT DISTINCT ON (st.school_id) st.id
+           FROM school.students st
+           WHERE EXISTS (SELECT 1 FROM school.lessons l
+                         WHERE l.class_id = st.class_id AND l.status = 'replaced'
+                           AND l.date BETWEEN $1 AND $2)
+           ORDER BY st.school_id, st.id LIMIT 2""",
+        FIRST,
+        TODAY,
+    )
+    assert len(rows) == 2, "the data set has replaced lessons in two schools"
+    return [row["id"] for row in rows]
+
+
+def _time(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+async def test_names_and_bells_are_the_tables(
+    client: httpx.AsyncClient,
+    owner_conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    settings: Settings,
+) -> None:
+    students = await _two_schools_children(owner_conn)
+    classes = [
+        row["class_id"]
+        for row in await owner_conn.fetch(
+            "SELECT class_id FROM school.students WHERE id = ANY($1::int[])", students
+        )
+    ]
+    async with planted_parent(owner_conn, pool, settings, students, tag=40) as token:
+        payload = await post_graphql(client, token, LESSONS_QUERY, WINDOW)
+    assert "errors" not in payload, payload
+    shown = {
+        int(lesson["id"]): lesson
+        for child in payload["data"]["myChildren"]
+        for lesson in child["diary"]["lessons"]
+    }
+    expected = await owner_conn.fetch(EXPECTED_SQL, classes, FIRST, TODAY)
+    assert len(shown) == len(expected) > 20
+    replaced = 0
+    for row in expected:
+        lesson = shown[row["id"]]
+        assert lesson["subject"] == {"id": str(row["subject_id"]), "name": row["subject"]}
+        assert lesson["teacher"] == {"id": str(row["teacher_id"]), "name": row["teacher"]}
+        assert (lesson["startsAt"], lesson["endsAt"]) == (
+            _time(row["starts_at"]),
+            _time(row["ends_at"]),
+        )
+        if row["status"] == "replaced":
+            replaced += 1
+            assert lesson["replacement"]["subject"]["name"] == (
+                row["replacement_subject"] or row["subject"]
+            )
+            assert lesson["replacement"]["teacher"]["name"] == (
+                row["replacement_teacher"] or row["teacher"]
+            )
+    assert replaced > 0
+
+
+async def test_a_renamed_teacher_shows_on_the_next_request(
+    app: Starlette,
+    client: httpx.AsyncClient,
+    owner_conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    settings: Settings,
+) -> None:
+    """The rename changes the journal version: the cached response is not served and the
+    process's copy of the names is replaced, in the statements the request sends anyway."""
+    students = await _two_schools_children(owner_conn)
+    async with planted_parent(owner_conn, pool, settings, students[:1], tag=41) as token:
+        before = await post_graphql(client, token, LESSONS_QUERY, WINDOW)
+        lesson = before["data"]["myChildren"][0]["diary"]["lessons"][0]
+        teacher_id = int(lesson["teacher"]["id"])
+        old = await owner_conn.fetchrow(
+            "SELECT last_name FROM school.teachers WHERE id = $1", teacher_id
+        )
+        assert old is not None
+        await owner_conn.execute(
+            "UPDATE school.teachers SET last_name = 'Переименованная' WHERE id = $1", teacher_id
+        )
+        try:
+            with counting_statements(keep_text=True) as counter:
+                after = await post_graphql(client, token, LESSONS_QUERY, WINDOW)
+        finally:
+            await owner_conn.execute(
+                "UPDATE school.teachers SET last_name = $2 WHERE id = $1",
+                teacher_id,
+                old["last_name"],
+            )
+        restored = await post_graphql(client, token, LESSONS_QUERY, WINDOW)
+    names = {
+        item["teacher"]["name"]
+        for item in after["data"]["myChildren"][0]["diary"]["lessons"]
+        if int(item["teacher"]["id"]) == teacher_id
+    }
+    assert len(names) == 1 and next(iter(names)).startswith("Переименованная ")
+    assert not any(NAMES_BY_ID in text for text in counter.statements)
+    assert restored == before
+    assert app.state.services.reference.version is not None
+
+
+async def _viewer_loaders(
+    pool: asyncpg.Pool, account_id: str, reference: ReferenceCache
+) -> Loaders:
+    viewer = await load_viewer(pool, account_id)
+    assert viewer is not None
+    return Loaders(pool, viewer, reference)
+
+
+async def test_a_copy_lacking_an_id_reads_the_missing_names_once(pool: asyncpg.Pool) -> None:
+    account_id = await ensure_demo_account(pool, demo_account("student-young"))
+    viewer = await load_viewer(pool, account_id)
+    assert viewer is not None
+    (student_id,) = viewer.student_ids
+    reference = ReferenceCache()
+    key = StudentRange(student_id, FIRST, TODAY)
+    warm = await _viewer_loaders(pool, account_id, reference)
+    await warm.student_by_id.load(key.student_id)
+    lessons = await warm.lessons_by_student_range.load(key)
+    assert lessons and reference.version is not None
+    teacher = lessons[0].teacher
+    copy = reference.current
+    teachers = {i: t for i, t in copy.teachers.items() if i != int(teacher.id)}
+    reference.current = ReferenceData(copy.version, copy.subjects, teachers, copy.bells)
+
+    stale = await _viewer_loaders(pool, account_id, reference)
+    with counting_statements(keep_text=True) as counter:
+        again = await stale.lessons_by_student_range.load(key)
+    assert [lesson.teacher for lesson in again] == [lesson.teacher for lesson in lessons]
+    assert sum(NAMES_BY_ID in text for text in counter.statements) == 1
+    assert int(teacher.id) in reference.current.teachers
+
+    current = await _viewer_loaders(pool, account_id, reference)
+    with counting_statements(keep_text=True) as counter:
+        await current.lessons_by_student_range.load(key)
+    assert not any(NAMES_BY_ID in text for text in counter.statements)
+
+
+async def test_the_students_statement_sends_the_data_only_to_another_version(
+    owner_conn: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    student_id = await owner_conn.fetchval("SELECT min(id) FROM school.students")
+    (fresh,) = await data.get_students_by_ids(
+        pool, student_ids=[student_id], reference_version=None
+    )
+    assert fresh["reference"] is not None
+    version = fresh["journal_version"]
+    (same,) = await data.get_students_by_ids(
+        pool, student_ids=[student_id], reference_version=version
+    )
+    assert same["reference"] is None and same["journal_version"] == version
+    (other,) = await data.get_students_by_ids(
+        pool, student_ids=[student_id], reference_version=version - 1
+    )
+    assert other["reference"] == fresh["reference"]
+    cache = ReferenceCache()
+    cache.update(version, fresh["reference"])
+    teachers = await owner_conn.fetchval("SELECT count(*) FROM school.teachers")
+    bells = await owner_conn.fetchval("SELECT count(*) FROM school.bell_schedule")
+    assert (len(cache.current.teachers), len(cache.current.bells)) == (teachers, bells)
