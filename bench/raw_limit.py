@@ -84,7 +84,7 @@ def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
-# The reference data (subjects', teachers' names), kept as the gateway keeps it.
+# The reference data (names of subjects, teachers, work types), kept as the gateway keeps it.
 _REFERENCE = ReferenceCache()
 
 
@@ -123,6 +123,31 @@ def _lesson(
     }
 
 
+async def _named(
+    pool: asyncpg.Pool,
+    rows: list[Row],
+    *,
+    subjects: tuple[str, ...] = (),
+    teachers: tuple[str, ...] = (),
+    work_types: tuple[str, ...] = (),
+) -> ReferenceData:
+    """The copy with every id the rows name (as the gateway's loaders do it)."""
+
+    def ids(columns: tuple[str, ...]) -> set[int]:
+        return {row[c] for row in rows for c in columns if row[c] is not None}
+
+    missing = _REFERENCE.missing(ids(subjects), ids(teachers), ids(work_types))
+    if not missing:
+        return _REFERENCE.current
+    names = await data.list_names_by_ids(
+        pool,
+        subject_ids=missing.subject_ids,
+        teacher_ids=missing.teacher_ids,
+        work_type_ids=missing.work_type_ids,
+    )
+    return _REFERENCE.add_names(names)
+
+
 def _lessons_by_day(
     reference: ReferenceData,
     lessons: list[Row],
@@ -138,7 +163,7 @@ def _lessons_by_day(
                 "id": str(mark["id"]),
                 "value": mark["value"],
                 "weight": float(mark["weight"]),
-                "workType": {"name": mark["work_type_name"]},
+                "workType": {"name": reference.work_types[mark["work_type_id"]].name},
             }
         )
     attendance_by_lesson = {
@@ -185,15 +210,15 @@ async def parent_week(pool: asyncpg.Pool, body: Json) -> Json:
     )
     if students:
         _REFERENCE.update(students[0]["journal_version"], students[0]["reference"])
-    rows = [row for group in lessons for row in group]
-    reference = _REFERENCE.current
-    subjects, teachers = _REFERENCE.missing(
-        {row[c] for row in rows for c in ("subject_id", "replacement_subject_id")} - {None},
-        {row[c] for row in rows for c in ("teacher_id", "replacement_teacher_id")} - {None},
+    await _named(
+        pool,
+        [row for group in lessons for row in group],
+        subjects=("subject_id", "replacement_subject_id"),
+        teachers=("teacher_id", "replacement_teacher_id"),
     )
-    if subjects or teachers:
-        names = await data.list_names_by_ids(pool, subject_ids=subjects, teacher_ids=teachers)
-        reference = _REFERENCE.add_names(names)
+    reference = await _named(
+        pool, [row for group in marks for row in group], work_types=("work_type_id",)
+    )
     by_id = {row["id"]: row for row in students}
     calendar = [date_from + timedelta(days=n) for n in range((date_to - date_from).days + 1)]
     children = []
@@ -230,10 +255,11 @@ async def student_quarter(pool: asyncpg.Pool, body: Json) -> Json:
     period = next(row for row in periods if row["id"] == period_id)
     key = StudentRange(student_id, period["starts_on"], period["ends_on"])
     (marks,) = await data.list_marks_by_student_ranges(pool, keys=[key])
+    reference = await _named(pool, marks, subjects=("subject_id",), work_types=("work_type_id",))
     values = [
         MarkValue(
             subject_id=str(row["subject_id"]),
-            subject_name=row["subject_name"],
+            subject_name=reference.subjects[row["subject_id"]].name,
             numeric_value=row["numeric_value"],
             weight=row["weight"],
             counts_in_average=row["counts_in_average"],
@@ -256,7 +282,7 @@ async def student_quarter(pool: asyncpg.Pool, body: Json) -> Json:
                     "date": row["date"],
                     "numericValue": _float(row["numeric_value"]),
                     "countsInAverage": row["counts_in_average"],
-                    "workType": {"name": row["work_type_name"]},
+                    "workType": {"name": reference.work_types[row["work_type_id"]].name},
                 },
             }
             for row, why in zip(rows_by_subject[result.subject_id], result.reasons, strict=True)
@@ -283,6 +309,7 @@ async def student_year(pool: asyncpg.Pool, body: Json) -> Json:
         500,
     )
     (rows,) = await data.list_mark_pages(pool, keys=[key])
+    reference = await _named(pool, rows, subjects=("subject_id",), work_types=("work_type_id",))
     marks = [
         {
             "id": str(row["id"]),
@@ -293,8 +320,11 @@ async def student_year(pool: asyncpg.Pool, body: Json) -> Json:
             "workTitle": row["work_title"],
             "comment": row["comment"],
             "countsInAverage": row["counts_in_average"],
-            "workType": {"name": row["work_type_name"], "weight": float(row["work_type_weight"])},
-            "subject": {"name": row["subject_name"]},
+            "workType": {
+                "name": reference.work_types[row["work_type_id"]].name,
+                "weight": reference.work_types[row["work_type_id"]].weight,
+            },
+            "subject": {"name": reference.subjects[row["subject_id"]].name},
             "lesson": {
                 "id": str(row["lesson_id"]),
                 "number": row["lesson_number"],

@@ -20,7 +20,7 @@ from aiodataloader import DataLoader
 from auth.viewer import Viewer
 from gateway.core.errors import UnauthenticatedError
 from resolvers.diary import sql as data
-from resolvers.diary.reference import ReferenceCache
+from resolvers.diary.reference import ReferenceCache, ReferenceData
 from resolvers.diary.rows import (
     HomeworkRecord,
     LessonRecord,
@@ -29,7 +29,9 @@ from resolvers.diary.rows import (
     StudentRecord,
     attendance_from_row,
     final_mark_from_row,
+    has_mark_names,
     has_names,
+    has_subject,
     homework_from_row,
     lesson_from_row,
     mark_from_row,
@@ -70,13 +72,43 @@ class ScopedLoader(DataLoader[K, V]):
     """A loader whose keys name students; the scope check runs before any SQL."""
 
     def __init__(
-        self, pool: asyncpg.Pool, viewer: Viewer | None, accessed: set[int] | None = None
+        self,
+        pool: asyncpg.Pool,
+        viewer: Viewer | None,
+        accessed: set[int],
+        reference: ReferenceCache,
     ) -> None:
         super().__init__()
         self.pool = pool
         self.viewer = viewer
         # Students whose data this request read (for the access audit).
-        self.accessed = set[int]() if accessed is None else accessed
+        self.accessed = accessed
+        # The application's copy of the reference data (names by id).
+        self.reference = reference
+
+    async def named(
+        self,
+        groups: Sequence[Sequence[Any]],
+        *,
+        subjects: Sequence[str] = (),
+        teachers: Sequence[str] = (),
+        work_types: Sequence[str] = (),
+    ) -> ReferenceData:
+        """The reference data with every id these columns of the rows name (read by id
+        when the copy lacks some, which only happens right after they were added)."""
+        rows = [row for group in groups for row in group]
+        missing = self.reference.missing(
+            _ids(rows, subjects), _ids(rows, teachers), _ids(rows, work_types)
+        )
+        if not missing:
+            return self.reference.current
+        names = await data.list_names_by_ids(
+            self.pool,
+            subject_ids=missing.subject_ids,
+            teacher_ids=missing.teacher_ids,
+            work_type_ids=missing.work_type_ids,
+        )
+        return self.reference.add_names(names)
 
     @staticmethod
     def student_of(key: K) -> int:
@@ -92,6 +124,11 @@ class ScopedLoader(DataLoader[K, V]):
     async def load_batch(self, keys: list[K]) -> list[V]:
         """Fetch the values of keys already checked against the scope."""
         raise NotImplementedError
+
+
+def _ids(rows: Sequence[Any], columns: Sequence[str]) -> set[int]:
+    """The distinct non-null values of these columns."""
+    return {row[column] for row in rows for column in columns if row[column] is not None}
 
 
 class _ByStudentId(ScopedLoader[int, V]):
@@ -144,8 +181,7 @@ class StudentByIdLoader(_ByStudentId[StudentRecord | None]):
         reference: ReferenceCache,
         periods: Callable[[], DataLoader[int, list[PeriodRecord]]] | None = None,
     ) -> None:
-        super().__init__(pool, viewer, accessed)
-        self.reference = reference
+        super().__init__(pool, viewer, accessed, reference)
         self.periods = periods
 
     async def load_batch(self, keys: list[int]) -> list[StudentRecord | None]:
@@ -162,49 +198,35 @@ class StudentByIdLoader(_ByStudentId[StudentRecord | None]):
         return [by_id.get(key) for key in keys]
 
 
-def _ids(rows: Sequence[Any], *columns: str) -> set[int]:
-    """The distinct non-null values of these columns."""
-    return {row[column] for row in rows for column in columns if row[column] is not None}
-
-
 class LessonsByStudentRangeLoader(_ByStudentRange[list[LessonRecord]]):
     """Lessons of the student's class in a date window, named from the reference data."""
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        viewer: Viewer | None,
-        accessed: set[int],
-        reference: ReferenceCache,
-    ) -> None:
-        super().__init__(pool, viewer, accessed)
-        self.reference = reference
-
     async def load_batch(self, keys: list[StudentRange]) -> list[list[LessonRecord]]:
         groups = await data.list_lessons_by_student_ranges(self.pool, keys=keys)
-        rows = [row for group in groups for row in group]
-        reference = self.reference.current
-        subjects, teachers = self.reference.missing(
-            _ids(rows, "subject_id", "replacement_subject_id"),
-            _ids(rows, "teacher_id", "replacement_teacher_id"),
+        reference = await self.named(
+            groups,
+            subjects=("subject_id", "replacement_subject_id"),
+            teachers=("teacher_id", "replacement_teacher_id"),
         )
-        if subjects or teachers:  # named after the copy was read: see reference.py
-            names = await data.list_names_by_ids(
-                self.pool, subject_ids=subjects, teacher_ids=teachers
-            )
-            reference = self.reference.add_names(names)
         return [
             [lesson_from_row(row, reference) for row in group if has_names(row, reference)]
             for group in groups
         ]
 
 
+async def _marks(loader: ScopedLoader[Any, Any], groups: list[list[Any]]) -> list[list[Mark]]:
+    reference = await loader.named(groups, subjects=("subject_id",), work_types=("work_type_id",))
+    return [
+        [mark_from_row(row, reference) for row in group if has_mark_names(row, reference)]
+        for group in groups
+    ]
+
+
 class MarksByStudentRangeLoader(_ByStudentRange[list[Mark]]):
     """The student's marks dated in a window, oldest first."""
 
     async def load_batch(self, keys: list[StudentRange]) -> list[list[Mark]]:
-        groups = await data.list_marks_by_student_ranges(self.pool, keys=keys)
-        return _convert_groups(groups, mark_from_row)
+        return await _marks(self, await data.list_marks_by_student_ranges(self.pool, keys=keys))
 
 
 class AttendanceByStudentRangeLoader(_ByStudentRange[list[Attendance]]):
@@ -212,7 +234,11 @@ class AttendanceByStudentRangeLoader(_ByStudentRange[list[Attendance]]):
 
     async def load_batch(self, keys: list[StudentRange]) -> list[list[Attendance]]:
         groups = await data.list_attendance_by_student_ranges(self.pool, keys=keys)
-        return _convert_groups(groups, attendance_from_row)
+        reference = await self.named(groups, subjects=("subject_id",))
+        return [
+            [attendance_from_row(row, reference) for row in group if has_subject(row, reference)]
+            for group in groups
+        ]
 
 
 class HomeworkByStudentRangeLoader(_ByStudentRange[list[HomeworkRecord]]):
@@ -231,8 +257,7 @@ class MarkPageByFilterLoader(ScopedLoader[MarksFilter, list[Mark]]):
         return key.student_id
 
     async def load_batch(self, keys: list[MarksFilter]) -> list[list[Mark]]:
-        groups = await data.list_mark_pages(self.pool, keys=keys)
-        return _convert_groups(groups, mark_from_row)
+        return await _marks(self, await data.list_mark_pages(self.pool, keys=keys))
 
 
 class PeriodsByStudentLoader(_ByStudentId[list[PeriodRecord]]):
@@ -306,28 +331,42 @@ class Loaders:
 
     @cached_property
     def marks_by_student_range(self) -> MarksByStudentRangeLoader:
-        return MarksByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
+        return MarksByStudentRangeLoader(
+            self.pool, self.viewer, self.accessed_student_ids, self.reference
+        )
 
     @cached_property
     def attendance_by_student_range(self) -> AttendanceByStudentRangeLoader:
-        return AttendanceByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
+        return AttendanceByStudentRangeLoader(
+            self.pool, self.viewer, self.accessed_student_ids, self.reference
+        )
 
     @cached_property
     def homework_by_student_range(self) -> HomeworkByStudentRangeLoader:
-        return HomeworkByStudentRangeLoader(self.pool, self.viewer, self.accessed_student_ids)
+        return HomeworkByStudentRangeLoader(
+            self.pool, self.viewer, self.accessed_student_ids, self.reference
+        )
 
     @cached_property
     def mark_page_by_filter(self) -> MarkPageByFilterLoader:
-        return MarkPageByFilterLoader(self.pool, self.viewer, self.accessed_student_ids)
+        return MarkPageByFilterLoader(
+            self.pool, self.viewer, self.accessed_student_ids, self.reference
+        )
 
     @cached_property
     def periods_by_student(self) -> PeriodsByStudentLoader:
-        return PeriodsByStudentLoader(self.pool, self.viewer, self.accessed_student_ids)
+        return PeriodsByStudentLoader(
+            self.pool, self.viewer, self.accessed_student_ids, self.reference
+        )
 
     @cached_property
     def final_marks_by_student(self) -> FinalMarksByStudentLoader:
-        return FinalMarksByStudentLoader(self.pool, self.viewer, self.accessed_student_ids)
+        return FinalMarksByStudentLoader(
+            self.pool, self.viewer, self.accessed_student_ids, self.reference
+        )
 
     @cached_property
     def last_updated_by_student(self) -> LastUpdatedByStudentLoader:
-        return LastUpdatedByStudentLoader(self.pool, self.viewer, self.accessed_student_ids)
+        return LastUpdatedByStudentLoader(
+            self.pool, self.viewer, self.accessed_student_ids, self.reference
+        )

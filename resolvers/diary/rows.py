@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import orjson
 import strawberry
 
-from resolvers.common.types import PeriodScheme, School, SchoolClass, Subject, Teacher, WorkType
+from resolvers.common.types import PeriodScheme, School, SchoolClass, Subject, Teacher
 from resolvers.diary.reference import ReferenceData
 from resolvers.diary.types import (
     Attachment,
@@ -136,18 +136,15 @@ def school_class_from_row(row: Any) -> SchoolClass:
 
 
 class ReferenceInterner:
-    """One object per distinct subject, teacher and work type within a batch of rows.
-
-    The rows of a batch repeat the same few subjects and teachers; sharing their
-    (never mutated) objects saves most of the allocations of a conversion.
+    """One object per distinct subject within a batch of rows that name their subject
+    (homework, final marks; lessons, marks and attendance take theirs from the reference
+    data). Sharing the (never mutated) objects saves most of a conversion's allocations.
     """
 
-    __slots__ = ("_subjects", "_teachers", "_work_types")
+    __slots__ = ("_subjects",)
 
     def __init__(self) -> None:
         self._subjects: dict[tuple[int, str], Subject] = {}
-        self._teachers: dict[tuple[int, str], Teacher] = {}
-        self._work_types: dict[tuple[int, str, str, Decimal], WorkType] = {}
 
     def subject(self, subject_id: int, name: str) -> Subject:
         key = (subject_id, name)
@@ -155,27 +152,6 @@ class ReferenceInterner:
         if subject is None:
             subject = self._subjects[key] = Subject(id=_id(subject_id), name=name)
         return subject
-
-    def teacher(self, teacher_id: int, name: str) -> Teacher:
-        key = (teacher_id, name)
-        teacher = self._teachers.get(key)
-        if teacher is None:
-            teacher = self._teachers[key] = Teacher(id=_id(teacher_id), name=name)
-        return teacher
-
-    def work_type(self, row: Row) -> WorkType:
-        key = (
-            row["work_type_id"],
-            row["work_type_name"],
-            row["work_type_short_name"],
-            row["work_type_weight"],
-        )
-        work_type = self._work_types.get(key)
-        if work_type is None:
-            work_type = self._work_types[key] = WorkType(
-                id=_id(key[0]), name=key[1], short_name=key[2], weight=float(key[3])
-            )
-        return work_type
 
 
 def lesson_from_row(row: Row, reference: ReferenceData) -> LessonRecord:
@@ -213,20 +189,20 @@ def has_names(row: Row, reference: ReferenceData) -> bool:
     return row["subject_id"] in reference.subjects and row["teacher_id"] in reference.teachers
 
 
-def mark_from_row(row: Row, refs: ReferenceInterner | None = None) -> Mark:
-    """A mark row of `diary_api.marks`."""
-    refs = refs or ReferenceInterner()
+def mark_from_row(row: Row, reference: ReferenceData) -> Mark:
+    """A mark row of `diary_api.mark_facts`, its subject and work type from the reference
+    data (which has them: see `has_mark_names`)."""
     return Mark(
         id=_id(row["id"]),
         value=row["value"],
         numeric_value=_float(row["numeric_value"]),
-        work_type=refs.work_type(row),
+        work_type=reference.work_types[row["work_type_id"]],
         weight=float(row["weight"]),
         work_title=row["work_title"],
         comment=row["comment"],
         date=row["date"],
         counts_in_average=row["counts_in_average"],
-        subject=refs.subject(row["subject_id"], row["subject_name"]),
+        subject=reference.subjects[row["subject_id"]],
         lesson=LessonSummary(
             id=_id(row["lesson_id"]),
             date=row["date"],
@@ -238,21 +214,32 @@ def mark_from_row(row: Row, refs: ReferenceInterner | None = None) -> Mark:
     )
 
 
-def attendance_from_row(row: Row, refs: ReferenceInterner | None = None) -> Attendance:
-    """An attendance row of `diary_api.attendance`."""
-    refs = refs or ReferenceInterner()
+def has_mark_names(row: Row, reference: ReferenceData) -> bool:
+    """Whether the mark's subject and work type exist (left out otherwise, as an inner
+    join of the names would)."""
+    return row["subject_id"] in reference.subjects and row["work_type_id"] in reference.work_types
+
+
+def attendance_from_row(row: Row, reference: ReferenceData) -> Attendance:
+    """An attendance row of `diary_api.attendance_facts`, its subject from the reference
+    data (which has it: see `has_subject`)."""
     return Attendance(
         id=_id(row["id"]),
         date=row["date"],
         lesson_id=_id(row["lesson_id"]),
         lesson_number=row["lesson_number"],
-        subject=refs.subject(row["subject_id"], row["subject_name"]),
+        subject=reference.subjects[row["subject_id"]],
         code=row["code"],
         kind=ATTENDANCE_KINDS[row["code"]],
         minutes_late=row["minutes_late"],
         comment=row["comment"],
         updated_at=row["updated_at"],
     )
+
+
+def has_subject(row: Row, reference: ReferenceData) -> bool:
+    """Whether the row's subject exists (left out otherwise, as an inner join would)."""
+    return row["subject_id"] in reference.subjects
 
 
 class HomeworkRecord(NamedTuple):

@@ -77,7 +77,9 @@ _REFERENCE_JSON = """json_build_object(
     'teachers', (SELECT json_agg(json_build_array(t.id, t.name)) FROM diary_api.teachers t),
     'bells', (SELECT json_agg(json_build_array(b.school_id, b.lesson_number,
                                                b.starts_at, b.ends_at))
-              FROM diary_api.bells b))::text"""
+              FROM diary_api.bells b),
+    'work_types', (SELECT json_agg(json_build_array(w.id, w.name, w.short_name, w.weight))
+                   FROM diary_api.work_types w))::text"""
 
 _NAMES_BY_IDS_SQL = """
 SELECT 's' AS kind, s.id, s.name
@@ -85,14 +87,26 @@ FROM unnest((SELECT $1::int[])) AS k(id) JOIN diary_api.subjects s ON s.id = k.i
 UNION ALL
 SELECT 't', t.id, t.name
 FROM unnest((SELECT $2::int[])) AS k(id) JOIN diary_api.teachers t ON t.id = k.id
+UNION ALL
+SELECT 'w', w.id, json_build_array(w.name, w.short_name, w.weight)::text
+FROM unnest((SELECT $3::int[])) AS k(id) JOIN diary_api.work_types w ON w.id = k.id
 """
 
 
 async def list_names_by_ids(
-    pool: asyncpg.Pool, *, subject_ids: Sequence[int], teacher_ids: Sequence[int]
+    pool: asyncpg.Pool,
+    *,
+    subject_ids: Sequence[int],
+    teacher_ids: Sequence[int],
+    work_type_ids: Sequence[int],
 ) -> list[Row]:
-    """Subjects (`kind` 's') and teachers ('t') by id, with their display names."""
-    return list(await pool.fetch(_NAMES_BY_IDS_SQL, list(subject_ids), list(teacher_ids)))
+    """Subjects (`kind` 's') and teachers ('t') by id with their names (`name`), and work
+    types ('w') with `name` a JSON array of name, short name and default weight."""
+    return list(
+        await pool.fetch(
+            _NAMES_BY_IDS_SQL, list(subject_ids), list(teacher_ids), list(work_type_ids)
+        )
+    )
 
 
 # `periods` (rows of diary_api.periods, as in _PERIODS_SQL) come along: averages and the
@@ -156,16 +170,15 @@ async def list_lessons_by_student_ranges(
     return _group(rows, key_count=len(keys))
 
 
+# Subjects and work types by id: their names come from the reference data.
 _MARK_COLUMNS = """m.id, m.student_id, m.lesson_id, m.date, m.lesson_number, m.lesson_topic,
-       m.subject_id, m.subject_name,
-       m.work_type_id, m.work_type_name, m.work_type_short_name, m.work_type_weight,
-       m.work_title, m.value, m.numeric_value, m.weight, m.comment, m.counts_in_average,
-       m.created_at, m.updated_at"""
+       m.subject_id, m.work_type_id, m.work_title, m.value, m.numeric_value, m.weight,
+       m.comment, m.counts_in_average, m.created_at, m.updated_at"""
 
 _MARKS_SQL = f"""
 SELECT k.ord, {_MARK_COLUMNS}
 FROM {_RANGE_KEYS}
-JOIN diary_api.marks m
+JOIN diary_api.mark_facts m
   ON m.student_id = k.student_id AND m.date BETWEEN k.date_from AND k.date_to
 ORDER BY k.ord, m.date, m.lesson_number, m.id
 """
@@ -186,7 +199,7 @@ FROM unnest((SELECT $1::int[]), (SELECT $2::date[]), (SELECT $3::date[]),
     WITH ORDINALITY AS k(student_id, date_from, date_to, subject_id, page_size, ord)
 CROSS JOIN LATERAL (
     SELECT *
-    FROM diary_api.marks mm
+    FROM diary_api.mark_facts mm
     WHERE mm.student_id = k.student_id
       AND (k.date_from IS NULL OR mm.date >= k.date_from)
       AND (k.date_to IS NULL OR mm.date <= k.date_to)
@@ -213,9 +226,9 @@ async def list_mark_pages(pool: asyncpg.Pool, *, keys: Sequence[MarksFilter]) ->
 
 _ATTENDANCE_SQL = f"""
 SELECT k.ord, a.id, a.student_id, a.lesson_id, a.date, a.lesson_number,
-       a.subject_id, a.subject_name, a.code, a.minutes_late, a.comment, a.updated_at
+       a.subject_id, a.code, a.minutes_late, a.comment, a.updated_at
 FROM {_RANGE_KEYS}
-JOIN diary_api.attendance a
+JOIN diary_api.attendance_facts a
   ON a.student_id = k.student_id AND a.date BETWEEN k.date_from AND k.date_to
 ORDER BY k.ord, a.date, a.lesson_number, a.id
 """

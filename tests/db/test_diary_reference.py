@@ -222,6 +222,58 @@ async def test_the_students_statement_sends_the_data_only_to_another_version(
     assert other["reference"] == fresh["reference"]
     cache = ReferenceCache()
     cache.update(version, fresh["reference"])
-    teachers = await owner_conn.fetchval("SELECT count(*) FROM school.teachers")
-    bells = await owner_conn.fetchval("SELECT count(*) FROM school.bell_schedule")
-    assert (len(cache.current.teachers), len(cache.current.bells)) == (teachers, bells)
+    counts = await owner_conn.fetchrow(
+        """SELECT (SELECT count(*) FROM school.teachers) AS teachers,
+                  (SELECT count(*) FROM school.bell_schedule) AS bells,
+                  (SELECT count(*) FROM school.work_types) AS work_types,
+                  (SELECT count(*) FROM school.subjects) AS subjects"""
+    )
+    copy = cache.current
+    assert (len(copy.teachers), len(copy.bells), len(copy.work_types), len(copy.subjects)) == (
+        counts["teachers"],
+        counts["bells"],
+        counts["work_types"],
+        counts["subjects"],
+    )
+
+
+MARKS_QUERY = """
+query ReferenceMarks($id: ID!) {
+  student(id: $id) {
+    marks(first: 500) { id subject { id name } workType { id name shortName weight } }
+  }
+}
+"""
+
+
+async def test_marks_name_their_subject_and_work_type_as_the_tables(
+    gql: Any, owner_conn: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    account_id = await ensure_demo_account(pool, demo_account("student-older"))
+    viewer = await load_viewer(pool, account_id)
+    assert viewer is not None
+    (student_id,) = viewer.student_ids
+    payload = await gql(MARKS_QUERY, {"id": str(student_id)}, account="student-older")
+    marks = payload["data"]["student"]["marks"]
+    expected = {
+        row["id"]: row
+        for row in await owner_conn.fetch(
+            """SELECT m.id, sub.id AS subject_id, sub.name AS subject, w.id AS work_type_id,
+                      w.name AS work_type, w.short_name, w.weight
+               FROM school.marks m JOIN school.lessons l ON l.id = m.lesson_id
+               JOIN school.subjects sub ON sub.id = l.subject_id
+               JOIN school.work_types w ON w.id = m.work_type_id
+               WHERE m.student_id = $1""",
+            student_id,
+        )
+    }
+    assert len(marks) > 20
+    for mark in marks:
+        row = expected[int(mark["id"])]
+        assert mark["subject"] == {"id": str(row["subject_id"]), "name": row["subject"]}
+        assert mark["workType"] == {
+            "id": str(row["work_type_id"]),
+            "name": row["work_type"],
+            "shortName": row["short_name"],
+            "weight": float(row["weight"]),
+        }

@@ -350,7 +350,7 @@ async def limited_role(owner_conn: asyncpg.Connection) -> AsyncIterator[str]:
     await owner_conn.execute(f"GRANT USAGE ON SCHEMA gateway, diary_api TO {LIMITED_ROLE}")
     await owner_conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA gateway TO {LIMITED_ROLE}")
     await owner_conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA diary_api TO {LIMITED_ROLE}")
-    await owner_conn.execute(f"REVOKE SELECT ON diary_api.marks FROM {LIMITED_ROLE}")
+    await owner_conn.execute(f"REVOKE SELECT ON diary_api.mark_facts FROM {LIMITED_ROLE}")
     try:
         yield LIMITED_ROLE
     finally:

@@ -73,7 +73,7 @@ async def test_the_counter_sees_statements_of_requests_over_asgi(
         statements, children = await count_request(client, token, _window(7))
     assert children == 1
     assert any("diary_api.lesson_facts" in text for text in statements), _describe(statements)
-    assert any("diary_api.marks" in text for text in statements)
+    assert any("diary_api.mark_facts" in text for text in statements)
 
 
 async def test_statements_do_not_grow_with_children(
