@@ -250,7 +250,7 @@ class HomeworkRecord(NamedTuple):
 
 
 def homework_from_row(row: Row, refs: ReferenceInterner | None = None) -> HomeworkRecord:
-    """A homework row of `diary_api.homework` (attachments as JSON text)."""
+    """A homework row of the homework statement (attachments as JSON text)."""
     refs = refs or ReferenceInterner()
     raw_attachments = row["attachments"]
     attachments = (

@@ -21,16 +21,17 @@ from tests.support.environment import TODAY
 
 # The plain definition the statement must equal, written with the `OR`.
 REFERENCE_SQL = """
-SELECT k.ord, h.id, h.lesson_id, h.subject_id, h.subject_name, h.text,
+SELECT k.ord, h.id, h.lesson_id, h.subject_id, sub.name AS subject_name, h.text,
        h.assigned_on, h.due_on, h.attachments::text AS attachments, h.updated_at
 FROM unnest($1::int[], $2::date[], $3::date[])
     WITH ORDINALITY AS k(student_id, date_from, date_to, ord)
 JOIN diary_api.students s ON s.id = k.student_id
-JOIN diary_api.homework h
-  ON h.class_id = s.class_id
- AND (h.due_on BETWEEN k.date_from AND k.date_to
-      OR (h.lesson_class_id = s.class_id AND h.lesson_date BETWEEN k.date_from AND k.date_to))
-ORDER BY k.ord, h.due_on, h.subject_name, h.id
+JOIN diary_api.homework_facts h ON h.class_id = s.class_id
+JOIN diary_api.lesson_facts l ON l.id = h.lesson_id
+JOIN diary_api.subjects sub ON sub.id = h.subject_id
+WHERE h.due_on BETWEEN k.date_from AND k.date_to
+   OR (l.class_id = s.class_id AND l.date BETWEEN k.date_from AND k.date_to)
+ORDER BY k.ord, h.due_on, sub.name, h.id
 """
 
 MONDAY = TODAY - timedelta(days=TODAY.weekday())
@@ -185,7 +186,7 @@ async def test_the_generic_plan_reads_only_the_windows_homework(pool: asyncpg.Po
     week = (MONDAY, MONDAY + timedelta(days=6))
     student_ids = await pool.fetch(
         """SELECT min(s.id) FROM diary_api.students s
-           WHERE EXISTS (SELECT 1 FROM diary_api.homework h
+           WHERE EXISTS (SELECT 1 FROM diary_api.homework_facts h
                          WHERE h.class_id = s.class_id AND h.due_on BETWEEN $1 AND $2)
            GROUP BY s.class_id ORDER BY 1 LIMIT 2""",
         *week,
