@@ -12,9 +12,10 @@ The `families` workload (bench.driver.families) runs bench/wrk/families.lua inst
 with the teachers' writer (bench.driver.writer) writing from before the warm-up until
 the run's requests are done; its CPU falls under "other", its statements under the
 database's CPU. Its gateway rows get the response cache's hit rate over the timed run:
-1 - (diary reads / requests), a diary read being a call of a statement that reads
-`diary_api.lesson_facts` (pg_stat_statements, reset before the run): a miss executes the
-document and reads the lessons once, a hit sends only the viewer and versions statements.
+1 - (diary reads / requests), diary reads being the calls of the most called statement
+that reads `diary_api.lesson_facts` (pg_stat_statements, reset before the run): a miss
+executes the document, each of its statements once (the lessons', the homework's), a
+hit sends only the viewer and versions statements.
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND query !~* 'pg_stat_statements'
 """
 
-# Executions of a diary document: the statements that read the lessons (once a miss).
+# Executions of a diary document: each statement reading lessons runs once a miss (the
+# lessons' and the homework's); the most called one's calls, not their sum.
 _DIARY_READS = r"""
-SELECT coalesce(sum(calls), 0)::bigint
+SELECT coalesce(max(calls), 0)::bigint
 FROM pg_stat_statements
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND toplevel AND query ~ 'diary_api\.lesson_facts\M'
