@@ -79,6 +79,7 @@ class Inputs:
 
     values: dict[str, object]
     sessions: dict[str, tuple[str, str]]
+    journal_version: int  # the reference copy's version (steady state: the journal's)
 
     def day(self, key: str) -> date:
         return date.fromisoformat(str(self.values[key]))
@@ -152,6 +153,11 @@ def _parent(inputs: Inputs) -> Args:
     return (inputs.parent_ids,)
 
 
+def _parent_students(inputs: Inputs) -> Args:
+    """The students statement with a current reference copy (no reference data back)."""
+    return (inputs.parent_ids, inputs.journal_version)
+
+
 def _parent_week(inputs: Inputs) -> Args:
     return inputs.ranges(inputs.parent_ids, "week_from", "week_to")
 
@@ -168,6 +174,10 @@ def _year_student(inputs: Inputs) -> Args:
     return (inputs.student("year_student_pk"),)
 
 
+def _students_of(key: str) -> Callable[[Inputs], Args]:
+    return lambda inputs: (inputs.student(key), inputs.journal_version)
+
+
 def _year_page(inputs: Inputs) -> Args:
     """student-year's `marks(from, to, first: 500)`: the list_mark_pages arrays."""
     ids = inputs.student("year_student_pk")
@@ -175,7 +185,6 @@ def _year_page(inputs: Inputs) -> Args:
 
 
 PW, SQ, SY = "parent-week", "student-quarter", "student-year"
-_ALL_PARTS = frozenset({"lessons", "marks", "attendance", "homework"})
 _VIEWER = Sql(ACCOUNTS, "_LOAD_SESSION_VIEWER")  # the session, the account and its scope
 
 
@@ -183,29 +192,25 @@ def _diary(name: str) -> Sql:
     return Sql(DIARY, name)
 
 
-# The diary's statements by the names resolvers/diary/sql.py has had: the per-part
-# constants, and `diary_statement(parts)`, the one statement for all parts of 08a084e
-# (reverted in 55ab4ee: it cost PostgreSQL more); a tree has one or the other.
+# The diary's statements by their names in resolvers/diary/sql.py (a name the tree does
+# not have prints "not present"). The students statement gets the journal's version as
+# its reference copy's: the steady state, in which it sends no reference data back.
 STATEMENTS: Final[tuple[Statement, ...]] = (
     Statement("-", "SELECT 1", Sql(None, "SELECT 1"), lambda _inputs: ()),
     Statement(PW, "viewer (parent)", _VIEWER, _viewer(db.PARENT_ACCOUNT)),
     Statement(PW, "versions", _diary("_VERSIONS_SQL"), _parent),
-    Statement(PW, "students", _diary("_STUDENTS_SQL"), _parent),
-    Statement(PW, "diary (4 parts)", Sql(DIARY, "diary_statement", (_ALL_PARTS,)), _parent_week),
+    Statement(PW, "students", _diary("_STUDENTS_SQL"), _parent_students),
     Statement(PW, "lessons", _diary("_LESSONS_SQL"), _parent_week),
     Statement(PW, "marks", _diary("_MARKS_SQL"), _parent_week),
     Statement(PW, "attendance", _diary("_ATTENDANCE_SQL"), _parent_week),
     Statement(PW, "homework", _diary("_HOMEWORK_SQL"), _parent_week),
     Statement(SQ, "viewer (student)", _VIEWER, _viewer(db.QUARTER_ACCOUNT)),
     Statement(SQ, "versions", _diary("_VERSIONS_SQL"), _quarter_student),
-    Statement(SQ, "students", _diary("_STUDENTS_SQL"), _quarter_student),
-    Statement(
-        SQ, "diary (marks)", Sql(DIARY, "diary_statement", (frozenset({"marks"}),)), _quarter_marks
-    ),
+    Statement(SQ, "students", _diary("_STUDENTS_SQL"), _students_of("quarter_student_pk")),
     Statement(SQ, "marks (quarter)", _diary("_MARKS_SQL"), _quarter_marks),
     Statement(SY, "viewer (student)", _VIEWER, _viewer(db.YEAR_ACCOUNT)),
     Statement(SY, "versions", _diary("_VERSIONS_SQL"), _year_student),
-    Statement(SY, "students", _diary("_STUDENTS_SQL"), _year_student),
+    Statement(SY, "students", _diary("_STUDENTS_SQL"), _students_of("year_student_pk")),
     Statement(SY, "mark page (500)", _diary("_MARK_PAGES_SQL"), _year_page),
 )
 
@@ -346,7 +351,12 @@ async def prepare(server: EmbeddedServer, args: argparse.Namespace) -> tuple[db.
         server, scale=args.scale, seed_value=args.seed, today=args.today
     )
     fixture = await db.load_fixture(database, today=args.today)
-    return database, Inputs(fixture.values, sessions_of(database, fixture.tokens))
+    conn = await asyncpg.connect(database.url)
+    try:
+        version = int(await conn.fetchval("SELECT version FROM diary_api.journal_version"))
+    finally:
+        await conn.close()
+    return database, Inputs(fixture.values, sessions_of(database, fixture.tokens), version)
 
 
 async def run(args: argparse.Namespace) -> None:
