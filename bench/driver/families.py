@@ -72,7 +72,7 @@ from gateway.http.response_cache import (
     VIEWER_BYTES,
 )
 
-FAMILY_COUNT = 2000
+FAMILY_COUNT = 10_000  # bench/run --families; --quick: 2,000 (bench/driver/config.py)
 SEQUENCE_LENGTH = 400_000
 # Each warm-up and each timed run of a target begins at its own part of the sequence
 # (2 parts per concurrency), so a run does not start with the families the last one read.

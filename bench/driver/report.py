@@ -286,7 +286,7 @@ FAIRNESS = [
     "That is the best case (a family reloading an unchanged diary). `gateway x1 no-cache`",
     "(SCHOOL_GATEWAY_RESPONSE_CACHE=0) executes every request: the figure for requests",
     "that differ or data that changed. The 10x-database comparison uses it too.",
-    "FAMILIES: --families parent accounts (default 2,000) with session tokens made by",
+    "FAMILIES: --families parent accounts (default 10,000; --quick 2,000) with tokens made by",
     "auth.store (API sessions, reused by later runs while valid); each request a",
     "random family's week (the same seeded sequence for every target; PostGraphile and",
     "the raw limit get the student ids, PostGraphile-RLS the family's JWT). A writer process",
