@@ -126,7 +126,8 @@ def workload_lines(items: Sequence[Measurement], concurrencies: Sequence[int]) -
             for i in items
             if i.concurrency == concurrency and i.writes_per_s is not None
         ]
-        cells.append(f"{min(rates):>4.1f}-{max(rates):<4.1f}" if rates else f"{'none':>9}")
+        spread = f"{min(rates):.1f}-{max(rates):.1f}" if rates else "none"
+        cells.append(f"{spread:>9}" if len(spread) < 9 else f" {spread}")
     lines.append(f"{'teachers writer, writes/s during the runs':<46}" + "".join(cells))
     failed = [i.writes_failed for i in items if i.writes_failed is not None]
     if failed:
@@ -297,9 +298,9 @@ FAIRNESS = [
     "Before a target's first run every family is read once (steady state, not cold start);",
     "later runs start from what the earlier ones left (c=1 before c=16). The cache holds",
     f"{MAX_ENTRIES:,} answers per process: with more families the least recently read go.",
-    "Misses = first-time + invalidated: first-time = requests of a family not in the cache,",
-    "replayed from the families each run asked for (families.lua) through the gateway's own",
-    "bounded cache; the other diary reads found an answer the writer's changes made stale.",
+    "Misses of gateway x1 = first-time + invalidated: first-time = requests of a family not",
+    "in the cache, replayed from the families each run asked for (families.lua) through the",
+    "gateway's own bounded cache; the other diary reads found an answer the writer made stale.",
 ]
 
 
