@@ -38,7 +38,7 @@ from bench.averages import MarkValue, subject_results
 from gateway.core.db_roles import login_identity, role_to_set
 from resolvers.common.types import Subject, Teacher
 from resolvers.diary import sql as data
-from resolvers.diary.reference import ReferenceCache, ReferenceData
+from resolvers.diary.reference import ReferenceCache, ReferenceData, RequestReference
 from resolvers.diary.sql import MarksFilter, StudentRange
 
 Row = Any
@@ -125,27 +125,28 @@ def _lesson(
 
 async def _named(
     pool: asyncpg.Pool,
+    reference: RequestReference,
     rows: list[Row],
     *,
     subjects: tuple[str, ...] = (),
     teachers: tuple[str, ...] = (),
     work_types: tuple[str, ...] = (),
 ) -> ReferenceData:
-    """The copy with every id the rows name (as the gateway's loaders do it)."""
+    """The request's copy with every id the rows name (as the gateway's loaders do it)."""
 
     def ids(columns: tuple[str, ...]) -> set[int]:
         return {row[c] for row in rows for c in columns if row[c] is not None}
 
-    missing = _REFERENCE.missing(ids(subjects), ids(teachers), ids(work_types))
+    missing = reference.missing(ids(subjects), ids(teachers), ids(work_types))
     if not missing:
-        return _REFERENCE.current
+        return reference.data
     names = await data.list_names_by_ids(
         pool,
         subject_ids=missing.subject_ids,
         teacher_ids=missing.teacher_ids,
         work_type_ids=missing.work_type_ids,
     )
-    return _REFERENCE.add_names(names)
+    return reference.add_names(names, missing)
 
 
 def _lessons_by_day(
@@ -199,25 +200,30 @@ async def parent_week(pool: asyncpg.Pool, body: Json) -> Json:
     student_ids = [int(item) for item in body["studentIds"]]
     date_from, date_to = date.fromisoformat(body["from"]), date.fromisoformat(body["to"])
     keys = [StudentRange(student_id, date_from, date_to) for student_id in student_ids]
+    request_reference = RequestReference(_REFERENCE)
+    sent = request_reference.data
     students, lessons, marks, attendance, homework = await asyncio.gather(
-        data.get_students_by_ids(
-            pool, student_ids=student_ids, reference_version=_REFERENCE.version
-        ),
+        data.get_students_by_ids(pool, student_ids=student_ids, reference_version=sent.version),
         data.list_lessons_by_student_ranges(pool, keys=keys),
         data.list_marks_by_student_ranges(pool, keys=keys),
         data.list_attendance_by_student_ranges(pool, keys=keys),
         data.list_homework_by_student_ranges(pool, keys=keys),
     )
     if students:
-        _REFERENCE.update(students[0]["journal_version"], students[0]["reference"])
+        payload = next((row["reference"] for row in students if row["reference"]), None)
+        request_reference.received(sent, students[0]["journal_version"], payload)
     await _named(
         pool,
+        request_reference,
         [row for group in lessons for row in group],
         subjects=("subject_id", "replacement_subject_id"),
         teachers=("teacher_id", "replacement_teacher_id"),
     )
     reference = await _named(
-        pool, [row for group in marks for row in group], work_types=("work_type_id",)
+        pool,
+        request_reference,
+        [row for group in marks for row in group],
+        work_types=("work_type_id",),
     )
     by_id = {row["id"]: row for row in students}
     calendar = [date_from + timedelta(days=n) for n in range((date_to - date_from).days + 1)]
@@ -255,7 +261,13 @@ async def student_quarter(pool: asyncpg.Pool, body: Json) -> Json:
     period = next(row for row in periods if row["id"] == period_id)
     key = StudentRange(student_id, period["starts_on"], period["ends_on"])
     (marks,) = await data.list_marks_by_student_ranges(pool, keys=[key])
-    reference = await _named(pool, marks, subjects=("subject_id",), work_types=("work_type_id",))
+    reference = await _named(
+        pool,
+        RequestReference(_REFERENCE),
+        marks,
+        subjects=("subject_id",),
+        work_types=("work_type_id",),
+    )
     values = [
         MarkValue(
             subject_id=str(row["subject_id"]),
@@ -309,7 +321,13 @@ async def student_year(pool: asyncpg.Pool, body: Json) -> Json:
         500,
     )
     (rows,) = await data.list_mark_pages(pool, keys=[key])
-    reference = await _named(pool, rows, subjects=("subject_id",), work_types=("work_type_id",))
+    reference = await _named(
+        pool,
+        RequestReference(_REFERENCE),
+        rows,
+        subjects=("subject_id",),
+        work_types=("work_type_id",),
+    )
     marks = [
         {
             "id": str(row["id"]),

@@ -25,9 +25,11 @@ executed 50 times to warm up, then `--runs` times. Printed per statement:
 
 Statements: the viewer's (auth.store.accounts `_LOAD_SESSION_VIEWER`, with the account's
 real session), the change versions, the student with periods and the diary statements of
-resolvers.diary.sql, looked up by name (`STATEMENTS`: the per-part constants and the
-merged `diary_statement(parts)`; one the module does not have is reported as "not
-present", one that fails with its error), and `SELECT 1`, the fixed cost of a statement.
+resolvers.diary.sql, looked up by name (`STATEMENTS`; one the module does not have is
+reported as "not present", one that fails with its error), and `SELECT 1`, the fixed
+cost of a statement. The students statement is measured with a current reference copy
+(no reference data back); with a stale one it also builds and sends the whole copy
+(resolvers/diary/reference.py), a cost paid once per process and journal change.
 The access audit's INSERT is not measured.
 
 It refuses to run while other clients are connected to the database (a `bench/run`:
@@ -100,39 +102,21 @@ class Inputs:
 
 @dataclass(frozen=True, slots=True)
 class Sql:
-    """Where a statement's text comes from: the string constant `module`.`name`, or, with
-    `call`, what the function `module`.`name` returns for those arguments (a statement
-    builder); `module` None: `name` is the text itself."""
+    """Where a statement's text comes from: the string constant `module`.`name`;
+    `module` None: `name` is the text itself."""
 
     module: str | None
     name: str
-    call: tuple[object, ...] | None = None
 
     def __str__(self) -> str:
-        if self.module is None:
-            return self.name
-        call = "" if self.call is None else f"({', '.join(map(_short, self.call))})"
-        return f"{self.module}.{self.name}{call}"
+        return self.name if self.module is None else f"{self.module}.{self.name}"
 
     def text(self) -> str | None:
-        """The SQL text; None when the module has no such constant or function. A builder
-        that refuses its arguments raises (TypeError, ValueError)."""
+        """The SQL text; None when the module has no such constant."""
         if self.module is None:
             return self.name
         value = getattr(importlib.import_module(self.module), self.name, None)
-        if self.call is not None:
-            if not callable(value):
-                return None
-            value = value(*self.call)
         return value if isinstance(value, str) else None
-
-
-def _short(value: object) -> str:
-    return (
-        "{" + ",".join(sorted(map(str, value))) + "}"
-        if isinstance(value, frozenset)
-        else repr(value)
-    )
 
 
 @dataclass(frozen=True, slots=True)

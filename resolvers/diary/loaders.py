@@ -4,7 +4,9 @@ batching the keys asked for in one tick into one SQL statement.
 Every loader keyed by student ids checks, in its batch function, that every key is
 inside the viewer's scope before any SQL runs: the data layer never sees an id the
 viewer may not read, even if a resolver forgot its own check. Loaders are created per
-request (`Loaders(pool, viewer)`) and never shared, so their caches cannot leak.
+request (`Loaders(pool, viewer, reference)`) and never shared, so their caches cannot
+leak; what they share with other requests is the process's copy of the reference data
+(names of subjects, teachers and work types, bell times: resolvers.diary.reference).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from aiodataloader import DataLoader
 from auth.viewer import Viewer
 from gateway.core.errors import UnauthenticatedError
 from resolvers.diary import sql as data
-from resolvers.diary.reference import ReferenceCache, ReferenceData
+from resolvers.diary.reference import ReferenceCache, ReferenceData, RequestReference
 from resolvers.diary.rows import (
     HomeworkRecord,
     LessonRecord,
@@ -76,14 +78,14 @@ class ScopedLoader(DataLoader[K, V]):
         pool: asyncpg.Pool,
         viewer: Viewer | None,
         accessed: set[int],
-        reference: ReferenceCache,
+        reference: RequestReference,
     ) -> None:
         super().__init__()
         self.pool = pool
         self.viewer = viewer
         # Students whose data this request read (for the access audit).
         self.accessed = accessed
-        # The application's copy of the reference data (names by id).
+        # The reference data (names by id) this request names its rows with.
         self.reference = reference
 
     async def named(
@@ -94,21 +96,22 @@ class ScopedLoader(DataLoader[K, V]):
         teachers: Sequence[str] = (),
         work_types: Sequence[str] = (),
     ) -> ReferenceData:
-        """The reference data with every id these columns of the rows name (read by id
-        when the copy lacks some, which only happens right after they were added)."""
+        """The request's reference data with every id these columns of the rows name
+        that exists (the ids its copy lacks are read by id: ids added after the copy was
+        read, or ids naming nothing, which the copy then remembers as absent)."""
         rows = [row for group in groups for row in group]
         missing = self.reference.missing(
             _ids(rows, subjects), _ids(rows, teachers), _ids(rows, work_types)
         )
         if not missing:
-            return self.reference.current
+            return self.reference.data
         names = await data.list_names_by_ids(
             self.pool,
             subject_ids=missing.subject_ids,
             teacher_ids=missing.teacher_ids,
             work_type_ids=missing.work_type_ids,
         )
-        return self.reference.add_names(names)
+        return self.reference.add_names(names, missing)
 
     @staticmethod
     def student_of(key: K) -> int:
@@ -178,18 +181,20 @@ class StudentByIdLoader(_ByStudentId[StudentRecord | None]):
         pool: asyncpg.Pool,
         viewer: Viewer | None,
         accessed: set[int],
-        reference: ReferenceCache,
+        reference: RequestReference,
         periods: Callable[[], DataLoader[int, list[PeriodRecord]]] | None = None,
     ) -> None:
         super().__init__(pool, viewer, accessed, reference)
         self.periods = periods
 
     async def load_batch(self, keys: list[int]) -> list[StudentRecord | None]:
+        sent = self.reference.data
         rows = await data.get_students_by_ids(
-            self.pool, student_ids=keys, reference_version=self.reference.version
+            self.pool, student_ids=keys, reference_version=sent.version
         )
-        if rows:
-            self.reference.update(rows[0]["journal_version"], rows[0]["reference"])
+        if rows:  # the reference data, when it comes, is on one row (the statement's first)
+            payload = next((row["reference"] for row in rows if row["reference"]), None)
+            self.reference.received(sent, rows[0]["journal_version"], payload)
         by_id = {row["id"]: student_from_row(row) for row in rows}
         if self.periods is not None and rows:
             periods = self.periods()
@@ -289,12 +294,12 @@ class Loaders:
     """One instance of every loader for one request; each is created on first use."""
 
     def __init__(
-        self, pool: asyncpg.Pool, viewer: Viewer | None, reference: ReferenceCache | None = None
+        self, pool: asyncpg.Pool, viewer: Viewer | None, reference: ReferenceCache
     ) -> None:
         self.pool = pool
         self.viewer = viewer
-        # The application's copy of the reference data (a fresh one when not given).
-        self.reference = ReferenceCache() if reference is None else reference
+        # The reference data this request names rows with, from the application's copy.
+        self.reference = RequestReference(reference)
         # Every student id a loader of this request was asked for (after the scope check).
         self.accessed_student_ids: set[int] = set()
 

@@ -22,23 +22,41 @@ Marks and attendance name their subject and work type by id the same way
 (`diary_api.mark_facts`, `attendance_facts`): a year of one student's marks cost 0.52-0.60
 ms of backend CPU with the names joined, 0.32-0.34 ms without.
 
+Each request names its rows from one copy (`RequestReference`): the one whose version its
+students statement sent when nothing came back, else the one that came back. Requests
+racing over the shared copy therefore never name rows from an older copy than their own
+statement saw, and a response is never cached under a newer change token than its names.
+
+An id that does not exist at all (a dangling reference the stand-in's foreign keys rule
+out) is remembered as absent in the copy, so it is read by id once per journal version,
+not once per request; the row naming it as subject, teacher or work type is left out
+(as an inner join of the names would), a replacement naming it shows none. An entry of
+the reference data that cannot be used (a NULL, a bell at 24:00) is skipped and counted
+in a warning (no contents logged): the lessons it concerns show no bell or are left out.
+
 Size: one entry per subject, teacher, work type and (school, lesson number) of the region
 (at scale 10: 24 subjects, 1,107 teachers, 12 work types, 210 bells, ~45 kB of JSON,
-~0.5 MB in memory); replaced
-whole, never grown by requests except by `add_names`, which adds only ids that exist.
+~0.5 MB in memory); replaced whole, never grown by requests except by the names of ids
+read by id (`RequestReference.add_names`), which exist or are remembered as absent. The
+data comes back whenever `journal_version` changes, and that version also changes with
+the parent registry, staff, classes and periods: a region with frequent registry writes
+sends it often (once per process and change, plus requests already in flight).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import logging
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 import strawberry
 
 from resolvers.common.types import Subject, Teacher, WorkType
+
+log = logging.getLogger(__name__)
 
 Bell = tuple[time, time]
 
@@ -57,13 +75,14 @@ class Missing(NamedTuple):
 @dataclass(slots=True)
 class ReferenceData:
     """One copy of the reference data; `version` is the journal version it was read at
-    (None: nothing read yet)."""
+    (None: nothing read yet); `absent`: (kind, id) looked up by id and not found."""
 
     version: int | None = None
     subjects: dict[int, Subject] = field(default_factory=dict)
     teachers: dict[int, Teacher] = field(default_factory=dict)
     bells: dict[tuple[int, int], Bell] = field(default_factory=dict)
     work_types: dict[int, WorkType] = field(default_factory=dict)
+    absent: frozenset[tuple[str, int]] = frozenset()
 
 
 def _subject(subject_id: int, name: str) -> Subject:
@@ -80,67 +99,86 @@ def _work_type(work_type_id: int, name: str, short_name: str, weight: float) -> 
     )
 
 
+def _bell(starts_at: str, ends_at: str) -> Bell:
+    return time.fromisoformat(starts_at), time.fromisoformat(ends_at)
+
+
+T = TypeVar("T")
+
+
+def _entries(rows: Iterable[Any] | None, build: Callable[..., T], skipped: list[int]) -> list[T]:
+    """`build(*row)` of each row; a row that does not fit (a NULL, a malformed time) is
+    counted in `skipped` instead."""
+    built: list[T] = []
+    for row in rows or ():
+        if None in row:
+            skipped[0] += 1
+            continue
+        try:
+            built.append(build(*row))
+        except (TypeError, ValueError):
+            skipped[0] += 1
+    return built
+
+
+def _keyed(rows: Iterable[Any] | None, build: Callable[..., T], skipped: list[int]) -> dict[int, T]:
+    return dict(_entries(rows, lambda key, *rest: (int(key), build(int(key), *rest)), skipped))
+
+
 def parse_reference(version: int, payload: str) -> ReferenceData:
     """The reference data from the students statement's `reference` column."""
     document = orjson.loads(payload)
-    return ReferenceData(
+    skipped = [0]
+    data = ReferenceData(
         version=version,
-        subjects={row[0]: _subject(row[0], row[1]) for row in document["subjects"] or ()},
-        teachers={row[0]: _teacher(row[0], row[1]) for row in document["teachers"] or ()},
-        bells={
-            (row[0], row[1]): (time.fromisoformat(row[2]), time.fromisoformat(row[3]))
-            for row in document["bells"] or ()
-        },
-        work_types={row[0]: _work_type(*row) for row in document["work_types"] or ()},
+        subjects=_keyed(document.get("subjects"), _subject, skipped),
+        teachers=_keyed(document.get("teachers"), _teacher, skipped),
+        bells=dict(
+            _entries(
+                document.get("bells"),
+                lambda school, number, *times: ((int(school), int(number)), _bell(*times)),
+                skipped,
+            )
+        ),
+        work_types=_keyed(document.get("work_types"), _work_type, skipped),
     )
+    if skipped[0]:
+        log.warning("reference data: %d entries skipped (NULL or malformed values)", skipped[0])
+    return data
 
 
 class ReferenceCache:
     """The process's copy of the reference data (one per application, shared by its
-    requests; replaced whole, so a request holding `current` sees one consistent copy)."""
+    requests; replaced whole, never changed in place)."""
 
     def __init__(self) -> None:
         self.current = ReferenceData()
 
-    @property
-    def version(self) -> int | None:
-        """The journal version of the copy (the students statement's `$2`)."""
-        return self.current.version
+    def received(self, sent: ReferenceData, version: int, payload: str | None) -> ReferenceData:
+        """The copy a request uses after its students statement, which sent `sent`'s
+        version and read the journal's `version`: `sent` when no data came back (the
+        versions were equal), else the data that came back, which also becomes the
+        process's copy. (Versions are not compared for order: a restored database may
+        count from lower again.)"""
+        if payload is None:
+            return sent
+        current = self.current
+        if current.version == version:
+            return current
+        parsed = parse_reference(version, payload)
+        self.current = parsed
+        return parsed
 
-    def update(self, version: int, payload: str | None) -> None:
-        """Take the data the students statement returned for another version than the
-        copy's. (Two requests may both read it; either copy is the journal's at some
-        moment, and the next request corrects an older one. Versions are not compared
-        for order: a restored database may count from lower again.)"""
-        if payload is None or version == self.current.version:
-            return
-        self.current = parse_reference(version, payload)
-
-    def missing(
-        self,
-        subject_ids: Collection[int] = (),
-        teacher_ids: Collection[int] = (),
-        work_type_ids: Collection[int] = (),
-    ) -> Missing:
-        """The ids the copy lacks (read them with `resolvers.diary.sql.list_names_by_ids`,
-        then `add_names`)."""
-        copy = self.current
-        return Missing(
-            subject_ids=sorted({i for i in subject_ids if i not in copy.subjects}),
-            teacher_ids=sorted({i for i in teacher_ids if i not in copy.teachers}),
-            work_type_ids=sorted({i for i in work_type_ids if i not in copy.work_types}),
-        )
-
-    def add_names(self, rows: Iterable[Any]) -> ReferenceData:
-        """The copy with these subjects (`kind` 's'), teachers ('t') and work types ('w')
-        added (`list_names_by_ids`' rows); it becomes the current copy."""
-        copy = self.current
+    def filled(self, base: ReferenceData, rows: Iterable[Any], asked: Missing) -> ReferenceData:
+        """`base` with the names `list_names_by_ids` read for `asked` (ids not found are
+        remembered as absent); it becomes the process's copy unless another replaced
+        `base` meanwhile."""
         filled = ReferenceData(
-            version=copy.version,
-            subjects=dict(copy.subjects),
-            teachers=dict(copy.teachers),
-            bells=copy.bells,
-            work_types=dict(copy.work_types),
+            version=base.version,
+            subjects=dict(base.subjects),
+            teachers=dict(base.teachers),
+            bells=base.bells,
+            work_types=dict(base.work_types),
         )
         for row in rows:
             kind, key, name = row["kind"], row["id"], row["name"]
@@ -150,5 +188,56 @@ class ReferenceCache:
                 filled.teachers[key] = _teacher(key, name)
             else:
                 filled.work_types[key] = _work_type(key, *orjson.loads(name))
-        self.current = filled
+        filled.absent = base.absent | {
+            *(("s", i) for i in asked.subject_ids if i not in filled.subjects),
+            *(("t", i) for i in asked.teacher_ids if i not in filled.teachers),
+            *(("w", i) for i in asked.work_type_ids if i not in filled.work_types),
+        }
+        if self.current is base:
+            self.current = filled
         return filled
+
+
+class RequestReference:
+    """The reference data one request names its rows with (shared by its loaders)."""
+
+    def __init__(self, cache: ReferenceCache) -> None:
+        self.cache = cache
+        self._copy: ReferenceData | None = None
+
+    @property
+    def data(self) -> ReferenceData:
+        """The request's copy: the one its students statement settled on, else (no
+        students statement yet) the process's."""
+        return self._copy if self._copy is not None else self.cache.current
+
+    def received(self, sent: ReferenceData, version: int, payload: str | None) -> None:
+        """After a students statement that sent `sent.version` (see ReferenceCache)."""
+        self._copy = self.cache.received(sent, version, payload)
+
+    def missing(
+        self,
+        subject_ids: Collection[int] = (),
+        teacher_ids: Collection[int] = (),
+        work_type_ids: Collection[int] = (),
+    ) -> Missing:
+        """The ids the request's copy lacks and has not looked up before (read them with
+        `resolvers.diary.sql.list_names_by_ids`, then `add_names`)."""
+        copy = self.data
+        absent = copy.absent
+        return Missing(
+            subject_ids=sorted(
+                {i for i in subject_ids if i not in copy.subjects and ("s", i) not in absent}
+            ),
+            teacher_ids=sorted(
+                {i for i in teacher_ids if i not in copy.teachers and ("t", i) not in absent}
+            ),
+            work_type_ids=sorted(
+                {i for i in work_type_ids if i not in copy.work_types and ("w", i) not in absent}
+            ),
+        )
+
+    def add_names(self, rows: Iterable[Any], asked: Missing) -> ReferenceData:
+        """The request's copy with the names read for `asked` (`list_names_by_ids` rows)."""
+        self._copy = self.cache.filled(self.data, rows, asked)
+        return self._copy

@@ -113,8 +113,8 @@ async def list_names_by_ids(
 # period list need them right after the student, which saves that request a statement
 # and a round trip. `journal_version` and `reference` keep the process's copy of the
 # reference data current (resolvers.diary.reference): `$2` is the copy's version, and the
-# whole reference data comes back only when the journal's is another (a scalar sub-select
-# PostgreSQL evaluates only then).
+# whole reference data comes back, on the first row only, when the journal's is another
+# (a scalar sub-select PostgreSQL evaluates only then).
 _STUDENTS_SQL = f"""
 SELECT s.id, s.school_id, s.class_id, s.last_name, s.first_name, s.patronymic,
        s.grade, s.letter, s.class_name, s.period_scheme, s.year_id,
@@ -125,7 +125,8 @@ SELECT s.id, s.school_id, s.class_id, s.last_name, s.first_name, s.patronymic,
                AND p.scheme = s.period_scheme
              ORDER BY p.number) AS periods,
        j.version AS journal_version,
-       CASE WHEN j.version IS DISTINCT FROM $2::bigint THEN {_REFERENCE_JSON} END AS reference
+       CASE WHEN j.version IS DISTINCT FROM $2::bigint AND row_number() OVER () = 1
+            THEN {_REFERENCE_JSON} END AS reference
 FROM {_STUDENT_KEYS}
 JOIN diary_api.students s ON s.id = k.student_id
 JOIN diary_api.schools sc ON sc.id = s.school_id
@@ -151,7 +152,8 @@ FROM {_RANGE_KEYS}
 JOIN diary_api.students s ON s.id = k.student_id
 CROSS JOIN LATERAL (
     -- OFFSET 0 keeps the view a separate subquery planned per key: an index scan on
-    -- (class_id, date).
+    -- (class_id, date). Flattened, the generic plan joins the class and topics around
+    -- the keys instead (0.23 vs 0.14 ms of backend CPU for parent-week's two children).
     SELECT *
     FROM diary_api.lesson_facts ll
     WHERE ll.class_id = s.class_id AND ll.date BETWEEN k.date_from AND k.date_to

@@ -24,6 +24,7 @@ from fixtures.demo import DEMO_ACCOUNTS, demo_account
 from gateway.core.db import counting_statements
 from gateway.core.errors import BadUserInputError, ForbiddenError, UnauthenticatedError
 from resolvers.diary.loaders import Loaders
+from resolvers.diary.reference import ReferenceCache
 from resolvers.diary.sql import MarksFilter, StudentRange
 from tests.support.environment import TODAY, GraphQL
 from tests.support.journal import family_student_ids
@@ -294,7 +295,7 @@ async def test_loaders_refuse_ids_outside_the_scope(
     viewer = await viewer_of(pool, ATTACKER)
     (victim, *_) = await victim_ids(owner_conn)
     assert victim not in viewer.student_ids
-    loaders = Loaders(pool, viewer)
+    loaders = Loaders(pool, viewer, ReferenceCache())
     window = StudentRange(victim, TODAY, TODAY)
     with counting_statements() as counter:
         attempts: list[asyncio.Future[Any]] = [
@@ -320,7 +321,7 @@ async def test_a_batch_with_one_foreign_id_is_refused_whole(
     viewer = await viewer_of(pool, ATTACKER)
     (own, *_) = sorted(viewer.student_ids)
     (victim, *_) = await victim_ids(owner_conn)
-    loaders = Loaders(pool, viewer)
+    loaders = Loaders(pool, viewer, ReferenceCache())
     own_future = loaders.student_by_id.load(own)
     victim_future = loaders.student_by_id.load(victim)
     with pytest.raises(ForbiddenError):
@@ -328,19 +329,19 @@ async def test_a_batch_with_one_foreign_id_is_refused_whole(
     with pytest.raises(ForbiddenError):
         await own_future
     # A fresh batch of own ids only is served.
-    record = await Loaders(pool, viewer).student_by_id.load(own)
+    record = await Loaders(pool, viewer, ReferenceCache()).student_by_id.load(own)
     assert record is not None and record.id == own
 
 
 async def test_loaders_without_a_viewer_refuse_everything(pool: asyncpg.Pool) -> None:
-    loaders = Loaders(pool, None)
+    loaders = Loaders(pool, None, ReferenceCache())
     with pytest.raises(UnauthenticatedError):
         await loaders.student_by_id.load(1)
     staff = Viewer(
         account_id="x", role=Role.SCHOOL_ADMIN, display_name="x", student_ids=frozenset()
     )
     with pytest.raises(ForbiddenError):
-        await Loaders(pool, staff).periods_by_student.load(1)
+        await Loaders(pool, staff, ReferenceCache()).periods_by_student.load(1)
 
 
 async def test_permissions_refuse_before_any_journal_sql(

@@ -17,6 +17,7 @@ from gateway.core.settings import Settings
 from resolvers.context import Context
 from resolvers.dashboard.service import CheckedSchool, DashboardService
 from resolvers.diary.loaders import Loaders
+from resolvers.diary.reference import ReferenceCache
 from tests.support.dashboard_support import admin_school_id, other_school_id
 from tests.support.statements import application_statements
 
@@ -112,7 +113,7 @@ async def test_the_context_hands_the_pool_to_loaders_and_service_only(
 ) -> None:
     school_id = await admin_school_id(owner_conn)
     admin = viewer(Role.SCHOOL_ADMIN, {school_id})
-    loaders = Loaders(pool, admin)
+    loaders = Loaders(pool, admin, ReferenceCache())
     context = Context(viewer=admin, loaders=loaders, pool=pool, settings=settings, today=DAY)
     assert not hasattr(context, "pool")
     # Students the dashboard shows join the request's access audit (the loaders' set).

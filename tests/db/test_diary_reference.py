@@ -9,23 +9,34 @@ statement sends the reference data only to a copy of another version.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
+import orjson
+import pytest
 from starlette.applications import Starlette
 
 from auth.store.accounts import ensure_demo_account, load_viewer
 from fixtures.demo import demo_account
+from gateway.app import create_app
 from gateway.core.db import counting_statements
 from gateway.core.settings import Settings
 from resolvers.diary import sql as data
 from resolvers.diary.loaders import Loaders
-from resolvers.diary.reference import ReferenceCache, ReferenceData
+from resolvers.diary.reference import (
+    ReferenceCache,
+    ReferenceData,
+    RequestReference,
+    parse_reference,
+)
 from resolvers.diary.sql import StudentRange
 from tests.support.environment import TODAY
 from tests.support.planted import planted_parent, post_graphql
+from tests.support.statements import application_statements
 
 NAMES_BY_ID = "JOIN diary_api.teachers t ON t.id = k.id"  # the missing names' statement
 FIRST = TODAY - timedelta(days=30)
@@ -163,7 +174,7 @@ async def test_a_renamed_teacher_shows_on_the_next_request(
     assert len(names) == 1 and next(iter(names)).startswith("Переименованная ")
     assert not any(NAMES_BY_ID in text for text in counter.statements)
     assert restored == before
-    assert app.state.services.reference.version is not None
+    assert app.state.services.reference.current.version is not None
 
 
 async def _viewer_loaders(
@@ -184,11 +195,11 @@ async def test_a_copy_lacking_an_id_reads_the_missing_names_once(pool: asyncpg.P
     warm = await _viewer_loaders(pool, account_id, reference)
     await warm.student_by_id.load(key.student_id)
     lessons = await warm.lessons_by_student_range.load(key)
-    assert lessons and reference.version is not None
+    assert lessons and reference.current.version is not None
     teacher = lessons[0].teacher
     copy = reference.current
     teachers = {i: t for i, t in copy.teachers.items() if i != int(teacher.id)}
-    reference.current = ReferenceData(copy.version, copy.subjects, teachers, copy.bells)
+    reference.current = dataclasses.replace(copy, teachers=teachers)
 
     stale = await _viewer_loaders(pool, account_id, reference)
     with counting_statements(keep_text=True) as counter:
@@ -221,7 +232,7 @@ async def test_the_students_statement_sends_the_data_only_to_another_version(
     )
     assert other["reference"] == fresh["reference"]
     cache = ReferenceCache()
-    cache.update(version, fresh["reference"])
+    cache.received(ReferenceData(), version, fresh["reference"])
     counts = await owner_conn.fetchrow(
         """SELECT (SELECT count(*) FROM school.teachers) AS teachers,
                   (SELECT count(*) FROM school.bell_schedule) AS bells,
@@ -277,3 +288,91 @@ async def test_marks_name_their_subject_and_work_type_as_the_tables(
             "shortName": row["short_name"],
             "weight": float(row["weight"]),
         }
+
+
+async def test_a_request_names_rows_from_the_copy_its_students_statement_saw(
+    pool: asyncpg.Pool,
+) -> None:
+    """Another request replacing the process's copy with an older one (its students
+    statement answered late) does not change the names of a request already running."""
+    account_id = await ensure_demo_account(pool, demo_account("student-young"))
+    viewer = await load_viewer(pool, account_id)
+    assert viewer is not None
+    (student_id,) = viewer.student_ids
+    key = StudentRange(student_id, FIRST, TODAY)
+    reference = ReferenceCache()
+    await (await _viewer_loaders(pool, account_id, reference)).student_by_id.load(student_id)
+    current = reference.current
+
+    running = await _viewer_loaders(pool, account_id, reference)
+    await running.student_by_id.load(student_id)  # sends the current version: no data back
+    older = {i: dataclasses.replace(t, name="Устаревшее Имя") for i, t in current.teachers.items()}
+    reference.current = dataclasses.replace(current, teachers=older)  # a late, older answer
+    lessons = await running.lessons_by_student_range.load(key)
+    assert lessons and all(lesson.teacher.name != "Устаревшее Имя" for lesson in lessons)
+    assert {lesson.teacher.name for lesson in lessons} <= {
+        t.name for t in current.teachers.values()
+    }
+
+
+async def test_an_id_naming_nothing_is_read_once_per_version(pool: asyncpg.Pool) -> None:
+    reference = ReferenceCache()
+    dangling = 2_000_000_000
+    request = RequestReference(reference)
+    missing = request.missing(subject_ids=[dangling], teacher_ids=[dangling])
+    assert missing.subject_ids == [dangling] and missing.teacher_ids == [dangling]
+    rows = await data.list_names_by_ids(
+        pool, subject_ids=missing.subject_ids, teacher_ids=missing.teacher_ids, work_type_ids=[]
+    )
+    assert rows == []
+    copy = request.add_names(rows, missing)
+    assert {("s", dangling), ("t", dangling)} <= copy.absent
+    assert not RequestReference(reference).missing(subject_ids=[dangling], teacher_ids=[dangling])
+
+
+def test_unusable_reference_entries_are_skipped_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    payload = orjson.dumps(
+        {
+            "subjects": [[1, "Алгебра"], [2, None]],
+            "teachers": [[5, "Иванова Мария Петровна"]],
+            "bells": [[3, 1, "08:00:00", "08:45:00"], [3, 2, "23:15:00", "24:00:00"]],
+            "work_types": [[7, "Контрольная работа", "К/р", 2.0], [8, "Тест", None, 1.0]],
+        }
+    ).decode()
+    with caplog.at_level(logging.WARNING, logger="resolvers.diary.reference"):
+        data_ = parse_reference(42, payload)
+    assert (list(data_.subjects), list(data_.teachers), list(data_.work_types)) == ([1], [5], [7])
+    assert list(data_.bells) == [(3, 1)]
+    assert [record.getMessage() for record in caplog.records] == [
+        "reference data: 3 entries skipped (NULL or malformed values)"
+    ]
+
+
+async def test_the_first_request_of_a_process_sends_the_statements_of_any_other(
+    settings: Settings, owner_conn: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    """A fresh application (no reference copy yet) answers its first diary request with
+    the same statements as its second: the copy comes inside the students statement."""
+    students = await _two_schools_children(owner_conn)
+    fresh = create_app(settings, pool=pool)
+    second_window = {"from": (FIRST - timedelta(days=7)).isoformat(), "to": FIRST.isoformat()}
+    try:
+        transport = httpx.ASGITransport(app=fresh)
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client,
+            planted_parent(owner_conn, pool, settings, students, tag=42) as token,
+        ):
+            counts = []
+            for window in (WINDOW, second_window):
+                with counting_statements(keep_text=True) as counter:
+                    payload = await post_graphql(client, token, LESSONS_QUERY, window)
+                assert "errors" not in payload, payload
+                counts.append(application_statements(counter))
+    finally:
+        await fresh.state.auth.recorder.close()
+        await fresh.state.services.close()
+    cold, warm = counts
+    assert fresh.state.services.reference.current.version is not None
+    assert len(cold) == len(warm) and sorted(cold) == sorted(warm)
