@@ -95,7 +95,10 @@ def _teacher(teacher_id: int, name: str) -> Teacher:
 
 def _work_type(work_type_id: int, name: str, short_name: str, weight: float) -> WorkType:
     return WorkType(
-        id=strawberry.ID(str(work_type_id)), name=name, short_name=short_name, weight=weight
+        id=strawberry.ID(str(work_type_id)),
+        name=name,
+        short_name=short_name,
+        weight=float(weight),  # JSON gives 1 for a whole number in an integer column
     )
 
 
