@@ -211,7 +211,7 @@ async def parent_week(pool: asyncpg.Pool, body: Json) -> Json:
     )
     if students:
         payload = next((row["reference"] for row in students if row["reference"]), None)
-        request_reference.received(sent, students[0]["journal_version"], payload)
+        request_reference.received(sent, students[0]["reference_version"], payload)
     await _named(
         pool,
         request_reference,

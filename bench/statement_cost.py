@@ -82,7 +82,7 @@ class Inputs:
 
     values: dict[str, object]
     sessions: dict[str, tuple[str, str]]
-    journal_version: int  # the reference copy's version (steady state: the journal's)
+    reference_version: int  # the reference copy's version (steady state: the database's)
 
     def day(self, key: str) -> date:
         return date.fromisoformat(str(self.values[key]))
@@ -142,13 +142,13 @@ def _parent(inputs: Inputs) -> Args:
 
 def _parent_students(inputs: Inputs) -> Args:
     """The students statement with a current reference copy (no reference data back)."""
-    return (inputs.parent_ids, inputs.journal_version)
+    return (inputs.parent_ids, inputs.reference_version)
 
 
 def _parent_students_stale(inputs: Inputs) -> Args:
     """The students statement with a stale copy: it also builds and sends the whole
     reference data (once per process and journal change)."""
-    return (inputs.parent_ids, inputs.journal_version - 1)
+    return (inputs.parent_ids, inputs.reference_version - 1)
 
 
 def _parent_week(inputs: Inputs) -> Args:
@@ -168,7 +168,7 @@ def _year_student(inputs: Inputs) -> Args:
 
 
 def _students_of(key: str) -> Callable[[Inputs], Args]:
-    return lambda inputs: (inputs.student(key), inputs.journal_version)
+    return lambda inputs: (inputs.student(key), inputs.reference_version)
 
 
 def _year_page(inputs: Inputs) -> Args:
@@ -186,7 +186,7 @@ def _diary(name: str) -> Sql:
 
 
 # The diary's statements by their names in resolvers/diary/sql.py (a name the tree does
-# not have prints "not present"). The students statement gets the journal's version as
+# not have prints "not present"). The students statement gets the reference data's version as
 # its reference copy's: the steady state, in which it sends no reference data back.
 STATEMENTS: Final[tuple[Statement, ...]] = (
     Statement("-", "SELECT 1", Sql(None, "SELECT 1"), lambda _inputs: ()),
@@ -349,7 +349,7 @@ async def prepare(server: EmbeddedServer, args: argparse.Namespace) -> tuple[db.
     fixture = await db.load_fixture(database, today=args.today)
     conn = await asyncpg.connect(database.url)
     try:
-        version = int(await conn.fetchval("SELECT version FROM diary_api.journal_version"))
+        version = int(await conn.fetchval("SELECT version FROM diary_api.reference_version"))
     finally:
         await conn.close()
     return database, Inputs(fixture.values, sessions_of(database, fixture.tokens), version)

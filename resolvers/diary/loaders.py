@@ -194,7 +194,7 @@ class StudentByIdLoader(_ByStudentId[StudentRecord | None]):
         )
         if rows:  # the reference data, when it comes, is on one row (the statement's first)
             payload = next((row["reference"] for row in rows if row["reference"]), None)
-            self.reference.received(sent, rows[0]["journal_version"], payload)
+            self.reference.received(sent, rows[0]["reference_version"], payload)
         by_id = {row["id"]: student_from_row(row) for row in rows}
         if self.periods is not None and rows:
             periods = self.periods()

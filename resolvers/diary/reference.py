@@ -4,14 +4,14 @@ Every lesson of a diary names a subject, a teacher and a bell time; joining thos
 in every lesson read was more than half of what PostgreSQL spent on a week's lessons
 (backend CPU for two children's 55 lessons: 0.35-0.38 ms through a view that joined the
 names and bells, 0.12-0.14 ms through `diary_api.lesson_facts`, which names them by id). They
-change rarely, and every change to them changes `diary_api.journal_version`
-(docs/read-contract.md), so each process keeps one copy of them, tagged with the journal
-version it was read at.
+change rarely, and every change to them changes `diary_api.reference_version`
+(docs/read-contract.md), so each process keeps one copy of them, tagged with the version
+it was read at.
 
 How it stays fresh without a statement of its own: the students statement, which every
 diary request sends before any lesson is read (resolvers.diary.sql.get_students_by_ids),
-passes the version this copy has and gets back the journal's current version, plus the
-whole reference data when they differ (columns `journal_version`, `reference`): the
+passes the version this copy has and gets back the database's current one, plus the
+whole reference data when they differ (columns `reference_version`, `reference`): the
 statements per request are the same whether or not the copy is current. Between that
 statement and the lessons' (a moment), a change can make the copy stale: a renamed teacher
 is then shown by the old name in that one response, as a response started a moment
@@ -28,7 +28,7 @@ racing over the shared copy therefore never name rows from an older copy than th
 statement saw, and a response is never cached under a newer change token than its names.
 
 An id that does not exist at all (a dangling reference the stand-in's foreign keys rule
-out) is remembered as absent in the copy, so it is read by id once per journal version,
+out) is remembered as absent in the copy, so it is read by id once per version,
 not once per request; the row naming it as subject, teacher or work type is left out
 (as an inner join of the names would), a replacement naming it shows none. An entry of
 the reference data that cannot be used (a NULL, a bell at 24:00) is skipped and counted
@@ -38,9 +38,9 @@ Size: one entry per subject, teacher, work type and (school, lesson number) of t
 (at scale 10: 24 subjects, 1,107 teachers, 12 work types, 210 bells, ~45 kB of JSON,
 ~0.5 MB in memory); replaced whole, never grown by requests except by the names of ids
 read by id (`RequestReference.add_names`), which exist or are remembered as absent. The
-data comes back whenever `journal_version` changes, and that version also changes with
-the parent registry, staff, classes and periods: a region with frequent registry writes
-sends it often (once per process and change, plus requests already in flight).
+data comes back whenever `reference_version` changes: only with writes to those four
+tables, not with the registry's (parents, links, staff), which change `journal_version`
+(once per process and change, plus requests already in flight).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class Missing(NamedTuple):
 
 @dataclass(slots=True)
 class ReferenceData:
-    """One copy of the reference data; `version` is the journal version it was read at
+    """One copy of the reference data; `version` is the reference version it was read at
     (None: nothing read yet); `absent`: (kind, id) looked up by id and not found."""
 
     version: int | None = None
@@ -159,7 +159,7 @@ class ReferenceCache:
 
     def received(self, sent: ReferenceData, version: int, payload: str | None) -> ReferenceData:
         """The copy a request uses after its students statement, which sent `sent`'s
-        version and read the journal's `version`: `sent` when no data came back (the
+        version and read the database's `version`: `sent` when no data came back (the
         versions were equal), else the data that came back, which also becomes the
         process's copy. (Versions are not compared for order: a restored database may
         count from lower again.)"""

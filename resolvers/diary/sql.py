@@ -71,7 +71,7 @@ _RANGE_KEYS = """unnest((SELECT $1::int[]), (SELECT $2::date[]), (SELECT $3::dat
 _STUDENT_KEYS = "unnest((SELECT $1::int[])) AS k(student_id)"
 
 # The reference data (resolvers.diary.reference) as one JSON object, which the students
-# statement adds when the caller's copy is not of the journal's version (`$2` there).
+# statement adds when the caller's copy is not of the database's version (`$2` there).
 _REFERENCE_JSON = """json_build_object(
     'subjects', (SELECT json_agg(json_build_array(s.id, s.name)) FROM diary_api.subjects s),
     'teachers', (SELECT json_agg(json_build_array(t.id, t.name)) FROM diary_api.teachers t),
@@ -111,9 +111,9 @@ async def list_names_by_ids(
 
 # `periods` (rows of diary_api.periods, as in _PERIODS_SQL) come along: averages and the
 # period list need them right after the student, which saves that request a statement
-# and a round trip. `journal_version` and `reference` keep the process's copy of the
+# and a round trip. `reference_version` and `reference` keep the process's copy of the
 # reference data current (resolvers.diary.reference): `$2` is the copy's version, and the
-# whole reference data comes back, on the first row only, when the journal's is another
+# whole reference data comes back, on the first row only, when the database's is another
 # (a scalar sub-select PostgreSQL evaluates only then).
 _STUDENTS_SQL = f"""
 SELECT s.id, s.school_id, s.class_id, s.last_name, s.first_name, s.patronymic,
@@ -124,13 +124,13 @@ SELECT s.id, s.school_id, s.class_id, s.last_name, s.first_name, s.patronymic,
              WHERE p.school_id = s.school_id AND p.year_id = s.year_id
                AND p.scheme = s.period_scheme
              ORDER BY p.number) AS periods,
-       j.version AS journal_version,
-       CASE WHEN j.version IS DISTINCT FROM $2::bigint AND row_number() OVER () = 1
+       r.version AS reference_version,
+       CASE WHEN r.version IS DISTINCT FROM $2::bigint AND row_number() OVER () = 1
             THEN {_REFERENCE_JSON} END AS reference
 FROM {_STUDENT_KEYS}
 JOIN diary_api.students s ON s.id = k.student_id
 JOIN diary_api.schools sc ON sc.id = s.school_id
-CROSS JOIN diary_api.journal_version j
+CROSS JOIN diary_api.reference_version r
 """
 
 
@@ -139,8 +139,8 @@ async def get_students_by_ids(
 ) -> list[Row]:
     """Students with their school and class, and their periods (column `periods`, the
     rows `list_periods_by_student_ids` gives, by number), in no particular order; with
-    the journal's version and, unless it is `reference_version`, the reference data
-    (columns `journal_version`, `reference`: see resolvers.diary.reference)."""
+    the reference data's version and, unless it is `reference_version`, the reference
+    data (columns `reference_version`, `reference`: see resolvers.diary.reference)."""
     return list(await pool.fetch(_STUDENTS_SQL, _distinct(student_ids), reference_version))
 
 

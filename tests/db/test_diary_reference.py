@@ -142,7 +142,8 @@ async def test_a_renamed_teacher_shows_on_the_next_request(
     pool: asyncpg.Pool,
     settings: Settings,
 ) -> None:
-    """The rename changes the journal version: the cached response is not served and the
+    """The rename changes the journal and reference versions: the cached response is not
+    served and the
     process's copy of the names is replaced, in the statements the request sends anyway."""
     students = await _two_schools_children(owner_conn)
     async with planted_parent(owner_conn, pool, settings, students[:1], tag=41) as token:
@@ -222,11 +223,11 @@ async def test_the_students_statement_sends_the_data_only_to_another_version(
         pool, student_ids=[student_id], reference_version=None
     )
     assert fresh["reference"] is not None
-    version = fresh["journal_version"]
+    version = fresh["reference_version"]
     (same,) = await data.get_students_by_ids(
         pool, student_ids=[student_id], reference_version=version
     )
-    assert same["reference"] is None and same["journal_version"] == version
+    assert same["reference"] is None and same["reference_version"] == version
     (other,) = await data.get_students_by_ids(
         pool, student_ids=[student_id], reference_version=version - 1
     )
@@ -376,3 +377,22 @@ async def test_the_first_request_of_a_process_sends_the_statements_of_any_other(
     cold, warm = counts
     assert fresh.state.services.reference.current.version is not None
     assert len(cold) == len(warm) and sorted(cold) == sorted(warm)
+
+
+async def test_a_registry_write_does_not_send_the_reference_data_again(
+    owner_conn: asyncpg.Connection, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Parent links change the journal's version (the response cache's), not the
+    reference data's: the copy is not sent again for them."""
+    student_id = await owner_conn.fetchval("SELECT min(id) FROM school.students")
+    (row,) = await data.get_students_by_ids(pool, student_ids=[student_id], reference_version=None)
+    version = row["reference_version"]
+    journal = "SELECT version FROM diary_api.journal_version"
+    before = await owner_conn.fetchval(journal)
+    async with planted_parent(owner_conn, pool, settings, [student_id], tag=43):
+        after = await owner_conn.fetchval(journal)
+        (again,) = await data.get_students_by_ids(
+            pool, student_ids=[student_id], reference_version=version
+        )
+    assert after != before
+    assert again["reference"] is None and again["reference_version"] == version
