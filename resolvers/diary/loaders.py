@@ -157,13 +157,6 @@ def _per_student(
     return [by_student[key] for key in keys]
 
 
-def _convert_groups(
-    groups: list[list[Any]], convert: Callable[[Any, ReferenceInterner], T]
-) -> list[list[T]]:
-    refs = ReferenceInterner()  # one subject/teacher/work type object per distinct value
-    return [[convert(row, refs) for row in group] for group in groups]
-
-
 def _period(row: Any, _refs: ReferenceInterner) -> PeriodRecord:
     return period_from_row(row)
 
@@ -251,7 +244,11 @@ class HomeworkByStudentRangeLoader(_ByStudentRange[list[HomeworkRecord]]):
 
     async def load_batch(self, keys: list[StudentRange]) -> list[list[HomeworkRecord]]:
         groups = await data.list_homework_by_student_ranges(self.pool, keys=keys)
-        return _convert_groups(groups, homework_from_row)
+        reference = await self.named(groups, subjects=("subject_id",))
+        return [
+            [homework_from_row(row, reference) for row in group if has_subject(row, reference)]
+            for group in groups
+        ]
 
 
 class MarkPageByFilterLoader(ScopedLoader[MarksFilter, list[Mark]]):

@@ -249,9 +249,10 @@ async def list_attendance_by_student_ranges(
 # in the window and not due in it (lessons by (class_id, date), homework by lesson_id).
 # With the `OR`, PostgreSQL read every homework of the class so far this year and looked
 # up each one's lesson (~460 lookups for two children in November at scale 10). The
-# subject's name is joined once, after the halves: the order needs it.
+# subject's name is joined once, after the halves, for the order only (the name shown
+# comes from the reference data).
 _HOMEWORK_SQL = f"""
-SELECT k.ord, h.id, h.lesson_id, h.subject_id, sub.name AS subject_name, h.text,
+SELECT k.ord, h.id, h.lesson_id, h.subject_id, h.text,
        h.assigned_on, h.due_on, h.attachments::text AS attachments, h.updated_at
 FROM {_RANGE_KEYS}
 JOIN diary_api.students s ON s.id = k.student_id

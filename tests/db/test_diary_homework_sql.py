@@ -21,7 +21,7 @@ from tests.support.environment import TODAY
 
 # The plain definition the statement must equal, written with the `OR`.
 REFERENCE_SQL = """
-SELECT k.ord, h.id, h.lesson_id, h.subject_id, sub.name AS subject_name, h.text,
+SELECT k.ord, h.id, h.lesson_id, h.subject_id, h.text,
        h.assigned_on, h.due_on, h.attachments::text AS attachments, h.updated_at
 FROM unnest($1::int[], $2::date[], $3::date[])
     WITH ORDINALITY AS k(student_id, date_from, date_to, ord)
