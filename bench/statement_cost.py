@@ -177,6 +177,48 @@ def _year_page(inputs: Inputs) -> Args:
     return (*inputs.ranges(ids, "year_from", "year_to"), [None], [500])
 
 
+# An experiment, not the gateway's SQL: parent-week's lessons with their subject, teacher,
+# replacement, topic, homework, marks and attendance built as JSON by PostgreSQL in one
+# statement, PostGraphile-style, over the same views (docs/performance.md, "Where a
+# request's time goes now"): what shaping the response in the database would cost it.
+_PARENT_WEEK_AS_JSON = """
+SELECT k.ord, (
+  SELECT coalesce(json_agg(json_build_object(
+      'id', l.id::text, 'number', l.number,
+      'subject', json_build_object('name', sub.name),
+      'teacher', json_build_object('name', t.name),
+      'room', l.room, 'status', upper(l.status),
+      'replacement', CASE WHEN l.status = 'replaced' THEN json_build_object(
+          'subject', json_build_object('name', coalesce(rs.name, sub.name)),
+          'teacher', json_build_object('name', coalesce(rt.name, t.name))) END,
+      'topic', l.topic,
+      'homework', (SELECT coalesce(json_agg(json_build_object(
+                       'text', h.text, 'dueOn', h.due_on, 'attachments', h.attachments)
+                       ORDER BY h.due_on, h.id), '[]'::json)
+                   FROM diary_api.homework_facts h
+                   WHERE h.lesson_id = l.id AND h.class_id = s.class_id),
+      'marks', (SELECT coalesce(json_agg(json_build_object(
+                    'id', m.id::text, 'value', m.value, 'weight', m.weight,
+                    'workType', json_build_object('name', w.name)) ORDER BY m.id), '[]'::json)
+                FROM diary_api.mark_facts m JOIN diary_api.work_types w ON w.id = m.work_type_id
+                WHERE m.lesson_id = l.id AND m.student_id = k.student_id),
+      'attendance', (SELECT json_build_object('code', a.code, 'minutesLate', a.minutes_late)
+                     FROM diary_api.attendance_facts a
+                     WHERE a.lesson_id = l.id AND a.student_id = k.student_id)
+    ) ORDER BY l.date, l.number, l.id), '[]'::json)
+  FROM (SELECT * FROM diary_api.lesson_facts ll
+        WHERE ll.class_id = s.class_id AND ll.date BETWEEN k.date_from AND k.date_to
+        OFFSET 0) l
+  JOIN diary_api.subjects sub ON sub.id = l.subject_id
+  JOIN diary_api.teachers t ON t.id = l.teacher_id
+  LEFT JOIN diary_api.subjects rs ON rs.id = l.replacement_subject_id
+  LEFT JOIN diary_api.teachers rt ON rt.id = l.replacement_teacher_id
+)::text AS lessons
+FROM unnest((SELECT $1::int[]), (SELECT $2::date[]), (SELECT $3::date[]))
+    WITH ORDINALITY AS k(student_id, date_from, date_to, ord)
+JOIN diary_api.students s ON s.id = k.student_id
+"""
+
 PW, SQ, SY = "parent-week", "student-quarter", "student-year"
 _VIEWER = Sql(ACCOUNTS, "_LOAD_SESSION_VIEWER")  # the session, the account and its scope
 
@@ -198,6 +240,7 @@ STATEMENTS: Final[tuple[Statement, ...]] = (
     Statement(PW, "marks", _diary("_MARKS_SQL"), _parent_week),
     Statement(PW, "attendance", _diary("_ATTENDANCE_SQL"), _parent_week),
     Statement(PW, "homework", _diary("_HOMEWORK_SQL"), _parent_week),
+    Statement(PW, "as JSON (experiment)", Sql(None, _PARENT_WEEK_AS_JSON), _parent_week, False),
     Statement(SQ, "viewer (student)", _VIEWER, _viewer(db.QUARTER_ACCOUNT)),
     Statement(SQ, "versions", _diary("_VERSIONS_SQL"), _quarter_student),
     Statement(SQ, "students", _diary("_STUDENTS_SQL"), _students_of("quarter_student_pk")),
