@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -133,20 +134,10 @@ async def _named(
     work_types: tuple[str, ...] = (),
 ) -> ReferenceData:
     """The request's copy with every id the rows name (as the gateway's loaders do it)."""
-
-    def ids(columns: tuple[str, ...]) -> set[int]:
-        return {row[c] for row in rows for c in columns if row[c] is not None}
-
-    missing = reference.missing(ids(subjects), ids(teachers), ids(work_types))
-    if not missing:
-        return reference.data
-    names = await data.list_names_by_ids(
-        pool,
-        subject_ids=missing.subject_ids,
-        teacher_ids=missing.teacher_ids,
-        work_type_ids=missing.work_type_ids,
+    read_names = functools.partial(data.list_names_by_ids, pool)
+    return await reference.naming(
+        rows, read_names, subjects=subjects, teachers=teachers, work_types=work_types
     )
-    return reference.add_names(names, missing)
 
 
 def _lessons_by_day(

@@ -11,6 +11,7 @@ leak; what they share with other requests is the process's copy of the reference
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import cached_property
@@ -97,21 +98,12 @@ class ScopedLoader(DataLoader[K, V]):
         work_types: Sequence[str] = (),
     ) -> ReferenceData:
         """The request's reference data with every id these columns of the rows name
-        that exists (the ids its copy lacks are read by id: ids added after the copy was
-        read, or ids naming nothing, which the copy then remembers as absent)."""
+        that exists (see RequestReference.naming)."""
         rows = [row for group in groups for row in group]
-        missing = self.reference.missing(
-            _ids(rows, subjects), _ids(rows, teachers), _ids(rows, work_types)
+        read_names = functools.partial(data.list_names_by_ids, self.pool)
+        return await self.reference.naming(
+            rows, read_names, subjects=subjects, teachers=teachers, work_types=work_types
         )
-        if not missing:
-            return self.reference.data
-        names = await data.list_names_by_ids(
-            self.pool,
-            subject_ids=missing.subject_ids,
-            teacher_ids=missing.teacher_ids,
-            work_type_ids=missing.work_type_ids,
-        )
-        return self.reference.add_names(names, missing)
 
     @staticmethod
     def student_of(key: K) -> int:
@@ -127,11 +119,6 @@ class ScopedLoader(DataLoader[K, V]):
     async def load_batch(self, keys: list[K]) -> list[V]:
         """Fetch the values of keys already checked against the scope."""
         raise NotImplementedError
-
-
-def _ids(rows: Sequence[Any], columns: Sequence[str]) -> set[int]:
-    """The distinct non-null values of these columns."""
-    return {row[column] for row in rows for column in columns if row[column] is not None}
 
 
 class _ByStudentId(ScopedLoader[int, V]):

@@ -46,7 +46,7 @@ tables, not with the registry's (parents, links, staff), which change `journal_v
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import time
 from typing import Any, NamedTuple, TypeVar
@@ -57,6 +57,9 @@ import strawberry
 from resolvers.common.types import Subject, Teacher, WorkType
 
 log = logging.getLogger(__name__)
+
+# Reads the names of the ids a copy lacks (resolvers.diary.sql.list_names_by_ids' rows).
+NamesReader = Callable[["Missing"], Awaitable[Iterable[Any]]]
 
 Bell = tuple[time, time]
 
@@ -244,3 +247,27 @@ class RequestReference:
         """The request's copy with the names read for `asked` (`list_names_by_ids` rows)."""
         self._copy = self.cache.filled(self.data, rows, asked)
         return self._copy
+
+    async def naming(
+        self,
+        rows: Sequence[Any],
+        read_names: NamesReader,
+        *,
+        subjects: Sequence[str] = (),
+        teachers: Sequence[str] = (),
+        work_types: Sequence[str] = (),
+    ) -> ReferenceData:
+        """The request's copy with every id these columns of the rows name that exists:
+        the ids it lacks (added after it was read, or naming nothing: then remembered as
+        absent) are read with `read_names`, one call, only when some are missing."""
+        missing = self.missing(
+            ids_in(rows, subjects), ids_in(rows, teachers), ids_in(rows, work_types)
+        )
+        if not missing:
+            return self.data
+        return self.add_names(await read_names(missing), missing)
+
+
+def ids_in(rows: Sequence[Any], columns: Sequence[str]) -> set[int]:
+    """The distinct non-null values of these columns of the rows."""
+    return {row[column] for row in rows for column in columns if row[column] is not None}

@@ -23,6 +23,8 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from resolvers.diary.reference import Missing
+
 Row = Any  # asyncpg.Record: untyped mapping of column name to value
 
 
@@ -93,18 +95,12 @@ FROM unnest((SELECT $3::int[])) AS k(id) JOIN diary_api.work_types w ON w.id = k
 """
 
 
-async def list_names_by_ids(
-    pool: asyncpg.Pool,
-    *,
-    subject_ids: Sequence[int],
-    teacher_ids: Sequence[int],
-    work_type_ids: Sequence[int],
-) -> list[Row]:
+async def list_names_by_ids(pool: asyncpg.Pool, missing: Missing) -> list[Row]:
     """Subjects (`kind` 's') and teachers ('t') by id with their names (`name`), and work
     types ('w') with `name` a JSON array of name, short name and default weight."""
     return list(
         await pool.fetch(
-            _NAMES_BY_IDS_SQL, list(subject_ids), list(teacher_ids), list(work_type_ids)
+            _NAMES_BY_IDS_SQL, missing.subject_ids, missing.teacher_ids, missing.work_type_ids
         )
     )
 

@@ -322,9 +322,7 @@ async def test_an_id_naming_nothing_is_read_once_per_version(pool: asyncpg.Pool)
     request = RequestReference(reference)
     missing = request.missing(subject_ids=[dangling], teacher_ids=[dangling])
     assert missing.subject_ids == [dangling] and missing.teacher_ids == [dangling]
-    rows = await data.list_names_by_ids(
-        pool, subject_ids=missing.subject_ids, teacher_ids=missing.teacher_ids, work_type_ids=[]
-    )
+    rows = await data.list_names_by_ids(pool, missing)
     assert rows == []
     copy = request.add_names(rows, missing)
     assert {("s", dangling), ("t", dangling)} <= copy.absent
