@@ -35,12 +35,13 @@ def cmd_analytics_refresh(args: argparse.Namespace, settings: Settings) -> int:
         "refreshed_at": result.refreshed_at.isoformat(),
         "as_of": result.as_of.isoformat(),
         "duration_ms": result.duration_ms,
+        "min_group_size": result.min_group_size,
     }
     if args.json:
         sys.stdout.write(orjson.dumps(summary).decode() + "\n")
     else:
         print(
             f"Analytics refreshed at {summary['refreshed_at']} as of {summary['as_of']} "
-            f"in {result.duration_ms} ms."
+            f"in {result.duration_ms} ms (units of at least {result.min_group_size} students)."
         )
     return EXIT_OK

@@ -1,82 +1,109 @@
--- Regional analytics: the gateway's pre-aggregation of the journal into base
--- cells, refreshed from the diary_api.analytics_* views (contract_analytics.sql) by
--- resolvers.analytics.sql.refresh (at first use when empty, in the background, and by
+-- Regional analytics: the gateway's pre-aggregation of the journal into UNITS, rebuilt
+-- from the diary_api.analytics_* views (contract_analytics.sql) by
+-- resolvers.analytics.sql.refresh (at first use, in the background, and by
 -- `school-gateway analytics-refresh`). A refresh replaces every row in one transaction,
 -- so readers see either the old or the new snapshot, never a mix.
 --
--- Every released figure is a sum over cells with students >= k (small-group
--- suppression, see docs/analytics.md); `students` itself is never released.
+-- A unit is a set of journal records covering at least k distinct students: a base cell
+-- (school x grade x subject x period x work type / code) when it is that large, else
+-- small cells merged up a fixed hierarchy (resolvers/analytics/merge.py). Every released
+-- figure is a sum over whole units (docs/analytics.md). Key columns are NULL where a
+-- unit has several values ("mixed"); the *_ids / *s arrays hold its values for filters.
+-- Rows with published = false are "shadows": base cells below k (merged into a unit or
+-- dropped), kept without figures so that their groups are listed as suppressed.
+-- `students` itself is never released.
 
-CREATE TABLE IF NOT EXISTS gateway.analytics_mark_cells (
-    school_id       integer NOT NULL,
-    municipality_id integer NOT NULL,
-    grade           smallint NOT NULL,
-    subject_id      integer NOT NULL,
+-- Before issue 12: base cells, small ones dropped (replaced by the units below).
+DROP TABLE IF EXISTS gateway.analytics_mark_values, gateway.analytics_mark_cells,
+    gateway.analytics_attendance_cells, gateway.analytics_lesson_cells;
+
+CREATE TABLE IF NOT EXISTS gateway.analytics_mark_units (
+    unit_id         integer PRIMARY KEY,
+    published       boolean NOT NULL,
+    level           smallint NOT NULL,     -- 0: a base cell; n: merged at level n
+    school_id       integer,
+    municipality_id integer,
+    grade           smallint,
+    subject_id      integer,
     year_id         integer NOT NULL,
-    period_scheme   text NOT NULL,
-    period_number   smallint NOT NULL,
-    work_type_id    integer NOT NULL,
-    students        integer NOT NULL,   -- distinct students with a mark in the cell
+    period_scheme   text,
+    period_number   smallint,
+    work_type_id    integer,
+    school_ids       integer[] NOT NULL,
+    municipality_ids integer[] NOT NULL,
+    grades           smallint[] NOT NULL,
+    subject_ids      integer[] NOT NULL,
+    period_schemes   text[] NOT NULL,
+    period_numbers   smallint[] NOT NULL,
+    work_type_ids    integer[] NOT NULL,
+    students        integer NOT NULL,      -- distinct students of the unit's marks
     marks           integer NOT NULL,
-    counted_marks   integer NOT NULL,   -- marks counting toward the weighted average
-    weighted_sum    numeric NOT NULL,   -- sum of weight * value over the counted marks
-    weight_sum      numeric NOT NULL,
-    PRIMARY KEY (school_id, grade, subject_id, year_id, period_scheme, period_number,
-                 work_type_id)
+    counted_marks   integer NOT NULL,      -- marks counting toward the weighted average
+    weighted_sum    numeric NOT NULL,      -- sum of weight * value over the counted marks
+    weight_sum      numeric NOT NULL
 );
 
--- The distribution of values per cell; `students` is the cell's (copied, for filtering
--- without a join).
-CREATE TABLE IF NOT EXISTS gateway.analytics_mark_values (
-    school_id       integer NOT NULL,
-    municipality_id integer NOT NULL,
-    grade           smallint NOT NULL,
-    subject_id      integer NOT NULL,
-    year_id         integer NOT NULL,
-    period_scheme   text NOT NULL,
-    period_number   smallint NOT NULL,
-    work_type_id    integer NOT NULL,
-    value           text NOT NULL,
-    students        integer NOT NULL,
-    marks           integer NOT NULL,
-    PRIMARY KEY (school_id, grade, subject_id, year_id, period_scheme, period_number,
-                 work_type_id, value)
+-- The distribution of values per published unit.
+CREATE TABLE IF NOT EXISTS gateway.analytics_mark_unit_values (
+    unit_id integer NOT NULL,
+    value   text NOT NULL,
+    marks   integer NOT NULL,
+    PRIMARY KEY (unit_id, value)
 );
 
--- Attendance records per cell and code.
-CREATE TABLE IF NOT EXISTS gateway.analytics_attendance_cells (
-    school_id       integer NOT NULL,
-    municipality_id integer NOT NULL,
-    grade           smallint NOT NULL,
-    subject_id      integer NOT NULL,
+-- Attendance records per unit; a unit has one code (codes never merge).
+CREATE TABLE IF NOT EXISTS gateway.analytics_attendance_units (
+    unit_id         integer PRIMARY KEY,
+    published       boolean NOT NULL,
+    level           smallint NOT NULL,
+    school_id       integer,
+    municipality_id integer,
+    grade           smallint,
+    subject_id      integer,
     year_id         integer NOT NULL,
-    period_scheme   text NOT NULL,
-    period_number   smallint NOT NULL,
+    period_scheme   text,
+    period_number   smallint,
     code            text NOT NULL,
-    students        integer NOT NULL,   -- distinct students with this code in the cell
-    records         integer NOT NULL,
-    PRIMARY KEY (school_id, grade, subject_id, year_id, period_scheme, period_number, code)
+    school_ids       integer[] NOT NULL,
+    municipality_ids integer[] NOT NULL,
+    grades           smallint[] NOT NULL,
+    subject_ids      integer[] NOT NULL,
+    period_schemes   text[] NOT NULL,
+    period_numbers   smallint[] NOT NULL,
+    students        integer NOT NULL,      -- distinct students with this code in the unit
+    records         integer NOT NULL
 );
 
--- Lessons held up to the refresh's "today" per cell: the denominator of the rates.
-CREATE TABLE IF NOT EXISTS gateway.analytics_lesson_cells (
-    school_id       integer NOT NULL,
-    municipality_id integer NOT NULL,
-    grade           smallint NOT NULL,
-    subject_id      integer NOT NULL,
+-- Lessons held up to the refresh's "today" per unit: the denominator of the rates.
+CREATE TABLE IF NOT EXISTS gateway.analytics_lesson_units (
+    unit_id         integer PRIMARY KEY,
+    published       boolean NOT NULL,
+    level           smallint NOT NULL,
+    school_id       integer,
+    municipality_id integer,
+    grade           smallint,
+    subject_id      integer,
     year_id         integer NOT NULL,
-    period_scheme   text NOT NULL,
-    period_number   smallint NOT NULL,
-    students        integer NOT NULL,   -- students enrolled in the classes of the cell
+    period_scheme   text,
+    period_number   smallint,
+    school_ids       integer[] NOT NULL,
+    municipality_ids integer[] NOT NULL,
+    grades           smallint[] NOT NULL,
+    subject_ids      integer[] NOT NULL,
+    period_schemes   text[] NOT NULL,
+    period_numbers   smallint[] NOT NULL,
+    students        integer NOT NULL,      -- enrolment of the unit's classes
     lessons         integer NOT NULL,
-    student_lessons bigint NOT NULL,    -- sum over lessons of the class's enrolment
-    PRIMARY KEY (school_id, grade, subject_id, year_id, period_scheme, period_number)
+    student_lessons bigint NOT NULL        -- sum over lessons of the class's enrolment
 );
 
--- When the cells were last refreshed, as of which diary date, and how long it took.
+-- When the units were last rebuilt, as of which diary date, for which k, and how long
+-- it took. A service whose k differs rebuilds them (units depend on k).
 CREATE TABLE IF NOT EXISTS gateway.analytics_refresh (
     id              boolean PRIMARY KEY DEFAULT true CHECK (id),
     refreshed_at    timestamptz NOT NULL,
     as_of           date NOT NULL,
     duration_ms     integer NOT NULL
 );
+ALTER TABLE gateway.analytics_refresh
+    ADD COLUMN IF NOT EXISTS min_group_size integer NOT NULL DEFAULT 0;

@@ -1,7 +1,7 @@
-"""The base cells' model: dimensions, the cell filter, freshness and labels (no SQL).
+"""The analytics' model: dimensions, the cell filter, freshness and labels (no SQL).
 
-A base cell is the finest group the analytics know (resolvers.analytics.sql builds and
-reads them); a dimension names the cell columns of its groups.
+A base cell is the finest group the analytics know; units are base cells or small cells
+merged (resolvers.analytics.merge); a dimension names the unit columns of its groups.
 """
 
 from __future__ import annotations
@@ -60,11 +60,13 @@ class CellFilter:
 
 @dataclass(frozen=True, slots=True)
 class Freshness:
-    """When the cells were refreshed, as of which diary date, and how long it took."""
+    """When the units were rebuilt, as of which diary date, how long it took, and for
+    which k (units depend on it)."""
 
     refreshed_at: datetime
     as_of: date
     duration_ms: int
+    min_group_size: int
 
 
 @dataclass(frozen=True, slots=True)

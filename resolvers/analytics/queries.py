@@ -35,6 +35,8 @@ from resolvers.analytics.types import (
     AttendanceCodeCount,
     AttendanceDimension,
     AttendanceGroup,
+    FigureAccuracy,
+    FigureExactness,
     MarkAggregates,
     MarkDimension,
     MarkGroup,
@@ -52,6 +54,28 @@ YIELD_EVERY: Final = 64  # groups assembled between two yields to the event loop
 ATTENDANCE_CODES: Final = frozenset({"Н", "Б", "У", "П", "О", "ОП"})
 _CENT = Decimal("0.01")
 Row = Mapping[str, Any]
+
+
+def _exact(*figures: str) -> list[FigureAccuracy]:
+    return [
+        FigureAccuracy(figure=f, exactness=FigureExactness.EXACT, error_bound=None) for f in figures
+    ]
+
+
+def _rounded(figure: str, bound: float) -> FigureAccuracy:
+    return FigureAccuracy(figure=figure, exactness=FigureExactness.ROUNDED, error_bound=bound)
+
+
+# Sums over units are exact; averages are rounded to 2 decimals, rates to 4.
+MARK_ACCURACY: Final = (
+    *_exact("markCount", "countedMarkCount", "weightSum", "distribution"),
+    _rounded("weightedAverage", 0.005),
+)
+ATTENDANCE_ACCURACY: Final = (
+    *_exact("lessons", "studentLessons", "records", "byCode.records"),
+    _rounded("rate", 0.00005),
+    _rounded("byCode.rate", 0.00005),
+)
 
 
 def _service(info: Info) -> AnalyticsService:
@@ -210,6 +234,29 @@ def _mark_group(key: AnalyticsGroupKey, row: Row | None, values: Row | None) -> 
     )
 
 
+def _spans(group: tuple[Any, ...]) -> bool:
+    """A group key with a NULL: units with several values of a grouped dimension."""
+    return any(value is None for value in group)
+
+
+def _summed(rows: Sequence[Row], figures: Sequence[str]) -> dict[str, Any]:
+    """One row of the sums of `rows` (the spanning units' rows of an answer)."""
+    summed: dict[str, Any] = {"published": True}
+    for figure in figures:
+        summed[figure] = sum((row[figure] for row in rows if row[figure] is not None), 0)
+    return summed
+
+
+def _summed_values(rows: Sequence[Row]) -> dict[str, Any]:
+    """Value counts of several rows, most frequent first (as the values statement)."""
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        for value, count in zip(row["values"], row["counts"], strict=True):
+            counts[value] += count
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return {"values": [v for v, _ in ordered], "counts": [c for _, c in ordered]}
+
+
 def _by_key(rows: Iterable[Row], columns: Sequence[str]) -> dict[tuple[Any, ...] | None, list[Row]]:
     """Rows by group key (None for the total rows)."""
     grouped: dict[tuple[Any, ...] | None, list[Row]] = defaultdict(list)
@@ -239,6 +286,7 @@ async def resolve_marks(
             None if row["is_total"] else tuple(row[c] for c in columns): row for row in values
         }
         groups: list[MarkGroup] = []
+        spanning: list[tuple[Row, Row | None]] = []
         total = _mark_group(AnalyticsGroupKey(), None, None)
         for index, row in enumerate(figures):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
@@ -247,6 +295,9 @@ async def resolve_marks(
                 total = _mark_group(AnalyticsGroupKey(), row, value_rows.get(None))
                 continue
             group = tuple(row[c] for c in columns)
+            if _spans(group):
+                spanning.append((row, value_rows.get(group)))
+                continue
             key = keys(dict(zip(columns, group, strict=True)))
             groups.append(_mark_group(key, row, value_rows.get(group)))
         groups.sort(key=lambda g: _sort_key(g.key))
@@ -255,7 +306,21 @@ async def resolve_marks(
         min_group_size=k,
         total=total,
         groups=groups,
+        spanning=_spanning_marks(spanning, with_values=with_values),
+        accuracy=list(MARK_ACCURACY),
     )
+
+
+def _spanning_marks(
+    rows: Sequence[tuple[Row, Row | None]], *, with_values: bool
+) -> MarkGroup | None:
+    if not rows:
+        return None
+    figures = _summed(
+        [row for row, _ in rows], ("marks", "counted_marks", "weighted_sum", "weight_sum")
+    )
+    values = _summed_values([v for _, v in rows if v is not None]) if with_values else None
+    return _mark_group(AnalyticsGroupKey(), figures, values)
 
 
 # --- attendance ----------------------------------------------------------------------
@@ -322,7 +387,35 @@ def _lesson_groups(rows: _AttendanceRows, *, by_code: bool) -> list[tuple[Any, .
     """
     if by_code and not rows.lesson_columns:
         return [None]
-    return [key for key in {*rows.lessons, *rows.codes} if key is not None]
+    return [key for key in {*rows.lessons, *rows.codes} if key is not None and not _spans(key)]
+
+
+def _spanning_attendance(rows: _AttendanceRows) -> AttendanceGroup | None:
+    """The units with several values of a grouped dimension: records per code, lessons
+    when any; no rates (they have no one denominator)."""
+    lessons = [row for key, row in rows.lessons.items() if key is not None and _spans(key)]
+    codes = [
+        row for key, found in rows.codes.items() if key is not None and _spans(key) for row in found
+    ]
+    if not lessons and not codes:
+        return None
+    per_code: dict[str, int] = defaultdict(int)
+    for row in codes:
+        if row["published"]:
+            per_code[row["code"]] += int(row["records"])
+    summed = _summed(lessons, ("lessons", "student_lessons")) if lessons else None
+    return AttendanceGroup(
+        key=AnalyticsGroupKey(),
+        suppressed=False,
+        lessons=int(summed["lessons"]) if summed else None,
+        student_lessons=int(summed["student_lessons"]) if summed else None,
+        records=sum(per_code.values()),
+        rate=None,
+        by_code=[
+            AttendanceCodeCount(code=code, records=count, rate=None)
+            for code, count in sorted(per_code.items())
+        ],
+    )
 
 
 async def _attendance_groups(
@@ -373,7 +466,12 @@ async def resolve_attendance(
             AnalyticsGroupKey(), rows.lessons.get(None), rows.codes.get(None, []), by_code=False
         )
     return AttendanceAggregates(
-        refreshed_at=root.freshness.refreshed_at, min_group_size=k, total=total, groups=groups
+        refreshed_at=root.freshness.refreshed_at,
+        min_group_size=k,
+        total=total,
+        groups=groups,
+        spanning=_spanning_attendance(rows),
+        accuracy=list(ATTENDANCE_ACCURACY),
     )
 
 

@@ -202,7 +202,7 @@ class AnalyticsService:
         connection: one or two statements, and the labels when not loaded yet."""
         async with self.connection() as conn:
             figures, values = await data.mark_aggregates(
-                conn, columns, cell_filter, self.min_group_size, with_values=with_values
+                conn, columns, cell_filter, with_values=with_values
             )
             labels = await self._labels_of(conn, refreshed_at)
         return MarkRows(figures, values, labels)
@@ -213,9 +213,7 @@ class AnalyticsService:
         """Attendance figures of the groups of `columns`, on one connection: two statements,
         and the labels when not loaded yet."""
         async with self.connection() as conn:
-            lessons, codes = await data.attendance_aggregates(
-                conn, columns, cell_filter, self.min_group_size
-            )
+            lessons, codes = await data.attendance_aggregates(conn, columns, cell_filter)
             labels = await self._labels_of(conn, refreshed_at)
         return AttendanceRows(lessons, codes, labels)
 
@@ -228,22 +226,25 @@ class AnalyticsService:
     # --- freshness and refresh --------------------------------------------------------
 
     async def ready(self, client: str) -> Freshness:
-        """Count the client's call (rate limit), build the cells if they never were, keep
-        the background refresh running; the current freshness."""
+        """Count the client's call (rate limit), build the units if they never were (or
+        were built for another k), keep the background refresh running; the current
+        freshness."""
         self.rate_limiter.check(client)
         async with self.connection() as conn:
             current = await data.freshness(conn)
-        if current is None:
-            current = await self._build_if_empty()
+        if current is None or current.min_group_size != self.min_group_size:
+            current = await self._build_if_missing()
         self._start_background()
         return current
 
-    async def _build_if_empty(self) -> Freshness:
-        """Build the cells unless another request or process built them meanwhile."""
+    async def _build_if_missing(self) -> Freshness:
+        """Build the units for this k unless another request or process built them
+        meanwhile."""
         async with self._refreshing, self._refresh_connection() as conn:
             current = await data.refresh(
                 conn,
                 today=self.settings.today(),
+                min_group_size=self.min_group_size,
                 timeout_ms=self.options.refresh_timeout_ms,
                 stale_before=datetime.min.replace(tzinfo=UTC),
             )
@@ -254,7 +255,10 @@ class AnalyticsService:
         """Rebuild the cells now (waits for a refresh running elsewhere, then runs)."""
         async with self._refreshing, self._refresh_connection() as conn:
             result = await data.refresh(
-                conn, today=self.settings.today(), timeout_ms=self.options.refresh_timeout_ms
+                conn,
+                today=self.settings.today(),
+                min_group_size=self.min_group_size,
+                timeout_ms=self.options.refresh_timeout_ms,
             )
         assert result is not None
         log.info("analytics cells refreshed in %d ms", result.duration_ms)
@@ -294,11 +298,16 @@ class AnalyticsService:
         async with self._refreshing, self._refresh_connection() as conn:
             stale_before = datetime.now(UTC) - age
             current = await data.freshness(conn)
-            if current is not None and current.refreshed_at >= stale_before:
+            if (
+                current is not None
+                and current.refreshed_at >= stale_before
+                and current.min_group_size == self.min_group_size
+            ):
                 return
             result = await data.refresh(
                 conn,
                 today=self.settings.today(),
+                min_group_size=self.min_group_size,
                 timeout_ms=self.options.refresh_timeout_ms,
                 wait=False,
                 stale_before=stale_before,
@@ -324,7 +333,10 @@ async def refresh_cells(url: str, settings: Settings) -> Freshness:
     conn = await connect_as_gateway(url, settings)
     try:
         result = await data.refresh(
-            conn, today=settings.today(), timeout_ms=settings.analytics.refresh_timeout_ms
+            conn,
+            today=settings.today(),
+            min_group_size=settings.analytics.min_group_size,
+            timeout_ms=settings.analytics.refresh_timeout_ms,
         )
     finally:
         await conn.close()

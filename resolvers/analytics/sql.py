@@ -1,26 +1,29 @@
-"""Regional analytics SQL: the refresh of the base cells and the suppressed aggregates.
+"""Regional analytics SQL: the refresh of the units and the aggregates over them.
 
-The base cells (gateway/migrations/gateway_analytics.sql) are the finest groups the analytics
-know: school x grade x subject x period x work type for marks, school x grade x subject
-x period x code for attendance, school x grade x subject x period for the lessons held.
-Each carries the number of distinct students it covers. A cell is *published* when
-that number is at least k (`min_group_size`). Every figure released for any grouping
-(the ungrouped total included) is a sum over published cells only, so no combination of
-released figures (a total minus the other groups, overlapping filters) can isolate an
-unpublished cell: its data is in none of them. A group with no published cell is
-reported as suppressed, without figures.
+A refresh reads the base cells (school x grade x subject x period x work type for
+marks, x code for attendance, school x grade x subject x period for the lessons held)
+with the number of distinct students each covers, and the single records of the cells
+below k, and stores the UNITS that resolvers.analytics.merge makes of them: the cells of
+at least k students, and the small ones merged up a fixed hierarchy until they are that
+large. Every figure released for any grouping and filter is a sum over whole units: a
+unit is included only when all its values pass the filter, and counted in a group only
+when it has one value of each grouped dimension (else in `spanning`). The small base
+cells are kept as unpublished "shadows" (no figures) so that their groups are listed as
+suppressed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Final
 
 import asyncpg
 
-from resolvers.analytics.cells import COMMON_KEY, CellFilter, Freshness, Labels
+from resolvers.analytics import merge
+from resolvers.analytics.cells import CellFilter, Freshness, Labels
 
 __all__ = [
     "Freshness",
@@ -31,123 +34,122 @@ __all__ = [
     "refresh",
 ]
 
+# Filter → the unit column holding all its values (a unit passes when every one does).
+_FILTER_ARRAYS: Final = (
+    ("school_ids", "school_ids", "integer[]"),
+    ("municipality_ids", "municipality_ids", "integer[]"),
+    ("grades", "grades", "smallint[]"),
+    ("subject_ids", "subject_ids", "integer[]"),
+    ("period_numbers", "period_numbers", "smallint[]"),
+)
 
-def _where(
-    cell_filter: CellFilter, params: list[object], *, has_work_type: bool, has_code: bool
-) -> str:
-    """The SQL condition of `cell_filter` (parameters appended to `params`)."""
+
+def _where(cell_filter: CellFilter, params: list[object], *, kind: str) -> str:
+    """The SQL condition of `cell_filter` on units (parameters appended to `params`):
+    a unit is selected only when all of its values pass, so that it is never split."""
     conditions = ["true"]
-    columns: list[tuple[str, Sequence[int] | Sequence[str] | None, str]] = [
-        ("school_id", cell_filter.school_ids, "integer[]"),
-        ("municipality_id", cell_filter.municipality_ids, "integer[]"),
-        ("grade", cell_filter.grades, "smallint[]"),
-        ("subject_id", cell_filter.subject_ids, "integer[]"),
-        ("period_number", cell_filter.period_numbers, "smallint[]"),
-    ]
-    if has_work_type:
-        columns.append(("work_type_id", cell_filter.work_type_ids, "integer[]"))
-    if has_code:
-        columns.append(("code", cell_filter.codes, "text[]"))
-    for column, values, sql_type in columns:
+    for attribute, column, sql_type in _FILTER_ARRAYS:
+        values = getattr(cell_filter, attribute)
         if values is not None:
             params.append(list(values))
-            conditions.append(f"{column} = ANY(${len(params)}::{sql_type})")
+            conditions.append(f"{column} <@ ${len(params)}::{sql_type}")
     if cell_filter.period_scheme is not None:
-        params.append(cell_filter.period_scheme)
-        conditions.append(f"period_scheme = ${len(params)}")
+        params.append([cell_filter.period_scheme])
+        conditions.append(f"period_schemes <@ ${len(params)}::text[]")
+    if kind == "marks" and cell_filter.work_type_ids is not None:
+        params.append(list(cell_filter.work_type_ids))
+        conditions.append(f"work_type_ids <@ ${len(params)}::integer[]")
+    if kind == "attendance" and cell_filter.codes is not None:
+        params.append(list(cell_filter.codes))
+        conditions.append(f"code = ANY(${len(params)}::text[])")
     return " AND ".join(conditions)
 
 
 # --- refresh -------------------------------------------------------------------------
 
-_CELL_KEY: Final = (
+_KEY: Final = (
     "school_id",
+    "municipality_id",
     "grade",
     "subject_id",
     "year_id",
     "period_scheme",
     "period_number",
-    "work_type_id",
 )
-_MARK_CELL_COLUMNS: Final = (
-    *COMMON_KEY,
-    "work_type_id",
-    "students",
-    "marks",
-    "counted_marks",
-    "weighted_sum",
-    "weight_sum",
-)
-_ATTENDANCE_CELL_COLUMNS: Final = (*COMMON_KEY, "code", "students", "records")
-_VALUE_COLUMNS: Final = (*_CELL_KEY, "value", "marks")
-
-# Student-lessons up to the diary's today; a cell's students are its classes' enrolment.
-_COMMON = ", ".join(COMMON_KEY)
-_LESSON_CELLS = f"""
-SELECT {_COMMON},
-       sum(enrolled)::integer AS students, sum(lessons)::integer AS lessons,
-       sum(lessons * enrolled)::bigint AS student_lessons
-FROM (
-    SELECT {_COMMON}, class_id, max(enrolled) AS enrolled, sum(lessons) AS lessons
-    FROM diary_api.analytics_class_lessons
-    WHERE date <= $1
-    GROUP BY {_COMMON}, class_id
-) per_class
-GROUP BY {_COMMON}
+_MARK_FIGURES: Final = ("marks", "counted_marks", "weighted_sum", "weight_sum")
+_SMALL_JOIN: Final = """
+JOIN unnest($1::integer[], $2::smallint[], $3::integer[], $4::integer[], $5::text[],
+            $6::smallint[], $7::{detail_type}[])
+     AS small(school_id, grade, subject_id, year_id, period_scheme, period_number, {detail})
+  USING (school_id, grade, subject_id, year_id, period_scheme, period_number, {detail})
 """
-_LESSON_CELL_COLUMNS: Final = (*COMMON_KEY, "students", "lessons", "student_lessons")
-
+_KEY_SELECT: Final = ", ".join(f"f.{column}" for column in _KEY)
+# The marks of the small cells, per cell, student and value.
+_SMALL_MARKS: Final = f"""
+SELECT {_KEY_SELECT}, f.work_type_id, f.student_id, f.value,
+       count(*)::integer AS marks,
+       count(*) FILTER (WHERE f.counted)::integer AS counted_marks,
+       coalesce(sum(f.weight * f.numeric_value) FILTER (WHERE f.counted), 0) AS weighted_sum,
+       coalesce(sum(f.weight) FILTER (WHERE f.counted), 0) AS weight_sum
+FROM diary_api.analytics_mark_facts f
+{_SMALL_JOIN.format(detail_type="integer", detail="work_type_id")}
+GROUP BY {_KEY_SELECT}, f.work_type_id, f.student_id, f.value
+"""
+# The attendance records of the small cells, per cell and student.
+_SMALL_ATTENDANCE: Final = f"""
+SELECT {_KEY_SELECT}, f.code, f.student_id, count(*)::integer AS records
+FROM diary_api.analytics_attendance_facts f
+{_SMALL_JOIN.format(detail_type="text", detail="code")}
+GROUP BY {_KEY_SELECT}, f.code, f.student_id
+"""
+_COMMON = ", ".join(_KEY)
+# Lessons held up to the diary's today, per cell and class (with the class's enrolment).
+_CLASS_LESSONS: Final = f"""
+SELECT {_COMMON}, class_id, max(enrolled) AS enrolled, sum(lessons)::integer AS lessons
+FROM diary_api.analytics_class_lessons
+WHERE date <= $1
+GROUP BY {_COMMON}, class_id
+"""
 _TABLES: Final = (
-    "analytics_mark_values",
-    "analytics_mark_cells",
-    "analytics_attendance_cells",
-    "analytics_lesson_cells",
+    "analytics_mark_unit_values",
+    "analytics_mark_units",
+    "analytics_attendance_units",
+    "analytics_lesson_units",
 )
 
 
 # Neither LOCK nor SET takes a snapshot: the first query after the lock does.
 _LOCK_SQL: Final = "LOCK TABLE gateway.analytics_refresh IN EXCLUSIVE MODE"
 _RECORD_REFRESH_SQL: Final = """
-INSERT INTO gateway.analytics_refresh (id, refreshed_at, as_of, duration_ms)
-VALUES (true, clock_timestamp(), $1, $2)
+INSERT INTO gateway.analytics_refresh (id, refreshed_at, as_of, duration_ms, min_group_size)
+VALUES (true, clock_timestamp(), $1, $2, $3)
 ON CONFLICT (id) DO UPDATE SET refreshed_at = excluded.refreshed_at,
-    as_of = excluded.as_of, duration_ms = excluded.duration_ms
-RETURNING refreshed_at, as_of, duration_ms
+    as_of = excluded.as_of, duration_ms = excluded.duration_ms,
+    min_group_size = excluded.min_group_size
+RETURNING refreshed_at, as_of, duration_ms, min_group_size
 """
-
-
-def _select(view: str, columns: Sequence[str]) -> str:
-    return f"SELECT {', '.join(columns)} FROM diary_api.{view}"
-
-
-async def _copy(
-    conn: asyncpg.Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> None:
-    await conn.copy_records_to_table(
-        table, schema_name="gateway", columns=list(columns), records=rows
-    )
 
 
 async def refresh(
     conn: asyncpg.Connection,
     *,
     today: date,
+    min_group_size: int,
     timeout_ms: int,
     wait: bool = True,
     stale_before: datetime | None = None,
 ) -> Freshness | None:
-    """Rebuild every base cell in one transaction; None if another refresh holds the lock
-    and `wait` is False. With `stale_before`, the cells are left as they are (and their
-    freshness returned) when, once the lock is held, they were refreshed at or after it:
-    another process has just done it. Readers see the previous snapshot until the commit.
+    """Rebuild every unit for k = `min_group_size` in one transaction; None if another
+    refresh holds the lock and `wait` is False. With `stale_before`, the units are left
+    as they are (and their freshness returned) when, once the lock is held, they were
+    built for the same k at or after it: another process has just done it. Readers see
+    the previous snapshot until the commit.
 
     The lock (an EXCLUSIVE lock on gateway.analytics_refresh) is taken before the first
     query, so that the transaction's one snapshot (repeatable read) is taken after it:
     the views are all read from that snapshot (a write committed between two of the
-    reads is in all of the new cells or in none), and it sees any refresh that committed
-    while this one waited. The views are read with plain SELECTs (which PostgreSQL may
-    run in parallel, unlike INSERT ... SELECT) and the rows copied into the gateway's
-    tables."""
+    reads is in all of the new units or in none), and it sees any refresh that committed
+    while this one waited."""
     started = time.perf_counter()
     try:
         async with conn.transaction(isolation="repeatable_read"):
@@ -156,47 +158,196 @@ async def refresh(
             await conn.execute(_LOCK_SQL if wait else _LOCK_SQL + " NOWAIT")
             if stale_before is not None:
                 current = await freshness(conn)
-                if current is not None and current.refreshed_at >= stale_before:
+                if (
+                    current is not None
+                    and current.refreshed_at >= stale_before
+                    and current.min_group_size == min_group_size
+                ):
                     return current
-            await _rebuild(conn, today)
+            await _rebuild(conn, today, min_group_size)
             duration_ms = round((time.perf_counter() - started) * 1000)
-            row = await conn.fetchrow(_RECORD_REFRESH_SQL, today, duration_ms)
+            row = await conn.fetchrow(_RECORD_REFRESH_SQL, today, duration_ms, min_group_size)
     except asyncpg.LockNotAvailableError:  # NOWAIT: another refresh is running
         return None
     assert row is not None
-    return Freshness(row["refreshed_at"], row["as_of"], row["duration_ms"])
+    return Freshness(row[0], row[1], row[2], row[3])
 
 
-async def _rebuild(conn: asyncpg.Connection, today: date) -> None:
-    cells = await conn.fetch(_select("analytics_mark_cells", _MARK_CELL_COLUMNS))
-    values = await conn.fetch(_select("analytics_mark_values", _VALUE_COLUMNS))
-    attendance = await conn.fetch(_select("analytics_attendance_cells", _ATTENDANCE_CELL_COLUMNS))
-    lessons = await conn.fetch(_LESSON_CELLS, today)
+def _cell_key(row: asyncpg.Record, detail: str | None) -> merge.CellKey:
+    return merge.CellKey(
+        school_id=row["school_id"],
+        municipality_id=row["municipality_id"],
+        grade=row["grade"],
+        subject_id=row["subject_id"],
+        year_id=row["year_id"],
+        period_scheme=row["period_scheme"],
+        period_number=row["period_number"],
+        detail=None if detail is None else row[detail],
+    )
+
+
+def _small_keys(cells: Sequence[merge.Unit]) -> list[list[Any]]:
+    """The small cells' keys as the columns of `_SMALL_JOIN`'s unnest."""
+    keys = [next(iter(cell.keys)) for cell in cells if not cell.published]
+    return [
+        [key.school_id for key in keys],
+        [key.grade for key in keys],
+        [key.subject_id for key in keys],
+        [key.year_id for key in keys],
+        [key.period_scheme for key in keys],
+        [key.period_number for key in keys],
+        [key.detail for key in keys],
+    ]
+
+
+async def _mark_units(conn: asyncpg.Connection, k: int) -> list[merge.Unit]:
+    cells = [
+        merge.cell_unit(
+            _cell_key(row, "work_type_id"),
+            row["students"],
+            [Decimal(row[c]) for c in _MARK_FIGURES],
+            k,
+        )
+        for row in await conn.fetch("SELECT * FROM diary_api.analytics_mark_cells")
+    ]
+    of_key = {next(iter(cell.keys)): cell for cell in cells if cell.published}
+    for row in await conn.fetch("SELECT * FROM diary_api.analytics_mark_values"):
+        cell = of_key.get(_cell_key(row, "work_type_id"))
+        if cell is not None:
+            cell.values[row["value"]] += row["marks"]
+    small = [
+        merge.Row(
+            key=_cell_key(row, "work_type_id"),
+            member=row["student_id"],
+            weight=1,
+            figures=tuple(Decimal(row[c]) for c in _MARK_FIGURES),
+            values=((row["value"], row["marks"]),),
+        )
+        for row in await conn.fetch(_SMALL_MARKS, *_small_keys(cells))
+    ]
+    return cells + merge.merge(small, merge.MARK_LEVELS, k)
+
+
+async def _attendance_units(conn: asyncpg.Connection, k: int) -> list[merge.Unit]:
+    cells = [
+        merge.cell_unit(_cell_key(row, "code"), row["students"], [Decimal(row["records"])], k)
+        for row in await conn.fetch("SELECT * FROM diary_api.analytics_attendance_cells")
+    ]
+    small = [
+        merge.Row(
+            key=_cell_key(row, "code"),
+            member=row["student_id"],
+            weight=1,
+            figures=(Decimal(row["records"]),),
+        )
+        for row in await conn.fetch(_SMALL_ATTENDANCE, *_small_keys(cells))
+    ]
+    return cells + merge.merge(small, merge.ATTENDANCE_LEVELS, k)
+
+
+async def _lesson_units(conn: asyncpg.Connection, today: date, k: int) -> list[merge.Unit]:
+    rows = [
+        merge.Row(
+            key=_cell_key(row, None),
+            member=row["class_id"],
+            weight=row["enrolled"],
+            figures=(Decimal(row["lessons"]), Decimal(row["lessons"] * row["enrolled"])),
+        )
+        for row in await conn.fetch(_CLASS_LESSONS, today)
+    ]
+    cells, small = merge.split_cells(rows, k)
+    return cells + merge.merge(small, merge.LESSON_LEVELS, k)
+
+
+def _unit_columns(unit_id: int, unit: merge.Unit, detail: str | None) -> dict[str, Any]:
+    """A unit's stored columns but its figures; `detail` names the work type or code
+    column (None for lessons)."""
+    columns = merge.columns_of(unit)
+    stored: dict[str, Any] = {
+        "unit_id": unit_id,
+        "published": unit.published,
+        "level": unit.level,
+        "school_id": columns.school_id,
+        "municipality_id": columns.municipality_id,
+        "grade": columns.grade,
+        "subject_id": columns.subject_id,
+        "year_id": columns.year_id,
+        "period_scheme": columns.period_scheme,
+        "period_number": columns.period_number,
+        "school_ids": columns.school_ids,
+        "municipality_ids": columns.municipality_ids,
+        "grades": columns.grades,
+        "subject_ids": columns.subject_ids,
+        "period_schemes": columns.period_schemes,
+        "period_numbers": columns.period_numbers,
+        "students": unit.students,
+    }
+    if detail == "work_type_id":
+        stored["work_type_id"] = columns.detail
+        stored["work_type_ids"] = columns.details
+    elif detail == "code":
+        stored["code"] = columns.detail
+    return stored
+
+
+def _figure(name: str, value: Decimal) -> int | Decimal:
+    """Counts are integers; weighted sums stay exact decimals."""
+    return value if name in ("weighted_sum", "weight_sum") else int(value)
+
+
+async def _store(
+    conn: asyncpg.Connection,
+    table: str,
+    units: Iterable[merge.Unit],
+    detail: str | None,
+    figures: Sequence[str],
+) -> list[tuple[int, merge.Unit]]:
+    """Copy the units into `table`; (unit id, unit) of each."""
+    numbered = list(enumerate(units, start=1))
+    names: list[str] = []
+    records = []
+    for unit_id, unit in numbered:
+        stored = _unit_columns(unit_id, unit, detail)
+        for name, value in zip(figures, unit.figures, strict=True):
+            stored[name] = _figure(name, value)
+        names = list(stored)
+        records.append(tuple(stored.values()))
+    if records:
+        await conn.copy_records_to_table(
+            table, schema_name="gateway", columns=names, records=records
+        )
+    return numbered
+
+
+async def _rebuild(conn: asyncpg.Connection, today: date, k: int) -> None:
+    marks = await _mark_units(conn, k)
+    attendance = await _attendance_units(conn, k)
+    lessons = await _lesson_units(conn, today, k)
     for table in _TABLES:
         await conn.execute(f"DELETE FROM gateway.{table}")
-    await _copy(conn, "analytics_mark_cells", _MARK_CELL_COLUMNS, cells)
-    # A value row carries its cell's municipality and distinct students.
-    of_cell = {tuple(row[c] for c in _CELL_KEY): row for row in cells}
-    value_rows = []
-    for row in values:
-        cell = of_cell[tuple(row[c] for c in _CELL_KEY)]
-        value_rows.append((*row, cell["municipality_id"], cell["students"]))
-    await _copy(
-        conn,
-        "analytics_mark_values",
-        (*_VALUE_COLUMNS, "municipality_id", "students"),
-        value_rows,
+    stored = await _store(conn, "analytics_mark_units", marks, "work_type_id", _MARK_FIGURES)
+    values = [
+        (unit_id, value, count)
+        for unit_id, unit in stored
+        if unit.published
+        for value, count in unit.values.items()
+    ]
+    await conn.copy_records_to_table(
+        "analytics_mark_unit_values",
+        schema_name="gateway",
+        columns=["unit_id", "value", "marks"],
+        records=values,
     )
-    await _copy(conn, "analytics_attendance_cells", _ATTENDANCE_CELL_COLUMNS, attendance)
-    await _copy(conn, "analytics_lesson_cells", _LESSON_CELL_COLUMNS, lessons)
+    await _store(conn, "analytics_attendance_units", attendance, "code", ("records",))
+    await _store(conn, "analytics_lesson_units", lessons, None, ("lessons", "student_lessons"))
 
 
 async def freshness(conn: asyncpg.Connection) -> Freshness | None:
-    """The last refresh, or None if the cells were never built."""
+    """The last refresh, or None if the units were never built."""
     row = await conn.fetchrow(
-        "SELECT refreshed_at, as_of, duration_ms FROM gateway.analytics_refresh"
+        "SELECT refreshed_at, as_of, duration_ms, min_group_size FROM gateway.analytics_refresh"
     )
-    return None if row is None else Freshness(row[0], row[1], row[2])
+    return None if row is None else Freshness(row[0], row[1], row[2], row[3])
 
 
 # --- aggregates ----------------------------------------------------------------------
@@ -218,12 +369,13 @@ def _grouping(columns: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, s
 def _published_sums(
     table: str, columns: Sequence[str], where: str, sums: Sequence[str], extra: Sequence[str] = ()
 ) -> str:
-    """Per group and for the total: whether any cell is published (students >= k, $1)
-    and the sums of `sums` over the published cells only (the suppression rule)."""
+    """Per group and for the total: whether any published unit is in it and the sums of
+    `sums` over the published units only (shadows have no figures). A group whose key
+    has a NULL is the units spanning several groups (a NULL key column: several values)."""
     select, sets = _grouping(columns, extra)
-    figures = "".join(f", sum({c}) FILTER (WHERE students >= $1) AS {c}" for c in sums)
+    figures = "".join(f", sum({c}) FILTER (WHERE published) AS {c}" for c in sums)
     return (
-        f"SELECT {select} bool_or(students >= $1) AS published{figures}"
+        f"SELECT {select} bool_or(published) AS published{figures}"
         f" FROM gateway.{table} WHERE {where} GROUP BY {sets}"
     )
 
@@ -232,22 +384,15 @@ async def mark_aggregates(
     conn: asyncpg.Connection,
     columns: Sequence[str],
     cell_filter: CellFilter,
-    k: int,
     *,
     with_values: bool,
 ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
     """(figures per group and for the total, value counts per group and for the total:
     one row per group with the values and their counts, most frequent first)."""
-    params: list[object] = [k]
-    where = _where(cell_filter, params, has_work_type=True, has_code=False)
+    params: list[object] = []
+    where = _where(cell_filter, params, kind="marks")
     figures = await conn.fetch(
-        _published_sums(
-            "analytics_mark_cells",
-            columns,
-            where,
-            ("marks", "counted_marks", "weighted_sum", "weight_sum"),
-        ),
-        *params,
+        _published_sums("analytics_mark_units", columns, where, _MARK_FIGURES), *params
     )
     if not with_values:
         return figures, []
@@ -259,9 +404,10 @@ async def mark_aggregates(
                array_agg(value ORDER BY marks DESC, value) AS "values",
                array_agg(marks ORDER BY marks DESC, value) AS counts
         FROM (
-            SELECT {select} sum(marks) AS marks
-            FROM gateway.analytics_mark_values
-            WHERE students >= $1 AND {where}
+            SELECT {select} sum(v.marks) AS marks
+            FROM gateway.analytics_mark_units u
+            JOIN gateway.analytics_mark_unit_values v USING (unit_id)
+            WHERE u.published AND {where}
             GROUP BY {sets}
         ) per_value
         GROUP BY {keys} is_total
@@ -272,23 +418,23 @@ async def mark_aggregates(
 
 
 async def attendance_aggregates(
-    conn: asyncpg.Connection, columns: Sequence[str], cell_filter: CellFilter, k: int
+    conn: asyncpg.Connection, columns: Sequence[str], cell_filter: CellFilter
 ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
     """(lessons per group without the code, records per group and code), totals included."""
     lesson_columns = [column for column in columns if column != "code"]
-    params: list[object] = [k]
-    where = _where(cell_filter, params, has_work_type=False, has_code=False)
+    params: list[object] = []
+    where = _where(cell_filter, params, kind="lessons")
     lessons = await conn.fetch(
         _published_sums(
-            "analytics_lesson_cells", lesson_columns, where, ("lessons", "student_lessons")
+            "analytics_lesson_units", lesson_columns, where, ("lessons", "student_lessons")
         ),
         *params,
     )
-    params = [k]
-    where = _where(cell_filter, params, has_work_type=False, has_code=True)
+    params = []
+    where = _where(cell_filter, params, kind="attendance")
     records = await conn.fetch(
         _published_sums(
-            "analytics_attendance_cells", lesson_columns, where, ("records",), ("code",)
+            "analytics_attendance_units", lesson_columns, where, ("records",), ("code",)
         ),
         *params,
     )

@@ -16,14 +16,15 @@ from resolvers.common.fields import loads, sized
 from resolvers.common.types import PeriodScheme, School, Subject, WorkType
 
 SUPPRESSION_RULE = (
-    "Small groups are suppressed: figures are sums over base cells (school × grade × "
-    "subject × period × work type for marks; × attendance code for attendance records; "
-    "school × grade × subject × period for lessons) that each cover at least "
-    "`minGroupSize` distinct students. A cell below that size is left out of every "
-    "figure of every grouping, totals included, so no combination of answers (e.g. a "
-    "total minus the other groups) recovers it; consequently totals cover publishable "
-    "cells only and can be smaller than the sum of the journal. A group without any "
-    "publishable cell is returned with `suppressed: true` and no figures."
+    "Small groups are protected: figures are sums over units that each cover at least "
+    "`minGroupSize` distinct students. A unit is a base cell (school × grade × subject × "
+    "period × work type for marks; × attendance code for attendance records; school × "
+    "grade × subject × period for lessons) of that size, or smaller cells merged up a "
+    "fixed hierarchy until they are (docs/analytics.md). A unit is never split: a filter "
+    "includes it only when all its values pass, and a group counts it only when it has "
+    "one value of each grouped dimension; the others are in `spanning` and in `total`. "
+    "What stays below the size after every merge is in no figure. A group without any "
+    "unit of its own is returned with `suppressed: true` and no figures."
 )
 
 
@@ -67,6 +68,28 @@ class MarkPart(enum.Enum):
     """What the marks aggregate reads only when selected (one more statement)."""
 
     VALUES = "values"  # the per-value counts behind MarkGroup.distribution
+
+
+@strawberry.enum(description="How a figure relates to the units it sums.")
+class FigureExactness(enum.Enum):
+    EXACT = "EXACT"
+    ROUNDED = "ROUNDED"
+    NOISY = "NOISY"
+
+
+@strawberry.type(
+    description=(
+        "How exact one figure of the groups is. Exact and rounded figures are computed over "
+        "the units counted in the group; how much of the journal that leaves out is not "
+        "released per group (it would be the small cells themselves)."
+    )
+)
+class FigureAccuracy:
+    figure: str = strawberry.field(description="The field, e.g. `weightedAverage`.")
+    exactness: FigureExactness
+    error_bound: float | None = strawberry.field(
+        description="The largest difference from the unrounded value (null: exact)."
+    )
 
 
 @strawberry.type(description="A municipality (district or city) of the region.")
@@ -138,10 +161,20 @@ class MarkAggregates:
     refreshed_at: datetime
     min_group_size: int
     total: MarkGroup = strawberry.field(
-        description="All publishable cells matching the filter (not the journal's total)."
+        description="All units matching the filter: the groups and `spanning`."
     )
     # Groups of a region-wide grouping (the API refuses more than 5000).
     groups: list[MarkGroup] = strawberry.field(metadata=sized(1000))
+    spanning: MarkGroup | None = strawberry.field(
+        description=(
+            "Units of merged small cells with several values of a grouped dimension (e.g. "
+            "grades merged within a school, grouped by grade): in `total`, in no group. "
+            "Null when there are none."
+        )
+    )
+    accuracy: list[FigureAccuracy] = strawberry.field(
+        description="How exact each figure is.", metadata=sized(6)
+    )
 
 
 @strawberry.type(description="Attendance records with one code.")
@@ -175,9 +208,19 @@ class AttendanceAggregates:
     refreshed_at: datetime
     min_group_size: int
     total: AttendanceGroup = strawberry.field(
-        description="All publishable cells matching the filter (not the journal's total)."
+        description="All units matching the filter: the groups and `spanning`."
     )
     groups: list[AttendanceGroup] = strawberry.field(metadata=sized(1000))
+    spanning: AttendanceGroup | None = strawberry.field(
+        description=(
+            "Units of merged small cells with several values of a grouped dimension: in "
+            "`total`, in no group; its rates are null (no one denominator). Null when "
+            "there are none."
+        )
+    )
+    accuracy: list[FigureAccuracy] = strawberry.field(
+        description="How exact each figure is.", metadata=sized(8)
+    )
 
 
 @strawberry.type(description="How fresh the pre-aggregated figures are.")
