@@ -1,6 +1,11 @@
-"""Regional analytics: figures against independent aggregates, small-group suppression,
-the complementary attack, attendance rates and refresh freshness (real PostgreSQL,
-real HTTP through the app)."""
+"""Regional analytics: figures against an independent model of the merged units (issue 12),
+small-group disclosure control, the complementary attack, attendance rates and refresh
+freshness (real PostgreSQL, real HTTP through the app).
+
+The expected figures come from tests/support/analytics_model.py: the journal's raw rows
+(read over the owner connection) in base cells, merged into units of >= k students by the
+spec's hierarchy, written without resolvers.analytics.
+"""
 
 from __future__ import annotations
 
@@ -11,43 +16,86 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from starlette.applications import Starlette
 
 from gateway.core.settings import Settings
 from resolvers.analytics import sql as analytics_data
 from resolvers.analytics.service import AnalyticsService, refresh_cells
+from tests.support.analytics_model import (
+    ATTENDANCE_LEVELS,
+    LESSON_LEVELS,
+    MARK_LEVELS,
+    merge,
+)
 from tests.support.analytics_support import (
-    KEY_FIELDS,
+    ATTENDANCE_QUERY,
     MARK_FIELDS,
+    Cell,
     CellKey,
-    MarkCell,
+    Filter,
+    Partition,
     analytics_client,
-    answer_key,
     ask,
+    ask_attendance,
     attendance_cells,
+    check_attendance,
+    check_marks,
     codes,
     expected_marks,
     group_key,
+    lesson_cells,
     mark_cells,
+    unit_filter,
 )
 
 ANALYST = "regional-analyst"
+ACCURACY = "accuracy { figure exactness errorBound }"
 MARKS = (
     "query($g: [MarkDimension!]!, $f: AnalyticsFilter) { regionalAnalytics { minGroupSize "
     "freshness { refreshedAt asOf } marks(groupBy: $g, filter: $f) { refreshedAt "
-    f"minGroupSize total {{ {MARK_FIELDS} }} groups {{ {MARK_FIELDS} }} }} }} }}"
+    f"minGroupSize {ACCURACY} total {{ {MARK_FIELDS} }} spanning {{ {MARK_FIELDS} }} "
+    f"groups {{ {MARK_FIELDS} }} }} }} }}"
+)
+# The finest grouping: a group per base cell.
+FINEST = ["SCHOOL", "GRADE", "SUBJECT", "PERIOD", "WORK_TYPE"]
+# The API grouping matching the dimensions each marks level keeps.
+MARK_LEVEL_GROUPING: tuple[list[str], ...] = (
+    FINEST,
+    ["SCHOOL", "SUBJECT", "PERIOD", "WORK_TYPE"],
+    ["SCHOOL", "SUBJECT", "WORK_TYPE"],
+    ["MUNICIPALITY", "SUBJECT", "WORK_TYPE"],
+    ["MUNICIPALITY", "SUBJECT"],
+    ["SUBJECT"],
+    [],
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-async def _close_analytics(app: Starlette) -> AsyncIterator[None]:
-    yield
-    await app.state.services.close()
+@pytest.fixture(scope="module")
+async def client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
+    """An app of this module's own (the default k), its per-client rate limit raised: the
+    module asks more than 60 questions a minute with one analyst's token."""
+    async with analytics_client(settings, pool, rate_limit=100_000) as analyst:
+        yield analyst
 
 
 @pytest.fixture(scope="module")
-async def cells(owner_conn: asyncpg.Connection) -> dict[CellKey, MarkCell]:
+async def cells(owner_conn: asyncpg.Connection) -> dict[CellKey, Cell]:
     return await mark_cells(owner_conn)
+
+
+@pytest.fixture(scope="module")
+def units(cells: dict[CellKey, Cell], settings: Settings) -> Partition:
+    """The mark units for the app's k."""
+    return merge(cells, MARK_LEVELS, settings.analytics.min_group_size)
+
+
+@pytest.fixture(scope="module")
+async def absences(owner_conn: asyncpg.Connection) -> dict[CellKey, Cell]:
+    return await attendance_cells(owner_conn)
+
+
+@pytest.fixture(scope="module")
+async def held(owner_conn: asyncpg.Connection, settings: Settings) -> dict[CellKey, Cell]:
+    return await lesson_cells(owner_conn, settings.today())
 
 
 @pytest.fixture(scope="module")
@@ -65,245 +113,255 @@ async def marks(
     return result
 
 
-def check_group(answer: dict[str, Any], figures: Any) -> None:
-    if not figures.published:
-        assert answer["suppressed"] is True
-        assert answer["markCount"] is None and answer["weightedAverage"] is None
-        assert answer["distribution"] is None
-        return
-    assert answer["suppressed"] is False
-    assert answer["markCount"] == figures.marks
-    assert answer["countedMarkCount"] == figures.counted
-    assert answer["weightSum"] == pytest.approx(float(figures.weight_sum))
-    assert answer["weightedAverage"] == figures.average()
-    assert {d["value"]: d["count"] for d in answer["distribution"]} == dict(figures.values)
+def _first(cells: dict[CellKey, Cell], index: int) -> Any:
+    return min(key[index] for key in cells)
 
 
-@pytest.mark.parametrize(
-    "group_by",
-    [[], ["MUNICIPALITY"], ["SUBJECT"], ["SCHOOL", "SUBJECT"], ["GRADE", "PERIOD", "WORK_TYPE"]],
-)
-async def test_mark_figures_match_independent_aggregates(
-    client: httpx.AsyncClient,
-    tokens: dict[str, str],
-    settings: Settings,
-    cells: dict[CellKey, MarkCell],
-    year_id: int,
-    group_by: list[str],
-) -> None:
-    k = settings.analytics.min_group_size
-    answer = await marks(client, tokens[ANALYST], group_by)
-    expected = expected_marks(cells, group_by, k)
-    assert answer["minGroupSize"] == k == 10
-    check_group(answer["total"], expected[()])
-    answered = {answer_key(g, group_by, year_id=year_id): g for g in answer["groups"]}
-    if group_by:
-        assert set(answered) == set(expected) - {()}
-    for key, group in answered.items():
-        check_group(group, expected[key])
-
-
-async def test_some_cells_are_suppressed_and_totals_exclude_them(
-    client: httpx.AsyncClient,
-    tokens: dict[str, str],
-    settings: Settings,
-    cells: dict[CellKey, MarkCell],
-) -> None:
-    """The data has small cells: the total is below the journal's, by exactly their marks."""
-    k = settings.analytics.min_group_size
-    small = [cell for cell in cells.values() if len(cell.students) < k]
-    assert small, "the scale-1 data set should have cells below k"
-    answer = await marks(client, tokens[ANALYST], [])
-    journal = sum(cell.marks for cell in cells.values())
-    assert answer["total"]["markCount"] == journal - sum(cell.marks for cell in small)
-
-
-def _cell_filter(key: CellKey) -> dict[str, Any]:
+def _filters(cells: dict[CellKey, Cell]) -> dict[str, Filter]:
+    school, municipality = _first(cells, 0), _first(cells, 1)
+    work_type, subject = _first(cells, 7), _first(cells, 3)
     return {
-        "schoolIds": [str(key[0])],
-        "grades": [key[2]],
-        "subjectIds": [str(key[3])],
-        "periodScheme": key[5].upper(),
-        "periodNumbers": [key[6]],
+        "none": Filter(),
+        "municipality": Filter(municipalities=frozenset({municipality})),
+        "school, quarters 1-2": Filter(
+            schools=frozenset({school}), scheme="quarters", numbers=frozenset({1, 2})
+        ),
+        "subject, work type": Filter(
+            subjects=frozenset({subject}), work_types=frozenset({work_type})
+        ),
+        "grades 5-6": Filter(grades=frozenset({5, 6})),
     }
 
 
-def _target(cells: dict[CellKey, MarkCell]) -> tuple[CellKey, int]:
-    """A cell of n students (3 <= n <= 30) whose coarse group (all work types) has others."""
-    for key, cell in sorted(cells.items(), key=lambda item: -item[1].marks):
-        n = len(cell.students)
-        coarse = group_key(key, ["SCHOOL", "GRADE", "SUBJECT", "PERIOD"])
+@pytest.mark.parametrize(
+    ("group_by", "filter_name"),
+    [
+        ([], "none"),
+        (["MUNICIPALITY"], "none"),
+        (["SUBJECT"], "none"),
+        (["SCHOOL", "SUBJECT"], "none"),
+        (["GRADE", "PERIOD", "WORK_TYPE"], "none"),
+        (["MUNICIPALITY", "SUBJECT"], "none"),
+        (["MUNICIPALITY", "WORK_TYPE"], "municipality"),
+        (["GRADE", "SUBJECT"], "school, quarters 1-2"),
+        (["SCHOOL", "PERIOD"], "subject, work type"),
+        (["SCHOOL", "GRADE"], "grades 5-6"),
+        ([], "subject, work type"),
+    ],
+)
+async def test_mark_figures_match_the_model(
+    client: httpx.AsyncClient,
+    tokens: dict[str, str],
+    settings: Settings,
+    cells: dict[CellKey, Cell],
+    units: Partition,
+    year_id: int,
+    group_by: list[str],
+    filter_name: str,
+) -> None:
+    k = settings.analytics.min_group_size
+    flt = _filters(cells)[filter_name]
+    answer = await marks(client, tokens[ANALYST], group_by, flt.api())
+    assert answer["minGroupSize"] == k == 10
+    check_marks(answer, units, group_by, flt, year_id)
+
+
+MARK_ACCURACY = {
+    "markCount": ("EXACT", None),
+    "countedMarkCount": ("EXACT", None),
+    "weightSum": ("EXACT", None),
+    "distribution": ("EXACT", None),
+    "weightedAverage": ("ROUNDED", 0.005),
+}
+ATTENDANCE_ACCURACY = {
+    "lessons": ("EXACT", None),
+    "studentLessons": ("EXACT", None),
+    "records": ("EXACT", None),
+    "byCode.records": ("EXACT", None),
+    "rate": ("ROUNDED", 0.00005),
+    "byCode.rate": ("ROUNDED", 0.00005),
+}
+
+
+async def test_the_api_says_how_exact_each_figure_is(
+    client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    answer = await marks(client, tokens[ANALYST], ["MUNICIPALITY"])
+    body = await ask(
+        client,
+        tokens[ANALYST],
+        f"{{ regionalAnalytics {{ attendance(groupBy: []) {{ {ACCURACY} }} }} }}",
+    )
+    assert "errors" not in body, body
+    for given, expected in (
+        (answer["accuracy"], MARK_ACCURACY),
+        (body["data"]["regionalAnalytics"]["attendance"]["accuracy"], ATTENDANCE_ACCURACY),
+    ):
+        got = {a["figure"]: (a["exactness"], a["errorBound"]) for a in given}
+        assert len(got) == len(given)
+        assert got == expected
+
+
+async def test_the_total_has_every_record_but_the_final_residual(
+    client: httpx.AsyncClient,
+    tokens: dict[str, str],
+    settings: Settings,
+    cells: dict[CellKey, Cell],
+    units: Partition,
+) -> None:
+    """Small cells exist and are merged: the region total is the journal's count minus the
+    marks left over after the last level (none at scale 1: the region has >= k students),
+    and the same as the model's."""
+    k = settings.analytics.min_group_size
+    assert units.shadows, "the scale-1 data set should have cells below k"
+    merged = [unit for unit in units.units if unit.level > 0]
+    assert merged, "small cells are merged into units"
+    assert all(unit.students >= k and len(unit.cells) > 1 for unit in merged)
+    answer = await marks(client, tokens[ANALYST], [])
+    journal = units.journal("marks")
+    old_rule = sum(cell.sums["marks"] for key, cell in cells.items() if key not in units.shadows)
+    print(
+        f"marks: journal {journal}, lost {units.lost('marks')} "
+        f"({len(units.dropped)} cells); old rule {old_rule}; units {len(units.units)} "
+        f"of which merged {len(merged)}"
+    )
+    assert answer["total"]["markCount"] == journal - units.lost("marks")
+    assert answer["total"]["markCount"] == expected_marks(units, []).total.marks
+    assert answer["total"]["markCount"] > old_rule
+
+
+def _cell_filter(key: CellKey, *, detail: bool) -> Filter:
+    """The filter of one base cell (its every value), with or without its work type / code."""
+    details = frozenset({key[7]}) if detail else None
+    return Filter(
+        schools=frozenset({key[0]}),
+        grades=frozenset({key[2]}),
+        subjects=frozenset({key[3]}),
+        scheme=key[5],
+        numbers=frozenset({key[6]}),
+        work_types=details if isinstance(key[7], int) else None,
+        codes=details if isinstance(key[7], str) else None,
+    )
+
+
+def _target(cells: dict[CellKey, Cell]) -> tuple[CellKey, int]:
+    """A cell of n students (3 <= n <= 30) whose coarse group (all work types) has others
+    larger than it, and which k = n + 1 merges into a unit (not drops)."""
+    coarse = ["SCHOOL", "GRADE", "SUBJECT", "PERIOD"]
+    for key, cell in sorted(cells.items(), key=lambda item: (-item[1].sums["marks"], item[0])):
+        n = len(cell.members)
         siblings = [
-            other
+            other_key
             for other_key, other in cells.items()
             if other_key != key
-            and group_key(other_key, ["SCHOOL", "GRADE", "SUBJECT", "PERIOD"]) == coarse
-            and len(other.students) > n
+            and group_key(other_key, coarse) == group_key(key, coarse)
+            and len(other.members) > n
         ]
-        if 3 <= n <= 30 and siblings:
+        if 3 <= n <= 30 and siblings and merge(cells, MARK_LEVELS, n + 1).unit_of(key):
             return key, n
     raise AssertionError("no suitable cell in the data set")
 
 
-async def test_group_of_k_students_is_shown_and_of_k_minus_1_suppressed(
+async def test_a_cell_of_n_students_is_shown_with_k_n_and_merged_with_k_n_plus_1(
     settings: Settings,
     pool: asyncpg.Pool,
     tokens: dict[str, str],
-    cells: dict[CellKey, MarkCell],
+    cells: dict[CellKey, Cell],
+    year_id: int,
 ) -> None:
+    """k = n: the cell is a unit of its own, its group shows it. k = n + 1: its group is
+    suppressed, no figure of the cell's own filter is released, and its marks appear only
+    inside the model's unit of >= k students, in the groups the model attributes it to."""
     key, n = _target(cells)
     cell = cells[key]
-    flt = {**_cell_filter(key), "workTypeIds": [str(key[7])]}
-    dims = ["SCHOOL", "GRADE", "SUBJECT", "PERIOD", "WORK_TYPE"]
+    flt = _cell_filter(key, detail=True)
     async with analytics_client(settings, pool, min_group_size=n) as client:  # n = k
-        shown = await marks(client, tokens[ANALYST], dims, flt)
+        shown = await marks(client, tokens[ANALYST], FINEST, flt.api())
     assert shown["minGroupSize"] == n
     (group,) = shown["groups"]
-    assert group["suppressed"] is False and group["markCount"] == cell.marks
-    assert shown["total"]["markCount"] == cell.marks
+    assert group["suppressed"] is False and group["markCount"] == cell.sums["marks"]
+    assert shown["total"]["markCount"] == cell.sums["marks"]
+    check_marks(shown, merge(cells, MARK_LEVELS, n), FINEST, flt, year_id)
+    model = merge(cells, MARK_LEVELS, n + 1)
+    unit = model.unit_of(key)
+    assert unit is not None and unit.level > 0 and unit.students >= n + 1
     async with analytics_client(settings, pool, min_group_size=n + 1) as client:  # n = k - 1
-        hidden = await marks(client, tokens[ANALYST], dims, flt)
-    (group,) = hidden["groups"]
-    assert group["suppressed"] is True
-    assert group["markCount"] is None and group["distribution"] is None
-    assert hidden["total"]["suppressed"] is True and hidden["total"]["markCount"] is None
+        hidden = await marks(client, tokens[ANALYST], FINEST, flt.api())
+        (group,) = hidden["groups"]
+        assert group["suppressed"] is True
+        assert group["markCount"] is None and group["distribution"] is None
+        assert hidden["total"]["suppressed"] is True and hidden["total"]["markCount"] is None
+        assert hidden["spanning"] is None
+        # The unit's own values: the answer at the unit's level shows the unit inside its
+        # group, with the model's figures (every attributed unit >= k students).
+        around = unit_filter(unit)
+        level_grouping = MARK_LEVEL_GROUPING[unit.level]
+        coarse = await marks(client, tokens[ANALYST], level_grouping, around.api())
+        check_marks(coarse, model, level_grouping, around, year_id)
+        expected = expected_marks(model, level_grouping, around)
+        holding = [f for f in expected.groups.values() if unit in f.units]
+        if level_grouping:
+            (holder,) = holding
+            assert holder.marks >= cell.sums["marks"]
+        # Every figure that carries the cell's marks carries its whole unit.
+        for figures in (*expected.groups.values(), expected.total, expected.spanning):
+            if figures is not None:
+                assert all(u.students >= n + 1 for u in figures.units)
+                if any(key in u.cells for u in figures.units):
+                    assert unit in figures.units
 
 
-async def test_complementary_queries_do_not_recover_a_suppressed_group(
+async def test_complementary_queries_do_not_recover_a_merged_cell(
     settings: Settings,
     pool: asyncpg.Pool,
     tokens: dict[str, str],
-    cells: dict[CellKey, MarkCell],
+    cells: dict[CellKey, Cell],
+    year_id: int,
 ) -> None:
-    """Total minus the other groups: zero, not the suppressed group's figures."""
+    """Total minus the other groups is `spanning` (none here): nothing of the small cell."""
     key, n = _target(cells)
     target = cells[key]
-    flt = _cell_filter(key)  # the coarse group: every work type of that cell's class-subject
+    model = merge(cells, MARK_LEVELS, n + 1)
+    flt = _cell_filter(key, detail=False)  # the coarse group: every work type of the cell
     async with analytics_client(settings, pool, min_group_size=n + 1) as client:
-        total = (await marks(client, tokens[ANALYST], [], flt))["total"]
-        by_type = await marks(client, tokens[ANALYST], ["WORK_TYPE"], flt)
+        total = (await marks(client, tokens[ANALYST], [], flt.api()))["total"]
+        by_type = await marks(client, tokens[ANALYST], ["WORK_TYPE"], flt.api())
         region = await marks(client, tokens[ANALYST], [])
         by_school = await marks(client, tokens[ANALYST], ["SCHOOL"])
+    check_marks(by_type, model, ["WORK_TYPE"], flt, year_id)
+    check_marks(by_school, model, ["SCHOOL"], Filter(), year_id)
     groups = {int(g["key"]["workType"]["id"]): g for g in by_type["groups"]}
     assert groups[key[7]]["suppressed"] is True
     others = [g for wt, g in groups.items() if wt != key[7] and not g["suppressed"]]
     assert others, "the coarse group must have published cells"
+    # A merged unit always spans a base dimension the coarse filter fixes: left out whole.
+    assert by_type["spanning"] is None
     assert total["markCount"] - sum(g["markCount"] for g in others) == 0
-    for value in target.values:
+    for value in {name.removeprefix("value:") for name in target.sums if ":" in name}:
         shown = sum(d["count"] for g in others for d in g["distribution"] if d["value"] == value)
         in_total = sum(d["count"] for d in total["distribution"] if d["value"] == value)
         assert in_total - shown == 0
-    # Region-wide: the total minus every other school leaves the target school's
-    # published figures, which do not include the suppressed cell either.
+    # Region-wide: the total minus every other school is the target school's figures plus
+    # the spanning units (each >= k students, the model's): the cell's marks are inside a
+    # whole unit there, never alone.
     school = next(g for g in by_school["groups"] if int(g["key"]["school"]["id"]) == key[0])
     rest = sum(
         g["markCount"] for g in by_school["groups"] if g is not school and not g["suppressed"]
     )
-    assert region["total"]["markCount"] - rest == school["markCount"]
-    expected = expected_marks(cells, ["SCHOOL"], n + 1)
-    assert school["markCount"] == expected[(key[0],)].marks
-    # With k lowered to n the same cell appears, in the totals too: it was left out.
+    spanning = by_school["spanning"]["markCount"] if by_school["spanning"] else 0
+    assert region["total"]["markCount"] - rest == school["markCount"] + spanning
+    expected = expected_marks(model, ["SCHOOL"])
+    unit = model.unit_of(key)
+    assert unit is not None
+    if unit.single([0]):
+        assert unit in expected.groups[(key[0],)].units
+    else:
+        assert expected.spanning is not None and unit in expected.spanning.units
+    # With k lowered to n the same cell is a unit of its own, in the coarse total too.
     async with analytics_client(settings, pool, min_group_size=n) as client:
-        total_n = (await marks(client, tokens[ANALYST], [], flt))["total"]
-    assert total_n["markCount"] >= total["markCount"] + target.marks
-
-
-ATTENDANCE = (
-    "query($g: [AttendanceDimension!]!, $f: AnalyticsFilter) { regionalAnalytics { "
-    f"attendance(groupBy: $g, filter: $f) {{ total {{ suppressed lessons studentLessons records "
-    f"rate byCode {{ code records rate }} }} groups {{ {KEY_FIELDS} suppressed records "
-    "studentLessons rate byCode { code records rate } } } } }"
-)
-
-
-async def test_attendance_by_code_matches_independent_counts(
-    client: httpx.AsyncClient,
-    tokens: dict[str, str],
-    settings: Settings,
-    owner_conn: asyncpg.Connection,
-) -> None:
-    k = settings.analytics.min_group_size
-    expected_cells = await attendance_cells(owner_conn)
-    body = await ask(client, tokens[ANALYST], ATTENDANCE, {"g": ["MUNICIPALITY", "CODE"]})
-    assert "errors" not in body, body
-    answer = body["data"]["regionalAnalytics"]["attendance"]
-    expected: dict[tuple[Any, ...], int] = {}
-    published: dict[tuple[Any, ...], bool] = {}
-    for key, cell in expected_cells.items():
-        group = (key[1], key[7])
-        published.setdefault(group, False)
-        expected.setdefault(group, 0)
-        if len(cell.students) >= k:
-            published[group] = True
-            expected[group] += cell.records
-    got = {(int(g["key"]["municipality"]["id"]), g["key"]["code"]): g for g in answer["groups"]}
-    assert set(got) == set(expected)
-    for group, figures in got.items():
-        assert figures["suppressed"] is not published[group]
-        if published[group]:
-            assert figures["records"] == expected[group]
-            assert figures["rate"] == round(expected[group] / figures["studentLessons"], 4)
-    total = answer["total"]
-    assert total["records"] == sum(expected.values())
-    assert total["studentLessons"] == sum(
-        (await _student_lessons(owner_conn, settings, k)).values()
-    )
-
-
-async def _student_lessons(conn: asyncpg.Connection, settings: Settings, k: int) -> dict[int, int]:
-    """Per school: Σ over held lessons up to today of the class's enrolment, over lesson
-    cells of >= k students."""
-    rows = await conn.fetch(
-        """
-        WITH per_class AS (
-            SELECT c.school_id, c.grade, l.subject_id, p.scheme, p.number, c.id AS class_id,
-                   count(*) AS lessons,
-                   (SELECT count(*) FROM school.students s WHERE s.class_id = c.id) AS enrolled
-            FROM school.lessons l
-            JOIN school.classes c ON c.id = l.class_id
-            JOIN school.periods p ON p.school_id = c.school_id AND p.year_id = c.year_id
-                 AND p.scheme = c.period_scheme AND l.date BETWEEN p.starts_on AND p.ends_on
-            WHERE l.status <> 'cancelled' AND l.date <= $1
-            GROUP BY 1, 2, 3, 4, 5, 6
-        ), cells AS (
-            SELECT school_id, sum(enrolled) AS students, sum(lessons * enrolled) AS student_lessons
-            FROM per_class GROUP BY school_id, grade, subject_id, scheme, number
-        )
-        SELECT school_id, sum(student_lessons) AS student_lessons
-        FROM cells WHERE students >= $2 GROUP BY school_id
-        """,
-        settings.today(),
-        k,
-    )
-    return {row["school_id"]: int(row["student_lessons"]) for row in rows}
-
-
-async def test_attendance_by_school_matches_independent_counts(
-    client: httpx.AsyncClient,
-    tokens: dict[str, str],
-    settings: Settings,
-    owner_conn: asyncpg.Connection,
-) -> None:
-    k = settings.analytics.min_group_size
-    expected_cells = await attendance_cells(owner_conn)
-    student_lessons = await _student_lessons(owner_conn, settings, k)
-    body = await ask(client, tokens[ANALYST], ATTENDANCE, {"g": ["SCHOOL"]})
-    assert "errors" not in body, body
-    groups = body["data"]["regionalAnalytics"]["attendance"]["groups"]
-    assert {int(g["key"]["school"]["id"]) for g in groups} == set(student_lessons)
-    for group in groups:
-        school = int(group["key"]["school"]["id"])
-        by_code: dict[str, int] = {}
-        for key, cell in expected_cells.items():
-            if key[0] == school and len(cell.students) >= k:
-                by_code[key[7]] = by_code.get(key[7], 0) + cell.records
-        assert group["suppressed"] is False
-        assert group["studentLessons"] == student_lessons[school]
-        assert {c["code"]: c["records"] for c in group["byCode"]} == by_code
-        assert group["records"] == sum(by_code.values())
-        assert group["rate"] == round(sum(by_code.values()) / student_lessons[school], 4)
-        for count in group["byCode"]:
-            assert count["rate"] == round(count["records"] / student_lessons[school], 4)
+        total_n = (await marks(client, tokens[ANALYST], [], flt.api()))["total"]
+    assert total_n["markCount"] >= total["markCount"] + target.sums["marks"]
+    assert total_n["markCount"] == expected_marks(merge(cells, MARK_LEVELS, n), [], flt).total.marks
 
 
 async def test_refresh_makes_new_marks_visible_and_says_when(
@@ -312,11 +370,11 @@ async def test_refresh_makes_new_marks_visible_and_says_when(
     settings: Settings,
     owner_conn: asyncpg.Connection,
     database_url: str,
-    cells: dict[CellKey, MarkCell],
+    cells: dict[CellKey, Cell],
 ) -> None:
     k = settings.analytics.min_group_size
-    key, cell = max(cells.items(), key=lambda item: len(item[1].students))
-    assert len(cell.students) >= k
+    key, cell = max(cells.items(), key=lambda item: len(item[1].members))
+    assert len(cell.members) >= k
     before = await ask(client, tokens[ANALYST], MARKS, {"g": [], "f": None})
     stamp = before["data"]["regionalAnalytics"]["freshness"]["refreshedAt"]
     count = before["data"]["regionalAnalytics"]["marks"]["total"]["markCount"]
@@ -385,7 +443,7 @@ async def _plant_mark(conn: asyncpg.Connection, key: CellKey) -> int:
 async def test_bad_filters_are_bad_user_input(
     client: httpx.AsyncClient, tokens: dict[str, str], flt: dict[str, Any]
 ) -> None:
-    body = await ask(client, tokens[ANALYST], ATTENDANCE, {"g": [], "f": flt})
+    body = await ask(client, tokens[ANALYST], ATTENDANCE_QUERY, {"g": [], "f": flt})
     assert codes(body) == ["BAD_USER_INPUT"]
     assert body["data"] == {"regionalAnalytics": None}
 
@@ -393,63 +451,80 @@ async def test_bad_filters_are_bad_user_input(
 async def test_finest_grouping_has_a_group_per_cell_and_the_group_count_is_capped(
     client: httpx.AsyncClient,
     tokens: dict[str, str],
-    cells: dict[CellKey, MarkCell],
+    cells: dict[CellKey, Cell],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    dims = ["SCHOOL", "GRADE", "SUBJECT", "PERIOD", "WORK_TYPE"]
-    body = await ask(client, tokens[ANALYST], MARKS, {"g": dims, "f": None})
+    """A group per base cell (a unit of level 0 or a shadow); merged units span some of
+    the dimensions, so they are in `spanning`, not groups, and do not count toward the cap."""
+    body = await ask(client, tokens[ANALYST], MARKS, {"g": FINEST, "f": None})
     assert len(body["data"]["regionalAnalytics"]["marks"]["groups"]) == len(cells)
+    monkeypatch.setattr("resolvers.analytics.queries.MAX_GROUPS", len(cells))
+    body = await ask(client, tokens[ANALYST], MARKS, {"g": FINEST, "f": None})
+    assert "errors" not in body, body["errors"][0]["message"]
     monkeypatch.setattr("resolvers.analytics.queries.MAX_GROUPS", len(cells) - 1)
-    body = await ask(client, tokens[ANALYST], MARKS, {"g": dims, "f": None})
+    body = await ask(client, tokens[ANALYST], MARKS, {"g": FINEST, "f": None})
     assert codes(body) == ["BAD_USER_INPUT"]
     assert f"({len(cells)}," in body["errors"][0]["message"]
 
 
-async def test_attendance_group_of_k_is_shown_and_of_k_minus_1_suppressed(
+async def test_attendance_cell_of_n_is_shown_with_k_n_and_merged_with_k_n_plus_1(
     settings: Settings,
     pool: asyncpg.Pool,
     tokens: dict[str, str],
-    owner_conn: asyncpg.Connection,
+    absences: dict[CellKey, Cell],
+    held: dict[CellKey, Cell],
+    year_id: int,
 ) -> None:
-    expected_cells = await attendance_cells(owner_conn)
     key, cell = max(
-        ((key, cell) for key, cell in expected_cells.items() if 2 <= len(cell.students) <= 30),
-        key=lambda item: (len(item[1].students), item[1].records),
+        ((key, cell) for key, cell in absences.items() if 2 <= len(cell.members) <= 30),
+        key=lambda item: (len(item[1].members), item[1].sums["records"], item[0]),
     )
-    n = len(cell.students)
-    flt = {**_cell_filter(key), "codes": [key[7]]}
+    n = len(cell.members)
+    flt = _cell_filter(key, detail=True)
     dims = ["SCHOOL", "GRADE", "SUBJECT", "PERIOD", "CODE"]
     async with analytics_client(settings, pool, min_group_size=n) as client:
-        shown = await ask(client, tokens[ANALYST], ATTENDANCE, {"g": dims, "f": flt})
-    (group,) = shown["data"]["regionalAnalytics"]["attendance"]["groups"]
-    assert group["suppressed"] is False and group["records"] == cell.records
+        shown = await ask_attendance(client, tokens[ANALYST], dims, flt)
+    (group,) = shown["groups"]
+    assert group["suppressed"] is False and group["records"] == cell.sums["records"]
+    lessons = merge(held, LESSON_LEVELS, n)
+    check_attendance(shown, merge(absences, ATTENDANCE_LEVELS, n), lessons, dims, flt, year_id)
+    records = merge(absences, ATTENDANCE_LEVELS, n + 1)
+    lessons = merge(held, LESSON_LEVELS, n + 1)
     async with analytics_client(settings, pool, min_group_size=n + 1) as client:
-        hidden = await ask(client, tokens[ANALYST], ATTENDANCE, {"g": dims, "f": flt})
-    (group,) = hidden["data"]["regionalAnalytics"]["attendance"]["groups"]
-    assert group["suppressed"] is True
-    assert group["records"] is None and group["rate"] is None and group["byCode"] is None
-    total = hidden["data"]["regionalAnalytics"]["attendance"]["total"]
-    assert total["records"] == 0 and total["byCode"] == []
+        hidden = await ask_attendance(client, tokens[ANALYST], dims, flt)
+        (group,) = hidden["groups"]
+        assert group["suppressed"] is True
+        assert group["records"] is None and group["rate"] is None and group["byCode"] is None
+        assert not (hidden["total"]["byCode"] or []) and not hidden["total"]["records"]
+        check_attendance(hidden, records, lessons, dims, flt, year_id)
+        unit = records.unit_of(key)
+        if unit is None:  # dropped: in no figure at all
+            return
+        assert unit.level > 0 and unit.students >= n + 1
+        # Its records are released inside the unit, e.g. region-wide by code.
+        by_code = await ask_attendance(client, tokens[ANALYST], ["CODE"])
+        check_attendance(by_code, records, lessons, ["CODE"], Filter(), year_id)
 
 
 class _WritesBetweenReads(asyncpg.Connection):  # type: ignore[misc]
-    """A connection that lets another transaction commit right after it read the mark
-    cells (the first view a refresh reads), before it reads the other views."""
+    """A connection that lets another transaction commit right after the first read of a
+    diary_api view (a refresh reads the marks first), before it reads the others."""
 
     between: Any = None
 
     async def fetch(self, query: str, *args: Any, **options: Any) -> list[Any]:
         rows: list[Any] = await super().fetch(query, *args, **options)
-        if "diary_api.analytics_mark_cells" in query and self.between is not None:
-            await self.between()
+        if "diary_api." in query and self.between is not None:
+            between, self.between = self.between, None
+            await between()
         return rows
 
 
-async def test_a_write_during_a_refresh_is_in_all_new_cells_or_in_none(
+async def test_a_write_during_a_refresh_is_in_all_new_units_or_in_none(
     owner_conn: asyncpg.Connection,
     database_url: str,
     settings: Settings,
-    cells: dict[CellKey, MarkCell],
+    cells: dict[CellKey, Cell],
 ) -> None:
     key = next(iter(cells))
     work_type_id: int = await owner_conn.fetchval("SELECT max(id) + 1 FROM school.work_types")
@@ -473,18 +548,19 @@ async def test_a_write_during_a_refresh_is_in_all_new_cells_or_in_none(
     )
     try:
         conn.between = plant
-        result = await analytics_data.refresh(conn, today=settings.today(), timeout_ms=60_000)
-        conn.between = None
+        result = await analytics_data.refresh(
+            conn,
+            today=settings.today(),
+            min_group_size=settings.analytics.min_group_size,
+            timeout_ms=60_000,
+        )
         assert result is not None and planted, "the mark was written during the refresh"
-        in_cells = await conn.fetchval(
-            "SELECT count(*) FROM gateway.analytics_mark_cells WHERE work_type_id = $1",
+        # Its cell (a new work type, one student) would be a shadow and part of a unit.
+        in_units = await conn.fetchval(
+            "SELECT count(*) FROM gateway.analytics_mark_units WHERE $1 = ANY(work_type_ids)",
             work_type_id,
         )
-        in_values = await conn.fetchval(
-            "SELECT count(*) FROM gateway.analytics_mark_values WHERE work_type_id = $1",
-            work_type_id,
-        )
-        assert (in_cells, in_values) == (0, 0), "the refresh read one snapshot"
+        assert in_units == 0, "the refresh read one snapshot"
     finally:
         await conn.close()
         await owner_conn.execute("DELETE FROM school.marks WHERE id = ANY($1::bigint[])", planted)
@@ -496,17 +572,18 @@ async def test_a_refresh_that_may_not_wait_skips_while_another_runs(
     database_url: str, settings: Settings
 ) -> None:
     role = {"role": settings.gateway_role}
+    k = settings.analytics.min_group_size
     holder = await asyncpg.connect(database_url, server_settings=role)
     other = await asyncpg.connect(database_url, server_settings=role)
     try:
         async with holder.transaction():  # what a running refresh holds
             await holder.execute("LOCK TABLE gateway.analytics_refresh IN EXCLUSIVE MODE")
             skipped = await analytics_data.refresh(
-                other, today=settings.today(), timeout_ms=60_000, wait=False
+                other, today=settings.today(), min_group_size=k, timeout_ms=60_000, wait=False
             )
         assert skipped is None
         done = await analytics_data.refresh(
-            other, today=settings.today(), timeout_ms=60_000, wait=False
+            other, today=settings.today(), min_group_size=k, timeout_ms=60_000, wait=False
         )
         assert done is not None and done.as_of == settings.today()
     finally:
