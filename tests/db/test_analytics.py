@@ -24,6 +24,8 @@ from tests.support.analytics_model import (
     ATTENDANCE_LEVELS,
     LESSON_LEVELS,
     MARK_LEVELS,
+    assert_partition,
+    cell_filter,
     merge,
 )
 from tests.support.analytics_support import (
@@ -213,13 +215,15 @@ async def test_the_total_has_every_record_but_the_final_residual(
     marks left over after the last level (none at scale 1: the region has >= k students),
     and the same as the model's."""
     k = settings.analytics.min_group_size
+    assert_partition(units)
     assert units.shadows, "the scale-1 data set should have cells below k"
     merged = [unit for unit in units.units if unit.level > 0]
     assert merged, "small cells are merged into units"
     assert all(unit.students >= k and len(unit.cells) > 1 for unit in merged)
     answer = await marks(client, tokens[ANALYST], [])
     journal = units.journal("marks")
-    old_rule = sum(cell.sums["marks"] for key, cell in cells.items() if key not in units.shadows)
+    shadows = set(units.shadows)
+    old_rule = sum(cell.sums["marks"] for key, cell in cells.items() if key not in shadows)
     print(
         f"marks: journal {journal}, lost {units.lost('marks')} "
         f"({len(units.dropped)} cells); old rule {old_rule}; units {len(units.units)} "
@@ -228,20 +232,6 @@ async def test_the_total_has_every_record_but_the_final_residual(
     assert answer["total"]["markCount"] == journal - units.lost("marks")
     assert answer["total"]["markCount"] == expected_marks(units, []).total.marks
     assert answer["total"]["markCount"] > old_rule
-
-
-def _cell_filter(key: CellKey, *, detail: bool) -> Filter:
-    """The filter of one base cell (its every value), with or without its work type / code."""
-    details = frozenset({key[7]}) if detail else None
-    return Filter(
-        schools=frozenset({key[0]}),
-        grades=frozenset({key[2]}),
-        subjects=frozenset({key[3]}),
-        scheme=key[5],
-        numbers=frozenset({key[6]}),
-        work_types=details if isinstance(key[7], int) else None,
-        codes=details if isinstance(key[7], str) else None,
-    )
 
 
 def _target(cells: dict[CellKey, Cell]) -> tuple[CellKey, int]:
@@ -265,6 +255,7 @@ def _target(cells: dict[CellKey, Cell]) -> tuple[CellKey, int]:
 async def test_a_cell_of_n_students_is_shown_with_k_n_and_merged_with_k_n_plus_1(
     settings: Settings,
     pool: asyncpg.Pool,
+    owner_conn: asyncpg.Connection,
     tokens: dict[str, str],
     cells: dict[CellKey, Cell],
     year_id: int,
@@ -274,10 +265,12 @@ async def test_a_cell_of_n_students_is_shown_with_k_n_and_merged_with_k_n_plus_1
     inside the model's unit of >= k students, in the groups the model attributes it to."""
     key, n = _target(cells)
     cell = cells[key]
-    flt = _cell_filter(key, detail=True)
+    flt = cell_filter(key, detail=True)
     async with analytics_client(settings, pool, min_group_size=n) as client:  # n = k
         shown = await marks(client, tokens[ANALYST], FINEST, flt.api())
     assert shown["minGroupSize"] == n
+    built_for = "SELECT min_group_size FROM gateway.analytics_refresh"
+    assert await owner_conn.fetchval(built_for) == n, "the units were rebuilt for k = n"
     (group,) = shown["groups"]
     assert group["suppressed"] is False and group["markCount"] == cell.sums["marks"]
     assert shown["total"]["markCount"] == cell.sums["marks"]
@@ -285,6 +278,7 @@ async def test_a_cell_of_n_students_is_shown_with_k_n_and_merged_with_k_n_plus_1
     model = merge(cells, MARK_LEVELS, n + 1)
     unit = model.unit_of(key)
     assert unit is not None and unit.level > 0 and unit.students >= n + 1
+    print(f"cell {key}: {n} students; k = {n + 1}: level {unit.level}, {unit.students} students")
     async with analytics_client(settings, pool, min_group_size=n + 1) as client:  # n = k - 1
         hidden = await marks(client, tokens[ANALYST], FINEST, flt.api())
         (group,) = hidden["groups"]
@@ -322,7 +316,7 @@ async def test_complementary_queries_do_not_recover_a_merged_cell(
     key, n = _target(cells)
     target = cells[key]
     model = merge(cells, MARK_LEVELS, n + 1)
-    flt = _cell_filter(key, detail=False)  # the coarse group: every work type of the cell
+    flt = cell_filter(key, detail=False)  # the coarse group: every work type of the cell
     async with analytics_client(settings, pool, min_group_size=n + 1) as client:
         total = (await marks(client, tokens[ANALYST], [], flt.api()))["total"]
         by_type = await marks(client, tokens[ANALYST], ["WORK_TYPE"], flt.api())
@@ -480,7 +474,7 @@ async def test_attendance_cell_of_n_is_shown_with_k_n_and_merged_with_k_n_plus_1
         key=lambda item: (len(item[1].members), item[1].sums["records"], item[0]),
     )
     n = len(cell.members)
-    flt = _cell_filter(key, detail=True)
+    flt = cell_filter(key, detail=True)
     dims = ["SCHOOL", "GRADE", "SUBJECT", "PERIOD", "CODE"]
     async with analytics_client(settings, pool, min_group_size=n) as client:
         shown = await ask_attendance(client, tokens[ANALYST], dims, flt)
@@ -498,6 +492,7 @@ async def test_attendance_cell_of_n_is_shown_with_k_n_and_merged_with_k_n_plus_1
         assert not (hidden["total"]["byCode"] or []) and not hidden["total"]["records"]
         check_attendance(hidden, records, lessons, dims, flt, year_id)
         unit = records.unit_of(key)
+        print(f"cell {key}: {n} students; k = {n + 1}: {unit and (unit.level, unit.students)}")
         if unit is None:  # dropped: in no figure at all
             return
         assert unit.level > 0 and unit.students >= n + 1

@@ -20,7 +20,13 @@ import httpx
 import pytest
 
 from gateway.core.settings import Settings
-from tests.support.analytics_model import ATTENDANCE_LEVELS, LESSON_LEVELS, MARK_LEVELS, merge
+from tests.support.analytics_model import (
+    ATTENDANCE_LEVELS,
+    LESSON_LEVELS,
+    MARK_LEVELS,
+    assert_partition,
+    merge,
+)
 from tests.support.analytics_support import (
     MARK_FIELDS,
     Cell,
@@ -209,6 +215,8 @@ async def test_the_merge_brings_rare_codes_into_the_region_total(
     the old rule (base cells of >= k students only) wherever that rule lost records, and
     the same in the app as in the model."""
     k = settings.analytics.min_group_size
+    assert_partition(records)
+    assert_partition(lessons)
     answer = await ask_attendance(client, tokens[ANALYST], [])
     expected = expected_attendance(records, lessons, [])
     check_attendance_group(answer["total"], expected.total)

@@ -154,6 +154,20 @@ def merge(cells: dict[CellKey, Cell], levels: Sequence[tuple[int, ...]], k: int)
     return Partition(k=k, cells=cells, units=units, shadows=shadows, dropped=residual)
 
 
+def assert_partition(partition: Partition) -> None:
+    """The model's own invariants: units are disjoint, >= k students each, and with the
+    dropped cells cover every cell once; merged units are made of shadows only."""
+    seen: list[CellKey] = [key for unit in partition.units for key in unit.cells]
+    assert len(seen) == len(set(seen))
+    assert set(seen).isdisjoint(partition.dropped)
+    assert set(seen) | set(partition.dropped) == set(partition.cells)
+    shadows = set(partition.shadows)
+    for unit in partition.units:
+        assert unit.students >= partition.k
+        assert (unit.level == 0) is (len(unit.cells) == 1)
+        assert unit.level == 0 or shadows.issuperset(unit.cells)
+
+
 def indexes_of(dimensions: Iterable[str]) -> tuple[int, ...]:
     return tuple(sorted({i for name in dimensions for i in DIMENSION_INDEX[name]}))
 
@@ -214,6 +228,20 @@ def _sorted(values: frozenset[Any] | None) -> list[Any] | None:
 
 def _ids(values: frozenset[int] | None) -> list[str] | None:
     return None if values is None else [str(value) for value in sorted(values)]
+
+
+def cell_filter(key: CellKey, *, detail: bool) -> Filter:
+    """The filter of one base cell (its every value), with or without its work type / code."""
+    details = frozenset({key[DETAIL]}) if detail else None
+    return Filter(
+        schools=frozenset({key[SCHOOL]}),
+        grades=frozenset({key[GRADE]}),
+        subjects=frozenset({key[SUBJECT]}),
+        scheme=key[SCHEME],
+        numbers=frozenset({key[NUMBER]}),
+        work_types=details if isinstance(key[DETAIL], int) else None,
+        codes=details if isinstance(key[DETAIL], str) else None,
+    )
 
 
 def unit_filter(unit: Unit) -> Filter:
