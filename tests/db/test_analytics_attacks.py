@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ from resolvers.analytics import sql as analytics_sql
 from resolvers.analytics.service import refresh_cells
 from tests.support.analytics_attacker import (
     Attacker,
+    Cell,
     CellKey,
     Journal,
     Kind,
@@ -105,7 +107,9 @@ async def cell_attacks(attacker: Attacker, journal: Journal, key: CellKey) -> No
         scheme=scheme,
         numbers=frozenset({number}),
     )
+    finest = FINEST[journal.kind]
     await attacker.totals_minus_groups([detail_dim], coarse)
+    await attacker.totals_minus_groups(finest, coarse)
     every_detail = coarse.with_values(detail_dim, journal.values(detail_dim))
     await attacker.filter_difference([detail_dim], every_detail, detail_dim, detail)
     cell = coarse.with_values(detail_dim, {detail})
@@ -119,7 +123,6 @@ async def cell_attacks(attacker: Attacker, journal: Journal, key: CellKey) -> No
         await attacker.filter_difference(
             [], cell.with_values(dim, values), dim, cell_value(key, dim)
         )
-    finest = FINEST[journal.kind]
     await attacker.grouping_pair(finest[:-1], finest, Scope(schools=frozenset({school})))
     assert await attacker.repeat(finest, cell), "the same question gave another answer"
 
@@ -261,6 +264,7 @@ async def test_units_built_for_a_smaller_k_are_caught(
     assert "direct" in found and found - {"direct"}, found
 
 
+@pytest.mark.parametrize("kind", ["marks", "attendance"])
 async def test_a_small_cell_counted_in_totals_only_is_caught(
     settings: Settings,
     pool: asyncpg.Pool,
@@ -268,23 +272,25 @@ async def test_a_small_cell_counted_in_totals_only_is_caught(
     owner_conn: asyncpg.Connection,
     database_url: str,
     journals: dict[Kind, Journal],
+    kind: Kind,
 ) -> None:
     """Weakened ("totals from all data"): a small cell's figures in a published unit
-    that every grouping calls spanning (key columns NULL) but filters include (its
-    values in the arrays): it reaches totals only, and total − groups is that cell."""
+    that groupings call spanning (key columns NULL; an attendance unit keeps its code)
+    but filters include (its values in the arrays): it reaches totals, and total −
+    groups is that cell."""
     k = settings.analytics.min_group_size
-    journal = journals["marks"]
+    journal = journals[kind]
     key = small_cells(journal, k)[0]
     cell = journal.cells[key]
     async with restored_units(settings, database_url):
         await refresh_cells(database_url, settings)
-        await plant_spanning_unit(owner_conn, key, cell.counts, len(cell.students))
+        await plant_spanning_unit(owner_conn, kind, cell)
         async with attacker_client(settings, pool) as client:
-            attacker = Attacker(client, tokens[ANALYST], "marks")
+            attacker = Attacker(client, tokens[ANALYST], kind)
             await cell_attacks(attacker, journal, key)
     leaks = journal.judge(attacker.derived, k).leaks
     by_attack = Counter(leak.derived.attack for leak in leaks)
-    print(f"\nplanted spanning unit: {len(leaks)} leaks, by attack {dict(by_attack)}")
+    print(f"\n{kind}, planted spanning unit: {len(leaks)} leaks, by attack {dict(by_attack)}")
     recovered = [
         leak
         for leak in leaks
@@ -295,43 +301,46 @@ async def test_a_small_cell_counted_in_totals_only_is_caught(
     assert recovered, "total − groups did not recover the small cell"
 
 
-async def plant_spanning_unit(
-    conn: asyncpg.Connection, key: CellKey, counts: dict[str, int], students: int
-) -> None:
-    """A published unit holding one base cell's figures, every key column NULL."""
-    school, municipality, grade, subject, scheme, number, work_type = key
-    unit_id: int = await conn.fetchval(
-        "SELECT coalesce(max(unit_id), 0) + 1 FROM gateway.analytics_mark_units"
-    )
-    year_id: int = await conn.fetchval("SELECT min(year_id) FROM gateway.analytics_mark_units")
-    await conn.execute(
-        """
+_PLANT_SQL = {
+    "marks": """
         INSERT INTO gateway.analytics_mark_units (
             unit_id, published, level, year_id, school_ids, municipality_ids, grades,
             subject_ids, period_schemes, period_numbers, work_type_ids, students, marks,
-            counted_marks, weighted_sum, weight_sum)
-        VALUES ($1, true, 0, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, 0)
+            counted_marks, weight_sum, weighted_sum)
+        SELECT coalesce(max(unit_id), 0) + 1, true, 0, min(year_id), $1, $2, $3, $4, $5, $6,
+               $7, $8, $9, $10, $11, 0
+        FROM gateway.analytics_mark_units
+        RETURNING unit_id
         """,
-        unit_id,
-        year_id,
-        [school],
-        [municipality],
-        [grade],
-        [subject],
-        [scheme],
-        [number],
-        [work_type],
-        students,
-        counts["count"],
-        counts["counted"],
-    )
-    values = [
-        (unit_id, name.removeprefix("value:"), count)
-        for name, count in counts.items()
-        if name.startswith("value:")
-    ]
-    await conn.executemany(
-        "INSERT INTO gateway.analytics_mark_unit_values (unit_id, value, marks) "
-        "VALUES ($1, $2, $3)",
-        values,
-    )
+    "attendance": """
+        INSERT INTO gateway.analytics_attendance_units (
+            unit_id, published, level, year_id, school_ids, municipality_ids, grades,
+            subject_ids, period_schemes, period_numbers, code, students, records)
+        SELECT coalesce(max(unit_id), 0) + 1, true, 0, min(year_id), $1, $2, $3, $4, $5, $6,
+               $7, $8, $9
+        FROM gateway.analytics_attendance_units
+        RETURNING unit_id
+        """,
+}
+
+
+async def plant_spanning_unit(conn: asyncpg.Connection, kind: Kind, cell: Cell) -> None:
+    """A published unit holding one base cell's figures, every key column NULL (but the
+    code of an attendance unit)."""
+    arrays: list[Any] = [[value] for value in cell.key[:6]]
+    detail = [cell.key[6]] if kind == "marks" else cell.key[6]  # work type ids | the code
+    figures: list[Any] = [len(cell.students), cell.counts["count"]]
+    if kind == "marks":
+        figures += [cell.counts["counted"], Decimal(cell.counts["weight"]) / 100]
+    unit_id: int = await conn.fetchval(_PLANT_SQL[kind], *arrays, detail, *figures)
+    if kind == "marks":
+        values = [
+            (unit_id, name.removeprefix("value:"), count)
+            for name, count in cell.counts.items()
+            if name.startswith("value:")
+        ]
+        await conn.executemany(
+            "INSERT INTO gateway.analytics_mark_unit_values (unit_id, value, marks) "
+            "VALUES ($1, $2, $3)",
+            values,
+        )

@@ -29,13 +29,15 @@ Kind = Literal["marks", "attendance"]
 # A base cell: (school, municipality, grade, subject, scheme, number, work type | code).
 CellKey = tuple[Any, ...]
 GroupKey = tuple[Any, ...]
-Figures = dict[str, int]  # "count", "counted", "value:5" (marks); "count", "code:Н"
+# "count", "counted", "weight" (weightSum in hundredths), "value:5" (marks); "count", "code:Н"
+Figures = dict[str, int]
 _POSITION = {"SCHOOL": 0, "MUNICIPALITY": 1, "GRADE": 2, "SUBJECT": 3, "WORK_TYPE": 6, "CODE": 6}
 
 _MARK_ROWS = """
 SELECT c.school_id, s.municipality_id, c.grade, l.subject_id, p.scheme, p.number,
        m.work_type_id, m.student_id, m.value,
-       (m.counts_in_average AND m.numeric_value IS NOT NULL AND m.weight > 0) AS counted
+       (m.counts_in_average AND m.numeric_value IS NOT NULL AND m.weight > 0) AS counted,
+       (m.weight * 100)::integer AS weight
 FROM school.marks m
 JOIN school.lessons l ON l.id = m.lesson_id
 JOIN school.classes c ON c.id = l.class_id
@@ -302,7 +304,9 @@ async def load_journal(conn: asyncpg.Connection, kind: Kind) -> Journal:
         cell.counts["count"] += 1
         if kind == "marks":
             cell.counts[f"value:{row['value']}"] += 1
-            cell.counts["counted"] += bool(row["counted"])
+            if row["counted"]:
+                cell.counts["counted"] += 1
+                cell.counts["weight"] += row["weight"]
         else:
             cell.counts[f"code:{row['code']}"] += 1
     return Journal(kind, cells)
@@ -310,7 +314,7 @@ async def load_journal(conn: asyncpg.Connection, kind: Kind) -> Journal:
 
 # --- answers -------------------------------------------------------------------------
 
-_MARK_GROUP = "suppressed markCount countedMarkCount distribution { value count }"
+_MARK_GROUP = "suppressed markCount countedMarkCount weightSum distribution { value count }"
 _ATTENDANCE_GROUP = "suppressed records byCode { code records }"
 
 
@@ -329,7 +333,11 @@ def _figures(kind: Kind, group: Mapping[str, Any] | None) -> Figures | None:
     if group is None or group["suppressed"]:
         return None
     if kind == "marks":
-        figures = {"count": group["markCount"], "counted": group["countedMarkCount"]}
+        figures = {
+            "count": group["markCount"],
+            "counted": group["countedMarkCount"],
+            "weight": round(group["weightSum"] * 100),
+        }
         for item in group.get("distribution") or ():
             figures[f"value:{item['value']}"] = item["count"]
         return figures
