@@ -279,7 +279,13 @@ async def resolve_marks(
     figures, values, labels = await service.marks(
         columns, cell_filter, root.freshness.refreshed_at, with_values=with_values
     )
-    _check_size(len(figures) - 1)
+    _check_size(
+        sum(
+            1
+            for row in figures
+            if not row["is_total"] and not _spans(tuple(row[c] for c in columns))
+        )
+    )
     async with service.turn():  # the analytics' share of the event loop is capped
         keys = _Keys(labels)
         value_rows = {
