@@ -334,8 +334,8 @@ class Errors:
 
     name: str
     groups: int = 0
-    suppressed: int | None = 0
-    missing: int | None = 0  # groups with journal records the answer does not list
+    suppressed: int = 0
+    missing: int = 0  # groups with journal records the answer does not list
     counts: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)  # marks: the weighted averages
     derived: list[float] = field(default_factory=list)
@@ -355,7 +355,7 @@ def compare_marks(grouping: Grouping, answer: Group, truth: Truth) -> list[Error
     errors = Errors(_name(grouping), len(groups), missing=len(set(expected) - set(groups)))
     for key, group in groups.items():
         if group["suppressed"]:
-            errors.suppressed = (errors.suppressed or 0) + 1
+            errors.suppressed += 1
             continue
         sums = expected.get(key, MarkSums())
         errors.counts.append(relative(group["markCount"], sums.marks))
@@ -373,11 +373,11 @@ def compare_attendance(grouping: Grouping, answer: Group, truth: Truth) -> list[
     groups = keyed(answer, grouping[1])
     wanted = {k + ((c,) if with_code else ()) for k, of in expected.records.items() for c in of}
     errors = Errors(_name(grouping), len(groups), missing=len(wanted - set(groups)))
-    codes = Errors(_name(grouping) + " byCode", suppressed=None, missing=None)
+    codes = Errors(_name(grouping) + " byCode")
     for full_key, group in groups.items():
         key, code = (full_key[:-1], full_key[-1]) if with_code else (full_key, None)
         if group["suppressed"]:
-            errors.suppressed = (errors.suppressed or 0) + 1
+            errors.suppressed += 1
             continue
         errors.add(group, group, expected.code_records(key, code), expected.rate(key, code))
         published = by_code(group)
@@ -447,10 +447,11 @@ def error_table(rows: list[Errors], kind: str) -> list[str]:
     for row in rows:
         if row.name.startswith(kind):
             spreads = [row.counts, row.rates] + ([row.derived] if kind != "marks" else [])
-            hidden = ("-" if n is None else str(n) for n in (row.suppressed, row.missing))
+            hidden = "    -    -" if row.name.endswith("byCode") else ""
+            hidden = hidden or f"{row.suppressed:>5} {row.missing:>4}"
             lines.append(
-                f"{row.name[len(kind) + 1 :]:<34} {row.groups:>6} {next(hidden):>5} "
-                f"{next(hidden):>4}  " + "  ".join(_spread(values) for values in spreads)
+                f"{row.name[len(kind) + 1 :]:<34} {row.groups:>6} {hidden}  "
+                + "  ".join(_spread(values) for values in spreads)
             )
     return lines
 
