@@ -1,7 +1,10 @@
 """The attack suite of the regional analytics (issue 12): a differencing attacker that
 talks to the real app over HTTP as the analyst (tests/support/analytics_attacker.py)
-recovers no figure about fewer than k students, and does recover such figures from two
-deliberately weakened builds of the units, so the suite can fail.
+recovers no figure about fewer than k students, and does recover such figures from
+deliberately weakened builds of the units, so the suite can fail: units built for k = 2
+but claimed for k = 10; a small cell's figures in a unit every grouping calls spanning
+(totals from all data); merged units whose students are summed over their cells
+instead of counted distinct. Each test leaves the units rebuilt normally.
 
 Targets are picked with the oracle's knowledge (the smallest cells, the (school, code)
 and (school, work type) pairs with the fewest students) to keep the number of queries
@@ -10,8 +13,9 @@ small; every attack kind runs for marks and for attendance.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -22,6 +26,7 @@ import pytest
 
 from gateway.core.db import connect_as_gateway
 from gateway.core.settings import Settings
+from resolvers.analytics import merge
 from resolvers.analytics import sql as analytics_sql
 from resolvers.analytics.service import refresh_cells
 from tests.support.analytics_attacker import (
@@ -45,8 +50,29 @@ DIMENSIONS = {
     kind: ["MUNICIPALITY", "SCHOOL", "GRADE", "SUBJECT", "PERIOD", finest[-1]]
     for kind, finest in FINEST.items()
 }
+# The merge hierarchy's levels as groupings of the API (docs/analytics.md; merge.py).
+LEVELS = {
+    "marks": [
+        FINEST["marks"],
+        ["SCHOOL", "SUBJECT", "PERIOD", "WORK_TYPE"],
+        ["SCHOOL", "SUBJECT", "WORK_TYPE"],
+        ["MUNICIPALITY", "SUBJECT", "WORK_TYPE"],
+        ["MUNICIPALITY", "SUBJECT"],
+        ["SUBJECT"],
+        [],
+    ],
+    "attendance": [
+        FINEST["attendance"],
+        ["SCHOOL", "GRADE", "PERIOD", "CODE"],
+        ["SCHOOL", "GRADE", "CODE"],
+        ["SCHOOL", "PERIOD", "CODE"],
+        ["SCHOOL", "CODE"],
+        ["MUNICIPALITY", "CODE"],
+        ["CODE"],
+    ],
+}
 ATTACKS = {"direct", "total−groups", "total−groups−spanning", "pair", "repeat"} | {
-    f"±{dim}" for dim in ("SCHOOL", "GRADE", "SUBJECT", "NUMBER")
+    f"±{dim}" for dim in ("MUNICIPALITY", "SCHOOL", "GRADE", "SUBJECT", "NUMBER")
 }
 
 
@@ -124,6 +150,7 @@ async def cell_attacks(attacker: Attacker, journal: Journal, key: CellKey) -> No
             [], cell.with_values(dim, values), dim, cell_value(key, dim)
         )
     await attacker.grouping_pair(finest[:-1], finest, Scope(schools=frozenset({school})))
+    await level_attacks(attacker, journal, school)
     assert await attacker.repeat(finest, cell), "the same question gave another answer"
 
 
@@ -145,8 +172,33 @@ async def pair_attacks(attacker: Attacker, journal: Journal) -> None:
     await attacker.grouping_pair(
         ["SCHOOL", detail_dim], ["SCHOOL", "GRADE", detail_dim], Scope(schools=frozenset({school}))
     )
+    every_municipality = Scope(
+        municipalities=frozenset(journal.municipality.values()), types=frozenset({detail})
+    )
+    await attacker.filter_difference(["SCHOOL"], every_municipality, "MUNICIPALITY", municipality)
     by_municipality = Scope(municipalities=frozenset({municipality}))
     assert await attacker.repeat(["SCHOOL", detail_dim], by_municipality)
+
+
+async def level_attacks(attacker: Attacker, journal: Journal, school: int) -> None:
+    """Each merge level's grouping minus the finer one it merges (around one school):
+    what is left are that level's units, which an attacker who knows the hierarchy
+    would compare with the suppressed finer groups."""
+    levels = LEVELS[journal.kind]
+    municipality = journal.municipality[school]
+    for index, coarse in enumerate(levels[1:], start=1):
+        finer = next(
+            level
+            for level in reversed(levels[:index])
+            if set(level) >= set(coarse) - {"MUNICIPALITY"}
+        )
+        fine = finer if set(coarse) <= set(finer) else ["MUNICIPALITY", *finer]
+        scope = Scope()
+        if "SCHOOL" in coarse:
+            scope = Scope(schools=frozenset({school}))
+        elif "MUNICIPALITY" in coarse:
+            scope = Scope(municipalities=frozenset({municipality}))
+        await attacker.grouping_pair(coarse, fine, scope)
 
 
 async def region_attacks(attacker: Attacker, journal: Journal) -> None:
@@ -262,6 +314,45 @@ async def test_units_built_for_a_smaller_k_are_caught(
     assert verdict.leaks, "the attacker missed units of fewer than k students"
     found = {leak.derived.attack for leak in verdict.leaks}
     assert "direct" in found and found - {"direct"}, found
+
+
+def per_cell_members(
+    original: Callable[..., list[merge.Unit]],
+) -> Callable[..., list[merge.Unit]]:
+    """`merge.merge` that takes a student in two merged cells for two students."""
+
+    def merged(rows: Iterable[merge.Row], *args: Any, **kwargs: Any) -> list[merge.Unit]:
+        ids: dict[tuple[int, merge.CellKey], int] = {}
+        relabelled = [
+            dataclasses.replace(row, member=ids.setdefault((row.member, row.key), len(ids)))
+            for row in rows
+        ]
+        return original(relabelled, *args, **kwargs)
+
+    return merged
+
+
+async def test_students_counted_per_cell_in_merged_units_are_caught(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    tokens: dict[str, str],
+    database_url: str,
+    journals: dict[Kind, Journal],
+) -> None:
+    """Weakened: a merged unit's students summed over its cells instead of counted
+    distinct, so units of fewer than k children (the same few absent in several
+    subjects) are published. Attendance only: in the scale-1 data no merged marks unit
+    changes (the small marks cells merged together hold different students)."""
+    k = settings.analytics.min_group_size
+    kind: Kind = "attendance"
+    async with restored_units(settings, database_url):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(merge, "merge", per_cell_members(merge.merge))
+            await build_units(settings, database_url, k)
+        async with attacker_client(settings, pool) as client:
+            _attacker, verdict = await campaign(client, tokens[ANALYST], journals[kind], k)
+    assert verdict.leaks, "the attacker missed merged units of fewer than k students"
+    assert {leak.derived.attack for leak in verdict.leaks} - {"direct"}
 
 
 @pytest.mark.parametrize("kind", ["marks", "attendance"])
