@@ -90,6 +90,23 @@ class Scope:
             return False
         return all(allowed is None or value in allowed for allowed, value in checks)
 
+    def __str__(self) -> str:
+        parts = [
+            f"{name}={','.join(map(str, sorted(values)))}"
+            for name, values in (
+                ("school", self.schools),
+                ("municipality", self.municipalities),
+                ("grade", self.grades),
+                ("subject", self.subjects),
+                ("number", self.numbers),
+                ("type", self.types),
+            )
+            if values is not None
+        ]
+        if self.scheme is not None:
+            parts.append(self.scheme)
+        return "{" + " ".join(parts) + "}"
+
     def graphql(self, kind: Kind) -> dict[str, Any]:
         """The AnalyticsFilter of this scope."""
         given: dict[str, Any] = {}
