@@ -67,6 +67,22 @@ LESSON_LEVELS: Final[tuple[Level, ...]] = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Hierarchy:
+    """The levels of one kind of figures, and the levels at which a group still below k
+    joins an existing unit of the same key instead of moving up (`absorbing`)."""
+
+    levels: tuple[Level, ...]
+    absorbing: frozenset[int]
+
+
+# Where a group still below k joins an existing unit of its key: from the municipality's
+# level up, so that a small municipality's rare records count in its own figures.
+MARKS: Final = Hierarchy(MARK_LEVELS, frozenset({4, 5, 6}))
+ATTENDANCE: Final = Hierarchy(ATTENDANCE_LEVELS, frozenset({5, 6}))
+LESSONS: Final = Hierarchy(LESSON_LEVELS, frozenset({4, 5}))
+
+
 class CellKey(NamedTuple):
     """A base cell. `detail` is the work type id (marks), the code (attendance) or None."""
 
@@ -119,6 +135,7 @@ class Unit:
     figures: list[Decimal] = field(default_factory=list)
     values: Counter[str] = field(default_factory=Counter)
     counted_students: int | None = None  # when the database counted them (base cells)
+    base: CellKey | None = None  # a base cell's own key (its unit may absorb others)
 
     @property
     def students(self) -> int:
@@ -142,30 +159,76 @@ def cell_unit(key: CellKey, students: int, figures: Sequence[Decimal], k: int) -
     """A base cell counted by the database: a unit of level 0 when it covers at least k
     students, else its shadow (no figures)."""
     published = students >= k
-    unit = Unit(level=0, published=published, keys={key}, counted_students=students)
+    unit = Unit(level=0, published=published, keys={key}, counted_students=students, base=key)
     unit.figures = list(figures) if published else [Decimal(0)] * len(figures)
     return unit
 
 
-def merge(rows: Iterable[Row], levels: Sequence[Level], k: int, *, first: int = 1) -> list[Unit]:
-    """The units that the rows of the small cells form from level `first` up; rows left
-    over after the last level are dropped."""
+def merge(
+    rows: Iterable[Row], hierarchy: Hierarchy, k: int, *, cells: Sequence[Unit] = ()
+) -> list[Unit]:
+    """The units that the rows of the small cells form from level 1 up (`cells`: the base
+    cells' units, which may absorb rows); rows left over after the last level are dropped.
+
+    At an absorbing level, a group that is still below k joins the unit that already
+    holds only records of its key at that level (the coarsest such unit, then the one
+    whose first base cell comes first): that unit covers at least k students before and
+    after, and the records stay in the figures of their municipality (or, at the last
+    level, of the region) instead of moving up or being dropped."""
     remaining = list(rows)
     units: list[Unit] = []
-    for index in range(first, len(levels)):
+    levels = hierarchy.levels
+    for index in range(1, len(levels)):
         groups: dict[tuple[object, ...], list[Row]] = defaultdict(list)
         for row in remaining:
             groups[level_key(row.key, levels[index])].append(row)
         remaining = []
-        for grouped in groups.values():
+        small: dict[tuple[object, ...], list[Row]] = {}
+        for group_key, grouped in groups.items():
             if sum({row.member: row.weight for row in grouped}.values()) < k:
-                remaining.extend(grouped)
+                small[group_key] = grouped
                 continue
             unit = Unit(level=index, published=True)
             for row in grouped:
                 unit.add(row)
             units.append(unit)
+        if small and index in hierarchy.absorbing:
+            hosts = _hosts([*cells, *units], levels[index])
+            for group_key, grouped in list(small.items()):
+                host = hosts.get(group_key)
+                if host is not None:
+                    for row in grouped:
+                        host.add(row)
+                    del small[group_key]
+        remaining = [row for grouped in small.values() for row in grouped]
     return units
+
+
+def _hosts(units: Iterable[Unit], level: Level) -> dict[tuple[object, ...], Unit]:
+    """Per key at `level`, the published unit whose records all have that key: the
+    coarsest, then the one whose first base cell comes first (a stable choice)."""
+    best: dict[tuple[object, ...], tuple[tuple[int, CellKey], Unit]] = {}
+    for unit in units:
+        if not unit.published:
+            continue
+        keys = {level_key(key, level) for key in unit.keys}
+        if len(keys) != 1:
+            continue
+        (key,) = keys
+        rank = (-unit.level, min(unit.keys))
+        if key not in best or rank < best[key][0]:
+            best[key] = (rank, unit)
+    return {key: unit for key, (_, unit) in best.items()}
+
+
+def absorbed_shadows(cells: Iterable[Unit]) -> list[Unit]:
+    """Shadows of the base cells whose unit absorbed small groups: their own groups are
+    then listed (suppressed) as well, since the unit now spans more than the cell."""
+    return [
+        Unit(level=0, published=False, keys={cell.base}, figures=[0 * f for f in cell.figures])
+        for cell in cells
+        if cell.published and cell.base is not None and len(cell.keys) > 1
+    ]
 
 
 def split_cells(rows: Iterable[Row], k: int) -> tuple[list[Unit], list[Row]]:
@@ -177,7 +240,7 @@ def split_cells(rows: Iterable[Row], k: int) -> tuple[list[Unit], list[Row]]:
     cells: list[Unit] = []
     small: list[Row] = []
     for key, grouped in by_cell.items():
-        unit = Unit(level=0, published=True)
+        unit = Unit(level=0, published=True, base=key)
         for row in grouped:
             unit.add(row)
         if unit.students < k:

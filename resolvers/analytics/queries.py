@@ -53,28 +53,39 @@ MAX_FILTER_VALUES: Final = 1000
 YIELD_EVERY: Final = 64  # groups assembled between two yields to the event loop
 ATTENDANCE_CODES: Final = frozenset({"Н", "Б", "У", "П", "О", "ОП"})
 _CENT = Decimal("0.01")
+RATE_DIGITS: Final = 4  # significant digits of rates and shares
+RATE_RELATIVE_ERROR: Final = 0.5 * 10 ** (1 - RATE_DIGITS)
 Row = Mapping[str, Any]
 
 
 def _exact(*figures: str) -> list[FigureAccuracy]:
     return [
-        FigureAccuracy(figure=f, exactness=FigureExactness.EXACT, error_bound=None) for f in figures
+        FigureAccuracy(
+            figure=f, exactness=FigureExactness.EXACT, error_bound=None, relative_error_bound=None
+        )
+        for f in figures
     ]
 
 
-def _rounded(figure: str, bound: float) -> FigureAccuracy:
-    return FigureAccuracy(figure=figure, exactness=FigureExactness.ROUNDED, error_bound=bound)
+def _rounded(figure: str, bound: float | None, relative: float | None = None) -> FigureAccuracy:
+    return FigureAccuracy(
+        figure=figure,
+        exactness=FigureExactness.ROUNDED,
+        error_bound=bound,
+        relative_error_bound=relative,
+    )
 
 
-# Sums over units are exact; averages are rounded to 2 decimals, rates to 4.
+# Sums over units are exact; averages are rounded to 2 decimals, rates to 4 significant
+# digits (a rare code's rate is a few in ten thousand: decimals would lose it).
 MARK_ACCURACY: Final = (
     *_exact("markCount", "countedMarkCount", "weightSum", "distribution"),
     _rounded("weightedAverage", 0.005),
 )
 ATTENDANCE_ACCURACY: Final = (
     *_exact("lessons", "studentLessons", "records", "byCode.records"),
-    _rounded("rate", 0.00005),
-    _rounded("byCode.rate", 0.00005),
+    _rounded("rate", None, RATE_RELATIVE_ERROR),
+    _rounded("byCode.rate", None, RATE_RELATIVE_ERROR),
 )
 
 
@@ -307,13 +318,17 @@ async def resolve_marks(
             key = keys(dict(zip(columns, group, strict=True)))
             groups.append(_mark_group(key, row, value_rows.get(group)))
         groups.sort(key=lambda g: _sort_key(g.key))
+    spanning_group = _spanning_marks(spanning, with_values=with_values)
     return MarkAggregates(
         refreshed_at=root.freshness.refreshed_at,
         min_group_size=k,
         total=total,
         groups=groups,
-        spanning=_spanning_marks(spanning, with_values=with_values),
+        spanning=spanning_group,
         accuracy=list(MARK_ACCURACY),
+        attributed_share=_share(
+            total.mark_count, spanning_group.mark_count if spanning_group else None
+        ),
     )
 
 
@@ -335,7 +350,19 @@ def _spanning_marks(
 def _rate(count: int, denominator: int | None) -> float | None:
     if not denominator:
         return None
-    return round(count / denominator, 4)
+    return _significant(count / denominator)
+
+
+def _significant(value: float) -> float:
+    """`value` rounded to RATE_DIGITS significant digits."""
+    return float(f"{value:.{RATE_DIGITS}g}")
+
+
+def _share(total: int | None, spanning: int | None) -> float | None:
+    """The share of `total` counted in groups (not in `spanning`)."""
+    if not total:
+        return None
+    return _significant((total - (spanning or 0)) / total)
 
 
 def _attendance_group(
@@ -471,13 +498,15 @@ async def resolve_attendance(
         total = _attendance_group(
             AnalyticsGroupKey(), rows.lessons.get(None), rows.codes.get(None, []), by_code=False
         )
+    spanning_group = _spanning_attendance(rows)
     return AttendanceAggregates(
         refreshed_at=root.freshness.refreshed_at,
         min_group_size=k,
         total=total,
         groups=groups,
-        spanning=_spanning_attendance(rows),
+        spanning=spanning_group,
         accuracy=list(ATTENDANCE_ACCURACY),
+        attributed_share=_share(total.records, spanning_group.records if spanning_group else None),
     )
 
 

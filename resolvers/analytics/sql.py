@@ -225,7 +225,8 @@ async def _mark_units(conn: asyncpg.Connection, k: int) -> list[merge.Unit]:
         )
         for row in await conn.fetch(_SMALL_MARKS, *_small_keys(cells))
     ]
-    return cells + merge.merge(small, merge.MARK_LEVELS, k)
+    merged = merge.merge(small, merge.MARKS, k, cells=cells)
+    return cells + merged + merge.absorbed_shadows(cells)
 
 
 async def _attendance_units(conn: asyncpg.Connection, k: int) -> list[merge.Unit]:
@@ -242,7 +243,8 @@ async def _attendance_units(conn: asyncpg.Connection, k: int) -> list[merge.Unit
         )
         for row in await conn.fetch(_SMALL_ATTENDANCE, *_small_keys(cells))
     ]
-    return cells + merge.merge(small, merge.ATTENDANCE_LEVELS, k)
+    merged = merge.merge(small, merge.ATTENDANCE, k, cells=cells)
+    return cells + merged + merge.absorbed_shadows(cells)
 
 
 async def _lesson_units(conn: asyncpg.Connection, today: date, k: int) -> list[merge.Unit]:
@@ -256,7 +258,8 @@ async def _lesson_units(conn: asyncpg.Connection, today: date, k: int) -> list[m
         for row in await conn.fetch(_CLASS_LESSONS, today)
     ]
     cells, small = merge.split_cells(rows, k)
-    return cells + merge.merge(small, merge.LESSON_LEVELS, k)
+    merged = merge.merge(small, merge.LESSONS, k, cells=cells)
+    return cells + merged + merge.absorbed_shadows(cells)
 
 
 def _unit_columns(unit_id: int, unit: merge.Unit, detail: str | None) -> dict[str, Any]:

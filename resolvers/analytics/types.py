@@ -88,7 +88,13 @@ class FigureAccuracy:
     figure: str = strawberry.field(description="The field, e.g. `weightedAverage`.")
     exactness: FigureExactness
     error_bound: float | None = strawberry.field(
-        description="The largest difference from the unrounded value (null: exact)."
+        description="The largest difference from the unrounded value (null: none given)."
+    )
+    relative_error_bound: float | None = strawberry.field(
+        description=(
+            "The largest difference from the unrounded value relative to it (rates are "
+            "rounded to 4 significant digits: 0.0005)."
+        )
     )
 
 
@@ -175,6 +181,13 @@ class MarkAggregates:
     accuracy: list[FigureAccuracy] = strawberry.field(
         description="How exact each figure is.", metadata=sized(6)
     )
+    attributed_share: float | None = strawberry.field(
+        description=(
+            "The share of `total.markCount` counted in groups (without a grouping: in the "
+            "total), 4 significant digits; the rest is in `spanning`. Below 1, the groups' "
+            "figures leave out those marks."
+        )
+    )
 
 
 @strawberry.type(description="Attendance records with one code.")
@@ -220,6 +233,13 @@ class AttendanceAggregates:
     )
     accuracy: list[FigureAccuracy] = strawberry.field(
         description="How exact each figure is.", metadata=sized(8)
+    )
+    attributed_share: float | None = strawberry.field(
+        description=(
+            "The share of `total.records` counted in groups (4 significant digits); the rest "
+            "is in `spanning`. Below 1, the groups' records and rates leave those out (rates "
+            "by subject, grade or period are then lower than the journal's)."
+        )
     )
 
 

@@ -21,8 +21,11 @@ from gateway.core.settings import Settings
 from resolvers.analytics import sql as analytics_data
 from resolvers.analytics.service import AnalyticsService, refresh_cells
 from tests.support.analytics_model import (
+    ATTENDANCE_ABSORBING,
     ATTENDANCE_LEVELS,
+    LESSON_ABSORBING,
     LESSON_LEVELS,
+    MARK_ABSORBING,
     MARK_LEVELS,
     assert_partition,
     cell_filter,
@@ -50,7 +53,7 @@ from tests.support.analytics_support import (
 )
 
 ANALYST = "regional-analyst"
-ACCURACY = "accuracy { figure exactness errorBound }"
+ACCURACY = "accuracy { figure exactness errorBound relativeErrorBound } attributedShare"
 MARKS = (
     "query($g: [MarkDimension!]!, $f: AnalyticsFilter) { regionalAnalytics { minGroupSize "
     "freshness { refreshedAt asOf } marks(groupBy: $g, filter: $f) { refreshedAt "
@@ -87,7 +90,7 @@ async def cells(owner_conn: asyncpg.Connection) -> dict[CellKey, Cell]:
 @pytest.fixture(scope="module")
 def units(cells: dict[CellKey, Cell], settings: Settings) -> Partition:
     """The mark units for the app's k."""
-    return merge(cells, MARK_LEVELS, settings.analytics.min_group_size)
+    return merge(cells, MARK_LEVELS, settings.analytics.min_group_size, MARK_ABSORBING)
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +183,8 @@ ATTENDANCE_ACCURACY = {
     "studentLessons": ("EXACT", None),
     "records": ("EXACT", None),
     "byCode.records": ("EXACT", None),
-    "rate": ("ROUNDED", 0.00005),
-    "byCode.rate": ("ROUNDED", 0.00005),
+    "rate": ("ROUNDED", None),
+    "byCode.rate": ("ROUNDED", None),
 }
 
 
@@ -202,6 +205,13 @@ async def test_the_api_says_how_exact_each_figure_is(
         got = {a["figure"]: (a["exactness"], a["errorBound"]) for a in given}
         assert len(got) == len(given)
         assert got == expected
+        relative = {a["figure"]: a["relativeErrorBound"] for a in given}
+        assert {f for f, bound in relative.items() if bound is not None} <= {"rate", "byCode.rate"}
+    assert [
+        a["relativeErrorBound"]
+        for a in body["data"]["regionalAnalytics"]["attendance"]["accuracy"]
+        if a["figure"] == "rate"
+    ] == [0.0005]
 
 
 async def test_the_total_has_every_record_but_the_final_residual(
@@ -247,7 +257,11 @@ def _target(cells: dict[CellKey, Cell]) -> tuple[CellKey, int]:
             and group_key(other_key, coarse) == group_key(key, coarse)
             and len(other.members) > n
         ]
-        if 3 <= n <= 30 and siblings and merge(cells, MARK_LEVELS, n + 1).unit_of(key):
+        if (
+            3 <= n <= 30
+            and siblings
+            and merge(cells, MARK_LEVELS, n + 1, MARK_ABSORBING).unit_of(key)
+        ):
             return key, n
     raise AssertionError("no suitable cell in the data set")
 
@@ -274,8 +288,8 @@ async def test_a_cell_of_n_students_is_shown_with_k_n_and_merged_with_k_n_plus_1
     (group,) = shown["groups"]
     assert group["suppressed"] is False and group["markCount"] == cell.sums["marks"]
     assert shown["total"]["markCount"] == cell.sums["marks"]
-    check_marks(shown, merge(cells, MARK_LEVELS, n), FINEST, flt, year_id)
-    model = merge(cells, MARK_LEVELS, n + 1)
+    check_marks(shown, merge(cells, MARK_LEVELS, n, MARK_ABSORBING), FINEST, flt, year_id)
+    model = merge(cells, MARK_LEVELS, n + 1, MARK_ABSORBING)
     unit = model.unit_of(key)
     assert unit is not None and unit.level > 0 and unit.students >= n + 1
     print(f"cell {key}: {n} students; k = {n + 1}: level {unit.level}, {unit.students} students")
@@ -315,7 +329,7 @@ async def test_complementary_queries_do_not_recover_a_merged_cell(
     """Total minus the other groups is `spanning` (none here): nothing of the small cell."""
     key, n = _target(cells)
     target = cells[key]
-    model = merge(cells, MARK_LEVELS, n + 1)
+    model = merge(cells, MARK_LEVELS, n + 1, MARK_ABSORBING)
     flt = cell_filter(key, detail=False)  # the coarse group: every work type of the cell
     async with analytics_client(settings, pool, min_group_size=n + 1) as client:
         total = (await marks(client, tokens[ANALYST], [], flt.api()))["total"]
@@ -355,7 +369,10 @@ async def test_complementary_queries_do_not_recover_a_merged_cell(
     async with analytics_client(settings, pool, min_group_size=n) as client:
         total_n = (await marks(client, tokens[ANALYST], [], flt.api()))["total"]
     assert total_n["markCount"] >= total["markCount"] + target.sums["marks"]
-    assert total_n["markCount"] == expected_marks(merge(cells, MARK_LEVELS, n), [], flt).total.marks
+    assert (
+        total_n["markCount"]
+        == expected_marks(merge(cells, MARK_LEVELS, n, MARK_ABSORBING), [], flt).total.marks
+    )
 
 
 async def test_refresh_makes_new_marks_visible_and_says_when(
@@ -480,10 +497,17 @@ async def test_attendance_cell_of_n_is_shown_with_k_n_and_merged_with_k_n_plus_1
         shown = await ask_attendance(client, tokens[ANALYST], dims, flt)
     (group,) = shown["groups"]
     assert group["suppressed"] is False and group["records"] == cell.sums["records"]
-    lessons = merge(held, LESSON_LEVELS, n)
-    check_attendance(shown, merge(absences, ATTENDANCE_LEVELS, n), lessons, dims, flt, year_id)
-    records = merge(absences, ATTENDANCE_LEVELS, n + 1)
-    lessons = merge(held, LESSON_LEVELS, n + 1)
+    lessons = merge(held, LESSON_LEVELS, n, LESSON_ABSORBING)
+    check_attendance(
+        shown,
+        merge(absences, ATTENDANCE_LEVELS, n, ATTENDANCE_ABSORBING),
+        lessons,
+        dims,
+        flt,
+        year_id,
+    )
+    records = merge(absences, ATTENDANCE_LEVELS, n + 1, ATTENDANCE_ABSORBING)
+    lessons = merge(held, LESSON_LEVELS, n + 1, LESSON_ABSORBING)
     async with analytics_client(settings, pool, min_group_size=n + 1) as client:
         hidden = await ask_attendance(client, tokens[ANALYST], dims, flt)
         (group,) = hidden["groups"]

@@ -52,6 +52,11 @@ ATTENDANCE_LEVELS: tuple[tuple[int, ...], ...] = (
     (MUNICIPALITY, YEAR, DETAIL),
     (YEAR, DETAIL),
 )
+# The levels at which a group still below k joins the unit that holds only records of its
+# key there (the coarsest such unit, then the one whose first cell comes first).
+MARK_ABSORBING = frozenset({4, 5, 6})
+ATTENDANCE_ABSORBING = frozenset({5, 6})
+LESSON_ABSORBING = frozenset({4, 5})
 LESSON_LEVELS: tuple[tuple[int, ...], ...] = (
     _ALL[:DETAIL],
     (SCHOOL, MUNICIPALITY, GRADE, YEAR, SCHEME, NUMBER),
@@ -123,10 +128,16 @@ class Partition:
         return sum((self.cells[key].sums[name] for key in self.dropped), Decimal(0))
 
 
-def merge(cells: dict[CellKey, Cell], levels: Sequence[tuple[int, ...]], k: int) -> Partition:
+def merge(
+    cells: dict[CellKey, Cell],
+    levels: Sequence[tuple[int, ...]],
+    k: int,
+    absorbing: frozenset[int] = frozenset(),
+) -> Partition:
     """The spec's algorithm: L0 cells of >= k students are units; the rest is the residual,
     grouped level by level by the kept positions, a group of >= k distinct students
-    becoming a unit; what is left after the last level is dropped."""
+    becoming a unit; at an absorbing level a group still below k joins the unit holding
+    only records of its key (if any); what is left after the last level is dropped."""
     units: list[Unit] = []
     residual: list[CellKey] = []
     for key, cell in cells.items():
@@ -140,18 +151,53 @@ def merge(cells: dict[CellKey, Cell], levels: Sequence[tuple[int, ...]], k: int)
         for key in residual:
             groups[tuple(key[i] for i in kept)].append(key)
         residual = []
-        for keys in groups.values():
-            members: dict[int, int] = {}
-            sums: defaultdict[str, Decimal] = defaultdict(Decimal)
-            for key in keys:
-                members.update(cells[key].members)
-                for name, value in cells[key].sums.items():
-                    sums[name] += value
+        small: dict[tuple[Any, ...], list[CellKey]] = {}
+        for group, keys in groups.items():
+            members, sums = _combined(cells, keys)
             if students(members) >= k:
-                units.append(Unit(level, tuple(keys), students(members), dict(sums)))
+                units.append(Unit(level, tuple(keys), students(members), sums))
+            else:
+                small[group] = keys
+        hosts = _hosts(units, kept) if level in absorbing else {}
+        for group, keys in small.items():
+            if group in hosts:
+                index = hosts[group]
+                host = units[index]
+                both = (*host.cells, *keys)
+                units[index] = Unit(host.level, both, host.students, _combined(cells, both)[1])
             else:
                 residual.extend(keys)
+    # A base cell whose unit absorbed others is listed (suppressed) through a shadow too.
+    shadows += [unit.cells[0] for unit in units if unit.level == 0 and len(unit.cells) > 1]
     return Partition(k=k, cells=cells, units=units, shadows=shadows, dropped=residual)
+
+
+def _combined(
+    cells: Mapping[CellKey, Cell], keys: Iterable[CellKey]
+) -> tuple[dict[int, int], dict[str, Decimal]]:
+    """The members and the summed figures of some cells."""
+    members: dict[int, int] = {}
+    sums: defaultdict[str, Decimal] = defaultdict(Decimal)
+    for key in keys:
+        members.update(cells[key].members)
+        for name, value in cells[key].sums.items():
+            sums[name] += value
+    return members, dict(sums)
+
+
+def _hosts(units: Sequence[Unit], kept: Sequence[int]) -> dict[tuple[Any, ...], int]:
+    """Per key of the kept positions: the index of the coarsest unit whose cells all have
+    that key (ties: the unit whose first cell is the smallest)."""
+    best: dict[tuple[Any, ...], tuple[tuple[int, CellKey], int]] = {}
+    for index, unit in enumerate(units):
+        keys = {tuple(cell[i] for i in kept) for cell in unit.cells}
+        if len(keys) != 1:
+            continue
+        (key,) = keys
+        rank = (-unit.level, min(unit.cells))
+        if key not in best or rank < best[key][0]:
+            best[key] = (rank, index)
+    return {key: index for key, (_, index) in best.items()}
 
 
 def assert_partition(partition: Partition) -> None:
@@ -164,8 +210,8 @@ def assert_partition(partition: Partition) -> None:
     shadows = set(partition.shadows)
     for unit in partition.units:
         assert unit.students >= partition.k
-        assert (unit.level == 0) is (len(unit.cells) == 1)
-        assert unit.level == 0 or shadows.issuperset(unit.cells)
+        # A level-0 unit is its base cell (and the shadows an absorbing level added to it).
+        assert shadows.issuperset(unit.cells[1:] if unit.level == 0 else unit.cells)
 
 
 def indexes_of(dimensions: Iterable[str]) -> tuple[int, ...]:
@@ -360,7 +406,8 @@ class AttendanceFigures:
 
 
 def _rate(count: int, denominator: int | None) -> float | None:
-    return round(count / denominator, 4) if denominator else None
+    """Rates are released with 4 significant digits."""
+    return float(f"{count / denominator:.4g}") if denominator else None
 
 
 def attendance_figures(

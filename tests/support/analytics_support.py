@@ -25,9 +25,12 @@ from starlette.applications import Starlette
 from gateway.app import create_app
 from gateway.core.settings import Settings
 from tests.support.analytics_model import (
+    ATTENDANCE_ABSORBING,
     ATTENDANCE_LEVELS,
     DIMENSION_INDEX,
+    LESSON_ABSORBING,
     LESSON_LEVELS,
+    MARK_ABSORBING,
     MARK_LEVELS,
     AttendanceAnswer,
     AttendanceFigures,
@@ -162,15 +165,15 @@ async def lesson_cells(conn: asyncpg.Connection, as_of: date) -> dict[CellKey, C
 
 
 async def mark_units(conn: asyncpg.Connection, k: int) -> Partition:
-    return merge(await mark_cells(conn), MARK_LEVELS, k)
+    return merge(await mark_cells(conn), MARK_LEVELS, k, MARK_ABSORBING)
 
 
 async def attendance_units(conn: asyncpg.Connection, k: int) -> Partition:
-    return merge(await attendance_cells(conn), ATTENDANCE_LEVELS, k)
+    return merge(await attendance_cells(conn), ATTENDANCE_LEVELS, k, ATTENDANCE_ABSORBING)
 
 
 async def lesson_units(conn: asyncpg.Connection, k: int, as_of: date) -> Partition:
-    return merge(await lesson_cells(conn, as_of), LESSON_LEVELS, k)
+    return merge(await lesson_cells(conn, as_of), LESSON_LEVELS, k, LESSON_ABSORBING)
 
 
 def answer_key(

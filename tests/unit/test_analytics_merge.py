@@ -41,7 +41,7 @@ def test_cells_of_k_are_units_and_small_ones_merge_at_the_first_level_that_reach
     rows += [row(key(subject=2), 4), row(key(subject=2), 5, records=2), row(key(subject=3), 6)]
     cells, small = merge.split_cells(rows, K)
     assert [(c.published, c.students) for c in cells] == [(True, 3), (False, 2), (False, 1)]
-    units = merge.merge(small, merge.ATTENDANCE_LEVELS, K)
+    units = merge.merge(small, merge.ATTENDANCE, K)
     (unit,) = units
     assert unit.level == 1  # subject dropped first for attendance
     assert unit.students == 3 and unit.figures == [Decimal(4)]
@@ -53,12 +53,12 @@ def test_cells_of_k_are_units_and_small_ones_merge_at_the_first_level_that_reach
 def test_a_student_counts_once_in_a_unit_and_what_never_reaches_k_is_dropped() -> None:
     # One student in three cells: never 3 distinct students, at any level.
     rows = [row(key(subject=s, grade=g), 9) for s, g in ((1, 5), (2, 6), (3, 7))]
-    assert merge.merge(rows, merge.ATTENDANCE_LEVELS, K) == []
+    assert merge.merge(rows, merge.ATTENDANCE, K) == []
 
 
 def test_codes_never_merge() -> None:
     rows = [row(key(detail="О"), 1), row(key(detail="ОП"), 2), row(key(detail="О", school=2), 3)]
-    assert merge.merge(rows, merge.ATTENDANCE_LEVELS, K) == []
+    assert merge.merge(rows, merge.ATTENDANCE, K) == []
 
 
 def test_units_partition_the_rows_whatever_the_levels_order() -> None:
@@ -71,7 +71,7 @@ def test_units_partition_the_rows_whatever_the_levels_order() -> None:
         for period in (1, 2)
         for student in range(school * 100 + grade, school * 100 + grade + (grade % 2) + 1)
     ]
-    units = merge.merge(rows, merge.ATTENDANCE_LEVELS, K)
+    units = merge.merge(rows, merge.ATTENDANCE, K)
     merged = sum(unit.figures[0] for unit in units)
     keys = [k for unit in units for k in unit.keys]
     assert all(unit.students >= K for unit in units)
@@ -88,7 +88,7 @@ def test_lessons_count_each_class_enrolment_once() -> None:
     ]
     cells, small = merge.split_cells(rows, K)
     assert [c.published for c in cells] == [False, False]
-    (unit,) = merge.merge(small, merge.LESSON_LEVELS, K)
+    (unit,) = merge.merge(small, merge.LESSONS, K)
     assert unit.students == 4 and unit.figures == [Decimal(9), Decimal(18)]
     assert merge.columns_of(unit).grade is None
 
@@ -99,7 +99,7 @@ def test_a_unit_with_one_value_of_a_dropped_dimension_keeps_it_as_its_key() -> N
         Row(key(detail=3, grade=5, period=p), member=s, weight=1, figures=(Decimal(1),) * 4)
         for p, s in ((1, 1), (2, 2), (3, 3))
     ]
-    (unit,) = merge.merge(rows, merge.MARK_LEVELS, K)
+    (unit,) = merge.merge(rows, merge.MARKS, K)
     columns = merge.columns_of(unit)
     assert unit.level == 2 and columns.grade == 5
     assert columns.period_number is None and columns.period_numbers == [1, 2, 3]
