@@ -49,6 +49,8 @@ from gateway.core.outage import (
 )
 from gateway.core.settings import Settings
 from gateway.execution.schema import build_schema
+from gateway.http.compression import CompressionMiddleware
+from gateway.http.cors import CorsMiddleware
 from gateway.http.endpoint import GraphQLEndpoint, operation_name_of
 from gateway.http.protocol import JSON, accepts_html, error_response, json_response, negotiate
 from gateway.migrations.location import locate_database
@@ -163,7 +165,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
             *_dev_idp_routes(settings),
         ],
         middleware=[
-            Middleware(RequestMiddleware, outage=outage, body_timeout_s=settings.body_timeout_s)
+            *_cors(settings),
+            Middleware(RequestMiddleware, outage=outage, body_timeout_s=settings.body_timeout_s),
+            *_compression(settings),
         ],
         lifespan=lifespan,
     )
@@ -196,6 +200,21 @@ def _dev_idp_routes(settings: Settings) -> list[BaseRoute]:
     from fixtures.dev_idp import DevIdentityProvider
 
     return DevIdentityProvider(settings).routes()
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """CORS for the allowed origins' bearer-token clients, outside the request logger so
+    that its 408/500/503 answers are readable too (none without origins)."""
+    if not settings.cors_origins:
+        return []
+    return [Middleware(CorsMiddleware, origins=settings.cors_origins, paths=[GRAPHQL_PATH])]
+
+
+def _compression(settings: Settings) -> list[Middleware]:
+    """gzip of the responses above the threshold (none with a threshold of 0)."""
+    if settings.compression_min_bytes == 0:
+        return []
+    return [Middleware(CompressionMiddleware, min_bytes=settings.compression_min_bytes)]
 
 
 def tune_garbage_collection() -> None:

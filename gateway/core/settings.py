@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Final, Literal
+from urllib.parse import urlsplit
 
 from gateway.core.analytics_settings import AnalyticsSettings
 from gateway.core.auth_settings import AuthSettings
@@ -98,6 +99,12 @@ class Settings:
     audit_linger_ms: int = 50
     # uvicorn's event loop and HTTP parser (gateway.http.serving.server_stack).
     server: ServerName = "fast"
+    # Origins of web clients elsewhere that call /graphql with bearer tokens (gateway.http.cors);
+    # empty: no CORS headers at all. The session cookie is never honoured cross-origin.
+    cors_origins: frozenset[str] = frozenset()
+    # Responses of at least this many bytes are gzip-compressed for clients that accept
+    # it (gateway.http.compression); 0: never.
+    compression_min_bytes: int = 1024
 
     def today(self) -> date:
         """The diary's "today": the real date unless overridden (dev mode only)."""
@@ -167,6 +174,10 @@ class Settings:
                 _SERVERS,
                 default="fast",
                 expected="'fast' or 'asyncio'",
+            ),
+            cors_origins=_cors_origins(env.get("SCHOOL_GATEWAY_CORS_ORIGINS", "")),
+            compression_min_bytes=read_int(
+                env, "SCHOOL_GATEWAY_COMPRESSION_MIN_BYTES", 1024, low=0, high=1 << 30
             ),
         )
 
@@ -266,6 +277,37 @@ def _trusted_proxies(raw: str) -> tuple[str, ...]:
         single = network.num_addresses == 1
         networks.append(str(network.network_address) if single else str(network))
     return tuple(networks)
+
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def _cors_origins(raw: str) -> frozenset[str]:
+    """SCHOOL_GATEWAY_CORS_ORIGINS: comma-separated exact origins (`https://host[:port]`),
+    lower-cased, a default port dropped (as a browser's `Origin` has it); no wildcard."""
+    name = "SCHOOL_GATEWAY_CORS_ORIGINS"
+    origins: set[str] = set()
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item.lower())
+        if (
+            parts.scheme not in _DEFAULT_PORTS
+            or not parts.hostname
+            or parts.username is not None
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise SettingsError(f"{name}: {item!r} is not an origin like https://app.example.ru")
+        try:
+            port = parts.port
+        except ValueError:
+            raise SettingsError(f"{name}: {item!r} has a bad port") from None
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        explicit = port is not None and port != _DEFAULT_PORTS[parts.scheme]
+        origins.add(f"{parts.scheme}://{host}:{port}" if explicit else f"{parts.scheme}://{host}")
+    return frozenset(origins)
 
 
 def _today_override(env: Mapping[str, str], *, dev_mode: bool) -> date | None:
