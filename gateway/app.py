@@ -1,4 +1,5 @@
-"""The Starlette application: /graphql, /healthz, the request middleware and the lifespan.
+"""The Starlette application: /graphql, /healthz, the sign-in routes, the web pages and
+/static (gateway.http.pages), the request middleware and the lifespan.
 
 `create_app(settings)` owns its database pool through the lifespan (DATABASE_URL or the
 embedded server); tests pass a pool of their own. The outermost middleware of ours logs
@@ -28,10 +29,9 @@ import asyncpg
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.http.ides import get_graphql_ide_html
 
 from auth.signin.deps import AuthServices
 from auth.signin.routes import auth_routes
@@ -52,6 +52,7 @@ from gateway.execution.schema import build_schema
 from gateway.http.compression import CompressionMiddleware
 from gateway.http.cors import CorsMiddleware
 from gateway.http.endpoint import GraphQLEndpoint, operation_name_of
+from gateway.http.pages import WebPages
 from gateway.http.protocol import JSON, accepts_html, error_response, json_response, negotiate
 from gateway.migrations.location import locate_database
 from resolvers.analytics.service import AnalyticsService
@@ -107,18 +108,18 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     endpoint = GraphQLEndpoint(schema, settings, recorder, app_services)
     outage = OutageMonitor(lambda: holder.get().fetchval("SELECT 1"))
     quiet_driver_reconnects()
-    graphiql_html = get_graphql_ide_html("graphiql") if settings.graphiql else None
+    pages = WebPages(settings, holder.get)
 
     async def graphql(request: Request) -> Response:
         if request.method not in ("GET", "POST"):
             error = HttpError(405, ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": "GET, POST"})
             return error_response(error, JSON)
         if (
-            graphiql_html is not None
+            settings.graphiql
             and request.method == "GET"
             and accepts_html(request.headers.get("accept"))
         ):
-            return HTMLResponse(graphiql_html)
+            return pages.graphiql_response()
         return await endpoint.handle(request, holder.get())
 
     async def healthz(request: Request) -> Response:
@@ -163,6 +164,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
             Route(HEALTH_PATH, healthz, methods=["GET"]),
             *auth_routes(services),
             *_dev_idp_routes(settings),
+            *pages.routes(),
         ],
         middleware=[
             *_cors(settings),

@@ -5,7 +5,7 @@ GET shows a page like the regional service's: login and password, and the button
 known ErrorCode, e.g. from a failed ESIA sign-in) shows that code's message.
 
 POST takes either a form (a browser: on success a session cookie and 303 to
-`return_to`, default /graphql; on failure the page again with the message) or JSON
+`return_to`, default / (the page of the role); on failure the page again with the message) or JSON
 {"login", "password"} (an API client: on success the token response; on failure the
 JSON error). Every attempt is recorded as a sign-in event (method PASSWORD). The rules
 (throttling, timing, the age limit) are in auth.signin.password and auth.store.throttle.

@@ -16,7 +16,7 @@ parameter if given; clears the cookie. A cookie alone is CSRF-checked (the
 Origin/Referer must be an allowed origin; any content type, so a plain HTML form works);
 with a bearer token it is not: a cross-site page cannot send an Authorization header
 without a CORS preflight, which the gateway never grants. 204, or 303 to `return_to`
-(default /graphql) for a browser page navigation. No credentials at all → 401
+(default /) for a browser page navigation. No credentials at all → 401
 UNAUTHENTICATED.
 
 Both read their parameters from a body of at most 8 KiB, read as a bounded stream

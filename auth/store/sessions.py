@@ -30,7 +30,8 @@ from auth.tokens import SESSION, issue_session_cookie, issue_token, verify_token
 from gateway.core.errors import ApiError
 from gateway.core.settings import Settings
 
-DEFAULT_RETURN_TO: Final = "/graphql"
+# `/` sends a signed-in browser to the page of its role (gateway.http.pages.LANDING).
+DEFAULT_RETURN_TO: Final = "/"
 MAX_RETURN_TO_LENGTH: Final = 2048
 # Ours are 43 characters (new_refresh_token); anything much longer is not looked up.
 MAX_REFRESH_TOKEN_LENGTH: Final = 256
@@ -274,7 +275,8 @@ def clear_session_cookie(response: Response, settings: Settings) -> None:
 
 
 def safe_return_to(value: str | None) -> str:
-    """`value` when it is a same-site relative path ("/...", not "//..."), else "/graphql"."""
+    """`value` when it is a same-site relative path ("/...", not "//..."), else "/" (the landing
+    page of the viewer's role)."""
     if not value or len(value) > MAX_RETURN_TO_LENGTH:
         return DEFAULT_RETURN_TO
     if not value.startswith("/") or value.startswith("//"):

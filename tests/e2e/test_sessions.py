@@ -425,7 +425,7 @@ async def test_cookie_logout_is_csrf_checked_and_revokes(
 async def test_cookie_flags_and_redirect(pool: asyncpg.Pool, settings: Settings) -> None:
     issued = await _session(pool, settings, "parent-one-school", ClientKind.BROWSER)
     response = signed_in_response(settings, issued, return_to="https://evil.example/x")
-    assert response.status_code == 303 and response.headers["location"] == "/graphql"
+    assert response.status_code == 303 and response.headers["location"] == "/"
     local = response.headers["set-cookie"]
     assert local.startswith(f"{settings.auth.session_cookie}={issued.cookie_value}; ")
     attributes = {part.strip().lower() for part in local.split(";")[1:]}
@@ -458,17 +458,17 @@ async def test_api_sign_in_response(pool: asyncpg.Pool, settings: Settings) -> N
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (None, "/graphql"),
-        ("", "/graphql"),
+        (None, "/"),
+        ("", "/"),
         ("/graphql?a=1#b", "/graphql?a=1#b"),
         ("/auth/login", "/auth/login"),
-        ("//evil.example/x", "/graphql"),
-        ("/\\evil.example", "/graphql"),
-        ("https://evil.example/", "/graphql"),
-        ("javascript:alert(1)", "/graphql"),
-        ("graphql", "/graphql"),
-        ("/\t/evil.example", "/graphql"),
-        ("/" + "a" * 3000, "/graphql"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("javascript:alert(1)", "/"),
+        ("graphql", "/"),
+        ("/\t/evil.example", "/"),
+        ("/" + "a" * 3000, "/"),
     ],
 )
 def test_safe_return_to(value: str | None, expected: str) -> None:

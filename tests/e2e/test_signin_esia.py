@@ -399,7 +399,7 @@ async def test_return_to_must_be_a_local_path(browser: httpx.AsyncClient) -> Non
     assert snils
     flow = await esia_flow(browser, snils, params={"return_to": "https://evil.example/"})
     assert flow.response.status_code == 303
-    assert flow.response.headers["location"] == "/graphql"
+    assert flow.response.headers["location"] == "/"
 
 
 async def test_dev_provider_refuses_bad_authorization_requests(

@@ -377,14 +377,15 @@ async def test_parallel_guesses_cannot_outrun_the_lock(
 
 
 async def test_overlong_return_to_is_ignored_not_an_error(client: httpx.AsyncClient) -> None:
-    """A deep link too long to keep falls back to /graphql; the sign-in still succeeds."""
+    """A deep link too long to keep falls back to / (the landing page); the sign-in still
+    succeeds."""
     response = await client.post(
         LOGIN_URL,
         data={"login": str(YOUNG.login), "password": DEMO_PASSWORD, "return_to": "/x" * 1500},
         headers={"Origin": ORIGIN, "Accept": "text/html"},
     )
     assert response.status_code == 303, response.text
-    assert response.headers["location"] == "/graphql"
+    assert response.headers["location"] == "/"
     assert response.cookies["sg_session"]
 
 

@@ -1,0 +1,195 @@
+"""The web pages and their static files, served from the repository's `web/` folder.
+
+- `GET /static/<path>`: a file under `web/` (scripts, styles, GraphQL documents, images),
+  read into memory when the application is built; only the suffixes of `CONTENT_TYPES`
+  (so never the pages' HTML, READMEs or licences by accident). Files under `web/vendor/`
+  carry their version in their names and are cached for a year (`immutable`); our own
+  files are revalidated on every use (`no-cache` with an `ETag`: 304 when unchanged), so a
+  new release is picked up at once although ES modules import each other by plain names.
+- `GET /`: where a signed-in browser belongs (`LANDING`: parents and students `/diary`,
+  school IT admins `/school`, regional analysts `/analytics`); without a valid session the
+  sign-in page. It is the default `return_to` of every sign-in (auth.store.sessions).
+- `GET /diary`, `/school`, `/analytics`: the pages (`web/pages/*.html`), each only for its
+  roles: no session → 303 to the sign-in page with `return_to`; another role → 303 to its
+  own page. The page is a shell: its script reads everything it shows through
+  `POST /graphql` with the session cookie, exactly as any client (CSRF rules included).
+- The GraphiQL page (`web/pages/graphiql.html`, only local files) for `GET /graphql` from a
+  browser, where `settings.graphiql` allows it (gateway.app decides when).
+
+The session cookie is read on these GET navigations only to choose a redirect; no data is
+sent with a page. Pages are `no-store` (the back button after sign-out shows nothing
+private) and carry a Content-Security-Policy that allows only this origin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+from urllib.parse import quote
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from auth.requests import authenticate_cookie
+from auth.store.sessions import clear_session_cookie
+from auth.viewer import Role, Viewer
+from gateway.core.errors import HttpError
+from gateway.core.settings import PROJECT_ROOT, Settings
+
+WEB_ROOT: Final = PROJECT_ROOT / "web"
+STATIC_PREFIX: Final = "/static/"
+SIGN_IN_PATH: Final = "/auth/login"
+LANDING: Final[dict[Role, str]] = {
+    Role.PARENT: "/diary",
+    Role.STUDENT: "/diary",
+    Role.SCHOOL_ADMIN: "/school",
+    Role.REGIONAL_ANALYST: "/analytics",
+}
+# The page of each path, and the roles it is for.
+PAGES: Final[dict[str, tuple[str, frozenset[Role]]]] = {
+    "/diary": ("diary.html", frozenset({Role.PARENT, Role.STUDENT})),
+    "/school": ("school.html", frozenset({Role.SCHOOL_ADMIN})),
+    "/analytics": ("analytics.html", frozenset({Role.REGIONAL_ANALYST})),
+}
+CONTENT_TYPES: Final = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".graphql": "text/plain; charset=utf-8",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".woff2": "font/woff2",
+}
+IMMUTABLE: Final = "public, max-age=31536000, immutable"
+REVALIDATE: Final = "no-cache"
+# Inline styles only for GraphiQL's React components (style attributes); fonts and images
+# may be data: URIs (GraphiQL's CSS inlines its fonts).
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+PAGE_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFile:
+    body: bytes
+    content_type: str
+    etag: str
+    cache_control: str
+
+
+def load_static(root: Path = WEB_ROOT) -> dict[str, StaticFile]:
+    """Every servable file under `root`, by its path relative to it ('app/diary.js')."""
+    files: dict[str, StaticFile] = {}
+    for path in sorted(root.rglob("*")):
+        content_type = CONTENT_TYPES.get(path.suffix)
+        if content_type is None or not path.is_file():
+            continue
+        relative = path.relative_to(root).as_posix()
+        body = path.read_bytes()
+        cache = IMMUTABLE if relative.startswith("vendor/") else REVALIDATE
+        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        files[relative] = StaticFile(body, content_type, etag, cache)
+    return files
+
+
+def load_page(name: str, root: Path = WEB_ROOT) -> bytes:
+    return (root / "pages" / name).read_bytes()
+
+
+def page_response(body: bytes) -> Response:
+    return Response(body, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+def sign_in_redirect(path: str) -> Response:
+    """303 to the sign-in page, coming back to `path` afterwards."""
+    target = f"{SIGN_IN_PATH}?return_to={quote(path, safe='')}"
+    return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+class WebPages:
+    """The routes of the pages and of /static (see the module docstring)."""
+
+    def __init__(
+        self, settings: Settings, pool: Callable[[], asyncpg.Pool], root: Path = WEB_ROOT
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.static = load_static(root)
+        self.pages = {path: load_page(name, root) for path, (name, _) in PAGES.items()}
+        self.graphiql = load_page("graphiql.html", root)
+
+    def routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = [
+            Route("/", self.landing, methods=["GET"]),
+            Route(STATIC_PREFIX + "{path:path}", self.static_file, methods=["GET"]),
+        ]
+        routes.extend(Route(path, self.page, methods=["GET"]) for path in PAGES)
+        return routes
+
+    def graphiql_response(self) -> Response:
+        return page_response(self.graphiql)
+
+    async def static_file(self, request: Request) -> Response:
+        found = self.static.get(request.path_params["path"])
+        if found is None:
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        headers = {
+            "Cache-Control": found.cache_control,
+            "ETag": found.etag,
+            "X-Content-Type-Options": "nosniff",
+        }
+        if found.etag in _etags(request.headers.get("if-none-match")):
+            return Response(status_code=304, headers=headers)
+        return Response(found.body, media_type=found.content_type, headers=headers)
+
+    async def landing(self, request: Request) -> Response:
+        viewer = await self.viewer(request)
+        if viewer is None:
+            return sign_in_redirect("/")
+        return _redirect(LANDING[viewer.role])
+
+    async def page(self, request: Request) -> Response:
+        path = request.url.path
+        viewer = await self.viewer(request)
+        if viewer is None:
+            response = sign_in_redirect(path)
+            if request.cookies.get(self.settings.auth.session_cookie):
+                clear_session_cookie(response, self.settings)
+            return response
+        if viewer.role not in PAGES[path][1]:
+            return _redirect(LANDING[viewer.role])
+        return page_response(self.pages[path])
+
+    async def viewer(self, request: Request) -> Viewer | None:
+        """The person of the session cookie; None without one or for an ended session."""
+        cookie = request.cookies.get(self.settings.auth.session_cookie)
+        if not cookie:
+            return None
+        try:
+            viewer = await authenticate_cookie(cookie, self.settings, self.pool())
+        except HttpError:
+            return None
+        return None if viewer.is_client else viewer
+
+
+def _redirect(path: str) -> Response:
+    return RedirectResponse(path, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def _etags(header: str | None) -> set[str]:
+    if not header:
+        return set()
+    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
