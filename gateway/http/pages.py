@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
@@ -36,6 +37,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from auth.requests import authenticate_cookie
+from auth.signin.pages import html_page
 from auth.store.sessions import clear_session_cookie
 from auth.viewer import Role, Viewer
 from gateway.core.errors import HttpError
@@ -156,14 +158,20 @@ class WebPages:
         return Response(found.body, media_type=found.content_type, headers=headers)
 
     async def landing(self, request: Request) -> Response:
-        viewer = await self.viewer(request)
+        try:
+            viewer = await self.viewer(request)
+        except HttpError as error:
+            return error_page(error)
         if viewer is None:
             return sign_in_redirect("/")
         return _redirect(LANDING[viewer.role])
 
     async def page(self, request: Request) -> Response:
         path = request.url.path
-        viewer = await self.viewer(request)
+        try:
+            viewer = await self.viewer(request)
+        except HttpError as error:
+            return error_page(error)
         if viewer is None:
             response = sign_in_redirect(path)
             if request.cookies.get(self.settings.auth.session_cookie):
@@ -174,15 +182,29 @@ class WebPages:
         return page_response(self.pages[path])
 
     async def viewer(self, request: Request) -> Viewer | None:
-        """The person of the session cookie; None without one or for an ended session."""
+        """The person of the session cookie; None without one or for an ended session
+        (HttpError when the session cannot be checked, e.g. a statement timeout: 503)."""
         cookie = request.cookies.get(self.settings.auth.session_cookie)
         if not cookie:
             return None
         try:
             viewer = await authenticate_cookie(cookie, self.settings, self.pool())
-        except HttpError:
-            return None
+        except HttpError as error:
+            if error.status == 401:
+                return None
+            raise
         return None if viewer.is_client else viewer
+
+
+def error_page(error: HttpError) -> Response:
+    """A page saying why the page cannot be shown now (the Russian message and the code)."""
+    body = (
+        f'<h1>Страница недоступна</h1><p class="error">{escape(error.message)}</p>'
+        f'<p class="code">Код: {escape(error.code.value)}</p>'
+    )
+    response = html_page("Страница недоступна", body, status=error.status)
+    response.headers.update({**error.headers, "Cache-Control": "no-store"})
+    return response
 
 
 def _redirect(path: str) -> Response:

@@ -4,6 +4,7 @@ behind the back button; the pages fit a 360 px phone and a 1280 px screen."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,8 @@ async def test_diary_fits_the_screen(
     await expect(page.locator("#children > li")).to_have_count(2, timeout=LOAD_TIMEOUT_MS)
     overflow = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert overflow[0] <= overflow[1], f"horizontal overflow at {width} px: {overflow}"
-    shot: Path = tmp_path_factory.mktemp("screenshots") / f"diary-{width}.png"
+    folder = os.environ.get("BROWSER_SCREENSHOTS")
+    shots = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    shot = shots / f"diary-{width}.png"
     image = await page.screenshot(path=shot, full_page=True)
     assert image.startswith(b"\x89PNG")
