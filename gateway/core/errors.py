@@ -56,6 +56,10 @@ class ErrorCode(enum.StrEnum):
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    # Trusted documents (gateway.http.persisted).
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_HASH_MISMATCH = "PERSISTED_QUERY_HASH_MISMATCH"
+    DOCUMENT_NOT_REGISTERED = "DOCUMENT_NOT_REGISTERED"
 
 
 MESSAGES: dict[ErrorCode, str] = {
@@ -128,6 +132,17 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.PAYLOAD_TOO_LARGE: "Тело запроса слишком большое.",
     ErrorCode.QUERY_TOO_COMPLEX: (
         "Запрос слишком сложный: в нём слишком много полей или фрагментов. Упростите запрос."
+    ),
+    # The automatic persisted queries protocol's own message: clients that predate the
+    # code (Apollo Client before 3.8, apollo-link-persisted-queries) match on it.
+    ErrorCode.PERSISTED_QUERY_NOT_FOUND: "PersistedQueryNotFound",
+    ErrorCode.PERSISTED_QUERY_HASH_MISMATCH: (
+        "Хеш sha256Hash не совпадает с SHA-256 текста запроса (query)."
+    ),
+    ErrorCode.DOCUMENT_NOT_REGISTERED: (
+        "Из браузера (по cookie сеанса) можно выполнять только зарегистрированные запросы "
+        "страниц электронного дневника. Для произвольных запросов, например в GraphiQL, "
+        "передайте заголовок Authorization: Bearer <токен>."
     ),
 }
 

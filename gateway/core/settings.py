@@ -105,6 +105,11 @@ class Settings:
     # Responses of at least this many bytes are gzip-compressed for clients that accept
     # it (gateway.http.compression); 0: never.
     compression_min_bytes: int = 1024
+    # Trusted documents (gateway.http.persisted): requests authenticated by the browser
+    # session cookie may run only the registered documents of web/documents/; clients may
+    # register documents at run time under their SHA-256 (automatic persisted queries).
+    cookie_registered_only: bool = True
+    apq_registration: bool = True
 
     def today(self) -> date:
         """The diary's "today": the real date unless overridden (dev mode only)."""
@@ -178,6 +183,16 @@ class Settings:
             cors_origins=_cors_origins(env.get("SCHOOL_GATEWAY_CORS_ORIGINS", "")),
             compression_min_bytes=read_int(
                 env, "SCHOOL_GATEWAY_COMPRESSION_MIN_BYTES", 1024, low=0, high=1 << 30
+            ),
+            cookie_registered_only=read_choice(
+                env,
+                "SCHOOL_GATEWAY_COOKIE_REGISTERED_ONLY",
+                _SWITCH,
+                default=True,
+                expected="1 or 0",
+            ),
+            apq_registration=read_choice(
+                env, "SCHOOL_GATEWAY_APQ_REGISTRATION", _SWITCH, default=True, expected="1 or 0"
             ),
         )
 

@@ -10,6 +10,10 @@ control of the protocol (`gateway.http.protocol`) and of the cost per request:
   (codes UNAUTHENTICATED / TOKEN_EXPIRED); no token at all → an anonymous viewer. A
   verified token is remembered until it expires (`VerifiedTokens`); the viewer's scope
   is loaded fresh on every request.
+- Trusted documents (`gateway.http.persisted`): a document named by its SHA-256
+  (`documentId`, Apollo's `extensions.persistedQuery`) is looked up before anything is
+  parsed and runs as its text; a request authenticated by the session cookie may run
+  registered documents only (403 DOCUMENT_NOT_REGISTERED otherwise, before parsing).
 - Each distinct query text is parsed and validated once (`gateway.execution.documents`: an LRU
   cache bounded in bytes, keyed by digests; refusals kept only small).
 - Execution goes through the document's compiled plan (`gateway.execution.runner`), which gives
@@ -58,6 +62,7 @@ from gateway.core.settings import Settings
 from gateway.execution.cost import CostLimits
 from gateway.execution.documents import DocumentCache, coded_error
 from gateway.execution.runner import CompiledExecutor
+from gateway.http.persisted import PersistedDocuments, Resolved
 from gateway.http.protocol import (
     JSON,
     Formatted,
@@ -199,6 +204,7 @@ class GraphQLEndpoint:
         self.app_services = app_services or AppServices()
         self._core = core_schema(schema)
         self.documents = DocumentCache(schema, settings)
+        self.persisted = PersistedDocuments(settings)  # registered and APQ documents
         self.costs = CostLimits(self._core, settings)  # per-role query cost budgets
         self.tokens = VerifiedTokens(settings)
         self._executor_class = schema.execution_context_class
@@ -214,24 +220,37 @@ class GraphQLEndpoint:
         media_type = negotiate(request.headers.get("accept"))
         if media_type is None:
             return error_response(HttpError(406, ErrorCode.NOT_ACCEPTABLE), JSON)
-        # The body is read before the viewer, so that a cached answer's versions can be
-        # read alongside it; a bad body still loses to a bad token, as before.
-        body_error, graphql_request = None, None
+        # The body is read (and a persisted document looked up) before the viewer, so
+        # that a cached answer's versions can be read alongside it; a bad body or an
+        # unknown hash still loses to a bad token, as before.
+        body_error, resolved = None, None
         try:
-            graphql_request = await read_graphql_request(request)
+            resolved = self.persisted.resolve(await read_graphql_request(request))
         except HttpError as error:
             body_error = error
+        graphql_request = resolved.request if resolved is not None else None
         speculation = self._speculate(request, graphql_request, pool)
         try:
             viewer = await authenticate_request(request, self.settings, pool, self.tokens)
-            if body_error is not None or graphql_request is None:
+            if body_error is not None or resolved is None:
                 raise body_error or HttpError(400, ErrorCode.BAD_REQUEST)  # (never None both)
-            return await self._run(request, graphql_request, viewer, pool, media_type, speculation)
+            self._check_cookie_document(request, viewer, resolved)
+            return await self._run(request, resolved.request, viewer, pool, media_type, speculation)
         except HttpError as error:
             return error_response(error, media_type)
         finally:
             if speculation is not None:
                 await speculation.settle()
+
+    def _check_cookie_document(
+        self, request: Request, viewer: Viewer | None, resolved: Resolved
+    ) -> None:
+        """403 DOCUMENT_NOT_REGISTERED for a cookie session's document that is not a
+        registered one (SCHOOL_GATEWAY_COOKIE_REGISTERED_ONLY). A viewer without an
+        Authorization header came from the session cookie (`authenticate_request`)."""
+        by_cookie = viewer is not None and request.headers.get("authorization") is None
+        if by_cookie and not self.persisted.cookie_may_run(resolved):
+            raise HttpError(403, ErrorCode.DOCUMENT_NOT_REGISTERED)
 
     def _speculate(
         self, request: Request, graphql_request: GraphQLRequest | None, pool: asyncpg.Pool
@@ -291,6 +310,7 @@ class GraphQLEndpoint:
             )
         if prepared.errors:
             return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
+        self.persisted.remember(graphql_request)  # a valid document sent with its hash
         too_costly = self.costs.refusal(
             prepared.document, operation, graphql_request.variables, viewer
         )

@@ -4,6 +4,11 @@ Media-type negotiation, reading a request's GraphQL parameters, and JSON respons
 
 - POST `application/json` {query, variables, operationName, extensions}; GET with the
   same as query parameters (the endpoint allows only queries via GET).
+- Persisted documents instead of `query` (looked up by `gateway.http.persisted`):
+  `documentId` ("sha256:<hex>" or the bare hex; the draft's appendix on persisted
+  documents) or `extensions.persistedQuery = {version: 1, sha256Hash}` (Apollo's
+  automatic persisted queries, with or without `query`). Only their shape is checked
+  here (`RequestParameters`); every check is linear in the request's size.
 - The response type is negotiated from `Accept`: `application/graphql-response+json`
   when the client names it (preferred), `application/json` when the client names only
   that, a wildcard or nothing (as the spec's audit suite asks); neither → 406.
@@ -31,18 +36,48 @@ MAX_BODY_BYTES: Final = 1 << 20
 # Variables and extensions nest at most this deep: the schema's inputs need a few levels;
 # deeper JSON only costs recursion in coercion and key hashing.
 MAX_JSON_DEPTH: Final = 32
+SHA256_HEX_CHARS: Final = 64
+_HEX_DIGITS: Final = frozenset("0123456789abcdef")
+DOCUMENT_ID_PREFIX: Final = "sha256:"
+APQ_VERSION: Final = 1
 
 Formatted = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class GraphQLRequest:
-    """A well-formed GraphQL-over-HTTP request."""
+    """A well-formed GraphQL-over-HTTP request, its document's text known."""
 
     query: str
     operation_name: str | None
     variables: dict[str, Any] | None
     extensions: dict[str, Any] | None
+    # The SHA-256 (lower-case hex) under which `query`, once it validates, is kept for
+    # later requests by hash (automatic persisted queries); None: nothing to keep.
+    persist_as: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestParameters:
+    """What a well-formed request sent: a query text, or a persisted document's hash
+    (lower-case hex SHA-256), or both (an APQ registration); see `gateway.http.persisted`."""
+
+    query: str | None
+    document_id: str | None  # `documentId`: a registered (build-time) document
+    persisted_hash: str | None  # `extensions.persistedQuery.sha256Hash`
+    operation_name: str | None
+    variables: dict[str, Any] | None
+    extensions: dict[str, Any] | None
+
+    def with_query(self, query: str, *, persist_as: str | None = None) -> GraphQLRequest:
+        """The request to run, with its document's text."""
+        return GraphQLRequest(
+            query=query,
+            operation_name=self.operation_name,
+            variables=self.variables,
+            extensions=self.extensions,
+            persist_as=persist_as,
+        )
 
 
 # --- content negotiation -----------------------------------------------------------
@@ -101,12 +136,13 @@ def _quality(params: Iterable[str]) -> float:
 # --- reading the request -----------------------------------------------------------
 
 
-async def read_graphql_request(request: Request) -> GraphQLRequest:
+async def read_graphql_request(request: Request) -> RequestParameters:
     """The GraphQL parameters of a GET or POST request; HttpError when not well-formed."""
     if request.method == "GET":
         params = request.query_params
         return _graphql_request(
             query=params.get("query"),
+            document_id=params.get("documentId"),
             operation_name=params.get("operationName") or None,
             variables=_json_param(params.get("variables"), "variables"),
             extensions=_json_param(params.get("extensions"), "extensions"),
@@ -121,6 +157,7 @@ async def read_graphql_request(request: Request) -> GraphQLRequest:
         raise HttpError(400, ErrorCode.BAD_REQUEST, "Тело запроса должно быть объектом JSON.")
     return _graphql_request(
         query=payload.get("query"),
+        document_id=payload.get("documentId"),
         operation_name=payload.get("operationName"),
         variables=payload.get("variables"),
         extensions=payload.get("extensions"),
@@ -128,12 +165,15 @@ async def read_graphql_request(request: Request) -> GraphQLRequest:
 
 
 def _graphql_request(
-    *, query: object, operation_name: object, variables: object, extensions: object
-) -> GraphQLRequest:
-    if not isinstance(query, str):
-        raise HttpError(
-            400, ErrorCode.BAD_REQUEST, "Параметр query обязателен и должен быть строкой."
-        )
+    *,
+    query: object,
+    document_id: object,
+    operation_name: object,
+    variables: object,
+    extensions: object,
+) -> RequestParameters:
+    if query is not None and not isinstance(query, str):
+        raise HttpError(400, ErrorCode.BAD_REQUEST, "Параметр query должен быть строкой.")
     if operation_name is not None and not isinstance(operation_name, str):
         raise HttpError(400, ErrorCode.BAD_REQUEST, "Параметр operationName должен быть строкой.")
     for name, value in (("variables", variables), ("extensions", extensions)):
@@ -145,12 +185,70 @@ def _graphql_request(
                 ErrorCode.BAD_REQUEST,
                 f"Параметр {name} вложен глубже {MAX_JSON_DEPTH} уровней.",
             )
-    return GraphQLRequest(
+    persisted_hash = _persisted_query_hash(extensions)  # type: ignore[arg-type]  # checked
+    document_hash = _document_id(document_id)
+    if document_hash is not None and (query is not None or persisted_hash is not None):
+        raise HttpError(
+            400,
+            ErrorCode.BAD_REQUEST,
+            "Укажите либо documentId, либо query (с extensions.persistedQuery или без).",
+        )
+    if query is None and document_hash is None and persisted_hash is None:
+        raise HttpError(
+            400,
+            ErrorCode.BAD_REQUEST,
+            "Параметр query обязателен (или documentId, или extensions.persistedQuery).",
+        )
+    return RequestParameters(
         query=query,
+        document_id=document_hash,
+        persisted_hash=persisted_hash,
         operation_name=operation_name or None,
         variables=variables,  # type: ignore[arg-type]  # checked above
         extensions=extensions,  # type: ignore[arg-type]
     )
+
+
+def _document_id(value: object) -> str | None:
+    """The hex SHA-256 of `documentId` ("sha256:<hex>" or the bare hex); None if absent."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        payload = value.removeprefix(DOCUMENT_ID_PREFIX)
+        if is_sha256_hex(payload):
+            return payload
+    raise HttpError(
+        400,
+        ErrorCode.BAD_REQUEST,
+        "Параметр documentId должен иметь вид sha256:<64 шестнадцатеричные цифры>.",
+    )
+
+
+def _persisted_query_hash(extensions: dict[str, Any] | None) -> str | None:
+    """`extensions.persistedQuery.sha256Hash` (version 1), lower-cased; None if absent."""
+    if extensions is None or "persistedQuery" not in extensions:
+        return None
+    persisted = extensions["persistedQuery"]
+    version = persisted.get("version") if isinstance(persisted, dict) else None
+    if type(version) is not int or version != APQ_VERSION:  # (true is not 1 here)
+        raise HttpError(
+            400,
+            ErrorCode.BAD_REQUEST,
+            "extensions.persistedQuery должен быть объектом с version: 1 и sha256Hash.",
+        )
+    sha256_hash = persisted.get("sha256Hash")
+    if isinstance(sha256_hash, str) and is_sha256_hex(sha256_hash.lower()):
+        return sha256_hash.lower()
+    raise HttpError(
+        400,
+        ErrorCode.BAD_REQUEST,
+        "extensions.persistedQuery.sha256Hash должен состоять из 64 шестнадцатеричных цифр.",
+    )
+
+
+def is_sha256_hex(text: str) -> bool:
+    """True for 64 lower-case hexadecimal digits (a SHA-256 as the protocols write it)."""
+    return len(text) == SHA256_HEX_CHARS and _HEX_DIGITS.issuperset(text)
 
 
 def json_depth(value: object) -> int:

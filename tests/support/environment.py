@@ -27,6 +27,9 @@ def gateway_env(
         "SCHOOL_GATEWAY_TODAY": TODAY.isoformat(),
         "SCHOOL_GATEWAY_DATA_DIR": str(data_dir),
         "SCHOOL_GATEWAY_GRAPHIQL": "1",
+        # The session tests post free queries with the cookie; the registered-documents
+        # mode (on by default) is tested in tests/e2e/test_persisted_documents.py.
+        "SCHOOL_GATEWAY_COOKIE_REGISTERED_ONLY": "0",
     }
     if database_url:
         env["DATABASE_URL"] = database_url
