@@ -318,7 +318,9 @@ def _print_demo_guide(
     print()
     print(f"Diary date (the data set's today): {today}")
     base = settings.auth.public_url
-    print(f"GraphiQL: {base}/graphql")
+    print(f"GraphiQL: {base}/graphql (a token above goes into its Headers)")
+    print(f"Web pages: {base}/ (after sign-in: parents and students /diary, school IT admins")
+    print("/school, regional analysts /analytics)")
     print(f"Sign in in a browser: {base}/auth/login (school login and password, students")
     print("under 14.5), or «Вход для пользователей старше 14,5 лет» on that page: ESIA")
     if settings.auth.dev_idp:
