@@ -4,6 +4,7 @@ behind the back button; the pages fit a 360 px phone and a 1280 px screen."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from fixtures.demo import demo_account
+from gateway.core.settings import PROJECT_ROOT
 from tests.support.environment import GraphQL
 from tests.support.live_server import LiveServer
 
@@ -20,6 +22,7 @@ STUDENT_PASSWORD = "Dnevnik-2026"
 CHILDREN = "{ myChildren { id fullName school { name } schoolClass { name } } }"
 ESIA_BUTTON = "Вход для пользователей старше 14,5 лет"
 LOAD_TIMEOUT_MS = 15_000
+DOCUMENTS = PROJECT_ROOT / "web" / "documents"
 
 
 async def esia_sign_in(page: Page, live: LiveServer, key: str) -> None:
@@ -59,9 +62,21 @@ def expected_cards(children: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def registered_hash(name: str) -> str:
+    """The SHA-256 of a page's document (web/documents/<name>.graphql), as registered."""
+    return hashlib.sha256((DOCUMENTS / f"{name}.graphql").read_bytes()).hexdigest()
+
+
 async def test_two_school_parent_signs_in_with_esia_and_sees_both_children(
     live: LiveServer, page: Page, gql: GraphQL
 ) -> None:
+    sent: list[Any] = []
+    page.on(
+        "request",
+        lambda request: (
+            sent.append(request.post_data_json) if request.url == f"{live.url}/graphql" else None
+        ),
+    )
     await esia_sign_in(page, live, "parent-two-schools")
     await expect(page).to_have_url(f"{live.url}/diary")
     parent = demo_account("parent-two-schools")
@@ -71,6 +86,9 @@ async def test_two_school_parent_signs_in_with_esia_and_sees_both_children(
     assert len({child["school"]["name"] for child in api}) == 2
     assert await children_on_page(page) == expected_cards(api)
     await expect(page.locator("html")).to_have_attribute("lang", "ru")
+    # The page asked once, by the registered document's hash only (no query text).
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": registered_hash("DiaryChildren")}}
+    assert sent == [{"operationName": "DiaryChildren", "variables": {}, "extensions": persisted}]
 
 
 async def test_student_signs_in_with_school_login(
