@@ -22,9 +22,11 @@ import contextlib
 import dataclasses
 import logging
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -160,9 +162,18 @@ class Outage:
 
 
 @pytest.fixture(scope="module")
-async def outage_db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Outage]:
-    """A second embedded server, seeded as the suite's, with the gateway's pool on it."""
-    folder = tmp_path_factory.mktemp("outage")
+async def outage_db() -> AsyncIterator[Outage]:
+    """A second embedded server, seeded as the suite's, with the gateway's pool on it.
+
+    Its folder is not under pytest's temporary root: another pytest run starting
+    meanwhile resets that root to 0700, and the server's own user could no longer reach
+    its data (as the suite's `data_dir`)."""
+    with tempfile.TemporaryDirectory(prefix="school-gateway-outage-") as name:
+        async for outage in _outage_db(Path(name)):
+            yield outage
+
+
+async def _outage_db(folder: Path) -> AsyncIterator[Outage]:
     # Durable (not the suite's ephemeral settings): with synchronous_commit=off a crash
     # (`-m immediate`) loses the last commits, which would read as sign-in events lost.
     server = await asyncio.to_thread(embedded.start, folder / "embedded", ephemeral=False)
