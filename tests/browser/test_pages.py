@@ -154,3 +154,17 @@ async def test_diary_fits_the_screen(
     shot = shots / f"diary-{width}.png"
     image = await page.screenshot(path=shot, full_page=True)
     assert image.startswith(b"\x89PNG")
+
+
+async def test_a_page_without_a_session_signs_in_and_comes_back(
+    live: LiveServer, page: Page
+) -> None:
+    await page.goto(f"{live.url}/diary")
+    await expect(page).to_have_url(f"{live.url}/auth/login?return_to=%2Fdiary")
+    await page.fill("#login", STUDENT_LOGIN)
+    await page.fill("#password", STUDENT_PASSWORD)
+    await page.get_by_role("button", name="Вход").click()
+    await expect(page).to_have_url(f"{live.url}/diary")
+    await expect(page.locator("#children > li")).to_have_count(1, timeout=LOAD_TIMEOUT_MS)
+    await page.goto(f"{live.url}/school")
+    await expect(page).to_have_url(f"{live.url}/diary")
