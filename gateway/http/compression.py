@@ -14,19 +14,25 @@ Whatever the threshold lets through gets `Vary: Accept-Encoding`, compressed or 
 `Content-Length`. The middleware sits inside the request logger and outside the
 routes, so GraphQL errors and response-cache hits are compressed like any answer.
 
-Cost: deflate's level 3 (`LEVEL`) compresses the 22.7 kB parent-week diary to 4.0 kB
-(5.6x) in ~105 µs; level 6 (zlib's default) gives 3.7 kB in ~240 µs, 9 gives 3.6 kB
-in ~330 µs, 1 gives 4.4 kB in ~105 µs (measured on the 2-core bench machine). A cached
-diary answer costs ~0.5 ms of CPU in all, so the gzip of every hit would add a fifth
-to it: bodies are therefore remembered with their compressed form (`CompressedBodies`,
-keyed by the body itself, whose hash Python keeps on the bytes object: a response-cache
-hit serves the same object and finds its gzip in O(1)). Bodies of `THREAD_MIN_BYTES` or
-more are compressed in a worker thread, off the event loop.
+Cost (measured on the 2-core bench machine): deflate's level 3 (`LEVEL`) compresses
+the 22.7 kB parent-week diary of bench/run to 4.0 kB (5.6x) in ~105 µs, and a 35.8 kB
+family week with averages and marks to 5.2 kB (6.9x) in ~155 µs; zlib's default level 6
+gives 3.7 kB in ~240 µs and 4.5 kB in ~480 µs, level 1 4.4 kB and 5.7 kB for hardly less
+time than 3 (levels 1-3 share deflate's fast strategy). A cached diary answer costs
+~0.5 ms of CPU in all, so the gzip of every hit would add a fifth to a half of it:
+the gzip of recent bodies is therefore kept under their SHA-256 (`CompressedBodies`:
+~12 µs for the 22.7 kB diary, and the compressed forms only, ~4.5 kB each, so that 16 MB
+holds more diaries than the response cache's 2,048). In-process the middleware then adds
+~23 µs to a 22.7 kB answer whose gzip is kept (the SHA-256 half of it), ~8 µs when the
+client does not take gzip; bench/run's parent-week (one identical request) sends 3.9 kB
+per response instead of 22.3 kB at a gateway CPU per request within the run's noise.
+Bodies of `THREAD_MIN_BYTES` or more are compressed in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import zlib
 from typing import Final
 
@@ -39,9 +45,9 @@ from gateway.http.cors import add_vary
 LEVEL: Final = 3
 GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
 THREAD_MIN_BYTES: Final = 128 << 10
-MEMO_MAX_ENTRIES: Final = 2048
+MEMO_MAX_ENTRIES: Final = 8192
 MEMO_MAX_BYTES: Final = 16 << 20
-MEMO_MAX_BODY_BYTES: Final = 512 << 10
+MEMO_MAX_BODY_BYTES: Final = 1 << 20
 _UNCOMPRESSED_STATUSES: Final = frozenset({204, 206, 304})
 _COMPRESSIBLE: Final = frozenset(
     {
@@ -101,32 +107,26 @@ def gzip_bytes(body: bytes, level: int = LEVEL) -> bytes:
 
 
 class CompressedBodies:
-    """Recently sent bodies and their gzip, least recently used out, bounded in bytes.
-
-    Keyed by the body itself: the lookup hashes it once per bytes object (Python keeps
-    a bytes object's hash), so a body sent again as the same object (a response-cache
-    hit) costs a dictionary lookup.
-    """
+    """The gzip of recently sent bodies under the body's SHA-256 (the body itself is not
+    kept), least recently used out, bounded in entries and bytes."""
 
     def __init__(self, level: int = LEVEL) -> None:
         self.level = level
-        self._cache: BoundedCache[bytes, bytes] = BoundedCache(
-            MEMO_MAX_ENTRIES, MEMO_MAX_BYTES, MEMO_MAX_BODY_BYTES
-        )
+        self._cache: BoundedCache[bytes, bytes] = BoundedCache(MEMO_MAX_ENTRIES, MEMO_MAX_BYTES)
 
     async def gzip(self, body: bytes) -> bytes:
         """The gzip of `body`: remembered, or compressed now (large ones in a thread)."""
-        remember = len(body) <= MEMO_MAX_BODY_BYTES
-        if remember:
-            found = self._cache.get(body)
+        key = hashlib.sha256(body).digest() if len(body) <= MEMO_MAX_BODY_BYTES else None
+        if key is not None:
+            found = self._cache.get(key)
             if found is not None:
                 return found
         if len(body) >= THREAD_MIN_BYTES:
             compressed = await asyncio.to_thread(gzip_bytes, body, self.level)
         else:
             compressed = gzip_bytes(body, self.level)
-        if remember:
-            self._cache.put(body, compressed, len(body) + len(compressed) + ENTRY_OVERHEAD)
+        if key is not None:
+            self._cache.put(key, compressed, len(compressed) + ENTRY_OVERHEAD)
         return compressed
 
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.core.settings import Settings
-from gateway.http.compression import CompressionMiddleware, accepts_gzip
+from gateway.http.compression import CompressedBodies, CompressionMiddleware, accepts_gzip
 from tests.support.environment import TODAY
 from tests.support.statements import FAMILY_QUERY
 
@@ -205,3 +205,14 @@ async def test_streamed_encoded_and_head() -> None:
     assert get.encoding == "gzip" and int(get.headers["content-length"]) == len(get.body)
     assert head.encoding is None and head.body == b""
     assert int(head.headers["content-length"]) == len(gzip.decompress(get.body))
+
+
+async def test_a_body_sent_again_is_not_compressed_again() -> None:
+    """The gzip of a body is kept under its digest: the same content (a cache hit, a
+    repeated answer) gets the same compressed bytes without compressing again."""
+    bodies = CompressedBodies()
+    body = b'{"data": [' + b'"a line of the diary", ' * 500 + b'"end"]}'
+    first = await bodies.gzip(body)
+    assert gzip.decompress(first) == body
+    assert await bodies.gzip(bytes(bytearray(body))) is first
+    assert await bodies.gzip(body + b" ") is not first
