@@ -216,3 +216,18 @@ async def test_a_body_sent_again_is_not_compressed_again() -> None:
     assert gzip.decompress(first) == body
     assert await bodies.gzip(bytes(bytearray(body))) is first
     assert await bodies.gzip(body + b" ") is not first
+
+
+async def test_static_files_are_gzipped_with_a_weak_etag(client: httpx.AsyncClient) -> None:
+    """The pages' scripts and styles are compressed; their strong ETag becomes weak (the
+    gzip is other bytes), and revalidating with it still gets 304."""
+    plain = await _raw(client, "GET", "/static/css/site.css", IDENTITY)
+    packed = await _raw(client, "GET", "/static/css/site.css", GZIP)
+    assert plain.status == packed.status == 200 and len(plain.body) > 1024
+    assert packed.encoding == "gzip" and packed.decoded() == plain.body
+    assert not plain.headers["etag"].startswith("W/")
+    assert packed.headers["etag"] == "W/" + plain.headers["etag"]
+    again = await _raw(
+        client, "GET", "/static/css/site.css", {**GZIP, "If-None-Match": packed.headers["etag"]}
+    )
+    assert again.status == 304 and again.body == b"" and again.encoding is None
