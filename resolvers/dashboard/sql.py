@@ -28,6 +28,19 @@ async def get_school(pool: asyncpg.Pool, *, school_id: int) -> Row | None:
     return await pool.fetchrow(_SCHOOL_SQL, school_id)
 
 
+_SCHOOLS_SQL = """
+SELECT id, name, short_name, municipality
+FROM diary_api.schools
+WHERE id = ANY($1::int[])
+ORDER BY name, id
+"""
+
+
+async def list_schools(pool: asyncpg.Pool, *, school_ids: list[int]) -> list[Row]:
+    """The rows of these schools (id, name, short_name, municipality), by name."""
+    return list(await pool.fetch(_SCHOOLS_SQL, school_ids))
+
+
 # Per teacher, class and subject over the window. A lesson is held when it is not
 # cancelled and its date is not after today ($4); empty when held before today with no
 # topic, no attendance record and no mark. Groups without a held lesson are left out.

@@ -121,11 +121,41 @@ async def resolve_last_updated_at(root: Student, info: Info) -> datetime | None:
     return await info.context.loaders.last_updated_by_student.load(root.student_id)
 
 
+async def resolve_viewer_schools(info: Info) -> list[School]:
+    """The schools of the viewer's scope, by name (read only when selected)."""
+    context = info.context
+    viewer = context.require_viewer()
+    if viewer.is_family:
+        students = await _students(info, sorted(viewer.student_ids))
+        found = {s.school.id: s.school for s in students if s is not None}
+        return sorted(found.values(), key=lambda school: (school.name, int(school.id)))
+    rows = await context.dashboard.administered_schools()
+    return [
+        School(
+            id=strawberry.ID(str(row["id"])),
+            name=row["name"],
+            short_name=row["short_name"],
+            municipality=row["municipality"],
+        )
+        for row in rows
+    ]
+
+
 @strawberry.type(name="Viewer", description="The current user.")
 class ViewerType:
     id: strawberry.ID
     role: Role
     display_name: str
+    schools: list[School] = strawberry.field(
+        resolver=resolve_viewer_schools,
+        description=(
+            "The schools of the viewer's scope, by name: for a school admin (a person or a "
+            "machine client) the schools they administer; for a parent the schools of their "
+            "children; for a student their own school; for a regional analyst none (their "
+            "scope is the region, read through regionalAnalytics)."
+        ),
+        metadata=sized(3),
+    )
 
 
 @strawberry.type(description="A student visible to the current user.")

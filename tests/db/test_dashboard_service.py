@@ -37,6 +37,8 @@ READS: dict[str, Read] = {
         school, start=START, end=END, outcome=None, limit=5
     ),
 }
+# Reads of the viewer's own schools (no school argument to check): tested below.
+VIEWER_READS = {"administered_schools"}
 
 
 def viewer(role: Role, school_ids: set[int]) -> Viewer:
@@ -73,7 +75,22 @@ def test_reads_cover_every_public_coroutine_of_the_service() -> None:
         for name, _ in inspect.getmembers(DashboardService, inspect.iscoroutinefunction)
         if not name.startswith("_")
     }
-    assert public == set(READS)
+    assert public == set(READS) | VIEWER_READS
+
+
+async def test_administered_schools_are_the_admins_own_and_nobody_elses(
+    pool: asyncpg.Pool, owner_conn: asyncpg.Connection
+) -> None:
+    school_id = await admin_school_id(owner_conn)
+    admin = DashboardService(pool, viewer(Role.SCHOOL_ADMIN, {school_id}), set())
+    assert [row["id"] for row in await admin.administered_schools()] == [school_id]
+    for role in (Role.PARENT, Role.REGIONAL_ANALYST):
+        service = DashboardService(pool, viewer(role, {school_id}), set())
+        with counting_statements() as counter:
+            assert await service.administered_schools() == []
+        assert counter.count == 0
+    with pytest.raises(UnauthenticatedError):
+        await DashboardService(pool, None, set()).administered_schools()
 
 
 @pytest.mark.parametrize("name", sorted(READS))
