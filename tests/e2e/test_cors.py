@@ -5,10 +5,13 @@ answers, never a credentials header, and the session cookie never honoured cross
 from __future__ import annotations
 
 import dataclasses
+import gzip
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from starlette.applications import Starlette
 
@@ -18,6 +21,8 @@ from fixtures.demo import demo_account
 from gateway.app import create_app
 from gateway.core.settings import Settings, SettingsError
 from gateway.http.cors import MAX_AGE_S
+from tests.support.environment import gateway_env
+from tests.support.live_server import live_server
 
 WEB = "https://diary-app.example.ru"  # on the CORS list, not among the cookie's origins
 OTHER = "https://evil.example"
@@ -178,3 +183,35 @@ async def test_the_session_cookie_is_not_honoured_cross_origin(
     assert with_token.status_code == 200
     assert with_token.json()["data"]["viewer"]["role"] == "PARENT"
     assert _cors_headers(with_token) == {"access-control-allow-origin": WEB}
+
+
+async def test_over_a_real_socket(
+    database_url: str, data_dir: Path, pool: asyncpg.Pool, tokens: dict[str, str]
+) -> None:
+    """Through uvicorn (as `serve` runs it): the preflight's 204 and a cross-origin answer,
+    gzip-compressed with the framing right."""
+    env = {**gateway_env(database_url, data_dir), "SCHOOL_GATEWAY_CORS_ORIGINS": WEB}
+    async with (
+        live_server(env, pool) as live,
+        httpx.AsyncClient(base_url=live.url, timeout=30) as client,
+    ):
+        preflight = await client.options("/graphql", headers=_preflight_headers(WEB))
+        assert preflight.status_code == 204 and preflight.content == b""
+        assert preflight.headers["access-control-allow-origin"] == WEB
+        query = {
+            "query": "{ myChildren { id fullName school { name } } __schema { types { name } } }"
+        }
+        headers = {
+            "Authorization": f"Bearer {tokens['parent-two-schools']}",
+            "Origin": WEB,
+            "Accept-Encoding": "gzip",
+        }
+        async with client.stream("POST", "/graphql", json=query, headers=headers) as response:
+            raw = b"".join([chunk async for chunk in response.aiter_raw()])
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == WEB
+        assert response.headers["content-encoding"] == "gzip"
+        assert int(response.headers["content-length"]) == len(raw)
+        assert {"origin", "accept-encoding"} <= _vary(response)
+        body = orjson.loads(gzip.decompress(raw))
+        assert len(body["data"]["myChildren"]) == 2 and body["data"]["__schema"]["types"]
