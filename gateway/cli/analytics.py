@@ -1,4 +1,4 @@
-"""`school-gateway analytics-refresh`: rebuild the regional analytics' base cells now
+"""`school-gateway analytics-refresh`: rebuild the regional analytics' units now
 (for cron or after a bulk load; the gateway also rebuilds them on its own)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ COMMAND: Final = "analytics-refresh"
 def register(commands: Commands) -> None:
     """Add `analytics-refresh` to the `school-gateway` sub-commands."""
     parser = commands.add_parser(
-        COMMAND, help="rebuild the regional analytics' pre-aggregated cells now"
+        COMMAND, help="rebuild the regional analytics' units now"
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=cmd_analytics_refresh)

@@ -4,14 +4,15 @@
 -- `school-gateway analytics-refresh`). A refresh replaces every row in one transaction,
 -- so readers see either the old or the new snapshot, never a mix.
 --
--- A unit is a set of journal records covering at least k distinct students: a base cell
--- (school x grade x subject x period x work type / code) when it is that large, else
--- small cells merged up a fixed hierarchy (resolvers/analytics/merge.py). Every released
--- figure is a sum over whole units (docs/analytics.md). Key columns are NULL where a
--- unit has several values ("mixed"); the *_ids / *s arrays hold its values for filters.
--- Rows with published = false are "shadows": base cells below k (merged into a unit or
--- dropped), kept without figures so that their groups are listed as suppressed.
--- `students` itself is never released.
+-- A unit is a set of base cells (school x grade x subject x period x work type / code)
+-- covering at least k distinct students: a cell that large, or small cells merged up a
+-- fixed hierarchy (resolvers/analytics/merge.py). Every released figure is a sum over
+-- whole units (docs/analytics.md). Key columns are NULL where a unit has several values
+-- ("mixed"); the *_ids / *s arrays hold its values for filters. Rows with published =
+-- false are "shadows" (negative ids, no figures, students 0): base cells not published
+-- on their own, kept so that their groups are listed as suppressed. `students` (the
+-- distinct students, or a lower bound of them when a cell's students were not loaded)
+-- is never released.
 
 -- Before issue 12: base cells, small ones dropped (replaced by the units below).
 DROP TABLE IF EXISTS gateway.analytics_mark_values, gateway.analytics_mark_cells,
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS gateway.analytics_mark_units (
     period_schemes   text[] NOT NULL,
     period_numbers   smallint[] NOT NULL,
     work_type_ids    integer[] NOT NULL,
-    students        integer NOT NULL,      -- distinct students of the unit's marks
+    students        integer NOT NULL,
     marks           integer NOT NULL,
     counted_marks   integer NOT NULL,      -- marks counting toward the weighted average
     weighted_sum    numeric NOT NULL,      -- sum of weight * value over the counted marks
@@ -95,6 +96,25 @@ CREATE TABLE IF NOT EXISTS gateway.analytics_lesson_units (
     students        integer NOT NULL,      -- enrolment of the unit's classes
     lessons         integer NOT NULL,
     student_lessons bigint NOT NULL        -- sum over lessons of the class's enrolment
+);
+
+-- Where each base cell went, for the school year (units are sticky: a cell once in a unit
+-- stays in it at every later refresh; see resolvers/analytics/merge.py). `detail` is the
+-- work type id or the code as text, '' for lessons. Emptied when k changes.
+CREATE TABLE IF NOT EXISTS gateway.analytics_assignments (
+    kind            text NOT NULL,      -- marks, attendance, lessons
+    school_id       integer NOT NULL,
+    municipality_id integer NOT NULL,
+    grade           smallint NOT NULL,
+    subject_id      integer NOT NULL,
+    year_id         integer NOT NULL,
+    period_scheme   text NOT NULL,
+    period_number   smallint NOT NULL,
+    detail          text NOT NULL,
+    unit_id         integer NOT NULL,
+    level           smallint NOT NULL,
+    PRIMARY KEY (kind, school_id, grade, subject_id, year_id, period_scheme, period_number,
+                 detail)
 );
 
 -- When the units were last rebuilt, as of which diary date, for which k, and how long

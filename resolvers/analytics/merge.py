@@ -1,16 +1,24 @@
 """Small-group disclosure control: base cells merged into units of at least k students.
 
-No SQL here (resolvers.analytics.sql feeds it rows and stores what it returns).
+No SQL here (resolvers.analytics.sql feeds it cells and stores what it returns).
 
 A base cell (school x grade x subject x period x work type / code; lessons without the
-last) with at least k distinct students is a unit by itself. The records of the smaller
-cells are merged up a fixed hierarchy of coarser keys (`MARK_LEVELS`, ...): at each level
-the remaining records are grouped by the level's key, and every group that covers at
-least k distinct students becomes a unit. What is left after the last level is dropped.
-The units partition the published records; every figure the API releases is a sum over
-whole units (never a part of one), so no combination of answers says anything about
-fewer than k children. Merging is what keeps rare events (an absence code few children
-have, a rare work type) in the figures: before it, a small cell was dropped outright.
+last) with at least k distinct students is a unit by itself. Smaller cells are merged up
+a fixed hierarchy of coarser keys (`MARK_LEVELS`, ...): at each level the cells left over
+are grouped by the level's key, and every group that covers at least k distinct students
+becomes a unit; at an absorbing level (from the municipality's up) a group still below k
+joins an existing unit that holds only cells of its key. What is left after the last
+level is in no figure (and tried again at the next refresh).
+
+Units are STICKY for the school year: a cell, once in a unit, stays in it at every later
+refresh (`Assignment`), even when it has grown to k students on its own; only cells never
+seen before are placed by the rules above. Otherwise a cell published inside a merged unit
+at one refresh and alone at the next would give away its merged siblings' figures (the
+difference of the two answers). A unit is published while it covers at least k students
+(a unit that fell below k, e.g. after marks were deleted, is withheld, not re-merged).
+
+Every figure the API releases is a sum over whole published units (never a part of one),
+so no combination of answers says anything about fewer than k children.
 """
 
 from __future__ import annotations
@@ -110,106 +118,137 @@ def level_key(key: CellKey, level: Level) -> tuple[object, ...]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """Records of one cell and one member: a student (weight 1) or, for lessons, a class
-    (weight = its enrolment). `figures` are sums (marks, counted, ...) in a fixed order;
-    `values` the marks per value as written (marks only)."""
+@dataclass(slots=True)
+class Cell:
+    """A base cell as the database counted it: distinct students, figures (sums in a
+    fixed order), marks per value; `members` (student id → 1, or for lessons class id →
+    its enrolment) when loaded, to count distinct students across cells."""
 
     key: CellKey
-    member: int
-    weight: int
+    students: int
     figures: tuple[Decimal, ...]
-    values: tuple[tuple[str, int], ...] = ()
+    values: Counter[str] = field(default_factory=Counter)
+    members: dict[int, int] | None = None
 
 
 @dataclass(slots=True)
 class Unit:
-    """A published unit (or, with `published` False, a shadow: a small base cell kept
-    without figures so that its group is listed as suppressed)."""
+    """Cells whose figures are released together, while they cover at least k students."""
 
+    unit_id: int
     level: int
-    published: bool
-    keys: set[CellKey] = field(default_factory=set)
-    members: dict[int, int] = field(default_factory=dict)
-    figures: list[Decimal] = field(default_factory=list)
-    values: Counter[str] = field(default_factory=Counter)
-    counted_students: int | None = None  # when the database counted them (base cells)
-    base: CellKey | None = None  # a base cell's own key (its unit may absorb others)
+    cells: list[Cell] = field(default_factory=list)
 
     @property
     def students(self) -> int:
-        """Distinct students: the members' weights, each member once."""
-        if self.counted_students is not None:
-            return self.counted_students
-        return sum(self.members.values())
+        """Distinct students, or a lower bound of them when a cell's members are not
+        loaded (a cell that was big enough on its own: its count is the bound)."""
+        if len(self.cells) == 1:
+            return self.cells[0].students
+        known: dict[int, int] = {}
+        bound = 0
+        for cell in self.cells:
+            if cell.members is None:
+                bound = max(bound, cell.students)
+            else:
+                known.update(cell.members)
+        return max(bound, sum(known.values()))
 
-    def add(self, row: Row) -> None:
-        self.keys.add(row.key)
-        self.members[row.member] = row.weight
-        if not self.figures:
-            self.figures = list(row.figures)
+    @property
+    def keys(self) -> list[CellKey]:
+        return [cell.key for cell in self.cells]
+
+    def figures(self) -> list[Decimal]:
+        columns = zip(*(cell.figures for cell in self.cells), strict=True)
+        return [sum(column, Decimal(0)) for column in columns]
+
+    def values(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for cell in self.cells:
+            total.update(cell.values)
+        return total
+
+
+# Cell → (unit id, level): where each cell went at the refreshes of the year so far.
+Assignment = dict[CellKey, tuple[int, int]]
+
+
+@dataclass(slots=True)
+class Placement:
+    """The units of one kind of figures after a refresh, and the assignment to keep."""
+
+    units: list[Unit]
+    assignment: Assignment
+    unplaced: list[Cell]  # below k after every level: in no figure this time
+
+
+def _distinct(cells: Iterable[Cell]) -> int:
+    members: dict[int, int] = {}
+    for cell in cells:
+        members.update(cell.members or {})
+    return sum(members.values())
+
+
+def place(cells: Iterable[Cell], hierarchy: Hierarchy, k: int, assignment: Assignment) -> Placement:
+    """Cells already assigned go to their units; the others become units of their own
+    (>= k students) or are merged up the hierarchy. The small cells placed here need
+    their members loaded; cells already in a unit of several cells too (see `needs`)."""
+    by_id: dict[int, Unit] = {}
+    fresh: list[Cell] = []
+    for cell in cells:
+        placed = assignment.get(cell.key)
+        if placed is None:
+            fresh.append(cell)
+            continue
+        unit_id, level = placed
+        by_id.setdefault(unit_id, Unit(unit_id, level)).cells.append(cell)
+    next_id = max((unit_id for unit_id, _ in assignment.values()), default=0) + 1
+    small: list[Cell] = []
+    for cell in fresh:
+        if cell.students >= k:
+            by_id[next_id] = Unit(next_id, 0, [cell])
+            next_id += 1
         else:
-            self.figures = [a + b for a, b in zip(self.figures, row.figures, strict=True)]
-        for value, count in row.values:
-            self.values[value] += count
-
-
-def cell_unit(key: CellKey, students: int, figures: Sequence[Decimal], k: int) -> Unit:
-    """A base cell counted by the database: a unit of level 0 when it covers at least k
-    students, else its shadow (no figures)."""
-    published = students >= k
-    unit = Unit(level=0, published=published, keys={key}, counted_students=students, base=key)
-    unit.figures = list(figures) if published else [Decimal(0)] * len(figures)
-    return unit
-
-
-def merge(
-    rows: Iterable[Row], hierarchy: Hierarchy, k: int, *, cells: Sequence[Unit] = ()
-) -> list[Unit]:
-    """The units that the rows of the small cells form from level 1 up (`cells`: the base
-    cells' units, which may absorb rows); rows left over after the last level are dropped.
-
-    At an absorbing level, a group that is still below k joins the unit that already
-    holds only records of its key at that level (the coarsest such unit, then the one
-    whose first base cell comes first): that unit covers at least k students before and
-    after, and the records stay in the figures of their municipality (or, at the last
-    level, of the region) instead of moving up or being dropped."""
-    remaining = list(rows)
-    units: list[Unit] = []
+            small.append(cell)
+    units = list(by_id.values())
     levels = hierarchy.levels
     for index in range(1, len(levels)):
-        groups: dict[tuple[object, ...], list[Row]] = defaultdict(list)
-        for row in remaining:
-            groups[level_key(row.key, levels[index])].append(row)
-        remaining = []
-        small: dict[tuple[object, ...], list[Row]] = {}
-        for group_key, grouped in groups.items():
-            if sum({row.member: row.weight for row in grouped}.values()) < k:
-                small[group_key] = grouped
-                continue
-            unit = Unit(level=index, published=True)
-            for row in grouped:
-                unit.add(row)
-            units.append(unit)
-        if small and index in hierarchy.absorbing:
-            hosts = _hosts([*cells, *units], levels[index])
-            for group_key, grouped in list(small.items()):
-                host = hosts.get(group_key)
-                if host is not None:
-                    for row in grouped:
-                        host.add(row)
-                    del small[group_key]
-        remaining = [row for grouped in small.values() for row in grouped]
-    return units
+        groups: dict[tuple[object, ...], list[Cell]] = defaultdict(list)
+        for cell in small:
+            groups[level_key(cell.key, levels[index])].append(cell)
+        small = []
+        hosts = _hosts(units, levels[index], k) if index in hierarchy.absorbing else {}
+        for key, grouped in groups.items():
+            if _distinct(grouped) >= k:
+                units.append(Unit(next_id, index, grouped))
+                next_id += 1
+            elif key in hosts:
+                hosts[key].cells.extend(grouped)
+            else:
+                small.extend(grouped)
+    new_assignment = {cell.key: (unit.unit_id, unit.level) for unit in units for cell in unit.cells}
+    return Placement(units, new_assignment, small)
 
 
-def _hosts(units: Iterable[Unit], level: Level) -> dict[tuple[object, ...], Unit]:
-    """Per key at `level`, the published unit whose records all have that key: the
-    coarsest, then the one whose first base cell comes first (a stable choice)."""
+def needs_members(cells: Iterable[Cell], k: int, assignment: Assignment) -> list[CellKey]:
+    """The cells whose members `place` needs: new small cells, and cells of units of
+    several cells (to count the unit's distinct students)."""
+    sizes: Counter[int] = Counter(unit_id for unit_id, _ in assignment.values())
+    wanted = []
+    for cell in cells:
+        placed = assignment.get(cell.key)
+        new_and_small = placed is None and cell.students < k
+        if new_and_small or (placed is not None and sizes[placed[0]] > 1):
+            wanted.append(cell.key)
+    return wanted
+
+
+def _hosts(units: Iterable[Unit], level: Level, k: int) -> dict[tuple[object, ...], Unit]:
+    """Per key at `level`, the published unit whose cells all have that key: the
+    coarsest, then the one whose first cell comes first (a stable choice)."""
     best: dict[tuple[object, ...], tuple[tuple[int, CellKey], Unit]] = {}
     for unit in units:
-        if not unit.published:
+        if unit.students < k:
             continue
         keys = {level_key(key, level) for key in unit.keys}
         if len(keys) != 1:
@@ -221,34 +260,30 @@ def _hosts(units: Iterable[Unit], level: Level) -> dict[tuple[object, ...], Unit
     return {key: unit for key, (_, unit) in best.items()}
 
 
-def absorbed_shadows(cells: Iterable[Unit]) -> list[Unit]:
-    """Shadows of the base cells whose unit absorbed small groups: their own groups are
-    then listed (suppressed) as well, since the unit now spans more than the cell."""
-    return [
-        Unit(level=0, published=False, keys={cell.base}, figures=[0 * f for f in cell.figures])
-        for cell in cells
-        if cell.published and cell.base is not None and len(cell.keys) > 1
-    ]
+def shadows(units: Iterable[Unit], unplaced: Iterable[Cell], k: int) -> list[CellKey]:
+    """The cells not published as a unit of their own: their groups are listed (as
+    suppressed unless another unit counts in them)."""
+    hidden = [cell.key for cell in unplaced]
+    for unit in units:
+        if len(unit.cells) > 1 or unit.students < k:
+            hidden += unit.keys
+    return hidden
 
 
-def split_cells(rows: Iterable[Row], k: int) -> tuple[list[Unit], list[Row]]:
-    """Base cells from member rows (lessons: counted here, not by the database): the
-    cells' units and shadows, and the rows of the small cells (to merge)."""
-    by_cell: dict[CellKey, list[Row]] = defaultdict(list)
-    for row in rows:
-        by_cell[row.key].append(row)
-    cells: list[Unit] = []
-    small: list[Row] = []
-    for key, grouped in by_cell.items():
-        unit = Unit(level=0, published=True, base=key)
-        for row in grouped:
-            unit.add(row)
-        if unit.students < k:
-            small.extend(grouped)
-            unit = Unit(level=0, published=False, keys={key}, members=unit.members)
-            unit.figures = [Decimal(0)] * len(grouped[0].figures)
-        cells.append(unit)
-    return cells, small
+def cells_from_members(rows: Iterable[tuple[CellKey, int, int, tuple[Decimal, ...]]]) -> list[Cell]:
+    """Base cells from (key, member, weight, figures) rows (lessons: the database gives
+    classes with their enrolment, and the cells are counted here)."""
+    by_key: dict[CellKey, Cell] = {}
+    for key, member, weight, figures in rows:
+        cell = by_key.get(key)
+        if cell is None:
+            by_key[key] = Cell(key, 0, figures, members={member: weight})
+            continue
+        cell.members = {**(cell.members or {}), member: weight}
+        cell.figures = tuple(a + b for a, b in zip(cell.figures, figures, strict=True))
+    for cell in by_key.values():
+        cell.students = sum((cell.members or {}).values())
+    return list(by_key.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,9 +311,8 @@ def _single(values: set[T]) -> T | None:
     return next(iter(values)) if len(values) == 1 else None
 
 
-def columns_of(unit: Unit) -> UnitColumns:
-    """The unit's key columns and value arrays (for grouping and filters)."""
-    keys = unit.keys
+def columns_of(keys: Sequence[CellKey]) -> UnitColumns:
+    """The key columns and value arrays of a unit of these cells (grouping, filters)."""
     schools = {key.school_id for key in keys}
     municipalities = {key.municipality_id for key in keys}
     grades = {key.grade for key in keys}

@@ -2,7 +2,7 @@
 
 Only REGIONAL_ANALYST viewers (people or machine clients with the `region:analytics`
 scope) reach these fields; anyone else gets FORBIDDEN and no data. The figures are
-read from the gateway's pre-aggregated base cells through the analytics service (own
+read from the gateway's pre-aggregated units through the analytics service (own
 pool, statement timeout and per-client rate limit) and are suppressed as described in
 `SUPPRESSION_RULE` and docs/analytics.md.
 """
@@ -381,6 +381,17 @@ def _attendance_group(
             by_code=None,
         )
     student_lessons = int(lessons["student_lessons"]) if lessons and lessons_published else None
+    if not published_codes and codes:
+        # Its records are all in cells not published on their own: no count, not a false 0.
+        return AttendanceGroup(
+            key=key,
+            suppressed=False,
+            lessons=int(lessons["lessons"]) if lessons and lessons_published else None,
+            student_lessons=student_lessons,
+            records=None,
+            rate=None,
+            by_code=[],
+        )
     counts = sorted(
         (
             AttendanceCodeCount(
@@ -519,7 +530,7 @@ class RegionalAnalytics:
         description="When the pre-aggregated figures were last rebuilt."
     )
     min_group_size: int = strawberry.field(
-        description="k: the fewest distinct students a base cell must cover to be published."
+        description="k: the fewest distinct students a unit must cover to be published."
     )
     marks: MarkAggregates = strawberry.field(
         resolver=resolve_marks,

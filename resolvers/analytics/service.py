@@ -1,6 +1,6 @@
 """The analytics service: the only way to the analytics SQL (resolvers.analytics.sql).
 
-Its own pool, statement timeout, rate limit, CPU share and refresh of the base cells.
+Its own pool, statement timeout, rate limit, CPU share and refresh of the units.
 
 Isolation from the families' diaries: analytics statements never use the diary pool.
 They run on a pool of their own (`DATABASE_ANALYTICS_URL`, a replica, or else the diary
@@ -11,12 +11,12 @@ event loop (`turn`). Each client (viewer account or machine client) may call
 `regionalAnalytics` at most `rate_limit` times per `rate_window_seconds` (RATE_LIMITED
 beyond).
 
-The base cells (resolvers.analytics.sql) are built at first use when empty, refreshed in
-the background every `refresh_seconds` once the process has served analytics (only when
-the last refresh, by any process, is older than that), and by `school-gateway
-analytics-refresh` (`refresh_cells`). A refresh writes the primary database (a replica is
-read-only; its DSN comes from the application's assembler) on a connection of its own, with
-its own statement timeout.
+The units (resolvers.analytics.sql) are built at first use (or when built for another
+k), refreshed in the background every `refresh_seconds` once the process has served
+analytics (only when the last refresh, by any process, is older than that), and by
+`school-gateway analytics-refresh` (`refresh_cells`). A refresh writes the primary
+database (a replica is read-only; its DSN comes from the application's assembler) on a
+connection of its own, with its own statement timeout.
 
 Both connect as the gateway's least-privilege login role (gateway.core.db_roles): a
 superuser DSN is refused, like the diary pool's; on a replica the same role exists.
@@ -54,6 +54,13 @@ class RateLimitedError(ApiError):
 
 class AnalyticsTimeoutError(ApiError):
     code = ErrorCode.TIMEOUT
+
+
+class AnalyticsUnavailableError(ApiError):
+    """The stored units were built for another k (another process or `analytics-refresh`
+    with a different SCHOOL_GATEWAY_MIN_GROUP_SIZE, or a replica behind): never served."""
+
+    code = ErrorCode.SERVICE_UNAVAILABLE
 
 
 class MarkRows(NamedTuple):
@@ -199,8 +206,9 @@ class AnalyticsService:
         with_values: bool,
     ) -> MarkRows:
         """Mark figures of the groups of `columns` (value counts when `with_values`), on one
-        connection: one or two statements, and the labels when not loaded yet."""
-        async with self.connection() as conn:
+        connection and one snapshot whose units are this service's k: one or two
+        statements, and the labels when not loaded yet."""
+        async with self.connection() as conn, self._snapshot(conn):
             figures, values = await data.mark_aggregates(
                 conn, columns, cell_filter, with_values=with_values
             )
@@ -210,12 +218,29 @@ class AnalyticsService:
     async def attendance(
         self, columns: list[str], cell_filter: CellFilter, refreshed_at: datetime
     ) -> AttendanceRows:
-        """Attendance figures of the groups of `columns`, on one connection: two statements,
-        and the labels when not loaded yet."""
-        async with self.connection() as conn:
+        """Attendance figures of the groups of `columns`, on one connection and one
+        snapshot whose units are this service's k: two statements, and the labels when not
+        loaded yet."""
+        async with self.connection() as conn, self._snapshot(conn):
             lessons, codes = await data.attendance_aggregates(conn, columns, cell_filter)
             labels = await self._labels_of(conn, refreshed_at)
         return AttendanceRows(lessons, codes, labels)
+
+    @asynccontextmanager
+    async def _snapshot(self, conn: asyncpg.Connection) -> AsyncIterator[None]:
+        """A read-only repeatable-read transaction in which the stored units are checked to
+        be built for this service's k before any figure is read from them."""
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            current = await data.freshness(conn)
+            if current is None or current.min_group_size != self.min_group_size:
+                stored = None if current is None else current.min_group_size
+                log.warning(
+                    "analytics units built for k=%s, this process serves k=%d: not served",
+                    stored,
+                    self.min_group_size,
+                )
+                raise AnalyticsUnavailableError()
+            yield
 
     async def _labels_of(self, conn: asyncpg.Connection, refreshed_at: datetime) -> Labels:
         """Dimension labels, reloaded after each refresh."""

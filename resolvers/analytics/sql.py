@@ -15,14 +15,15 @@ suppressed.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
 import asyncpg
 
-from resolvers.analytics import merge
+from resolvers.analytics import merge, units
 from resolvers.analytics.cells import CellFilter, Freshness, Labels
 
 __all__ = [
@@ -84,23 +85,17 @@ JOIN unnest($1::integer[], $2::smallint[], $3::integer[], $4::integer[], $5::tex
   USING (school_id, grade, subject_id, year_id, period_scheme, period_number, {detail})
 """
 _KEY_SELECT: Final = ", ".join(f"f.{column}" for column in _KEY)
-# The marks of the small cells, per cell, student and value.
-_SMALL_MARKS: Final = f"""
-SELECT {_KEY_SELECT}, f.work_type_id, f.student_id, f.value,
-       count(*)::integer AS marks,
-       count(*) FILTER (WHERE f.counted)::integer AS counted_marks,
-       coalesce(sum(f.weight * f.numeric_value) FILTER (WHERE f.counted), 0) AS weighted_sum,
-       coalesce(sum(f.weight) FILTER (WHERE f.counted), 0) AS weight_sum
+# The students of some cells (ids only in memory, to count distinct students of merged
+# cells; never stored).
+_MARK_MEMBERS: Final = f"""
+SELECT DISTINCT {_KEY_SELECT}, f.work_type_id, f.student_id
 FROM diary_api.analytics_mark_facts f
 {_SMALL_JOIN.format(detail_type="integer", detail="work_type_id")}
-GROUP BY {_KEY_SELECT}, f.work_type_id, f.student_id, f.value
 """
-# The attendance records of the small cells, per cell and student.
-_SMALL_ATTENDANCE: Final = f"""
-SELECT {_KEY_SELECT}, f.code, f.student_id, count(*)::integer AS records
+_ATTENDANCE_MEMBERS: Final = f"""
+SELECT DISTINCT {_KEY_SELECT}, f.code, f.student_id
 FROM diary_api.analytics_attendance_facts f
 {_SMALL_JOIN.format(detail_type="text", detail="code")}
-GROUP BY {_KEY_SELECT}, f.code, f.student_id
 """
 _COMMON = ", ".join(_KEY)
 # Lessons held up to the diary's today, per cell and class (with the class's enrolment).
@@ -111,7 +106,7 @@ WHERE date <= $1
 GROUP BY {_COMMON}, class_id
 """
 _TABLES: Final = (
-    "analytics_mark_unit_values",
+    "analytics_mark_unit_values",  # (values first: they name units)
     "analytics_mark_units",
     "analytics_attendance_units",
     "analytics_lesson_units",
@@ -150,12 +145,12 @@ async def refresh(
     the views are all read from that snapshot (a write committed between two of the
     reads is in all of the new units or in none), and it sees any refresh that committed
     while this one waited."""
-    started = time.perf_counter()
     try:
         async with conn.transaction(isolation="repeatable_read"):
             await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
             await conn.execute("SET LOCAL work_mem = '64MB'")
             await conn.execute(_LOCK_SQL if wait else _LOCK_SQL + " NOWAIT")
+            started = time.perf_counter()  # the rebuild's own time, not the lock's wait
             if stale_before is not None:
                 current = await freshness(conn)
                 if (
@@ -164,7 +159,7 @@ async def refresh(
                     and current.min_group_size == min_group_size
                 ):
                     return current
-            await _rebuild(conn, today, min_group_size)
+            await _rebuild(conn, today, min_group_size, current_k=await _stored_k(conn))
             duration_ms = round((time.perf_counter() - started) * 1000)
             row = await conn.fetchrow(_RECORD_REFRESH_SQL, today, duration_ms, min_group_size)
     except asyncpg.LockNotAvailableError:  # NOWAIT: another refresh is running
@@ -186,9 +181,8 @@ def _cell_key(row: asyncpg.Record, detail: str | None) -> merge.CellKey:
     )
 
 
-def _small_keys(cells: Sequence[merge.Unit]) -> list[list[Any]]:
-    """The small cells' keys as the columns of `_SMALL_JOIN`'s unnest."""
-    keys = [next(iter(cell.keys)) for cell in cells if not cell.published]
+def _key_columns(keys: Sequence[merge.CellKey]) -> list[list[Any]]:
+    """Cell keys as the columns of `_SMALL_JOIN`'s unnest."""
     return [
         [key.school_id for key in keys],
         [key.grade for key in keys],
@@ -200,149 +194,128 @@ def _small_keys(cells: Sequence[merge.Unit]) -> list[list[Any]]:
     ]
 
 
-async def _mark_units(conn: asyncpg.Connection, k: int) -> list[merge.Unit]:
-    cells = [
-        merge.cell_unit(
-            _cell_key(row, "work_type_id"),
-            row["students"],
-            [Decimal(row[c]) for c in _MARK_FIGURES],
-            k,
-        )
+async def _load_members(
+    conn: asyncpg.Connection,
+    query: str,
+    detail: str,
+    cells: Sequence[merge.Cell],
+    wanted: Sequence[merge.CellKey],
+) -> None:
+    """Give the `wanted` cells their students (ids in memory only)."""
+    if not wanted:
+        return
+    members: dict[merge.CellKey, dict[int, int]] = defaultdict(dict)
+    for row in await conn.fetch(query, *_key_columns(wanted)):
+        members[_cell_key(row, detail)][row["student_id"]] = 1
+    for cell in cells:
+        if cell.key in members:
+            cell.members = members[cell.key]
+
+
+async def _mark_cells(conn: asyncpg.Connection) -> list[merge.Cell]:
+    cells = {
+        key: merge.Cell(key, row["students"], tuple(Decimal(row[c]) for c in _MARK_FIGURES))
         for row in await conn.fetch("SELECT * FROM diary_api.analytics_mark_cells")
-    ]
-    of_key = {next(iter(cell.keys)): cell for cell in cells if cell.published}
+        for key in [_cell_key(row, "work_type_id")]
+    }
     for row in await conn.fetch("SELECT * FROM diary_api.analytics_mark_values"):
-        cell = of_key.get(_cell_key(row, "work_type_id"))
+        cell = cells.get(_cell_key(row, "work_type_id"))
         if cell is not None:
             cell.values[row["value"]] += row["marks"]
-    small = [
-        merge.Row(
-            key=_cell_key(row, "work_type_id"),
-            member=row["student_id"],
-            weight=1,
-            figures=tuple(Decimal(row[c]) for c in _MARK_FIGURES),
-            values=((row["value"], row["marks"]),),
-        )
-        for row in await conn.fetch(_SMALL_MARKS, *_small_keys(cells))
-    ]
-    merged = merge.merge(small, merge.MARKS, k, cells=cells)
-    return cells + merged + merge.absorbed_shadows(cells)
+    return list(cells.values())
 
 
-async def _attendance_units(conn: asyncpg.Connection, k: int) -> list[merge.Unit]:
-    cells = [
-        merge.cell_unit(_cell_key(row, "code"), row["students"], [Decimal(row["records"])], k)
+async def _attendance_cells(conn: asyncpg.Connection) -> list[merge.Cell]:
+    return [
+        merge.Cell(_cell_key(row, "code"), row["students"], (Decimal(row["records"]),))
         for row in await conn.fetch("SELECT * FROM diary_api.analytics_attendance_cells")
     ]
-    small = [
-        merge.Row(
-            key=_cell_key(row, "code"),
-            member=row["student_id"],
-            weight=1,
-            figures=(Decimal(row["records"]),),
-        )
-        for row in await conn.fetch(_SMALL_ATTENDANCE, *_small_keys(cells))
-    ]
-    merged = merge.merge(small, merge.ATTENDANCE, k, cells=cells)
-    return cells + merged + merge.absorbed_shadows(cells)
 
 
-async def _lesson_units(conn: asyncpg.Connection, today: date, k: int) -> list[merge.Unit]:
-    rows = [
-        merge.Row(
-            key=_cell_key(row, None),
-            member=row["class_id"],
-            weight=row["enrolled"],
-            figures=(Decimal(row["lessons"]), Decimal(row["lessons"] * row["enrolled"])),
+async def _lesson_cells(conn: asyncpg.Connection, today: date) -> list[merge.Cell]:
+    return merge.cells_from_members(
+        (
+            _cell_key(row, None),
+            row["class_id"],
+            row["enrolled"],
+            (Decimal(row["lessons"]), Decimal(row["lessons"] * row["enrolled"])),
         )
         for row in await conn.fetch(_CLASS_LESSONS, today)
-    ]
-    cells, small = merge.split_cells(rows, k)
-    merged = merge.merge(small, merge.LESSONS, k, cells=cells)
-    return cells + merged + merge.absorbed_shadows(cells)
+    )
 
 
-def _unit_columns(unit_id: int, unit: merge.Unit, detail: str | None) -> dict[str, Any]:
-    """A unit's stored columns but its figures; `detail` names the work type or code
-    column (None for lessons)."""
-    columns = merge.columns_of(unit)
-    stored: dict[str, Any] = {
-        "unit_id": unit_id,
-        "published": unit.published,
-        "level": unit.level,
-        "school_id": columns.school_id,
-        "municipality_id": columns.municipality_id,
-        "grade": columns.grade,
-        "subject_id": columns.subject_id,
-        "year_id": columns.year_id,
-        "period_scheme": columns.period_scheme,
-        "period_number": columns.period_number,
-        "school_ids": columns.school_ids,
-        "municipality_ids": columns.municipality_ids,
-        "grades": columns.grades,
-        "subject_ids": columns.subject_ids,
-        "period_schemes": columns.period_schemes,
-        "period_numbers": columns.period_numbers,
-        "students": unit.students,
+_ASSIGNMENT_COLUMNS: Final = ("kind", *_KEY, "detail", "unit_id", "level")
+
+
+async def _assignment(conn: asyncpg.Connection, kind: units.Kind) -> merge.Assignment:
+    rows = await conn.fetch(
+        "SELECT * FROM gateway.analytics_assignments WHERE kind = $1", kind.name
+    )
+    return {
+        _cell_key(row, None)._replace(detail=kind.detail_of(row["detail"])): (
+            row["unit_id"],
+            row["level"],
+        )
+        for row in rows
     }
-    if detail == "work_type_id":
-        stored["work_type_id"] = columns.detail
-        stored["work_type_ids"] = columns.details
-    elif detail == "code":
-        stored["code"] = columns.detail
-    return stored
 
 
-def _figure(name: str, value: Decimal) -> int | Decimal:
-    """Counts are integers; weighted sums stay exact decimals."""
-    return value if name in ("weighted_sum", "weight_sum") else int(value)
+async def _place(
+    conn: asyncpg.Connection, kind: units.Kind, cells: list[merge.Cell], k: int
+) -> merge.Placement:
+    """Place the cells (sticky: the year's assignment first) and keep the new assignment."""
+    assignment = await _assignment(conn, kind)
+    if kind.members_query is not None:
+        wanted = merge.needs_members(cells, k, assignment)
+        query = _MARK_MEMBERS if kind.members_query == "marks" else _ATTENDANCE_MEMBERS
+        await _load_members(conn, query, kind.detail_column or "", cells, wanted)
+    placement = merge.place(cells, kind.hierarchy, k, assignment)
+    await conn.execute("DELETE FROM gateway.analytics_assignments WHERE kind = $1", kind.name)
+    await conn.copy_records_to_table(
+        "analytics_assignments",
+        schema_name="gateway",
+        columns=list(_ASSIGNMENT_COLUMNS),
+        records=units.assignment_records(kind, placement.assignment),
+    )
+    return placement
 
 
 async def _store(
-    conn: asyncpg.Connection,
-    table: str,
-    units: Iterable[merge.Unit],
-    detail: str | None,
-    figures: Sequence[str],
-) -> list[tuple[int, merge.Unit]]:
-    """Copy the units into `table`; (unit id, unit) of each."""
-    numbered = list(enumerate(units, start=1))
-    names: list[str] = []
-    records = []
-    for unit_id, unit in numbered:
-        stored = _unit_columns(unit_id, unit, detail)
-        for name, value in zip(figures, unit.figures, strict=True):
-            stored[name] = _figure(name, value)
-        names = list(stored)
-        records.append(tuple(stored.values()))
-    if records:
+    conn: asyncpg.Connection, kind: units.Kind, placement: merge.Placement, k: int
+) -> None:
+    rows = units.unit_rows(kind, placement, k)
+    if rows.records:
         await conn.copy_records_to_table(
-            table, schema_name="gateway", columns=names, records=records
+            kind.table, schema_name="gateway", columns=list(rows.columns), records=rows.records
         )
-    return numbered
+    if rows.values:
+        await conn.copy_records_to_table(
+            "analytics_mark_unit_values",
+            schema_name="gateway",
+            columns=["unit_id", "value", "marks"],
+            records=rows.values,
+        )
 
 
-async def _rebuild(conn: asyncpg.Connection, today: date, k: int) -> None:
-    marks = await _mark_units(conn, k)
-    attendance = await _attendance_units(conn, k)
-    lessons = await _lesson_units(conn, today, k)
+async def _stored_k(conn: asyncpg.Connection) -> int | None:
+    """The k the stored units were built for (None before the first refresh)."""
+    value = await conn.fetchval("SELECT min_group_size FROM gateway.analytics_refresh")
+    return None if value is None else int(value)
+
+
+async def _rebuild(conn: asyncpg.Connection, today: date, k: int, *, current_k: int | None) -> None:
+    """Place every kind's cells and store the units. Units built for another k are not
+    kept: their assignment starts over."""
+    if current_k != k:
+        await conn.execute("DELETE FROM gateway.analytics_assignments")
+    marks = await _place(conn, units.MARKS, await _mark_cells(conn), k)
+    attendance = await _place(conn, units.ATTENDANCE, await _attendance_cells(conn), k)
+    lessons = await _place(conn, units.LESSONS, await _lesson_cells(conn, today), k)
     for table in _TABLES:
         await conn.execute(f"DELETE FROM gateway.{table}")
-    stored = await _store(conn, "analytics_mark_units", marks, "work_type_id", _MARK_FIGURES)
-    values = [
-        (unit_id, value, count)
-        for unit_id, unit in stored
-        if unit.published
-        for value, count in unit.values.items()
-    ]
-    await conn.copy_records_to_table(
-        "analytics_mark_unit_values",
-        schema_name="gateway",
-        columns=["unit_id", "value", "marks"],
-        records=values,
-    )
-    await _store(conn, "analytics_attendance_units", attendance, "code", ("records",))
-    await _store(conn, "analytics_lesson_units", lessons, None, ("lessons", "student_lessons"))
+    await _store(conn, units.MARKS, marks, k)
+    await _store(conn, units.ATTENDANCE, attendance, k)
+    await _store(conn, units.LESSONS, lessons, k)
 
 
 async def freshness(conn: asyncpg.Connection) -> Freshness | None:

@@ -2,7 +2,7 @@
 
 No type here has a field naming, identifying or counting individual students: groups
 are keyed by school, municipality, grade, subject, period, work type or attendance
-code, and carry sums over published base cells (see resolvers.analytics.sql).
+code, and carry sums over published units (see resolvers.analytics.merge).
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class MarkValueCount:
 class MarkGroup:
     key: AnalyticsGroupKey
     suppressed: bool = strawberry.field(
-        description="True when the group has no publishable cell: every figure is null."
+        description="True when no published unit counts in the group: every figure is null."
     )
     mark_count: int | None = strawberry.field(description="Marks of any value.")
     counted_mark_count: int | None = strawberry.field(
@@ -195,7 +195,7 @@ class AttendanceCodeCount:
     code: str = strawberry.field(description="Н absent, Б ill, У/П excused, О/ОП late.")
     records: int
     rate: float | None = strawberry.field(
-        description="Records per student-lesson of the group (4 decimals)."
+        description="Records per student-lesson of the group (4 significant digits)."
     )
 
 
@@ -203,7 +203,7 @@ class AttendanceCodeCount:
 class AttendanceGroup:
     key: AnalyticsGroupKey
     suppressed: bool = strawberry.field(
-        description="True when the group has no publishable cell: every figure is null."
+        description="True when no published unit counts in the group: every figure is null."
     )
     lessons: int | None = strawberry.field(description="Lessons held (not cancelled).")
     student_lessons: int | None = strawberry.field(

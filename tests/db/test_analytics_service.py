@@ -4,15 +4,22 @@ and its settings."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 from starlette.applications import Starlette
 
 from gateway.core.settings import Settings, SettingsError
-from resolvers.analytics.service import APPLICATION_NAME, AnalyticsService
+from resolvers.analytics.cells import CellFilter
+from resolvers.analytics.service import (
+    APPLICATION_NAME,
+    AnalyticsService,
+    AnalyticsUnavailableError,
+    refresh_cells,
+)
 from tests.support.analytics_support import analytics_app, analytics_client, ask, codes
 
 ANALYST = "regional-analyst"
@@ -157,3 +164,30 @@ async def test_waiting_too_long_for_an_analytics_turn_times_out(
         assert codes(body) == ["TIMEOUT"]
         assert body["errors"][0]["path"] == ["regionalAnalytics", "marks"]
         assert body["data"] == {"regionalAnalytics": None}
+
+
+async def test_units_of_another_k_are_never_served(
+    settings: Settings, pool: asyncpg.Pool, tokens: dict[str, str], database_url: str
+) -> None:
+    """Another process (or `analytics-refresh` with another SCHOOL_GATEWAY_MIN_GROUP_SIZE)
+    rebuilds the units for k = 2 between a request's check and its figures: the figures of
+    the same snapshot are refused (SERVICE_UNAVAILABLE), never served as k = 10."""
+    async with analytics_app(settings, pool) as (app, client):
+        assert "errors" not in await ask(client, tokens[ANALYST], QUERY)  # built for k = 10
+        service: AnalyticsService = app.state.services.analytics
+        other = dataclasses.replace(
+            settings, analytics=dataclasses.replace(settings.analytics, min_group_size=2)
+        )
+        await refresh_cells(database_url, other)
+        try:
+            with pytest.raises(AnalyticsUnavailableError):
+                await service.marks(
+                    ["municipality_id"], CellFilter(), datetime.now(UTC), with_values=False
+                )
+            with pytest.raises(AnalyticsUnavailableError):
+                await service.attendance(["code"], CellFilter(), datetime.now(UTC))
+            # The next request rebuilds for its own k first, then answers.
+            body = await ask(client, tokens[ANALYST], QUERY)
+            assert "errors" not in body, body
+        finally:
+            await refresh_cells(database_url, settings)

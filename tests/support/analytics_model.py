@@ -411,13 +411,27 @@ def _rate(count: int, denominator: int | None) -> float | None:
 
 
 def attendance_figures(
-    codes: Mapping[str, int], lessons: Figures | None, *, rates: bool = True
+    codes: Mapping[str, int],
+    lessons: Figures | None,
+    *,
+    rates: bool = True,
+    withheld: bool = False,
 ) -> AttendanceFigures:
-    """A group's figures from its attributed code sums and lesson sums (None: no unit)."""
+    """A group's figures from its attributed code sums and lesson sums (None: no unit).
+    `withheld`: its records are all in cells not published on their own: no record
+    count (not a false 0), only its lessons."""
     if not codes and lessons is None:
         return AttendanceFigures(suppressed=True)
     student_lessons = None if lessons is None else int(lessons.sums["student_lessons"])
     denominator = student_lessons if rates else None
+    if withheld and not codes:
+        return AttendanceFigures(
+            suppressed=False,
+            lessons=None if lessons is None else int(lessons.sums["lessons"]),
+            student_lessons=student_lessons,
+            by_code={},
+            code_rates={},
+        )
     records = sum(codes.values())
     return AttendanceFigures(
         suppressed=False,
@@ -464,9 +478,15 @@ def expected_attendance(
             lesson = lessons_of(key[:-1])
             groups[key] = attendance_figures(codes, lesson) if codes else AttendanceFigures(True)
     else:
-        for key in {key[:-1] for key in coded.groups} | set(held.groups):
-            groups[key] = attendance_figures(codes_of.get(key, {}), lessons_of(key))
-    total = attendance_figures(_by_code(records, keep, lambda _u: True), _or_none(held.total))
+        coded_keys = {key[:-1] for key in coded.groups}
+        for key in coded_keys | set(held.groups):
+            withheld = key in coded_keys and not codes_of.get(key)
+            groups[key] = attendance_figures(
+                codes_of.get(key, {}), lessons_of(key), withheld=withheld
+            )
+    all_codes = _by_code(records, keep, lambda _u: True)
+    withheld = any(keep(cell) for cell in records.shadows)
+    total = attendance_figures(all_codes, _or_none(held.total), withheld=withheld)
     spanning_codes = _by_code(records, keep, lambda unit: not unit.single(lesson_indexes))
     spanning = (
         attendance_figures(spanning_codes, held.spanning, rates=False)
