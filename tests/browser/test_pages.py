@@ -86,9 +86,18 @@ async def test_two_school_parent_signs_in_with_esia_and_sees_both_children(
     assert len({child["school"]["name"] for child in api}) == 2
     assert await children_on_page(page) == expected_cards(api)
     await expect(page.locator("html")).to_have_attribute("lang", "ru")
-    # The page asked once, by the registered document's hash only (no query text).
-    persisted = {"persistedQuery": {"version": 1, "sha256Hash": registered_hash("DiaryChildren")}}
-    assert sent == [{"operationName": "DiaryChildren", "variables": {}, "extensions": persisted}]
+    # The page asked by its registered documents' hashes only (no query text): who is
+    # signed in and the children, then the first child's current week and its averages.
+    await expect(page.locator("#subjects [data-subject-id]").first).to_be_visible()
+    assert [body["operationName"] for body in sent] == [
+        "DiaryChildren",
+        "DiaryWeek",
+        "DiaryAverages",
+    ]
+    for body in sent:
+        hashed = {"version": 1, "sha256Hash": registered_hash(body["operationName"])}
+        assert body["extensions"] == {"persistedQuery": hashed} and "query" not in body
+    assert sent[0]["variables"] == {} and sent[1]["variables"] == {"student": api[0]["id"]}
 
 
 async def test_student_signs_in_with_school_login(
