@@ -7,6 +7,7 @@ and a full week on a 360 px phone and a 1280 px screen."""
 from __future__ import annotations
 
 import os
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +28,7 @@ WEEK = "2026-11-23"
 NEXT_WEEK = "2026-11-30"
 PREVIOUS_WEEK = "2026-11-16"
 HOLIDAY_WEEK = "2027-01-04"  # between the 2nd and 3rd quarters / the two half-years
+FUTURE_WEEK = "2027-01-18"  # the 3rd quarter, after the data set's today
 
 
 def document(name: str) -> str:
@@ -226,7 +228,7 @@ async def test_week_navigation_changes_the_dates_and_the_address(
     await expect(page.locator("#week-date")).to_have_value(NEXT_WEEK)
 
 
-async def test_holidays_and_weekends_are_said_so(
+async def test_weekends_holidays_and_no_marks_yet_are_said_so(
     live: LiveServer, page: Page, gql: GraphQL
 ) -> None:
     await open_diary(page, live)
@@ -240,6 +242,13 @@ async def test_holidays_and_weekends_are_said_so(
         "Каникулы"
     )
     await expect(page.locator("#days [data-lesson-id]")).to_have_count(0)
+    # A period that has not started: its lessons, but no marks and no averages yet.
+    await page.goto(f"{live.url}/diary?child={child}&week={FUTURE_WEEK}")
+    await expect(page.locator("#averages-title")).to_have_text(
+        "Средние баллы: 3 четверть", timeout=LOAD_TIMEOUT_MS
+    )
+    await expect(page.locator("#subjects")).to_have_text("В этом периоде оценок пока нет.")
+    assert await page.locator("#days [data-mark-id]").count() == 0
 
 
 async def test_another_childs_id_is_no_access_and_no_data(
@@ -292,3 +301,45 @@ async def test_a_full_week_fits_the_screen(
     image = await page.screenshot(path=shots / f"diary-week-{width}.png", full_page=True)
     assert image.startswith(b"\x89PNG")
     assert demo_account(PARENT).full_name in await page.locator("[data-viewer-name]").inner_text()
+
+
+ATTENDANCE = """query DiaryAttendanceProbe($student: ID!, $from: Date!, $to: Date!) {
+  student(id: $student) {
+    diary(from: $from, to: $to) {
+      attendance { lessonId date code minutesLate }
+    }
+  }
+}"""
+MEANINGS = {
+    "Н": "отсутствие на уроке",
+    "Б": "отсутствие по болезни",
+    "У": "отсутствие по уважительной причине",
+    "П": "отсутствие по уважительной причине",
+    "О": "опоздание",
+    "ОП": "опоздание",
+}
+
+
+async def test_attendance_codes_are_shown_with_their_meaning(
+    live: LiveServer, page: Page, gql: GraphQL
+) -> None:
+    found = []
+    months = [("2026-09-01", "2026-09-30"), ("2026-10-01", "2026-10-31")]
+    for child, (first, last) in [(c, m) for c in await children(gql) for m in months]:
+        variables = {"student": child["id"], "from": first, "to": last}
+        answer = await gql(ATTENDANCE, variables, account=PARENT)
+        assert "errors" not in answer, answer
+        found += [(child, r) for r in answer["data"]["student"]["diary"]["attendance"]]
+    assert found, "the family has attendance records in the data set"
+    child, record = found[0]
+    day = date.fromisoformat(record["date"])
+    monday = (day - timedelta(days=day.weekday())).isoformat()
+    await open_diary(page, live)
+    await page.goto(f"{live.url}/diary?child={child['id']}&week={monday}")
+    lesson = page.locator(f'[data-lesson-id="{record["lessonId"]}"] .attendance')
+    expected = f"{record['code']} — {MEANINGS[record['code']]}"
+    await expect(lesson).to_contain_text(expected, timeout=LOAD_TIMEOUT_MS)
+    if record["minutesLate"]:
+        await expect(lesson).to_contain_text(f"{record['minutesLate']} мин.")
+    legend = page.locator("#legend dt")
+    await expect(legend).to_have_text(list(MEANINGS))
