@@ -165,7 +165,16 @@ async def refresh(
     except asyncpg.LockNotAvailableError:  # NOWAIT: another refresh is running
         return None
     assert row is not None
+    await _vacuum(conn)
     return Freshness(row[0], row[1], row[2], row[3])
+
+
+async def _vacuum(conn: asyncpg.Connection) -> None:
+    """Reclaim the rows the rebuild replaced, and fresh statistics (outside the
+    transaction; where the gateway's role may not, PostgreSQL skips a table with a
+    warning and autovacuum does it: gateway_analytics.sql)."""
+    tables = ", ".join(f"gateway.{table}" for table in (*_TABLES, "analytics_assignments"))
+    await conn.execute(f"VACUUM (ANALYZE) {tables}")
 
 
 def _cell_key(row: asyncpg.Record, detail: str | None) -> merge.CellKey:
