@@ -17,7 +17,12 @@ from playwright.async_api import Page, expect
 
 from fixtures.demo import demo_account
 from gateway.core.settings import PROJECT_ROOT
-from tests.browser.test_pages import LOAD_TIMEOUT_MS, esia_sign_in
+from tests.browser.test_pages import (
+    LOAD_TIMEOUT_MS,
+    STUDENT_PASSWORD,
+    esia_sign_in,
+    password_sign_in,
+)
 from tests.support.environment import TODAY, GraphQL
 from tests.support.live_server import LiveServer
 
@@ -343,3 +348,14 @@ async def test_attendance_codes_are_shown_with_their_meaning(
         await expect(lesson).to_contain_text(f"{record['minutesLate']} мин.")
     legend = page.locator("#legend dt")
     await expect(legend).to_have_text(list(MEANINGS))
+
+
+async def test_a_student_reads_their_own_week(live: LiveServer, page: Page, gql: GraphQL) -> None:
+    await password_sign_in(page, live, STUDENT_PASSWORD)
+    await expect(page).to_have_url(f"{live.url}/diary")
+    await expect(page.locator("#days .day")).to_have_count(7, timeout=LOAD_TIMEOUT_MS)
+    me = (await children(gql, "student-young"))[0]
+    await expect(page.get_by_role("navigation", name="Ученик")).to_contain_text(me["fullName"])
+    week = (await api(gql, "DiaryWeek", {"student": me["id"]}, "student-young"))["student"]
+    assert week["diary"]["from"] == WEEK
+    await check_week(page, week)

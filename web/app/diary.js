@@ -11,6 +11,7 @@ import { attendanceLegend, weekDays } from "./diary-week.js";
 import { element, neverFromCache, setStatus, showViewer } from "./page.js";
 
 const ACCESS_DENIED = new Set(["FORBIDDEN", "NOT_FOUND"]);
+const SESSION_ENDED = new Set(["UNAUTHENTICATED", "TOKEN_EXPIRED", "SESSION_REVOKED"]);
 const byId = (id) => document.getElementById(id);
 const state = { children: undefined, averages: new Map(), currentWeek: undefined, run: 0 };
 
@@ -69,6 +70,7 @@ async function loadChildren() {
   if (state.children === undefined) {
     const data = await query("DiaryChildren");
     showViewer(data.viewer);
+    if (data.viewer.role === "STUDENT") byId("children").parentElement.setAttribute("aria-label", "Ученик");
     state.children = data.myChildren;
   }
   return state.children;
@@ -134,6 +136,9 @@ async function show() {
   const monday = week || state.currentWeek;
   if (known && monday) weekLinks(known, monday, !week);
   try {
+    // With the child in the address its week is asked for at once, with the children.
+    const early = child ? loadWeek(child, week) : undefined;
+    early?.catch(() => {}); // awaited below, or abandoned when the child is not ours
     const children = await loadChildren();
     if (children.length === 0) {
       setStatus("Дети не найдены в реестрах школ.");
@@ -141,7 +146,8 @@ async function show() {
     }
     const selected = child || children[0].id;
     if (!children.some((item) => item.id === selected)) throw new NoAccess();
-    const student = await loadWeek(selected, week);
+    byId("diary").setAttribute("aria-busy", "true");
+    const student = await (early || loadWeek(selected, week));
     if (run !== state.run) return;
     if (!week) state.currentWeek = student.diary.from;
     byId("no-access").hidden = true;
@@ -160,6 +166,8 @@ async function show() {
     if (run !== state.run) return;
     if (error instanceof NoAccess || ACCESS_DENIED.has(error.code)) showNoAccess();
     else if (await sessionAlive()) setStatus(error.message, { error: true });
+  } finally {
+    if (run === state.run) byId("diary").removeAttribute("aria-busy");
   }
 }
 
@@ -173,7 +181,7 @@ async function sessionAlive() {
     await query("DiaryChildren");
     return true;
   } catch (error) {
-    return error.code !== "UNAUTHENTICATED" && !location.pathname.startsWith("/auth/");
+    return !SESSION_ENDED.has(error.code);
   }
 }
 
