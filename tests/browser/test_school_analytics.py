@@ -16,8 +16,10 @@ from tests.browser.test_pages import LOAD_TIMEOUT_MS, esia_sign_in
 from tests.support.environment import GraphQL
 from tests.support.live_server import LiveServer
 
-JOURNAL = """query Journal($schoolId: ID!, $sortBy: JournalSortField!, $direction: SortDirection!) {
-  schoolDashboard(schoolId: $schoolId) {
+JOURNAL = """query Journal($schoolId: ID!, $sortBy: JournalSortField!, $direction: SortDirection!,
+                $from: Date, $to: Date) {
+  schoolDashboard(schoolId: $schoolId, from: $from, to: $to) {
+    from to today
     school { name }
     journal(sortBy: $sortBy, direction: $direction) {
       rows { teacher { name } schoolClass { name } subject { name }
@@ -55,8 +57,11 @@ def journal_rows(journal: dict[str, Any]) -> list[list[Any]]:
     ]
 
 
-async def api_journal(gql: GraphQL, school_id: str, sort_by: str, direction: str) -> dict[str, Any]:
-    variables = {"schoolId": school_id, "sortBy": sort_by, "direction": direction}
+async def api_journal(
+    gql: GraphQL, school_id: str, sort_by: str, direction: str, **window: str
+) -> dict[str, Any]:
+    """The journal as the API sorts it (`window`: `from` and `to`, else the current week)."""
+    variables = {"schoolId": school_id, "sortBy": sort_by, "direction": direction, **window}
     payload = await gql(JOURNAL, variables, account="school-admin")
     assert "errors" not in payload, payload
     dashboard: dict[str, Any] = payload["data"]["schoolDashboard"]
@@ -120,6 +125,25 @@ async def test_the_school_admin_sees_the_journal_of_their_school_and_sorts_it(
     await expect(page.locator("#journal-table")).not_to_have_attribute("aria-busy", "true")
     backwards = journal_rows((await api_journal(gql, school_id, "TEACHER", "DESC"))["journal"])
     assert await page.evaluate(READ_JOURNAL) == backwards
+
+
+async def test_the_school_year_window_shows_the_apis_figures_for_it(
+    live: LiveServer, page: Page, gql: GraphQL
+) -> None:
+    await open_school_page(page, live)
+    school_id = await admin_school(gql)
+    week = await api_journal(gql, school_id, "PAST_LESSONS_EMPTY", "DESC")
+    today = week["today"]
+    year = f"{int(today[:4]) - (today[5:7] < '09')}-09-01"
+    await page.get_by_label("Период").select_option("year")
+    await expect(page.locator("#journal-table caption")).to_contain_text("1 сентября")
+    await expect(page.locator("#journal-table")).not_to_have_attribute("aria-busy", "true")
+    window = {"from": year, "to": today}
+    whole = await api_journal(gql, school_id, "PAST_LESSONS_EMPTY", "DESC", **window)
+    totals = whole["journal"]["totals"]
+    assert totals["lessonsHeld"] > week["journal"]["totals"]["lessonsHeld"]
+    assert await page.evaluate(READ_TOTALS) == [totals[name] for name in COUNTS]
+    assert await page.evaluate(READ_JOURNAL) == journal_rows(whole["journal"])
 
 
 async def screenshot(page: Page, name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
