@@ -346,8 +346,11 @@ def _query(kind: Kind) -> str:
 
 
 def _figures(kind: Kind, group: Mapping[str, Any] | None) -> Figures | None:
-    """A group's counts (None when absent or suppressed)."""
+    """A group's counts (None when absent, suppressed, or an attendance group whose
+    records are all withheld: `records` null)."""
     if group is None or group["suppressed"]:
+        return None
+    if kind == "attendance" and group["records"] is None:
         return None
     if kind == "marks":
         figures = {
