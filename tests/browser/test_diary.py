@@ -359,3 +359,21 @@ async def test_a_student_reads_their_own_week(live: LiveServer, page: Page, gql:
     week = (await api(gql, "DiaryWeek", {"student": me["id"]}, "student-young"))["student"]
     assert week["diary"]["from"] == WEEK
     await check_week(page, week)
+
+
+async def test_the_week_and_an_explanation_work_from_the_keyboard(
+    live: LiveServer, page: Page
+) -> None:
+    await open_diary(page, live)
+    await page.get_by_role("link", name="Следующая").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#days .day").first).to_have_attribute("data-date", NEXT_WEEK)
+    # The links stay in place, so the focus does too: Enter again goes one more week.
+    assert await page.evaluate("document.activeElement.id") == "week-next"
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#days .day").first).to_have_attribute("data-date", "2026-12-07")
+    summary = page.locator("#subjects summary").first
+    await summary.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#subjects details").first).to_have_attribute("open", "")
+    await expect(page.locator("#subjects .formula").first).to_be_visible()
