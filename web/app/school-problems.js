@@ -26,7 +26,9 @@ const METHODS = {
 };
 
 // Columns whose values must not break across lines (masked identifiers, times).
-const UNBROKEN = new Set(["СНИЛС", "Телефон", "Когда", "Последняя"]);
+const UNBROKEN = new Set(["СНИЛС", "Телефон", "Когда", "Последняя", "Кто"]);
+// Columns of sentences: on a phone their value goes under the column's name.
+const LONG = new Set(["Что увидел человек", "Что не так"]);
 
 /**
  * A table under a visible heading: its caption (for screen readers), headers and rows of
@@ -51,6 +53,7 @@ function table(caption, headers, rows) {
       const cell = element(index === 0 ? "th" : "td", text);
       if (index === 0) cell.scope = "row";
       if (UNBROKEN.has(headers[index])) cell.classList.add("unbroken");
+      if (LONG.has(headers[index])) cell.classList.add("long");
       cell.dataset.label = headers[index];
       tr.append(cell);
     });
