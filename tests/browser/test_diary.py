@@ -7,14 +7,17 @@ and a full week on a 360 px phone and a 1280 px screen."""
 from __future__ import annotations
 
 import os
+import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import asyncpg
 import pytest
 from playwright.async_api import Page, expect
 
+from auth.store.sessions import cookie_session_id, revoke_session
 from fixtures.demo import demo_account
 from gateway.core.settings import PROJECT_ROOT
 from tests.browser.test_pages import (
@@ -377,3 +380,16 @@ async def test_the_week_and_an_explanation_work_from_the_keyboard(
     await page.keyboard.press("Enter")
     await expect(page.locator("#subjects details").first).to_have_attribute("open", "")
     await expect(page.locator("#subjects .formula").first).to_be_visible()
+
+
+async def test_a_revoked_session_goes_to_sign_in(
+    live: LiveServer, page: Page, pool: asyncpg.Pool
+) -> None:
+    """The cookie is still sent but its session has ended (signed out elsewhere): 401."""
+    await open_diary(page, live)
+    cookie = next(c["value"] for c in await page.context.cookies() if c["name"] == "sg_session")
+    session = cookie_session_id(live.settings, cookie)
+    assert session is not None and await revoke_session(pool, session) is not None
+    await page.get_by_role("link", name="Предыдущая").click()
+    await expect(page).to_have_url(re.compile(r"/auth/login\?return_to=%2Fdiary"))
+    await expect(page.locator("#login")).to_be_visible()
