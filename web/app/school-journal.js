@@ -36,11 +36,13 @@ function countCell(row, column) {
   const value = row[column.count];
   const cell = element("td", undefined, "number");
   cell.dataset.label = column.title;
-  cell.append(element("span", String(value), "count"));
+  const figure = element("span", undefined, "figure");
+  figure.append(element("span", String(value), "count"));
   if (column.share) {
     const share = formatShare(value, row.lessonsHeld);
-    if (share) cell.append(" ", element("span", share, "share"));
+    if (share) figure.append(" ", element("span", share, "share"));
   }
+  cell.append(figure);
   if (column.count === "pastLessonsEmpty" && value > 0) cell.classList.add("attention");
   return cell;
 }
