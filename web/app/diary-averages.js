@@ -49,7 +49,8 @@ function explanation(average) {
   const details = element("details", undefined, "explanation");
   details.append(element("summary", "Как посчитан средний балл"));
   const skipped = average.contributions.length - average.marksCounted;
-  let summary = `Учтено оценок: ${average.marksCounted}, сумма весов ${formatNumber(average.weightSum)}.`;
+  const weights = formatNumber(average.weightSum);
+  let summary = `Учтено оценок: ${average.marksCounted}, сумма весов ${weights}.`;
   if (skipped > 0) summary += ` Не учтено: ${skipped}.`;
   details.append(element("p", summary));
   if (average.weightedAverage !== null) details.append(element("p", formula(average), "formula"));

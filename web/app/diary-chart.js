@@ -32,16 +32,21 @@ function scales(period) {
   return { x, y };
 }
 
-function axes(svg, period, { x, y }) {
+/** A line across the plot at height `y`. */
+function horizontal(y, className) {
+  return node("line", { x1: LEFT, x2: WIDTH - RIGHT, y1: y, y2: y, class: className });
+}
+
+function axes(svg, period, { y }) {
   for (let value = LOW; value <= HIGH; value += 1) {
-    svg.append(node("line", { x1: LEFT, x2: WIDTH - RIGHT, y1: y(value), y2: y(value), class: "grid" }));
-    svg.append(node("text", { x: LEFT - 6, y: y(value) + 4, class: "tick", "text-anchor": "end" }, String(value)));
+    svg.append(horizontal(y(value), "grid"));
+    const label = { x: LEFT - 6, y: y(value) + 4, class: "tick", "text-anchor": "end" };
+    svg.append(node("text", label, String(value)));
   }
   const bottom = HEIGHT - 6;
   svg.append(node("text", { x: LEFT, y: bottom, class: "tick" }, shortDate(period.startsOn)));
-  svg.append(
-    node("text", { x: WIDTH - RIGHT, y: bottom, class: "tick", "text-anchor": "end" }, shortDate(period.endsOn)),
-  );
+  const end = { x: WIDTH - RIGHT, y: bottom, class: "tick", "text-anchor": "end" };
+  svg.append(node("text", end, shortDate(period.endsOn)));
 }
 
 /** The points of the chart: marks with a number, by date. */
@@ -71,10 +76,11 @@ export function marksChart(subject, contributions, period, average) {
   });
   axes(svg, period, scale);
   if (average !== null) {
-    const level = scale.y(average);
-    svg.append(node("line", { x1: LEFT, x2: WIDTH - RIGHT, y1: level, y2: level, class: "average-line" }));
+    svg.append(horizontal(scale.y(average), "average-line"));
   }
-  const path = points.map((p, i) => `${i === 0 ? "M" : "L"}${scale.x(p.date).toFixed(1)} ${scale.y(p.value).toFixed(1)}`);
+  const path = points.map(
+    (p, i) => `${i === 0 ? "M" : "L"}${scale.x(p.date).toFixed(1)} ${scale.y(p.value).toFixed(1)}`,
+  );
   if (points.length > 1) svg.append(node("path", { d: path.join(" "), class: "marks-line" }));
   for (const point of points) {
     const counted = point.item.counted;

@@ -98,13 +98,14 @@ function mark(item) {
 }
 
 function attendance(record) {
+  const meaning = CODE_MEANING.get(record.code) || "отметка о посещаемости";
+  const code = element("abbr", record.code, "attendance-code");
+  code.title = meaning;
+  let words = ` — ${meaning}`;
+  if (record.minutesLate) words += `, ${record.minutesLate} мин.`;
+  if (record.comment) words += `. ${record.comment}`;
   const text = element("p", undefined, "attendance");
-  text.append(element("abbr", record.code, "attendance-code"));
-  text.firstChild.title = CODE_MEANING.get(record.code) || record.code;
-  let meaning = ` — ${CODE_MEANING.get(record.code) || "отметка о посещаемости"}`;
-  if (record.minutesLate) meaning += `, ${record.minutesLate} мин.`;
-  if (record.comment) meaning += `. ${record.comment}`;
-  text.append(meaning);
+  text.append(code, words);
   return text;
 }
 

@@ -70,14 +70,16 @@ async function loadChildren() {
   if (state.children === undefined) {
     const data = await query("DiaryChildren");
     showViewer(data.viewer);
-    if (data.viewer.role === "STUDENT") byId("children").parentElement.setAttribute("aria-label", "Ученик");
+    const list = byId("children").parentElement;
+    if (data.viewer.role === "STUDENT") list.setAttribute("aria-label", "Ученик");
     state.children = data.myChildren;
   }
   return state.children;
 }
 
 async function loadWeek(child, week) {
-  const variables = week ? { student: child, from: week, to: addDays(week, 6) } : { student: child };
+  const variables = { student: child };
+  if (week) Object.assign(variables, { from: week, to: addDays(week, 6) });
   const data = await query("DiaryWeek", variables);
   if (!data.student) throw new NoAccess();
   return data.student;
@@ -115,7 +117,9 @@ function showWeek(child, student, current) {
   const note = byId("week-note");
   const empty = diary.days.every((day) => day.lessons.length === 0);
   const holidays = !diary.days.some((day) => inPeriod(day.date));
-  note.textContent = holidays ? "Каникулы: уроков на этой неделе нет." : "На этой неделе уроков нет.";
+  note.textContent = holidays
+    ? "Каникулы: уроков на этой неделе нет."
+    : "На этой неделе уроков нет.";
   note.hidden = !empty;
   document.title = `${weekTitle(diary.from, diary.to)} — Дневник`;
 }
