@@ -8,6 +8,7 @@
 -- BENCH_POSITIONS_FILE, done() also writes there one line per thread, "<start> <sent>": the
 -- thread's first place in the sequence (0-based) and how many requests it sent, so
 -- bench/run can replay which families a run asked for (bench.driver.families.CacheReplay).
+-- BENCH_ACCEPT_ENCODING and BENCH_RESULT_LOG as in post.lua.
 
 local function lines_of(path)
   local result = {}
@@ -45,6 +46,10 @@ function init(args)
     if authorization ~= "" then
       headers["Authorization"] = authorization
     end
+    local accept_encoding = os.getenv("BENCH_ACCEPT_ENCODING") or ""
+    if accept_encoding ~= "" then
+      headers["Accept-Encoding"] = accept_encoding
+    end
     requests[#requests + 1] = wrk.format("POST", path, headers, body)
   end
   for _, line in ipairs(lines_of(os.getenv("BENCH_SEQUENCE_FILE"))) do
@@ -76,12 +81,19 @@ end
 function done(summary, latency, requests)
   write_positions()
   local errors = summary.errors
-  io.write(string.format(
+  local line = string.format(
     "BENCH_RESULT {\"requests\": %d, \"duration_us\": %d, \"bytes\": %d, "
       .. "\"errors_connect\": %d, \"errors_read\": %d, \"errors_write\": %d, "
       .. "\"errors_status\": %d, \"errors_timeout\": %d, "
       .. "\"p50_us\": %.0f, \"p99_us\": %.0f, \"mean_us\": %.1f, \"max_us\": %.0f}\n",
     summary.requests, summary.duration, summary.bytes,
     errors.connect, errors.read, errors.write, errors.status, errors.timeout,
-    latency:percentile(50), latency:percentile(99), latency.mean, latency.max))
+    latency:percentile(50), latency:percentile(99), latency.mean, latency.max)
+  io.write(line)
+  local log_path = os.getenv("BENCH_RESULT_LOG") or ""
+  if log_path ~= "" then
+    local log = assert(io.open(log_path, "a"))
+    log:write(line)
+    log:close()
+  end
 end
