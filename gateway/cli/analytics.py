@@ -19,9 +19,7 @@ COMMAND: Final = "analytics-refresh"
 
 def register(commands: Commands) -> None:
     """Add `analytics-refresh` to the `school-gateway` sub-commands."""
-    parser = commands.add_parser(
-        COMMAND, help="rebuild the regional analytics' units now"
-    )
+    parser = commands.add_parser(COMMAND, help="rebuild the regional analytics' units now")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=cmd_analytics_refresh)
 
