@@ -26,7 +26,14 @@ function barSvg(share, label, suppressed) {
   });
   if (suppressed) {
     svg.append(
-      svgNode("rect", { class: "bar-hidden", x: 0.5, y: 1.5, width: "99%", height: BAR_HEIGHT - 3, rx: 2 }),
+      svgNode("rect", {
+        class: "bar-hidden",
+        x: 0.5,
+        y: 1.5,
+        width: "99%",
+        height: BAR_HEIGHT - 3,
+        rx: 2,
+      }),
       svgNode("text", { class: "bar-note", x: 8, y: 16 }, label),
     );
     return svg;
@@ -34,7 +41,14 @@ function barSvg(share, label, suppressed) {
   const percent = `${(Math.max(share, 0.003) * 100).toFixed(2)}%`;
   const inside = share > INSIDE_FROM;
   svg.append(
-    svgNode("rect", { class: "bar-fill", x: 0, y: 1, width: percent, height: BAR_HEIGHT - 2, rx: 2 }),
+    svgNode("rect", {
+      class: "bar-fill",
+      x: 0,
+      y: 1,
+      width: percent,
+      height: BAR_HEIGHT - 2,
+      rx: 2,
+    }),
     svgNode(
       "text",
       {

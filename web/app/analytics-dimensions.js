@@ -19,8 +19,20 @@ const COMMON = {
     by: "по муниципалитетам",
     name: (key) => key.municipality.name,
   },
-  school: { field: "school", value: "SCHOOL", title: "Школа", by: "по школам", name: (key) => key.school.name },
-  grade: { field: "grade", value: "GRADE", title: "Параллель", by: "по параллелям", name: (key) => `${key.grade} класс` },
+  school: {
+    field: "school",
+    value: "SCHOOL",
+    title: "Школа",
+    by: "по школам",
+    name: (key) => key.school.name,
+  },
+  grade: {
+    field: "grade",
+    value: "GRADE",
+    title: "Параллель",
+    by: "по параллелям",
+    name: (key) => `${key.grade} класс`,
+  },
   subject: {
     field: "subject",
     value: "SUBJECT",

@@ -4,7 +4,10 @@ import { element } from "./page.js";
 import { drawChart } from "./analytics-chart.js";
 
 const integer = new Intl.NumberFormat("ru-RU");
-const average = new Intl.NumberFormat("ru-RU", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const average = new Intl.NumberFormat("ru-RU", {
+  minimumFractionDigits: 2,
+  maximumFractionDigits: 2,
+});
 const percent = new Intl.NumberFormat("ru-RU", { style: "percent", maximumFractionDigits: 2 });
 const moment = new Intl.DateTimeFormat("ru-RU", {
   day: "2-digit",
@@ -129,7 +132,15 @@ export function showAnswer(measure, dimensions, data) {
   table.tHead.replaceChildren(header(measure, dimensions));
   const rows = answer.groups.map((g) => groupRow(measure, dimensions, g, k));
   if (answer.spanning) {
-    rows.push(labelRow(measure, dimensions, "Вне групп (объединённые малые группы)", answer.spanning, "spanning"));
+    rows.push(
+      labelRow(
+        measure,
+        dimensions,
+        "Вне групп (объединённые малые группы)",
+        answer.spanning,
+        "spanning",
+      ),
+    );
   }
   table.tBodies[0].replaceChildren(...rows);
   table.tFoot.replaceChildren(labelRow(measure, dimensions, "Всего", answer.total, "total"));

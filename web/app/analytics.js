@@ -29,7 +29,9 @@ function fillLists(metric, by, then) {
 
 function question() {
   const metric = form.metric.value;
-  const ids = [form.by.value, form.then.value].filter((id, index, all) => id && all.indexOf(id) === index);
+  const ids = [form.by.value, form.then.value].filter(
+    (id, index, all) => id && all.indexOf(id) === index,
+  );
   return { metric, ids };
 }
 
@@ -62,7 +64,9 @@ async function main() {
   form.metric.value = metric;
   fillLists(metric, params.get("by") || DEFAULT.by, params.get("then") || DEFAULT.then);
   for (const radio of form.metric) {
-    radio.addEventListener("change", () => fillLists(form.metric.value, form.by.value, form.then.value));
+    radio.addEventListener("change", () =>
+      fillLists(form.metric.value, form.by.value, form.then.value),
+    );
   }
   form.addEventListener("submit", (event) => {
     event.preventDefault();

@@ -18,10 +18,19 @@ const COLUMNS = [
     count: "lessonsWithAttendance",
     share: true,
   },
-  { title: "С домашним заданием", sortBy: "LESSONS_WITH_HOMEWORK", count: "lessonsWithHomework", share: true },
+  {
+    title: "С домашним заданием",
+    sortBy: "LESSONS_WITH_HOMEWORK",
+    count: "lessonsWithHomework",
+    share: true,
+  },
   { title: "С оценками", sortBy: "LESSONS_WITH_MARKS", count: "lessonsWithMarks", share: true },
   { title: "Пустые прошедшие", sortBy: "PAST_LESSONS_EMPTY", count: "pastLessonsEmpty" },
-  { title: "Последняя запись", sortBy: "LAST_ENTRY_AT", text: (row) => formatMoment(row.lastEntryAt) },
+  {
+    title: "Последняя запись",
+    sortBy: "LAST_ENTRY_AT",
+    text: (row) => formatMoment(row.lastEntryAt),
+  },
 ];
 const DIRECTION_WORDS = { ASC: "по возрастанию", DESC: "по убыванию" };
 const ARIA_SORT = { ASC: "ascending", DESC: "descending" };
