@@ -234,6 +234,12 @@ async def test_week_navigation_changes_the_dates_and_the_address(
         "data-date", NEXT_WEEK, timeout=LOAD_TIMEOUT_MS
     )
     await expect(page.locator("#week-date")).to_have_value(NEXT_WEEK)
+    # A day other than Monday in the address means its week, and the address says so.
+    await page.goto(f"{base}&week=2026-11-26")
+    await expect(page).to_have_url(f"{base}&week={WEEK}")
+    await expect(page.locator("#days .day").first).to_have_attribute(
+        "data-date", WEEK, timeout=LOAD_TIMEOUT_MS
+    )
 
 
 async def test_weekends_holidays_and_no_marks_yet_are_said_so(

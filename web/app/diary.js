@@ -24,6 +24,16 @@ function address() {
   return { child: params.get("child"), week: week && mondayOf(week) };
 }
 
+/** The address said the canonical way: the week by its Monday, nothing unknown kept. */
+function canonicalize(child, week) {
+  const params = new URLSearchParams();
+  if (child) params.set("child", child);
+  if (week) params.set("week", week);
+  const query = params.toString();
+  const url = query ? `/diary?${query}` : "/diary";
+  if (url !== location.pathname + location.search) history.replaceState(null, "", url);
+}
+
 function diaryUrl(child, week) {
   const params = new URLSearchParams({ child });
   if (week) params.set("week", week);
@@ -134,6 +144,7 @@ function showAverages(period, data) {
 async function show() {
   const run = ++state.run;
   const { child, week } = address();
+  canonicalize(child, week);
   setStatus("Загрузка…");
   // The links move at once: a second click before the week arrives goes one week further.
   const known = child || (state.children && state.children[0] && state.children[0].id);
