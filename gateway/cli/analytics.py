@@ -21,6 +21,12 @@ def register(commands: Commands) -> None:
     """Add `analytics-refresh` to the `school-gateway` sub-commands."""
     parser = commands.add_parser(COMMAND, help="rebuild the regional analytics' units now")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="place every cell afresh (units are kept for the school year otherwise: use at "
+        "the start of a year or after correcting the journal's past)",
+    )
     parser.set_defaults(handler=cmd_analytics_refresh)
 
 
@@ -28,7 +34,7 @@ def cmd_analytics_refresh(args: argparse.Namespace, settings: Settings) -> int:
     """Refresh as of the diary's today, as the gateway's role, and print when and how long
     it took (SCHOOL_GATEWAY_ANALYTICS_REFRESH_SECONDS sets the gateway's own schedule)."""
     with database(settings) as url:
-        result = asyncio.run(refresh_cells(url, settings))
+        result = asyncio.run(refresh_cells(url, settings, restart=args.restart))
     summary = {
         "refreshed_at": result.refreshed_at.isoformat(),
         "as_of": result.as_of.isoformat(),

@@ -127,6 +127,9 @@ CREATE TABLE IF NOT EXISTS gateway.analytics_refresh (
 );
 ALTER TABLE gateway.analytics_refresh
     ADD COLUMN IF NOT EXISTS min_group_size integer NOT NULL DEFAULT 0;
+-- The placement rules (k and hierarchies) the assignment was made by: other rules start
+-- it over (resolvers/analytics/merge.py `rules`).
+ALTER TABLE gateway.analytics_refresh ADD COLUMN IF NOT EXISTS rules text NOT NULL DEFAULT '';
 
 -- Replaced wholesale at every refresh: vacuum them as soon as a refresh's dead rows are
 -- there (the refresh also vacuums them itself where it may: roles.sql).

@@ -23,6 +23,7 @@ so no combination of answers says anything about fewer than k children.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +90,17 @@ class Hierarchy:
 MARKS: Final = Hierarchy(MARK_LEVELS, frozenset({4, 5, 6}))
 ATTENDANCE: Final = Hierarchy(ATTENDANCE_LEVELS, frozenset({5, 6}))
 LESSONS: Final = Hierarchy(LESSON_LEVELS, frozenset({4, 5}))
+
+
+def rules(k: int) -> str:
+    """A fingerprint of the placement rules (k and the hierarchies): an assignment made
+    by other rules is not kept."""
+    hierarchies = [
+        ([sorted(level) for level in hierarchy.levels], sorted(hierarchy.absorbing))
+        for hierarchy in (MARKS, ATTENDANCE, LESSONS)
+    ]
+    text = repr((k, hierarchies))  # sorted: a frozenset's order changes between processes
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class CellKey(NamedTuple):

@@ -352,9 +352,10 @@ class AnalyticsService:
             self._pool = None
 
 
-async def refresh_cells(url: str, settings: Settings) -> Freshness:
+async def refresh_cells(url: str, settings: Settings, *, restart: bool = False) -> Freshness:
     """One refresh now, on a connection of its own to `url` as the gateway's login role
-    (`school-gateway analytics-refresh`: no service, no pool)."""
+    (`school-gateway analytics-refresh`: no service, no pool); `restart`: every cell placed
+    afresh (the year's assignment of cells to units starts over)."""
     conn = await connect_as_gateway(url, settings)
     try:
         result = await data.refresh(
@@ -362,6 +363,7 @@ async def refresh_cells(url: str, settings: Settings) -> Freshness:
             today=settings.today(),
             min_group_size=settings.analytics.min_group_size,
             timeout_ms=settings.analytics.refresh_timeout_ms,
+            restart=restart,
         )
     finally:
         await conn.close()

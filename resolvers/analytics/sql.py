@@ -116,11 +116,12 @@ _TABLES: Final = (
 # Neither LOCK nor SET takes a snapshot: the first query after the lock does.
 _LOCK_SQL: Final = "LOCK TABLE gateway.analytics_refresh IN EXCLUSIVE MODE"
 _RECORD_REFRESH_SQL: Final = """
-INSERT INTO gateway.analytics_refresh (id, refreshed_at, as_of, duration_ms, min_group_size)
-VALUES (true, clock_timestamp(), $1, $2, $3)
+INSERT INTO gateway.analytics_refresh (id, refreshed_at, as_of, duration_ms, min_group_size,
+                                       rules)
+VALUES (true, clock_timestamp(), $1, $2, $3, $4)
 ON CONFLICT (id) DO UPDATE SET refreshed_at = excluded.refreshed_at,
     as_of = excluded.as_of, duration_ms = excluded.duration_ms,
-    min_group_size = excluded.min_group_size
+    min_group_size = excluded.min_group_size, rules = excluded.rules
 RETURNING refreshed_at, as_of, duration_ms, min_group_size
 """
 
@@ -133,8 +134,10 @@ async def refresh(
     timeout_ms: int,
     wait: bool = True,
     stale_before: datetime | None = None,
+    restart: bool = False,
 ) -> Freshness | None:
-    """Rebuild every unit for k = `min_group_size` in one transaction; None if another
+    """Rebuild every unit for k = `min_group_size` in one transaction (`restart`: the
+    year's assignment of cells to units starts over, see resolvers.analytics.merge); None if another
     refresh holds the lock and `wait` is False. With `stale_before`, the units are left
     as they are (and their freshness returned) when, once the lock is held, they were
     built for the same k at or after it: another process has just done it. Readers see
@@ -159,9 +162,13 @@ async def refresh(
                     and current.min_group_size == min_group_size
                 ):
                     return current
-            await _rebuild(conn, today, min_group_size, current_k=await _stored_k(conn))
+            rules = merge.rules(min_group_size)
+            restart = restart or await _stored_rules(conn) != rules
+            await _rebuild(conn, today, min_group_size, restart=restart)
             duration_ms = round((time.perf_counter() - started) * 1000)
-            row = await conn.fetchrow(_RECORD_REFRESH_SQL, today, duration_ms, min_group_size)
+            row = await conn.fetchrow(
+                _RECORD_REFRESH_SQL, today, duration_ms, min_group_size, rules
+            )
     except asyncpg.LockNotAvailableError:  # NOWAIT: another refresh is running
         return None
     assert row is not None
@@ -306,16 +313,17 @@ async def _store(
         )
 
 
-async def _stored_k(conn: asyncpg.Connection) -> int | None:
-    """The k the stored units were built for (None before the first refresh)."""
-    value = await conn.fetchval("SELECT min_group_size FROM gateway.analytics_refresh")
-    return None if value is None else int(value)
+async def _stored_rules(conn: asyncpg.Connection) -> str | None:
+    """The placement rules (k and hierarchies) the stored assignment was made by."""
+    value = await conn.fetchval("SELECT rules FROM gateway.analytics_refresh")
+    return None if value is None else str(value)
 
 
-async def _rebuild(conn: asyncpg.Connection, today: date, k: int, *, current_k: int | None) -> None:
-    """Place every kind's cells and store the units. Units built for another k are not
-    kept: their assignment starts over."""
-    if current_k != k:
+async def _rebuild(conn: asyncpg.Connection, today: date, k: int, *, restart: bool) -> None:
+    """Place every kind's cells and store the units. With `restart` (asked for, or the
+    assignment was made for another k or other hierarchies) the year's assignment starts
+    over: every cell is placed afresh."""
+    if restart:
         await conn.execute("DELETE FROM gateway.analytics_assignments")
     marks = await _place(conn, units.MARKS, await _mark_cells(conn), k)
     attendance = await _place(conn, units.ATTENDANCE, await _attendance_cells(conn), k)

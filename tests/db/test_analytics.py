@@ -74,6 +74,13 @@ MARK_LEVEL_GROUPING: tuple[list[str], ...] = (
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+async def _units_placed_afresh(settings: Settings, database_url: str) -> None:
+    """The model places every cell afresh; units are sticky across refreshes, so another
+    module's refreshes (of another journal) must not decide this module's placement."""
+    await refresh_cells(database_url, settings, restart=True)
+
+
 @pytest.fixture(scope="module")
 async def client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
     """An app of this module's own (the default k), its per-client rate limit raised: the
@@ -403,7 +410,7 @@ async def test_refresh_makes_new_marks_visible_and_says_when(
         assert analytics["freshness"]["asOf"] == settings.today().isoformat()
     finally:
         await owner_conn.execute("DELETE FROM school.marks WHERE id = $1", planted)
-        await refresh_cells(database_url, settings)
+        await refresh_cells(database_url, settings, restart=True)
     restored = await marks(client, tokens[ANALYST], [])
     assert restored["total"]["markCount"] == count
 
@@ -584,7 +591,7 @@ async def test_a_write_during_a_refresh_is_in_all_new_units_or_in_none(
         await conn.close()
         await owner_conn.execute("DELETE FROM school.marks WHERE id = ANY($1::bigint[])", planted)
         await owner_conn.execute("DELETE FROM school.work_types WHERE id = $1", work_type_id)
-        await refresh_cells(database_url, settings)
+        await refresh_cells(database_url, settings, restart=True)
 
 
 async def test_a_refresh_that_may_not_wait_skips_while_another_runs(

@@ -271,12 +271,12 @@ async def test_the_attacker_recovers_nothing_below_k(
 
 @asynccontextmanager
 async def restored_units(settings: Settings, database_url: str) -> AsyncIterator[None]:
-    """Whatever a test does to the units, they are rebuilt normally afterwards (other
-    modules of the run read them)."""
+    """Whatever a test does to the units, they are rebuilt normally afterwards, every cell
+    placed afresh (other modules of the run read them; units are sticky otherwise)."""
     try:
         yield
     finally:
-        await refresh_cells(database_url, settings)
+        await refresh_cells(database_url, settings, restart=True)
 
 
 async def build_units(settings: Settings, database_url: str, k: int) -> None:
@@ -287,6 +287,7 @@ async def build_units(settings: Settings, database_url: str, k: int) -> None:
             today=settings.today(),
             min_group_size=k,
             timeout_ms=settings.analytics.refresh_timeout_ms,
+            restart=True,  # every cell placed by the (possibly weakened) rules of the test
         )
     finally:
         await conn.close()

@@ -81,10 +81,11 @@ class Target:
 
 @pytest.fixture
 async def rebuilt(settings: Settings, database_url: str) -> AsyncIterator[None]:
-    """Units built now for the suite's k, and again afterwards from the journal as left."""
-    await refresh_cells(database_url, settings)
+    """Units built afresh now for the suite's k, and again afterwards from the journal as
+    left (placed afresh: units are sticky, and the test moved a cell across k)."""
+    await refresh_cells(database_url, settings, restart=True)
     yield
-    await refresh_cells(database_url, settings)
+    await refresh_cells(database_url, settings, restart=True)
 
 
 async def _marks(
