@@ -235,8 +235,16 @@ def signed_in_response(
     return token_response(issued)
 
 
+# A token answer opened as a page (an API sign-in in a browser tab or popup) gets an
+# opaque origin: a script of the gateway's own pages (an injected one) cannot read the
+# tokens out of it and run free queries around the cookie's registered-documents-only
+# mode. Programs reading the JSON are not affected (CSP applies to documents).
+TOKEN_PAGE_POLICY = "sandbox; default-src 'none'"
+
+
 def token_response(issued: IssuedSession) -> Response:
-    """200 JSON {access_token, token_type, expires_in, refresh_token}; no-store."""
+    """200 JSON {access_token, token_type, expires_in, refresh_token}; no-store, and
+    sandboxed when a browser renders it (`TOKEN_PAGE_POLICY`)."""
     body = {
         "access_token": issued.access_token,
         "token_type": "Bearer",
@@ -246,7 +254,12 @@ def token_response(issued: IssuedSession) -> Response:
     return Response(
         orjson.dumps(body),
         media_type="application/json",
-        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        headers={
+            "Cache-Control": "no-store",
+            "Pragma": "no-cache",
+            "Content-Security-Policy": TOKEN_PAGE_POLICY,
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 

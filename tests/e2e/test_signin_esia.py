@@ -182,6 +182,9 @@ async def test_api_client_gets_tokens(live: LiveServer, owner_conn: asyncpg.Conn
         assert tokens["token_type"] == "Bearer" and tokens["refresh_token"]
         assert "set-cookie" not in flow.response.headers
         assert flow.response.headers["cache-control"] == "no-store"
+        # Opened as a page, the answer has an opaque origin: a script of the gateway's
+        # pages cannot read the tokens out of a popup of it.
+        assert flow.response.headers["content-security-policy"].startswith("sandbox")
     async with httpx.AsyncClient(base_url=live.url, timeout=30) as fresh:  # no cookies
         response = await fresh.post(
             "/graphql",
