@@ -169,6 +169,7 @@ async function show() {
     showChildren(selected, week);
     showWeek(selected, student, !week);
     byId("diary").hidden = false;
+    setStatus(""); // the week is there; the averages below come into their own section
     const { from, to } = student.diary;
     const period = periodOfWeek(student.periods, from, to);
     if (period) {

@@ -22,15 +22,8 @@ async function loadProblems(chosen) {
   state.today = dashboard.today;
   const name = document.getElementById("school-name");
   name.textContent = `${dashboard.school.name} · ${formatWindow(dashboard.from, dashboard.to)}`;
-  name.hidden = false;
   showRegistry(dashboard.registry);
   showSignIns(dashboard.signIns);
-  for (const id of ["registry", "sign-ins"]) document.getElementById(id).hidden = false;
-}
-
-async function loadJournal(chosen) {
-  await journal.load(chosen);
-  document.getElementById("journal").hidden = false;
 }
 
 /** Read and show everything of the chosen school and days. */
@@ -38,7 +31,11 @@ async function refresh() {
   setStatus("Загрузка…");
   try {
     const chosen = where();
-    await Promise.all([loadJournal(chosen), loadProblems(chosen)]);
+    await Promise.all([journal.load(chosen), loadProblems(chosen)]);
+    // Shown together, in the page's order: nothing moves once it is on the screen.
+    for (const id of ["school-name", "journal", "registry", "sign-ins"]) {
+      document.getElementById(id).hidden = false;
+    }
     setStatus("");
   } catch (error) {
     setStatus(error.message, { error: true });
