@@ -173,7 +173,8 @@ class WebPages:
         except HttpError as error:
             return error_page(error)
         if viewer is None:
-            response = sign_in_redirect(path)
+            query = request.url.query
+            response = sign_in_redirect(f"{path}?{query}" if query else path)
             if request.cookies.get(self.settings.auth.session_cookie):
                 clear_session_cookie(response, self.settings)
             return response

@@ -210,11 +210,12 @@ def _graphql_request(
 
 
 def _document_id(value: object) -> str | None:
-    """The hex SHA-256 of `documentId` ("sha256:<hex>" or the bare hex); None if absent."""
+    """The hex SHA-256 of `documentId` ("sha256:<hex>" or the bare hex), lower-cased as
+    `persistedQuery.sha256Hash` is; None if absent."""
     if value is None:
         return None
     if isinstance(value, str):
-        payload = value.removeprefix(DOCUMENT_ID_PREFIX)
+        payload = value.removeprefix(DOCUMENT_ID_PREFIX).lower()
         if is_sha256_hex(payload):
             return payload
     raise HttpError(

@@ -91,6 +91,16 @@ async def test_without_a_session_pages_send_to_sign_in(
     assert response.headers["cache-control"] == "no-store"
 
 
+async def test_sign_in_comes_back_to_the_same_address(client: httpx.AsyncClient) -> None:
+    """The child and the week in the address survive the sign-in (the review found the
+    query dropped: back at /diary, not at the week the link named)."""
+    response = await client.get("/diary?child=172&week=2026-11-23", headers=HTML)
+    assert response.status_code == 303
+    assert response.headers["location"] == (
+        "/auth/login?return_to=%2Fdiary%3Fchild%3D172%26week%3D2026-11-23"
+    )
+
+
 @pytest.mark.parametrize(
     ("key", "landing", "elsewhere"),
     [

@@ -119,6 +119,7 @@ async def test_a_registered_document_runs_by_its_hash_and_by_document_id(
         _apq(MY_CHILDREN_HASH.upper()),
         {"documentId": f"sha256:{MY_CHILDREN_HASH}"},
         {"documentId": MY_CHILDREN_HASH, "operationName": "MyChildren"},
+        {"documentId": f"sha256:{MY_CHILDREN_HASH.upper()}"},
     ):
         response = await _post(client, body, headers)
         assert response.status_code == 200, (body, response.text)

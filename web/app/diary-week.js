@@ -66,17 +66,32 @@ function lessonPlace(lesson) {
   return element("p", parts.join(" · "), "muted lesson-place");
 }
 
+/** A link to an attachment, only for http(s) addresses (a `javascript:` or `data:`
+ * address written into the journal is shown as plain text, never as a link). */
+function attachmentLink(attachment) {
+  let url;
+  try {
+    url = new URL(attachment.url, location.origin);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== "https:" && url.protocol !== "http:")) {
+    return element("span", attachment.title);
+  }
+  const link = element("a", attachment.title);
+  link.href = url.href;
+  link.rel = "noopener noreferrer";
+  return link;
+}
+
 function homework(item) {
   const block = element("div", undefined, "homework");
   block.append(line(`Домашнее задание к ${dayAndMonth(item.dueOn)}`, item.text));
   if (item.attachments.length > 0) {
     const links = element("ul", undefined, "attachments");
     for (const attachment of item.attachments) {
-      const link = element("a", attachment.title);
-      link.href = attachment.url;
-      link.rel = "noopener noreferrer";
       const entry = element("li");
-      entry.append(link);
+      entry.append(attachmentLink(attachment));
       links.append(entry);
     }
     block.append(links);
