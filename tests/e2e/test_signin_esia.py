@@ -46,7 +46,7 @@ async def test_parent_of_one_school_gets_a_cookie_session(
 ) -> None:
     account = demo_account("parent-one-school")
     assert account.snils and account.phone
-    since = await last_event_id(owner_conn)
+    since = await last_event_id(owner_conn, live)
     flow = await esia_flow(
         browser, formatted(account.snils), params={"return_to": "/graphql?from=esia"}
     )
@@ -83,7 +83,7 @@ async def test_merged_parent_sees_children_of_both_schools(
 ) -> None:
     account = demo_account("parent-two-schools")
     assert account.snils
-    since = await last_event_id(owner_conn)
+    since = await last_event_id(owner_conn, live)
     flow = await esia_flow(browser, account.snils)
     assert flow.response.status_code == 303
     payload = await graphql(live, browser, FAMILY_QUERY)
@@ -112,7 +112,7 @@ async def test_older_student_signs_in_as_student(
 ) -> None:
     account = demo_account("student-older")
     assert account.snils and account.phone
-    since = await last_event_id(owner_conn)
+    since = await last_event_id(owner_conn, live)
     flow = await esia_flow(browser, account.phone)  # the provider also takes the phone
     assert flow.response.status_code == 303
     payload = await graphql(live, browser, "{ viewer { role displayName } }")
@@ -142,7 +142,7 @@ async def test_parent_matched_by_phone_only(
     )
     assert [tuple(r) for r in records] == [(3, None)]
     assert await children_by_registry(owner_conn, snils=account.snils) == []
-    since = await last_event_id(owner_conn)
+    since = await last_event_id(owner_conn, live)
     flow = await esia_flow(browser, account.snils)
     assert flow.response.status_code == 303, flow.response.text
     payload = await graphql(live, browser, FAMILY_QUERY)
@@ -203,7 +203,7 @@ async def test_api_client_gets_tokens(live: LiveServer, owner_conn: asyncpg.Conn
 async def test_unconfirmed_account_is_refused(
     live: LiveServer, browser: httpx.AsyncClient, owner_conn: asyncpg.Connection
 ) -> None:
-    since = await last_event_id(owner_conn)
+    since = await last_event_id(owner_conn, live)
     flow = await esia_flow(browser, "+7 912 555-01-90")
     assert_page(flow.response, ErrorCode.ESIA_ACCOUNT_NOT_CONFIRMED, 403)
     assert "пройти процедуру проверки своих данных" in flow.response.text
@@ -221,7 +221,7 @@ async def test_confirmed_person_in_no_registry(
 ) -> None:
     account = demo_account("parent-unregistered")
     assert account.snils and account.phone
-    since = await last_event_id(owner_conn)
+    since = await last_event_id(owner_conn, live)
     with caplog.at_level(logging.DEBUG):
         flow = await esia_flow(browser, account.snils)
     server_side = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
@@ -297,7 +297,7 @@ async def test_api_client_gets_json_failures(live: LiveServer) -> None:
 async def test_denied_at_the_provider(
     live: LiveServer, browser: httpx.AsyncClient, owner_conn: asyncpg.Connection
 ) -> None:
-    since = await last_event_id(owner_conn)
+    since = await last_event_id(owner_conn, live)
     flow = await esia_flow(browser, "", action="deny")
     query = parse_qs(urlsplit(flow.callback_url).query)
     assert query["error"] == ["access_denied"] and "code" not in query
@@ -323,7 +323,7 @@ async def test_state_unknown_reused_or_expired(
 ) -> None:
     snils = demo_account("parent-one-school").snils
     assert snils
-    since = await last_event_id(owner_conn)
+    since = await last_event_id(owner_conn, live)
     # Unknown state (and none at all).
     unknown = await browser.get("/auth/esia/callback", params={"state": "forged", "code": "x"})
     assert_page(unknown, ErrorCode.ESIA_STATE_MISMATCH, 400)
@@ -375,7 +375,7 @@ async def test_callback_from_another_browser_is_refused(
     binding = [c for c in browser.cookies.jar if c.name == "sg_esia_binding"]
     assert len(binding) == 1 and binding[0].path == "/auth/esia"
     assert binding[0].has_nonstandard_attr("HttpOnly")
-    since = await last_event_id(owner_conn)
+    since = await last_event_id(owner_conn, live)
     async with httpx.AsyncClient(base_url=live.url, headers=BROWSER, timeout=30) as victim:
         # The victim has a sign-in of their own in flight: its binding is not the attacker's.
         await victim.get("/auth/esia/login")
