@@ -76,6 +76,11 @@ CONTENT_SECURITY_POLICY: Final = (
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+# The error page (auth.signin.pages.html_page) has no script and one inline <style>.
+ERROR_PAGE_POLICY: Final = (
+    "default-src 'none'; style-src 'unsafe-inline'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 PAGE_HEADERS: Final = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -163,7 +168,7 @@ class WebPages:
         except HttpError as error:
             return error_page(error)
         if viewer is None:
-            return sign_in_redirect("/")
+            return self.sign_in(request, "/")
         return _redirect(LANDING[viewer.role])
 
     async def page(self, request: Request) -> Response:
@@ -174,13 +179,17 @@ class WebPages:
             return error_page(error)
         if viewer is None:
             query = request.url.query
-            response = sign_in_redirect(f"{path}?{query}" if query else path)
-            if request.cookies.get(self.settings.auth.session_cookie):
-                clear_session_cookie(response, self.settings)
-            return response
+            return self.sign_in(request, f"{path}?{query}" if query else path)
         if viewer.role not in PAGES[path][1]:
             return _redirect(LANDING[viewer.role])
         return page_response(self.pages[path])
+
+    def sign_in(self, request: Request, return_to: str) -> Response:
+        """The redirect to the sign-in page, clearing a session cookie that did not sign in."""
+        response = sign_in_redirect(return_to)
+        if request.cookies.get(self.settings.auth.session_cookie):
+            clear_session_cookie(response, self.settings)
+        return response
 
     async def viewer(self, request: Request) -> Viewer | None:
         """The person of the session cookie; None without one or for an ended session
@@ -204,7 +213,15 @@ def error_page(error: HttpError) -> Response:
         f'<p class="code">Код: {escape(error.code.value)}</p>'
     )
     response = html_page("Страница недоступна", body, status=error.status)
-    response.headers.update({**error.headers, "Cache-Control": "no-store"})
+    response.headers.update(
+        {
+            **error.headers,
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": ERROR_PAGE_POLICY,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+        }
+    )
     return response
 
 

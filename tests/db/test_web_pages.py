@@ -15,6 +15,7 @@ from auth.store.accounts import ensure_demo_account
 from auth.store.sessions import ClientKind, revoke_session, start_session
 from fixtures.demo import demo_account
 from gateway.app import create_app
+from gateway.core.db import create_pool
 from gateway.core.settings import PROJECT_ROOT, Settings
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
@@ -139,3 +140,50 @@ async def test_an_ended_session_is_sent_to_sign_in_and_its_cookie_cleared(
     assert response.status_code == 303
     assert response.headers["location"] == "/auth/login?return_to=%2Fdiary"
     assert "Max-Age=0" in response.headers["set-cookie"]
+
+
+async def test_the_landing_clears_a_cookie_that_did_not_sign_in(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """`/` with an ended session: to the sign-in page and the cookie cleared, as the pages
+    do (the review found the landing leaving it in place)."""
+    session_id, cookie = await _cookie(pool, settings, "parent-one-school")
+    await revoke_session(pool, session_id)
+    response = await client.get("/", headers={**HTML, "Cookie": cookie})
+    assert (response.status_code, response.headers["location"]) == (
+        303,
+        "/auth/login?return_to=%2F",
+    )
+    cleared = response.headers["set-cookie"]
+    assert cleared.startswith(f"{settings.auth.session_cookie}=") and "Max-Age=0" in cleared
+
+
+async def test_the_error_page_carries_the_pages_security_headers(
+    database_url: str,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    owner_conn: asyncpg.Connection,
+) -> None:
+    """A session that cannot be checked in time: the 503 page, with a policy allowing no
+    script and no framing, and nosniff (the review found them missing on it)."""
+    _, cookie = await _cookie(pool, settings, "parent-one-school")
+    quick = dataclasses.replace(
+        settings, statement_timeout_ms=200, pool_min_size=1, pool_max_size=1
+    )
+    slow_pool = await create_pool(database_url, quick)
+    transport = httpx.ASGITransport(app=create_app(quick, pool=slow_pool))
+    locked = owner_conn.transaction()
+    await locked.start()
+    try:
+        await owner_conn.execute("LOCK TABLE gateway.sessions IN ACCESS EXCLUSIVE MODE")
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as slow:
+            response = await slow.get("/diary", headers={**HTML, "Cookie": cookie})
+    finally:
+        await locked.rollback()
+        await slow_pool.close()
+    assert response.status_code == 503 and "Страница недоступна" in response.text
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert "script-src" not in policy
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
