@@ -49,6 +49,7 @@ from bench.driver.report import (
     write_results,
 )
 from bench.driver.targets import (
+    GZIP,
     PROJECT_ROOT,
     Target,
     request_for,
@@ -56,6 +57,7 @@ from bench.driver.targets import (
     start_postgraphile,
     start_postgraphile_rls,
     start_raw_limit,
+    with_encoding,
 )
 from bench.driver.writer import cleanup_database
 from gateway.core.embedded import EmbeddedServer
@@ -127,6 +129,14 @@ def run(config: Config, command: str) -> int:
             "gateway-x1": lambda: start_gateway(processes, base, workers=1, extra_env=env),
             "gateway-x1-no-cache": lambda: start_gateway(
                 processes, base, workers=1, response_cache=False, extra_env=env
+            ),
+            "gateway-x1-no-cache-gzip": lambda: start_gateway(
+                processes,
+                base,
+                workers=1,
+                response_cache=False,
+                accept_encoding=GZIP,
+                extra_env=env,
             ),
             "gateway-x2": lambda: start_gateway(processes, base, workers=2, extra_env=env),
             "postgraphile-x1": lambda: start_postgraphile(processes, base, tools, workers=1),
@@ -226,7 +236,7 @@ def verify_families(targets: Sequence[Target], workload: FamiliesWorkload) -> st
     for number in range(VERIFIED_FAMILIES):
         reference = None
         for target in measured:
-            request = requests_of(workload.families, peer_of(target))[number]
+            request = with_encoding(target, requests_of(workload.families, peer_of(target))[number])
             payload, _size = _post(target, request, FAMILIES)
             answer = canonical("parent-week", target.kind, payload)
             if not answer:
@@ -249,15 +259,23 @@ def verify_families(targets: Sequence[Target], workload: FamiliesWorkload) -> st
 
 
 def _post(target: Target, request: Request, name: str) -> tuple[object, int]:
+    """The parsed answer and the decoded body's size. The request's `Accept-Encoding`
+    (the target's, else "identity", as wrk sends none) is sent; a target asking for gzip
+    must get gzip (httpx decodes it), so the compressed path is the one checked."""
+    headers = {"Accept-Encoding": "identity"} | request.headers
     response = httpx.post(
-        f"{target.base_url}{request.path}",
-        content=request.body,
-        headers=request.headers,
-        timeout=60,
+        f"{target.base_url}{request.path}", content=request.body, headers=headers, timeout=60
     )
     if response.status_code != 200:
         raise MismatchError(
             f"{name}: {target.label} answered HTTP {response.status_code}: {response.text[:2000]}"
+        )
+    encoding = response.headers.get("Content-Encoding", "")
+    if target.accept_encoding and encoding != target.accept_encoding:
+        raise MismatchError(
+            f"{name}: {target.label} asked for {target.accept_encoding} and got "
+            f"{encoding or 'no encoding'} (compression off by --gateway-env? leave the "
+            "target out then)"
         )
     return response.json(), len(response.content)
 

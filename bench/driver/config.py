@@ -61,6 +61,7 @@ def _operations(raw: str) -> tuple[str, ...]:
 TARGET_NAMES = (
     "gateway-x1",
     "gateway-x1-no-cache",
+    "gateway-x1-no-cache-gzip",
     "gateway-x2",
     "postgraphile-x1",
     "postgraphile-x2",

@@ -396,7 +396,7 @@ def replays_cache(target: Target) -> bool:
     return (
         target.kind is Kind.GATEWAY
         and target.processes == 1
-        and not target.label.endswith(NO_CACHE_SUFFIX)
+        and NO_CACHE_SUFFIX.strip() not in target.label.split()
     )
 
 

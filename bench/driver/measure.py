@@ -77,10 +77,16 @@ class WrkResult:
     errors: int
     p50_ms: float
     p99_ms: float
+    bytes: int = 0  # read by wrk: the responses' status lines, headers and bodies
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def kb_per_response(self) -> float:
+        """Bytes read per response, in kB (1000 bytes)."""
+        return self.bytes / self.requests / 1000 if self.requests else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +127,8 @@ def run_wrk(
         env = dict(os.environ)
         env["BENCH_BODY_FILE"] = body.name
         env["BENCH_AUTHORIZATION"] = request.headers.get("Authorization", "")
+        if target.accept_encoding:
+            env["BENCH_ACCEPT_ENCODING"] = target.accept_encoding
         env |= families or {}
         command = [
             str(tools.wrk),
@@ -143,6 +151,7 @@ def run_wrk(
                 errors=errors,
                 p50_ms=data["p50_us"] / 1000,
                 p99_ms=data["p99_us"] / 1000,
+                bytes=data["bytes"],
             )
     raise BenchError(f"wrk printed no result (exit {result.returncode}):\n{result.stderr}")
 

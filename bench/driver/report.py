@@ -23,9 +23,11 @@ from gateway.http.response_cache import MAX_ENTRIES
 
 DOC_BEGIN = "<!-- bench:generated:begin (bench/run rewrites this section) -->"
 DOC_END = "<!-- bench:generated:end -->"
+_TARGET = 25  # the target column's width: "gateway x1 no-cache gzip" and a space
 _HEADER = (
-    f"{'target':<20}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-    f"{'stmt/req':>10}{'CPU s/1k':>10}{'DB CPU s/1k':>13}{'peak MB/proc':>14}{'other %':>9}"
+    f"{'target':<{_TARGET}}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    f"{'kB/resp':>9}{'stmt/req':>10}{'CPU s/1k':>10}{'DB CPU s/1k':>13}{'peak MB/proc':>14}"
+    f"{'other %':>9}"
 )
 
 
@@ -51,8 +53,8 @@ class BigReport:
 def _row(item: Measurement) -> str:
     w = item.wrk
     return (
-        f"{item.target:<20}{item.concurrency:>5}{w.rps:>9.1f}{w.p50_ms:>9.2f}{w.p99_ms:>9.2f}"
-        f"{w.errors:>8}{item.statements_per_request:>10.2f}{item.cpu_per_1000:>10.2f}"
+        f"{item.target:<{_TARGET}}{item.concurrency:>5}{w.rps:>9.1f}{w.p50_ms:>9.2f}{w.p99_ms:>9.2f}"
+        f"{w.errors:>8}{w.kb_per_response:>9.2f}{item.statements_per_request:>10.2f}{item.cpu_per_1000:>10.2f}"
         f"{item.db_cpu_per_1000:>13.2f}{item.peak_mb:>14.1f}{item.other_cpu_percent:>9.0f}"
     )
 
@@ -72,6 +74,11 @@ RATIOS = (
     ("gateway no-cache/PostGraphile, 1 process", "gateway x1 no-cache", "postgraphile x1"),
     ("gateway no-cache/PostGraphile-RLS, 1 process", "gateway x1 no-cache", "postgraphile-rls x1"),
     ("gateway no-cache/raw-limit, 1 process", "gateway x1 no-cache", "raw-limit x1"),
+    (
+        "gateway no-cache gzip/no-cache, 1 process",
+        "gateway x1 no-cache gzip",
+        "gateway x1 no-cache",
+    ),
 )
 
 
@@ -161,13 +168,13 @@ def memory_section(reports: Sequence[OperationReport]) -> list[str]:
     lines = [
         "== memory per serving process over the run, resident MB (first timed run: at its "
         "start, its peak; last timed run: its peak)",
-        f"{'target':<20}{'runs':>5}{'start MB':>10}{'first peak':>12}{'last peak':>11}"
+        f"{'target':<{_TARGET}}{'runs':>5}{'start MB':>10}{'first peak':>12}{'last peak':>11}"
         f"{'last-first':>12}",
     ]
     for target, items in runs.items():
         first, last = items[0], items[-1]
         lines.append(
-            f"{target:<20}{len(items):>5}{first.start_mb:>10.1f}{first.peak_mb:>12.1f}"
+            f"{target:<{_TARGET}}{len(items):>5}{first.start_mb:>10.1f}{first.peak_mb:>12.1f}"
             f"{last.peak_mb:>11.1f}{last.peak_mb - first.peak_mb:>+12.1f}"
         )
     return lines
@@ -327,10 +334,11 @@ def render(
         f"{','.join(map(str, config.concurrencies))}, wrk threads {config.threads}; "
         "targets alternate within each concurrency",
         "targets:  gateway xN = school-gateway serve --workers N (response cache on; "
-        "x1 no-cache: off); postgraphile xN = "
+        "x1 no-cache: off; x1 no-cache gzip: its requests take gzip); postgraphile xN = "
         "PostGraphile v5 (amber preset, NODE_ENV=production), N node:cluster processes; "
         "raw-limit x1 = bench/raw_limit.py (Starlette + asyncpg + orjson, 1 uvicorn worker)",
-        "columns:  stmt/req = SQL statements per request (pg_stat_statements over "
+        "columns:  kB/resp = bytes wrk read per response (status line, headers, body) / 1000; "
+        "stmt/req = SQL statements per request (pg_stat_statements over "
         f"{STATEMENT_SAMPLE_REQUESTS} sequential requests); CPU s/1k = CPU "
         "seconds of the target's processes per 1000 requests; DB CPU s/1k = the same for "
         "PostgreSQL; peak MB/proc = the largest resident set of one serving process; other % "

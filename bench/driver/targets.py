@@ -38,7 +38,9 @@ POOL_MAX = 10  # the gateway's default SCHOOL_GATEWAY_POOL_MAX; every target get
 class Target:
     """A running target: what it is, how many serving processes, where it listens.
 
-    `rls`: PostGraphile-RLS, whose requests carry the asking account's JWT."""
+    `rls`: PostGraphile-RLS, whose requests carry the asking account's JWT.
+    `accept_encoding`: its requests' `Accept-Encoding` (wrk's and the checks'), e.g. "gzip";
+    "" sends none (wrk) or "identity" (the checks): uncompressed answers."""
 
     kind: Kind
     processes: int
@@ -47,6 +49,7 @@ class Target:
     port: int
     label: str
     rls: bool = False
+    accept_encoding: str = ""
 
     @property
     def base_url(self) -> str:
@@ -63,6 +66,7 @@ def _clean_env() -> dict[str, str]:
 
 
 NO_CACHE_SUFFIX = " no-cache"
+GZIP = "gzip"
 
 
 def start_gateway(
@@ -72,12 +76,15 @@ def start_gateway(
     workers: int,
     label: str | None = None,
     response_cache: bool = True,
+    accept_encoding: str = "",
     extra_env: dict[str, str] | None = None,
 ) -> Target:
     """`school-gateway serve --workers N`: GraphiQL off, WARNING logs, not dev mode.
 
     `response_cache=False` serves with SCHOOL_GATEWAY_RESPONSE_CACHE=0 (label suffix
     " no-cache"): every request is executed, as when each request differs.
+    `accept_encoding="gzip"`: its requests take gzip (label suffix " gzip"; the gateway
+    compresses answers of SCHOOL_GATEWAY_COMPRESSION_MIN_BYTES or more, on by default).
     `extra_env` (bench/run --gateway-env) is applied last.
     """
     port = free_port()
@@ -96,10 +103,13 @@ def start_gateway(
         | (extra_env or {})
     )
     name = label or f"gateway x{workers}" + ("" if response_cache else NO_CACHE_SUFFIX)
+    name += f" {accept_encoding}" if accept_encoding and not label else ""
     command = [str(VENV_BIN / "school-gateway"), "serve", "--workers", str(workers)]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     server = processes.start(name, command, env=env, cwd=PROJECT_ROOT)
-    target = Target(Kind.GATEWAY, workers, database, server, port, name)
+    target = Target(
+        Kind.GATEWAY, workers, database, server, port, name, accept_encoding=accept_encoding
+    )
     wait_ready(server, f"{target.base_url}/healthz")
     return target
 
@@ -148,10 +158,18 @@ def start_postgraphile_rls(
 def request_for(target: Target, operation: Operation, fixture: Fixture) -> Request:
     """The request `target` gets for `operation`: PostGraphile-RLS's carries the JWT of
     the operation's account."""
-    request = build_request(operation, target.kind, fixture)
+    request = with_encoding(target, build_request(operation, target.kind, fixture))
     if not target.rls:
         return request
     headers = request.headers | {"Authorization": f"Bearer {fixture.rls_tokens[operation.account]}"}
+    return dataclasses.replace(request, headers=headers)
+
+
+def with_encoding(target: Target, request: Request) -> Request:
+    """`request` with the target's `Accept-Encoding`, if it has one."""
+    if not target.accept_encoding:
+        return request
+    headers = request.headers | {"Accept-Encoding": target.accept_encoding}
     return dataclasses.replace(request, headers=headers)
 
 
