@@ -6,6 +6,9 @@
   carry their version in their names and are cached for a year (`immutable`); our own
   files are revalidated on every use (`no-cache` with an `ETag`: 304 when unchanged), so a
   new release is picked up at once although ES modules import each other by plain names.
+  Every static answer, 304s included, says `Vary: Accept-Encoding` and carries the ETag
+  its 200 would (weak where the compression middleware gzips it); `If-None-Match` compares
+  weakly and `*` matches. A static file opened as a document runs nothing (`sandbox`).
 - `GET /`: where a signed-in browser belongs (`LANDING`: parents and students `/diary`,
   school IT admins `/school`, regional analysts `/analytics`); without a valid session the
   sign-in page. It is the default `return_to` of every sign-in (auth.store.sessions).
@@ -42,6 +45,7 @@ from auth.store.sessions import clear_session_cookie
 from auth.viewer import Role, Viewer
 from gateway.core.errors import HttpError
 from gateway.core.settings import PROJECT_ROOT, Settings
+from gateway.http.compression import accepts_gzip, compressible
 
 WEB_ROOT: Final = PROJECT_ROOT / "web"
 STATIC_PREFIX: Final = "/static/"
@@ -76,6 +80,9 @@ CONTENT_SECURITY_POLICY: Final = (
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+# A static file opened directly as a document (an SVG, a script) runs nothing on this
+# origin; as a subresource of a page (script, style, image, fetch) it is not affected.
+STATIC_POLICY: Final = "default-src 'none'; sandbox"
 # The error page (auth.signin.pages.html_page) has no script and one inline <style>.
 ERROR_PAGE_POLICY: Final = (
     "default-src 'none'; style-src 'unsafe-inline'; "
@@ -153,14 +160,29 @@ class WebPages:
         found = self.static.get(request.path_params["path"])
         if found is None:
             return Response("Not Found", status_code=404, media_type="text/plain")
+        etag = "W/" + found.etag if self.gzipped(request, found) else found.etag
         headers = {
             "Cache-Control": found.cache_control,
-            "ETag": found.etag,
+            "ETag": etag,
+            "Vary": "Accept-Encoding",
+            "Content-Security-Policy": STATIC_POLICY,
             "X-Content-Type-Options": "nosniff",
         }
-        if found.etag in _etags(request.headers.get("if-none-match")):
+        if _none_match(request.headers.get("if-none-match"), found.etag):
             return Response(status_code=304, headers=headers)
         return Response(found.body, media_type=found.content_type, headers=headers)
+
+    def gzipped(self, request: Request, found: StaticFile) -> bool:
+        """Whether the compression middleware gzips this file's 200 for this request (and
+        so sends its ETag weak): the 304 then carries the same weak ETag (RFC 9110 15.4.5)."""
+        threshold = self.settings.compression_min_bytes
+        return (
+            threshold > 0
+            and request.method != "HEAD"
+            and len(found.body) >= threshold
+            and compressible(found.content_type)
+            and accepts_gzip(request.headers.get("accept-encoding"))
+        )
 
     async def landing(self, request: Request) -> Response:
         try:
@@ -229,7 +251,10 @@ def _redirect(path: str) -> Response:
     return RedirectResponse(path, status_code=303, headers={"Cache-Control": "no-store"})
 
 
-def _etags(header: str | None) -> set[str]:
+def _none_match(header: str | None, etag: str) -> bool:
+    """Whether `If-None-Match` matches `etag`: `*`, or the tag compared weakly (RFC 9110
+    13.1.2: `W/"x"` and `"x"` match, as the gzip's weak tag must)."""
     if not header:
-        return set()
-    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags

@@ -187,3 +187,24 @@ async def test_the_error_page_carries_the_pages_security_headers(
     assert "script-src" not in policy
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", ["/static/app/api.js", "/static/app/viewer-page.js"])
+async def test_static_files_vary_and_run_nothing_as_documents(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """Every static answer says it varies by Accept-Encoding (also below the gzip threshold,
+    also a 304), revalidates with `If-None-Match: *`, and opened directly as a document
+    runs nothing on this origin (`sandbox`, no sources)."""
+    response = await client.get(path, headers={"Accept-Encoding": "identity"})
+    assert response.status_code == 200
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    any_tag = await client.get(path, headers={"Accept-Encoding": "identity", "If-None-Match": "*"})
+    assert (any_tag.status_code, any_tag.content) == (304, b"")
+    assert any_tag.headers["vary"] == "Accept-Encoding"
+    assert any_tag.headers["etag"] == response.headers["etag"]
+    other = await client.get(
+        path, headers={"Accept-Encoding": "identity", "If-None-Match": '"0123"'}
+    )
+    assert other.status_code == 200

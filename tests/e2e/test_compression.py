@@ -231,3 +231,17 @@ async def test_static_files_are_gzipped_with_a_weak_etag(client: httpx.AsyncClie
         client, "GET", "/static/css/site.css", {**GZIP, "If-None-Match": packed.headers["etag"]}
     )
     assert again.status == 304 and again.body == b"" and again.encoding is None
+
+
+async def test_a_static_304_carries_what_its_200_would(client: httpx.AsyncClient) -> None:
+    """RFC 9110 15.4.5: the 304 sends the ETag and Vary the 200 would (the review found the
+    strong tag on a 304 to a gzip-accepting client whose 200 had the weak one)."""
+    url = "/static/css/site.css"
+    packed = await _raw(client, "GET", url, GZIP)
+    plain = await _raw(client, "GET", url, IDENTITY)
+    for headers, full in ((GZIP, packed), (IDENTITY, plain)):
+        for tag in (plain.headers["etag"], packed.headers["etag"], "*"):
+            again = await _raw(client, "GET", url, {**headers, "If-None-Match": tag})
+            assert (again.status, again.body) == (304, b"")
+            assert again.headers["etag"] == full.headers["etag"]
+            assert "accept-encoding" in again.vary() and "accept-encoding" in full.vary()
