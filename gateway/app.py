@@ -111,16 +111,20 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     pages = WebPages(settings, holder.get)
 
     async def graphql(request: Request) -> Response:
+        """Every answer is the viewer's (or says why not): never stored by a cache."""
         if request.method not in ("GET", "POST"):
             error = HttpError(405, ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": "GET, POST"})
-            return error_response(error, JSON)
-        if (
+            response = error_response(error, JSON)
+        elif (
             settings.graphiql
             and request.method == "GET"
             and accepts_html(request.headers.get("accept"))
         ):
-            return pages.graphiql_response()
-        return await endpoint.handle(request, holder.get())
+            response = pages.graphiql_response()
+        else:
+            response = await endpoint.handle(request, holder.get())
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     async def healthz(request: Request) -> Response:
         try:

@@ -326,7 +326,8 @@ def graphql_response(body: Formatted, media_type: str, *, failed: bool) -> Respo
 def error_response(error: HttpError, media_type: str) -> Response:
     """A non-GraphQL failure, still shaped as a GraphQL response with a code."""
     body = {"errors": [{"message": error.message, "extensions": {"code": error.code.value}}]}
-    return json_response(body, error.status, media_type, headers=error.headers)
+    headers = {"Cache-Control": "no-store", **error.headers}
+    return json_response(body, error.status, media_type, headers=headers)
 
 
 def json_response(

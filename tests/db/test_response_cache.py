@@ -552,3 +552,24 @@ async def test_the_key_and_the_execution_share_one_today(
     expected = {"from": (sunday - timedelta(days=6)).isoformat(), "to": sunday.isoformat()}
     assert first["data"]["myChildren"] == [{"diary": expected}], first
     assert second == first
+
+
+async def test_every_graphql_answer_is_no_store(
+    asker: Asker, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A viewer's answer, from the cache or not, and the errors, are never stored by a
+    shared or browser cache (the review found no Cache-Control on them)."""
+    headers = {"Accept": "application/json", "Authorization": f"Bearer {asker.token}"}
+    body = {"query": WEEK_QUERY, "variables": WEEK}
+    hits = asker.cache.hits
+    answers = [await client.post("/graphql", json=body, headers=headers) for _ in range(2)]
+    assert asker.cache.hits >= hits + 1, "the second answer came from the cache"
+    answers.append(await client.post("/graphql", json={"query": "{ nope }"}, headers=headers))
+    bad_token = {**headers, "Authorization": "Bearer not-a-token"}
+    answers.append(await client.post("/graphql", json=body, headers=bad_token))
+    answers.append(await client.put("/graphql", json=body, headers=headers))
+    answers.append(await client.post("/graphql", json=body, headers={"Accept": "image/png"}))
+    statuses = [answer.status_code for answer in answers]
+    assert statuses == [200, 200, 200, 401, 405, 406]
+    assert "errors" not in answers[1].json() and answers[1].json() == answers[0].json()
+    assert [answer.headers.get("cache-control") for answer in answers] == ["no-store"] * 6
