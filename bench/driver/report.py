@@ -24,6 +24,7 @@ from gateway.http.response_cache import MAX_ENTRIES
 DOC_BEGIN = "<!-- bench:generated:begin (bench/run rewrites this section) -->"
 DOC_END = "<!-- bench:generated:end -->"
 _TARGET = 25  # the target column's width: "gateway x1 no-cache gzip" and a space
+_LABEL = 50  # the ratio block's: "response-cache hit rate, gateway x1 no-cache gzip" and one
 _HEADER = (
     f"{'target':<{_TARGET}}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
     f"{'kB/resp':>9}{'stmt/req':>10}{'CPU s/1k':>10}{'DB CPU s/1k':>13}{'peak MB/proc':>14}"
@@ -84,7 +85,7 @@ RATIOS = (
 
 def ratio_table(items: Sequence[Measurement], concurrencies: Sequence[int]) -> list[str]:
     """Throughput ratios at equal process count, one column per concurrency."""
-    lines = [f"{'throughput ratio':<46}" + "".join(f"{f'c={c}':>9}" for c in concurrencies)]
+    lines = [f"{'throughput ratio':<{_LABEL}}" + "".join(f"{f'c={c}':>9}" for c in concurrencies)]
     for label, mine, peer in RATIOS:
         cells = []
         for concurrency in concurrencies:
@@ -94,7 +95,7 @@ def ratio_table(items: Sequence[Measurement], concurrencies: Sequence[int]) -> l
             else:
                 cells.append(f"{ours / theirs:>8.2f}x")
         if any(cell.strip() != "-" for cell in cells):  # targets left out: no row
-            lines.append(f"{label:<46}" + "".join(cells))
+            lines.append(f"{label:<{_LABEL}}" + "".join(cells))
     return lines
 
 
@@ -124,7 +125,7 @@ def workload_lines(items: Sequence[Measurement], concurrencies: Sequence[int]) -
                 if i.target == target and i.concurrency == concurrency and i.hit_rate is not None
             ]
             cells.append(f"{100 * rates[0]:>8.0f}%" if rates else f"{'-':>9}")
-        lines.append(f"{f'response-cache hit rate, {target}':<46}" + "".join(cells))
+        lines.append(f"{f'response-cache hit rate, {target}':<{_LABEL}}" + "".join(cells))
     lines += miss_lines(items, concurrencies)
     cells = []
     for concurrency in concurrencies:
@@ -135,10 +136,10 @@ def workload_lines(items: Sequence[Measurement], concurrencies: Sequence[int]) -
         ]
         spread = f"{min(rates):.1f}-{max(rates):.1f}" if rates else "none"
         cells.append(f"{spread:>9}" if len(spread) < 9 else f" {spread}")
-    lines.append(f"{'teachers writer, writes/s during the runs':<46}" + "".join(cells))
+    lines.append(f"{'teachers writer, writes/s during the runs':<{_LABEL}}" + "".join(cells))
     failed = [i.writes_failed for i in items if i.writes_failed is not None]
     if failed:
-        lines.append(f"{'teachers writer, failed writes (all runs)':<46}{sum(failed):>9}")
+        lines.append(f"{'teachers writer, failed writes (all runs)':<{_LABEL}}{sum(failed):>9}")
     # Without the cache every request reads the diary once: a rate away from 0 there means
     # the count was disturbed (another run on the server resetting or adding statements).
     if any(i.hit_rate and abs(i.hit_rate) > 0.05 and "no-cache" in i.target for i in items):
@@ -191,7 +192,7 @@ def miss_lines(items: Sequence[Measurement], concurrencies: Sequence[int]) -> li
                 _split(i) for i in items if i.target == target and i.concurrency == concurrency
             ]
             cells.append(f"{splits[0]:>9}" if splits and splits[0] else f"{'-':>9}")
-        lines.append(f"{f'misses first-time+invalidated, {target}':<46}" + "".join(cells))
+        lines.append(f"{f'misses first-time+invalidated, {target}':<{_LABEL}}" + "".join(cells))
     return lines
 
 
