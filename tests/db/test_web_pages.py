@@ -64,7 +64,9 @@ async def test_graphiql_page_loads_only_local_files(client: httpx.AsyncClient) -
     response = await client.get("/graphql", headers=HTML)
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
-    assert "default-src 'self'" in response.headers["content-security-policy"]
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "script-src 'self';" in policy
+    assert "style-src 'self' 'unsafe-inline'" in policy  # GraphiQL's style attributes only
     references = re.findall(r'(?:src|href)="([^"]+)"', response.text)
     assert GRAPHIQL_JS in references
     assert all(ref.startswith("/static/") or ref.startswith("data:") for ref in references)
@@ -126,6 +128,9 @@ async def test_each_role_lands_on_its_page(
     page = await client.get(landing, headers=headers)
     assert page.status_code == 200
     assert page.headers["cache-control"] == "no-store"
+    policy = page.headers["content-security-policy"]
+    assert "style-src 'self';" in policy and "unsafe-inline" not in policy
+    assert "font-src 'self';" in policy and "frame-ancestors 'none'" in policy
     assert '<html lang="ru">' in page.text and 'name="viewport"' in page.text
     other = await client.get(elsewhere, headers=headers)
     assert (other.status_code, other.headers["location"]) == (303, landing)
