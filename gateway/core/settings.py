@@ -295,17 +295,23 @@ def _trusted_proxies(raw: str) -> tuple[str, ...]:
 
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+# An origin's host as a browser serialises it: ASCII labels (IDNA's xn-- form for others).
+_ORIGIN_HOST: Final = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 
 
 def _cors_origins(raw: str) -> frozenset[str]:
     """SCHOOL_GATEWAY_CORS_ORIGINS: comma-separated exact origins (`https://host[:port]`),
-    lower-cased, a default port dropped (as a browser's `Origin` has it); no wildcard."""
+    lower-cased, a default port dropped (as a browser's `Origin` has it); no wildcard, and
+    ASCII hosts only (an international name in its xn-- form)."""
     name = "SCHOOL_GATEWAY_CORS_ORIGINS"
     origins: set[str] = set()
     for item in (part.strip() for part in raw.split(",")):
         if not item:
             continue
-        parts = urlsplit(item.lower())
+        try:
+            parts = urlsplit(item.lower())
+        except ValueError:  # a bracketed host that is no IPv6 address
+            raise SettingsError(f"{name}: {item!r} has a bad host") from None
         if (
             parts.scheme not in _DEFAULT_PORTS
             or not parts.hostname
@@ -319,10 +325,27 @@ def _cors_origins(raw: str) -> frozenset[str]:
             port = parts.port
         except ValueError:
             raise SettingsError(f"{name}: {item!r} has a bad port") from None
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        host = _origin_host(parts.hostname)
+        if host is None:
+            raise SettingsError(
+                f"{name}: {item!r} has a bad host (no wildcard; an international name "
+                "in its xn-- form, as browsers send it)"
+            )
         explicit = port is not None and port != _DEFAULT_PORTS[parts.scheme]
         origins.add(f"{parts.scheme}://{host}:{port}" if explicit else f"{parts.scheme}://{host}")
     return frozenset(origins)
+
+
+def _origin_host(hostname: str) -> str | None:
+    """The host of an origin as its `Origin` header has it, or None if it cannot be one."""
+    if "%" in hostname:
+        return None
+    if ":" in hostname:
+        try:
+            return f"[{ipaddress.IPv6Address(hostname).compressed}]"
+        except ValueError:
+            return None
+    return hostname if _ORIGIN_HOST.fullmatch(hostname) else None
 
 
 def _today_override(env: Mapping[str, str], *, dev_mode: bool) -> date | None:

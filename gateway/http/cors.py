@@ -6,9 +6,10 @@ is not installed and no response carries a CORS header. For a request to `/graph
 whose `Origin` is on the list:
 
 - a preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered here with
-  204: the origin echoed, the methods GET and POST, the request headers web GraphQL
-  clients send (`ALLOWED_HEADERS`: Apollo Client's and urql's among them) and
-  `Access-Control-Max-Age`; it never reaches the routes, and is logged like any request;
+  204: the origin echoed (as configured, not the header's text), the methods GET and
+  POST, the request headers web GraphQL clients send (`ALLOWED_HEADERS`: Apollo Client's
+  and urql's among them) and `Access-Control-Max-Age`; it never reaches the routes, and is
+  logged like any request;
 - every other response gets `Access-Control-Allow-Origin` with that origin, errors
   included (the middleware is outside the one that answers 408/500/503).
 
@@ -64,9 +65,7 @@ class CorsMiddleware:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
-        origin = _header(scope, b"origin")
-        if origin is not None and origin.strip().lower() not in self.origins:
-            origin = None
+        origin = self.allowed(_header(scope, b"origin"))
         if origin is not None and _is_preflight(scope):
             await _preflight(scope, send, origin)
             return
@@ -81,6 +80,14 @@ class CorsMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_marked)
+
+    def allowed(self, origin: str | None) -> str | None:
+        """The configured origin a request's `Origin` names (the canonical one, not the
+        header's text, is echoed), or None."""
+        if origin is None:
+            return None
+        canonical = origin.strip().lower()
+        return canonical if canonical in self.origins else None
 
 
 async def _preflight(scope: Scope, send: Send, origin: str) -> None:

@@ -83,17 +83,42 @@ def test_cors_origins_setting() -> None:
     env = {
         **base,
         "SCHOOL_GATEWAY_CORS_ORIGINS": " https://App.Example.ru/ , http://localhost:5173,"
-        "https://b.example.ru:443,http://[::1]:8080",
+        "https://b.example.ru:443,http://[::1]:8080,https://XN--E1AFMKFD.xn--p1ai",
     }
     assert Settings.from_env(env).cors_origins == {
         "https://app.example.ru",
         "http://localhost:5173",
         "https://b.example.ru",
         "http://[::1]:8080",
+        "https://xn--e1afmkfd.xn--p1ai",
     }
     for bad in ("*", "null", "app.example.ru", "https://a.ru/path", "ftp://a.ru", "https://u@a.ru"):
         with pytest.raises(SettingsError, match="SCHOOL_GATEWAY_CORS_ORIGINS"):
             Settings.from_env({**base, "SCHOOL_GATEWAY_CORS_ORIGINS": bad})
+    # A wildcard anywhere in the host, a non-ASCII (not IDNA-encoded) or escaped host, a
+    # malformed IPv6 address: never what a browser's Origin has (the review found them taken).
+    for bad in (
+        "https://*.example.ru",
+        "https://app.*",
+        "https://a*b.example.ru",
+        "https://пример.рф",
+        "https://exa%41mple.ru",
+        "https://a..b.ru",
+        "http://[::1::2]:8080",
+    ):
+        with pytest.raises(SettingsError, match="bad host"):
+            Settings.from_env({**base, "SCHOOL_GATEWAY_CORS_ORIGINS": bad})
+
+
+async def test_the_configured_origin_is_echoed_not_the_header(cors: httpx.AsyncClient) -> None:
+    """An Origin in other letter case still names the configured origin; the answer names
+    that origin as configured, not the request's text (the review found the raw header)."""
+    shouted = " HTTPS://Diary-App.Example.RU"
+    preflight = await cors.options("/graphql", headers=_preflight_headers(shouted))
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == WEB
+    answer = await cors.post("/graphql", json=VIEWER, headers={"Origin": shouted})
+    assert answer.headers["access-control-allow-origin"] == WEB
 
 
 async def test_preflight_from_an_allowed_origin(cors: httpx.AsyncClient) -> None:
