@@ -133,18 +133,16 @@ ALTER TABLE gateway.analytics_refresh ADD COLUMN IF NOT EXISTS rules text NOT NU
 
 -- Replaced wholesale at every refresh: vacuum them as soon as a refresh's dead rows are
 -- there (the refresh also vacuums them itself where it may: roles.sql).
-ALTER TABLE gateway.analytics_mark_units SET (autovacuum_vacuum_scale_factor = 0,
-    autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0,
-    autovacuum_analyze_threshold = 1000);
-ALTER TABLE gateway.analytics_mark_unit_values SET (autovacuum_vacuum_scale_factor = 0,
-    autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0,
-    autovacuum_analyze_threshold = 1000);
-ALTER TABLE gateway.analytics_attendance_units SET (autovacuum_vacuum_scale_factor = 0,
-    autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0,
-    autovacuum_analyze_threshold = 1000);
-ALTER TABLE gateway.analytics_lesson_units SET (autovacuum_vacuum_scale_factor = 0,
-    autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0,
-    autovacuum_analyze_threshold = 1000);
-ALTER TABLE gateway.analytics_assignments SET (autovacuum_vacuum_scale_factor = 0,
-    autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0,
-    autovacuum_analyze_threshold = 1000);
+DO $$
+DECLARE
+    replaced text;
+BEGIN
+    FOREACH replaced IN ARRAY ARRAY['analytics_mark_units', 'analytics_mark_unit_values',
+            'analytics_attendance_units', 'analytics_lesson_units', 'analytics_assignments']
+    LOOP
+        EXECUTE format('ALTER TABLE gateway.%I SET (autovacuum_vacuum_scale_factor = 0, '
+            'autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0, '
+            'autovacuum_analyze_threshold = 1000)', replaced);
+    END LOOP;
+END
+$$;
