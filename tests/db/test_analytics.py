@@ -53,6 +53,7 @@ from tests.support.analytics_support import (
 )
 
 ANALYST = "regional-analyst"
+pytestmark = pytest.mark.usefixtures("analytics_units_afresh")
 ACCURACY = "accuracy { figure exactness errorBound relativeErrorBound } attributedShare"
 MARKS = (
     "query($g: [MarkDimension!]!, $f: AnalyticsFilter) { regionalAnalytics { minGroupSize "
@@ -72,13 +73,6 @@ MARK_LEVEL_GROUPING: tuple[list[str], ...] = (
     ["SUBJECT"],
     [],
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-async def _units_placed_afresh(settings: Settings, database_url: str) -> None:
-    """The model places every cell afresh; units are sticky across refreshes, so another
-    module's refreshes (of another journal) must not decide this module's placement."""
-    await refresh_cells(database_url, settings, restart=True)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from gateway.core.settings import Settings
-from resolvers.analytics.service import refresh_cells
 from tests.support.analytics_model import (
     ATTENDANCE_ABSORBING,
     ATTENDANCE_LEVELS,
@@ -51,19 +50,13 @@ from tests.support.analytics_support import (
 )
 
 ANALYST = "regional-analyst"
+pytestmark = pytest.mark.usefixtures("analytics_units_afresh")
 MARKS = (
     "query($g: [MarkDimension!]!) { regionalAnalytics { marks(groupBy: $g) { "
     f"total {{ {MARK_FIELDS} }} spanning {{ {MARK_FIELDS} }} groups {{ {MARK_FIELDS} }} }} }} }}"
 )
 MARK_DIMENSIONS = ["SCHOOL", "MUNICIPALITY", "GRADE", "SUBJECT", "PERIOD", "WORK_TYPE"]
 ATTENDANCE_DIMENSIONS = ["SCHOOL", "MUNICIPALITY", "GRADE", "SUBJECT", "PERIOD", "CODE"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-async def _units_placed_afresh(settings: Settings, database_url: str) -> None:
-    """The model places every cell afresh; units are sticky across refreshes, so another
-    module's refreshes (of another journal) must not decide this module's placement."""
-    await refresh_cells(database_url, settings, restart=True)
 
 
 @pytest.fixture(scope="module")
