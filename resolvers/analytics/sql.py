@@ -97,6 +97,8 @@ SELECT DISTINCT {_KEY_SELECT}, f.code, f.student_id
 FROM diary_api.analytics_attendance_facts f
 {_SMALL_JOIN.format(detail_type="text", detail="code")}
 """
+# The students' query of each kind whose merged cells need distinct students counted.
+_MEMBERS: Final = {"marks": _MARK_MEMBERS, "attendance": _ATTENDANCE_MEMBERS}
 _COMMON = ", ".join(_KEY)
 # Lessons held up to the diary's today, per cell and class (with the class's enrolment).
 _CLASS_LESSONS: Final = f"""
@@ -281,10 +283,10 @@ async def _place(
 ) -> merge.Placement:
     """Place the cells (sticky: the year's assignment first) and keep the new assignment."""
     assignment = await _assignment(conn, kind)
-    if kind.members_query is not None:
+    query = _MEMBERS.get(kind.name)  # lessons: their members came with the cells
+    if query is not None and kind.detail_column is not None:
         wanted = merge.needs_members(cells, k, assignment)
-        query = _MARK_MEMBERS if kind.members_query == "marks" else _ATTENDANCE_MEMBERS
-        await _load_members(conn, query, kind.detail_column or "", cells, wanted)
+        await _load_members(conn, query, kind.detail_column, cells, wanted)
     placement = merge.place(cells, kind.hierarchy, k, assignment)
     await conn.execute("DELETE FROM gateway.analytics_assignments WHERE kind = $1", kind.name)
     await conn.copy_records_to_table(

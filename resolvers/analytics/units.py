@@ -33,7 +33,6 @@ class Kind:
     figures: tuple[str, ...]
     detail_column: str | None  # work_type_id, code, or None (lessons)
     detail_of: Callable[[str], int | str | None]  # the assignment table's text → the key's
-    members_query: str | None  # which students' query counts merged cells (lessons: none)
 
 
 MARKS: Final = Kind(
@@ -43,7 +42,6 @@ MARKS: Final = Kind(
     ("marks", "counted_marks", "weighted_sum", "weight_sum"),
     "work_type_id",
     _int_detail,
-    "marks",
 )
 ATTENDANCE: Final = Kind(
     "attendance",
@@ -52,7 +50,6 @@ ATTENDANCE: Final = Kind(
     ("records",),
     "code",
     _text_detail,
-    "attendance",
 )
 LESSONS: Final = Kind(
     "lessons",
@@ -61,7 +58,6 @@ LESSONS: Final = Kind(
     ("lessons", "student_lessons"),
     None,
     _no_detail,
-    None,
 )
 _DECIMAL_FIGURES: Final = frozenset({"weighted_sum", "weight_sum"})
 
