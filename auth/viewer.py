@@ -53,6 +53,9 @@ class Viewer:
     school_ids: frozenset[int] = frozenset()
     scopes: frozenset[str] = frozenset()
     client_id: str | None = None
+    # The sign-in session the request came with (None: a machine client or a tool's
+    # token); long-lived streams check it again while they last.
+    session_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.client_id is None and not self.scopes:

@@ -56,6 +56,7 @@ from gateway.http.pages import WebPages
 from gateway.http.protocol import JSON, accepts_html, error_response, json_response, negotiate
 from gateway.migrations.location import locate_database
 from resolvers.analytics.service import AnalyticsService
+from resolvers.changes.service import ChangeFeed
 from resolvers.context import AppServices
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     recorder = Recorder(holder.get, linger_s=settings.audit_linger_ms / 1000)
     services = AuthServices(settings=settings, pool=holder.get, recorder=recorder)
     app_services = AppServices(analytics=AnalyticsService(settings, _primary_url(settings)))
+    app_services.changes = ChangeFeed(settings, holder.get, app_services.reference, recorder)
     endpoint = GraphQLEndpoint(schema, settings, recorder, app_services)
     outage = OutageMonitor(lambda: holder.get().fetchval("SELECT 1"))
     quiet_driver_reconnects()

@@ -12,6 +12,7 @@ from auth.viewer import Viewer
 from gateway.core.errors import UnauthenticatedError
 from gateway.core.settings import Settings
 from resolvers.analytics.service import AnalyticsService
+from resolvers.changes.service import ChangeFeed
 from resolvers.dashboard.service import DashboardService
 from resolvers.diary.loaders import Loaders
 from resolvers.diary.reference import ReferenceCache
@@ -22,12 +23,16 @@ class AppServices:
     """Built once by gateway.app.create_app; never per request."""
 
     analytics: AnalyticsService | None = None
+    # The change feed (resolvers.changes.service); None where the app did not build one.
+    changes: ChangeFeed | None = None
     # The diary's reference data, one copy per process (resolvers.diary.reference).
     reference: ReferenceCache = field(default_factory=ReferenceCache)
 
     async def close(self) -> None:
         if self.analytics is not None:
             await self.analytics.close()
+        if self.changes is not None:
+            await self.changes.close()
 
 
 @dataclass(slots=True)
@@ -46,6 +51,8 @@ class Context:
     today: date
     dashboard: DashboardService = field(init=False)
     app: AppServices = field(default_factory=AppServices)
+    # When the request's credentials stop being valid (Unix time; streams end then).
+    credentials_expire_at: float | None = None
 
     def __post_init__(self, pool: asyncpg.Pool) -> None:
         self.dashboard = DashboardService(pool, self.viewer, self.loaders.accessed_student_ids)

@@ -8,6 +8,7 @@ registries: a removed parent-child link is gone on the next request.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import asyncpg
@@ -119,6 +120,51 @@ WHERE s.id = $2::uuid AND a.id = $1::uuid
 )
 
 
+# The accounts that may see each student of a relation `{students}` (one column,
+# `student_id`) now, as rows (student_id, account_id text): the parents' accounts whose
+# person matches one of the student's parent registry records (REGISTRY_MATCH_RULE, read
+# from the records' side: by SNILS, or by phone for a record without a well-formed SNILS)
+# and the student's own account. The change feed checks each event against it.
+_AUDIENCE = """
+SELECT s.student_id, a.id::text AS account_id
+FROM ({students}) s
+JOIN diary_api.parent_links pl ON pl.student_id = s.student_id
+JOIN gateway.accounts a
+  ON a.role = 'PARENT' AND pl.snils ~ '^[0-9]{{11}}$' AND a.snils = pl.snils::char(11)
+UNION
+SELECT s.student_id, a.id::text
+FROM ({students}) s
+JOIN diary_api.parent_links pl ON pl.student_id = s.student_id
+JOIN gateway.accounts a
+  ON a.role = 'PARENT' AND a.phone = pl.phone AND coalesce(pl.snils, '') !~ '^[0-9]{{11}}$'
+UNION
+SELECT s.student_id, a.id::text
+FROM ({students}) s
+JOIN gateway.accounts a ON a.role = 'STUDENT' AND a.student_id = s.student_id
+"""
+
+
+def audience_sql(students: str) -> str:
+    """A subquery of (student_id, account_id) pairs: who may see each student of the
+    relation `students` (SQL giving one column `student_id`) now."""
+    return _AUDIENCE.format(students=students)
+
+
+_ENDED_SESSIONS = """
+SELECT k.id::text
+FROM unnest($1::uuid[]) AS k(id)
+LEFT JOIN gateway.sessions s ON s.id = k.id
+WHERE s.id IS NULL OR s.revoked_at IS NOT NULL OR s.expires_at <= now()
+"""
+
+
+async def ended_sessions(pool: asyncpg.Pool, session_ids: Sequence[str]) -> set[str]:
+    """Which of these sessions were revoked, have expired or do not exist (one statement)."""
+    if not session_ids:
+        return set()
+    return {row[0] for row in await pool.fetch(_ENDED_SESSIONS, list(session_ids))}
+
+
 class DemoPerson(Protocol):
     """What `ensure_demo_account` reads of a demo person (fixtures.demo.DemoAccount)."""
 
@@ -216,4 +262,5 @@ async def load_viewer(
         display_name=row["display_name"],
         student_ids=frozenset(row["student_ids"]),
         school_ids=frozenset(row["school_ids"]),
+        session_id=session_id,
     )

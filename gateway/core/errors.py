@@ -60,6 +60,10 @@ class ErrorCode(enum.StrEnum):
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
     PERSISTED_QUERY_HASH_MISMATCH = "PERSISTED_QUERY_HASH_MISMATCH"
     DOCUMENT_NOT_REGISTERED = "DOCUMENT_NOT_REGISTERED"
+    # The change feed (resolvers.changes, gateway.http.streams).
+    CURSOR_EXPIRED = "CURSOR_EXPIRED"
+    SLOW_CONSUMER = "SLOW_CONSUMER"
+    TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 
 
 MESSAGES: dict[ErrorCode, str] = {
@@ -143,6 +147,17 @@ MESSAGES: dict[ErrorCode, str] = {
         "Из браузера (по cookie сеанса) можно выполнять только зарегистрированные запросы "
         "страниц электронного дневника. Для произвольных запросов, например в GraphiQL, "
         "передайте заголовок Authorization: Bearer <токен>."
+    ),
+    ErrorCode.CURSOR_EXPIRED: (
+        "Курсор изменений устарел: изменения так давно не хранятся. Загрузите дневник заново "
+        "и подпишитесь на изменения без курсора."
+    ),
+    ErrorCode.SLOW_CONSUMER: (
+        "Поток изменений закрыт: клиент не успевал их принимать. Подключитесь снова с "
+        "последним полученным курсором — ничего не потеряется."
+    ),
+    ErrorCode.TOO_MANY_SUBSCRIPTIONS: (
+        "Слишком много одновременных подписок. Закройте лишние вкладки или приложения."
     ),
 }
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from gateway.core.analytics_settings import AnalyticsSettings
 from gateway.core.auth_settings import AuthSettings
+from gateway.core.change_settings import ChangeFeedSettings
 from gateway.core.settings_readers import SettingsError as SettingsError
 from gateway.core.settings_readers import read_bool, read_choice, read_dsn, read_int
 
@@ -76,6 +77,7 @@ class Settings:
     executor: str = "compiled"
     auth: AuthSettings = field(default_factory=AuthSettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
+    changes: ChangeFeedSettings = field(default_factory=ChangeFeedSettings)
     # Machine clients (auth.store.clients): lifetime of a client-credentials access token.
     client_token_ttl_seconds: int = 300
     # Fields and fragment spreads a document may hold (gateway.execution.limits: QUERY_TOO_COMPLEX).
@@ -162,6 +164,7 @@ class Settings:
             executor=executor,
             auth=auth,
             analytics=AnalyticsSettings.from_env(env),
+            changes=ChangeFeedSettings.from_env(env),
             client_token_ttl_seconds=read_int(
                 env, "SCHOOL_GATEWAY_CLIENT_TOKEN_TTL", 300, low=30, high=3600
             ),

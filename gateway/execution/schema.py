@@ -10,6 +10,8 @@ from strawberry.extensions import SchemaExtension
 from gateway.core.settings import Settings
 from gateway.execution.settling import SettlingExecutionContext
 from resolvers.analytics.queries import AnalyticsQuery
+from resolvers.changes.queries import ChangesQuery, Subscription
+from resolvers.changes.types import EVENT_TYPES
 from resolvers.dashboard.queries import DashboardQuery
 from resolvers.diary.queries import Query as FamilyQuery
 
@@ -17,7 +19,7 @@ from resolvers.diary.queries import Query as FamilyQuery
 # The root Query: one base class per domain (families' diaries; school dashboards and
 # regional analytics add theirs as further bases).
 @strawberry.type(description="Diary queries for families; school and regional queries for staff.")
-class Query(FamilyQuery, DashboardQuery, AnalyticsQuery):
+class Query(FamilyQuery, ChangesQuery, DashboardQuery, AnalyticsQuery):
     pass
 
 
@@ -35,6 +37,8 @@ def _factory(extension: Extension) -> type[SchemaExtension] | ExtensionFactory:
 def _assemble(extensions: Sequence[Extension]) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
+        subscription=Subscription,
+        types=EVENT_TYPES,
         extensions=[_factory(ext) for ext in extensions],
         # Sibling work is settled, never cancelled before it starts (gateway.execution.settling).
         execution_context_class=SettlingExecutionContext,

@@ -74,7 +74,7 @@ _STUDENT_KEYS = "unnest((SELECT $1::int[])) AS k(student_id)"
 
 # The reference data (resolvers.diary.reference) as one JSON object, which the students
 # statement adds when the caller's copy is not of the database's version (`$2` there).
-_REFERENCE_JSON = """json_build_object(
+REFERENCE_JSON = """json_build_object(
     'subjects', (SELECT json_agg(json_build_array(s.id, s.name)) FROM diary_api.subjects s),
     'teachers', (SELECT json_agg(json_build_array(t.id, t.name)) FROM diary_api.teachers t),
     'bells', (SELECT json_agg(json_build_array(b.school_id, b.lesson_number,
@@ -122,7 +122,7 @@ SELECT s.id, s.school_id, s.class_id, s.last_name, s.first_name, s.patronymic,
              ORDER BY p.number) AS periods,
        r.version AS reference_version,
        CASE WHEN r.version IS DISTINCT FROM $2::bigint AND row_number() OVER () = 1
-            THEN {_REFERENCE_JSON} END AS reference
+            THEN {REFERENCE_JSON} END AS reference
 FROM {_STUDENT_KEYS}
 JOIN diary_api.students s ON s.id = k.student_id
 JOIN diary_api.schools sc ON sc.id = s.school_id

@@ -1,0 +1,1 @@
+"""The change feed: diary events for families, pushed (subscriptions) or polled (`diaryChanges`)."""

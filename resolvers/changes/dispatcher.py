@@ -1,0 +1,196 @@
+"""One dispatcher per process: LISTEN for changes, read them once, hand them to subscribers.
+
+On a notification (`NOTIFY diary_changes`, sent by the change log at commit) the
+dispatcher reads the region's new changes in one statement per page
+(`resolvers.changes.events.read_region_page`): the changes, their payloads, and who may
+see each of them now (the accounts linked to each student in the registries at that
+moment). It then hands each copy to the subscriptions of those accounts that asked for
+that student: the database work per change does not grow with the number of
+subscribers, and a removed parent–child link stops delivery with the next change.
+Notifications that arrive while a read runs are coalesced into one more read.
+
+Every `recheck_s` seconds one statement checks every stream's session: a revoked or ended
+session's streams end (SESSION_REVOKED), as do streams whose access token has expired
+(TOKEN_EXPIRED, no statement). The LISTEN connection is one of the pool's, kept while the
+process serves subscriptions; when it breaks (the database restarts) the dispatcher
+connects again and reads from its position: nothing is lost, the subscribers just wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import asyncpg
+
+from auth.store.accounts import ended_sessions
+from gateway.core.change_settings import ChangeFeedSettings
+from gateway.core.errors import ErrorCode
+from gateway.core.outage import describe
+from resolvers.changes.cursor import Position, Snapshot, at_snapshot
+from resolvers.changes.events import Page, read_region_page
+from resolvers.changes.sql import current_snapshot
+from resolvers.changes.subscription import Subscription
+from resolvers.diary.reference import ReferenceCache, RequestReference
+
+log = logging.getLogger(__name__)
+
+CHANNEL: Final = "diary_changes"
+PAGE_SIZE: Final = 500
+_RETRY_S: Final = (0.5, 1.0, 2.0, 5.0)
+_DATABASE_ERRORS: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class Dispatcher:
+    """The process's reader of the change log and its subscribers' registry."""
+
+    def __init__(
+        self,
+        settings: ChangeFeedSettings,
+        pool: Callable[[], asyncpg.Pool],
+        reference: ReferenceCache,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._reference = reference
+        self._by_account: dict[str, set[Subscription]] = {}
+        self._count = 0
+        self._position: Position | None = None
+        self._ready = asyncio.Event()
+        self._notified = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.reads = 0  # pages read (for tests and the bench)
+
+    # --- subscribers -------------------------------------------------------------------
+
+    @property
+    def subscriptions(self) -> int:
+        return self._count
+
+    def count_for(self, account_id: str) -> int:
+        return len(self._by_account.get(account_id, ()))
+
+    async def position(self) -> Position:
+        """Where a subscription without a cursor starts (starts the dispatcher)."""
+        self._start()
+        await self._ready.wait()
+        assert self._position is not None
+        return self._position
+
+    def add(self, subscription: Subscription) -> None:
+        self._by_account.setdefault(subscription.viewer.account_id, set()).add(subscription)
+        self._count += 1
+
+    def remove(self, subscription: Subscription) -> None:
+        subscriptions = self._by_account.get(subscription.viewer.account_id)
+        if subscriptions is None or subscription not in subscriptions:
+            return
+        subscriptions.discard(subscription)
+        self._count -= 1
+        if not subscriptions:
+            del self._by_account[subscription.viewer.account_id]
+
+    # --- the loops ---------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._listen(), name="change-dispatcher"),
+                asyncio.create_task(self._recheck(), name="change-recheck"),
+            ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _listen(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._serve_connection()
+            except _DATABASE_ERRORS as error:
+                delay = _RETRY_S[min(failures, len(_RETRY_S) - 1)]
+                failures += 1
+                log.warning("change feed: %s; listening again in %.1f s", describe(error), delay)
+                await asyncio.sleep(delay)
+            else:
+                failures = 0
+
+    async def _serve_connection(self) -> None:
+        lost = asyncio.Event()
+        async with self._pool().acquire() as connection:
+            connection.add_termination_listener(lambda _connection: _wake(lost, self._notified))
+            await connection.add_listener(CHANNEL, self._on_notification)
+            try:
+                if self._position is None:
+                    row = await current_snapshot(connection)
+                    self._position = at_snapshot(
+                        Snapshot.from_record(row["snapshot"]), row["taken_at"]
+                    )
+                    self._ready.set()
+                self._notified.set()  # what was written while not listening
+                while not lost.is_set():
+                    await self._notified.wait()
+                    self._notified.clear()
+                    if not lost.is_set():
+                        await self._drain(connection)
+            finally:
+                if not connection.is_closed():
+                    await connection.remove_listener(CHANNEL, self._on_notification)
+        raise ConnectionResetError("the change feed's connection was closed")
+
+    def _on_notification(self, *_args: Any) -> None:
+        self._notified.set()
+
+    async def _drain(self, connection: asyncpg.Connection) -> None:
+        """Read and hand over pages until the log is read to the present."""
+        reference = RequestReference(self._reference)
+        while True:
+            assert self._position is not None
+            page = await read_region_page(connection, reference, self._position, PAGE_SIZE)
+            self.reads += 1
+            self._hand_over(page)
+            self._position = page.end
+            if not page.full:
+                return
+
+    def _hand_over(self, page: Page) -> None:
+        by_account = self._by_account
+        for change in page.changes:
+            for student_id, account_id in change.audience:
+                for subscription in by_account.get(account_id, ()):
+                    if student_id in subscription.student_ids:
+                        subscription.offer((change, student_id, page))
+
+    async def _recheck(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.recheck_s)
+            try:
+                await self._recheck_sessions()
+            except _DATABASE_ERRORS as error:
+                log.warning("change feed: sessions not rechecked: %s", describe(error))
+
+    async def _recheck_sessions(self) -> None:
+        subscriptions = [s for group in self._by_account.values() for s in group]
+        now = time.time()
+        for subscription in subscriptions:
+            if subscription.expires_at is not None and subscription.expires_at <= now:
+                subscription.end(ErrorCode.TOKEN_EXPIRED)
+        sessions = {s.viewer.session_id for s in subscriptions if s.viewer.session_id}
+        ended = await ended_sessions(self._pool(), sorted(sessions)) if sessions else set()
+        for subscription in subscriptions:
+            if subscription.viewer.session_id in ended:
+                subscription.end(ErrorCode.SESSION_REVOKED)
+
+
+def _wake(lost: asyncio.Event, notified: asyncio.Event) -> None:
+    lost.set()
+    notified.set()

@@ -1,0 +1,286 @@
+"""Pages of the change feed as typed events: each change read once, its payload built once,
+then given to every student (and subscriber) it concerns with a cursor of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Final
+
+import asyncpg
+import strawberry
+
+from resolvers.changes import sql
+from resolvers.changes.cursor import Position, Snapshot, at_snapshot
+from resolvers.changes.types import (
+    AttendanceEvent,
+    ChangeAction,
+    ChangedLesson,
+    DiaryEvent,
+    FinalMarkEvent,
+    HomeworkEvent,
+    LessonEvent,
+    LessonTopicEvent,
+    MarkEvent,
+)
+from resolvers.diary.reference import ReferenceData, RequestReference
+from resolvers.diary.rows import (
+    attendance_from_row,
+    final_mark_from_row,
+    has_mark_names,
+    has_names,
+    has_subject,
+    homework_from_row,
+    lesson_from_row,
+    mark_from_row,
+)
+from resolvers.diary.sql import list_names_by_ids
+from resolvers.diary.types import (
+    Attendance,
+    FinalMark,
+    Homework,
+    LessonReplacement,
+    LessonStatus,
+    Mark,
+)
+
+Row = Any
+_ACTIONS: Final = {action.value: action for action in ChangeAction}
+
+
+class Prefixed:
+    """One payload's columns of a page row, by their names without the prefix."""
+
+    __slots__ = ("_prefix", "_row")
+
+    def __init__(self, row: Row, prefix: str) -> None:
+        self._row = row
+        self._prefix = prefix
+
+    def __getitem__(self, key: str) -> Any:
+        return self._row[self._prefix + key]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change as read: its key, what it is about and its payload (a typed object,
+    None when the row is gone or names nothing that exists)."""
+
+    id: int
+    xid: int
+    at: datetime
+    kind: str
+    action: ChangeAction
+    entity_id: int
+    lesson_id: int | None
+    date: date | None
+    in_upper: bool
+    payload: object | None
+    # Who may see it now (region pages): (student id, account id) pairs, by student.
+    audience: tuple[tuple[int, str], ...] = ()
+    # The viewer's student it is given for (viewer pages).
+    for_student: int = 0
+
+    def event(self, student_id: int, cursor: str) -> DiaryEvent:
+        """The typed event of this change for one student."""
+        at, action, student = self.at, self.action, _id(student_id)
+        lesson = None if self.lesson_id is None else _id(self.lesson_id)
+        day, entity, payload = self.date, _id(self.entity_id), self.payload
+        if self.kind == "mark":
+            assert payload is None or isinstance(payload, Mark)
+            return MarkEvent(
+                cursor=cursor, at=at, action=action, student_id=student, lesson_id=lesson,
+                date=day, mark_id=entity, mark=payload,
+            )  # fmt: skip
+        if self.kind == "attendance":
+            assert payload is None or isinstance(payload, Attendance)
+            return AttendanceEvent(
+                cursor=cursor, at=at, action=action, student_id=student, lesson_id=lesson,
+                date=day, attendance_id=entity, attendance=payload,
+            )  # fmt: skip
+        if self.kind == "homework":
+            assert payload is None or isinstance(payload, Homework)
+            return HomeworkEvent(
+                cursor=cursor, at=at, action=action, student_id=student, lesson_id=lesson,
+                date=day, homework_id=entity, homework=payload,
+            )  # fmt: skip
+        if self.kind == "lesson_topic":
+            assert payload is None or isinstance(payload, str)
+            return LessonTopicEvent(
+                cursor=cursor, at=at, action=action, student_id=student, lesson_id=lesson,
+                date=day, topic=payload,
+            )  # fmt: skip
+        if self.kind == "lesson":
+            assert payload is None or isinstance(payload, ChangedLesson)
+            return LessonEvent(
+                cursor=cursor, at=at, action=action, student_id=student, lesson_id=lesson,
+                date=day, lesson=payload,
+            )  # fmt: skip
+        assert payload is None or isinstance(payload, FinalMark)
+        return FinalMarkEvent(
+            cursor=cursor, at=at, action=action, student_id=student, lesson_id=lesson,
+            date=day, final_mark_id=entity, final_mark=payload,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Changes after `start`, read in `snapshot`; `full`: the page size was reached (more
+    may be waiting)."""
+
+    start: Position
+    snapshot: Snapshot
+    taken_at: int
+    changes: list[Change]
+    full: bool
+
+    def position_after(self, change: Change, student_id: int) -> Position:
+        """The position right after this change's copy for `student_id`."""
+        return self.start.past(
+            self.snapshot, self.taken_at, in_upper=change.in_upper, key=(change.id, student_id)
+        )
+
+    @property
+    def end(self) -> Position:
+        """Where the next page starts."""
+        if not self.full or not self.changes:
+            return at_snapshot(self.snapshot, self.taken_at)
+        last = self.changes[-1]
+        return self.position_after(last, last.for_student or _ALL_STUDENTS)
+
+
+_ALL_STUDENTS: Final = 2**31 - 1
+
+
+def _id(value: int) -> strawberry.ID:
+    return strawberry.ID(str(value))
+
+
+async def read_region_page(
+    pool: asyncpg.Pool, reference: RequestReference, position: Position, limit: int
+) -> Page:
+    """The region's next page of changes after `position` (the dispatcher's read)."""
+    sent = reference.data
+    rows = await sql.list_region_changes(
+        pool, position=position, limit=limit, reference_version=sent.version
+    )
+    return await _page(pool, reference, sent, position, rows, limit)
+
+
+async def read_students_page(
+    pool: asyncpg.Pool,
+    reference: RequestReference,
+    position: Position,
+    student_ids: Sequence[int],
+    limit: int,
+) -> Page:
+    """These students' next page of changes after `position` (scope already checked)."""
+    sent = reference.data
+    rows = await sql.list_student_changes(
+        pool,
+        position=position,
+        student_ids=student_ids,
+        limit=limit,
+        reference_version=sent.version,
+    )
+    return await _page(pool, reference, sent, position, rows, limit)
+
+
+async def _page(
+    pool: asyncpg.Pool,
+    reference: RequestReference,
+    sent: ReferenceData,
+    position: Position,
+    rows: list[Row],
+    limit: int,
+) -> Page:
+    first = rows[0]
+    payload = next((row["reference"] for row in rows if row["reference"]), None)
+    reference.received(sent, first["reference_version"], payload)
+    changed = [row for row in rows if row["id"] is not None]
+    names = await reference.naming(
+        changed,
+        lambda missing: list_names_by_ids(pool, missing),
+        subjects=(
+            "m_subject_id",
+            "a_subject_id",
+            "h_subject_id",
+            "l_subject_id",
+            "l_replacement_subject_id",
+        ),
+        teachers=("l_teacher_id", "l_replacement_teacher_id"),
+        work_types=("m_work_type_id",),
+    )
+    return Page(
+        start=position,
+        snapshot=Snapshot.from_record(first["snapshot"]),
+        taken_at=first["taken_at"],
+        changes=[_change(row, names) for row in changed],
+        full=len(changed) >= limit,
+    )
+
+
+def _change(row: Row, reference: ReferenceData) -> Change:
+    students, accounts = row.get("audience_students"), row.get("audience_accounts")
+    return Change(
+        id=row["id"],
+        xid=row["xid"],
+        at=row["at"],
+        kind=row["kind"],
+        action=_ACTIONS[row["action"]],
+        entity_id=row["entity_id"],
+        lesson_id=row["lesson_id"],
+        date=row["date"],
+        in_upper=row["in_upper"],
+        payload=_payload(row, reference),
+        audience=tuple(zip(students, accounts, strict=True)) if students else (),
+        for_student=row["for_student"],
+    )
+
+
+def _payload(row: Row, reference: ReferenceData) -> object | None:
+    kind = row["kind"]
+    if kind == "mark" and row["m_id"] is not None:
+        mark = Prefixed(row, sql.MARK)
+        return mark_from_row(mark, reference) if has_mark_names(mark, reference) else None
+    if kind == "attendance" and row["a_id"] is not None:
+        record = Prefixed(row, sql.ATTENDANCE)
+        return attendance_from_row(record, reference) if has_subject(record, reference) else None
+    if kind == "homework" and row["h_id"] is not None:
+        homework = Prefixed(row, sql.HOMEWORK)
+        if not has_subject(homework, reference):
+            return None
+        return homework_from_row(homework, reference).homework
+    if kind == "lesson_topic":
+        topic: str | None = row["l_topic"]
+        return topic
+    if kind == "lesson" and row["l_id"] is not None:
+        return _lesson(Prefixed(row, sql.LESSON), reference)
+    if kind == "final_mark" and row["f_id"] is not None:
+        return final_mark_from_row(Prefixed(row, sql.FINAL_MARK))
+    return None
+
+
+def _lesson(row: Prefixed, reference: ReferenceData) -> ChangedLesson | None:
+    if not has_names(row, reference):
+        return None
+    lesson = lesson_from_row(row, reference)
+    replacement = None
+    if lesson.status is LessonStatus.REPLACED:
+        replacement = LessonReplacement(
+            subject=lesson.replacement_subject or lesson.subject,
+            teacher=lesson.replacement_teacher or lesson.teacher,
+        )
+    return ChangedLesson(
+        id=_id(lesson.id),
+        date=lesson.date,
+        number=lesson.number,
+        subject=lesson.subject,
+        teacher=lesson.teacher,
+        room=lesson.room,
+        status=lesson.status,
+        status_comment=lesson.status_comment,
+        replacement=replacement,
+        topic=lesson.topic,
+    )

@@ -1,0 +1,143 @@
+"""One subscriber's stream of diary events: a bounded queue the dispatcher fills.
+
+A subscription starts at a position: the dispatcher's (nothing before the moment it was
+opened) or the client's cursor (`since`). With a cursor it first catches up, page by page
+as the client takes them (`resolvers.changes.events.read_students_page`); what the
+dispatcher hands over meanwhile waits, and once the catch-up reaches the present, the
+waiting events the catch-up already gave (visible in its last snapshot) are dropped: none
+lost, none repeated. The queue is bounded: a subscriber that falls `queue_size` events
+behind is ended with SLOW_CONSUMER (it resumes with its last cursor), never buffered
+without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from auth.viewer import Viewer
+from gateway.core.errors import ApiError, ErrorCode
+from resolvers.changes.cursor import CursorCodec, Position, Snapshot
+from resolvers.changes.events import Change, Page
+from resolvers.changes.types import DiaryEvent
+
+# A copy of a change for one student, with the page it came in (for its cursor).
+Copy = tuple[Change, int, Page]
+CatchUp = Callable[[Position], Awaitable[Page]]
+
+
+class StreamEnded(ApiError):
+    """The stream was ended by the gateway: its code says why."""
+
+    def __init__(self, code: ErrorCode) -> None:
+        self.code = code
+        super().__init__()
+
+
+class Subscription:
+    """A subscriber's queue; iterate it for its events (see the module's doc)."""
+
+    __slots__ = (
+        "_catch_up",
+        "_codec",
+        "_ended",
+        "_from",
+        "_limit",
+        "_on_close",
+        "_on_deliver",
+        "_queue",
+        "_waiting",
+        "_wake",
+        "expires_at",
+        "student_ids",
+        "viewer",
+    )
+
+    def __init__(
+        self,
+        viewer: Viewer,
+        student_ids: frozenset[int],
+        *,
+        codec: CursorCodec,
+        queue_size: int,
+        expires_at: float | None,
+        catch_up: CatchUp | None,
+        start: Position,
+        on_close: Callable[[Subscription], None],
+        on_deliver: Callable[[Viewer, int], None],
+    ) -> None:
+        self.viewer = viewer
+        self.student_ids = student_ids
+        self.expires_at = expires_at
+        self._codec = codec
+        self._limit = queue_size
+        self._queue: deque[Copy] = deque()
+        # Handed over during a catch-up, until it reaches the present (None: live).
+        self._waiting: deque[Copy] | None = deque() if catch_up is not None else None
+        self._catch_up = catch_up
+        self._from = start
+        self._wake = asyncio.Event()
+        self._ended: ErrorCode | None = None
+        self._on_close = on_close
+        self._on_deliver = on_deliver
+
+    def offer(self, copy: Copy) -> None:
+        """A copy from the dispatcher, already authorized (never waits)."""
+        if self._ended is not None:
+            return
+        queue = self._waiting if self._waiting is not None else self._queue
+        if len(queue) >= self._limit:
+            self.end(ErrorCode.SLOW_CONSUMER)
+            return
+        queue.append(copy)
+        self._wake.set()
+
+    def end(self, code: ErrorCode) -> None:
+        """End the stream: the consumer's next read raises StreamEnded with `code`;
+        what was queued is dropped (the client resumes from its last cursor)."""
+        if self._ended is None:
+            self._ended = code
+            self._queue.clear()
+            self._wake.set()
+
+    @property
+    def ended(self) -> ErrorCode | None:
+        return self._ended
+
+    def close(self) -> None:
+        """The consumer is gone: leave the dispatcher."""
+        self._on_close(self)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> DiaryEvent:
+        while True:
+            if self._ended is not None:
+                raise StreamEnded(self._ended)
+            if self._queue:
+                change, student_id, page = self._queue.popleft()
+                cursor = self._codec.encode(page.position_after(change, student_id))
+                self._on_deliver(self.viewer, student_id)
+                return change.event(student_id, cursor)
+            if self._catch_up is not None:
+                await self._next_catch_up_page()
+                continue
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _next_catch_up_page(self) -> None:
+        assert self._catch_up is not None
+        page = await self._catch_up(self._from)
+        self._from = page.end
+        for change in page.changes:
+            self._queue.append((change, change.for_student, page))
+        if not page.full:
+            self._go_live(page.snapshot)
+
+    def _go_live(self, caught_up_to: Snapshot) -> None:
+        """The catch-up has everything visible in `caught_up_to`: queue the waiting
+        copies it did not have."""
+        waiting, self._waiting, self._catch_up = self._waiting or deque(), None, None
+        self._queue.extend(copy for copy in waiting if not caught_up_to.sees(copy[0].xid))
