@@ -134,6 +134,22 @@ async def authenticate_cookie(
         raise HttpError(401, error.code, error.message, headers=headers) from None
 
 
+def credentials_expire_at(
+    request: Request, settings: Settings, tokens: VerifiedTokens | None = None
+) -> float | None:
+    """When the credentials `authenticate_request` accepted stop being valid (Unix time):
+    the bearer token's expiry, else the session cookie's; None without credentials.
+    Call it after `authenticate_request` succeeded (the token is verified and cached)."""
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        token = authorization.strip().partition(" ")[2].strip()
+        return float(_verify(settings, tokens, token, BEARER).expires_at)
+    cookie = request.cookies.get(settings.auth.session_cookie)
+    if not cookie:
+        return None
+    return float(_verify(settings, tokens, cookie, SESSION).expires_at)
+
+
 def check_csrf(request: Request, settings: Settings, *, require_json: bool) -> None:
     """403 CSRF_REJECTED unless the request comes from an allowed origin (see module doc)."""
     if require_json and media_type(request.headers.get("content-type")) != JSON_MEDIA_TYPE:

@@ -54,6 +54,8 @@ from gateway.http.cors import CorsMiddleware
 from gateway.http.endpoint import GraphQLEndpoint, operation_name_of
 from gateway.http.pages import WebPages
 from gateway.http.protocol import JSON, accepts_html, error_response, json_response, negotiate
+from gateway.http.sse import sse_response, wants_event_stream
+from gateway.http.streams import Streams
 from gateway.migrations.location import locate_database
 from resolvers.analytics.service import AnalyticsService
 from resolvers.changes.service import ChangeFeed
@@ -108,6 +110,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     app_services = AppServices(analytics=AnalyticsService(settings, _primary_url(settings)))
     app_services.changes = ChangeFeed(settings, holder.get, app_services.reference, recorder)
     endpoint = GraphQLEndpoint(schema, settings, recorder, app_services)
+    streams = Streams(endpoint)
     outage = OutageMonitor(lambda: holder.get().fetchval("SELECT 1"))
     quiet_driver_reconnects()
     pages = WebPages(settings, holder.get)
@@ -123,6 +126,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
             and accepts_html(request.headers.get("accept"))
         ):
             response = pages.graphiql_response()
+        elif wants_event_stream(request):
+            return await sse_response(streams, request, holder.get())
         else:
             response = await endpoint.handle(request, holder.get())
         response.headers["Cache-Control"] = "no-store"

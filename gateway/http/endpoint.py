@@ -88,6 +88,11 @@ from resolvers.diary.loaders import Loaders
 log = logging.getLogger(__name__)
 
 _OPERATION_NAME_KEY: Final = "graphql_operation_name"
+SUBSCRIPTION_TRANSPORTS: Final = (
+    "Подписки (subscription) передаются потоком: POST /graphql с заголовком "
+    "Accept: text/event-stream (протокол graphql-sse) или WebSocket /graphql "
+    "(протокол graphql-transport-ws)."
+)
 # strawberry's fast awaitable check (coroutines and futures first), typed for graphql-core.
 _is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
 
@@ -202,12 +207,12 @@ class GraphQLEndpoint:
         self.settings = settings
         self.recorder = recorder
         self.app_services = app_services or AppServices()
-        self._core = core_schema(schema)
+        self.core_schema = core_schema(schema)
         self.documents = DocumentCache(schema, settings)
         self.persisted = PersistedDocuments(settings)  # registered and APQ documents
-        self.costs = CostLimits(self._core, settings)  # per-role query cost budgets
+        self.costs = CostLimits(self.core_schema, settings)  # per-role query cost budgets
         self.tokens = VerifiedTokens(settings)
-        self._executor_class = schema.execution_context_class
+        self.executor_class = schema.execution_context_class
         self._compiled = (
             CompiledExecutor(schema, _is_awaitable) if settings.executor == "compiled" else None
         )
@@ -310,6 +315,9 @@ class GraphQLEndpoint:
             )
         if prepared.errors:
             return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
+        if operation.operation is OperationType.SUBSCRIPTION:
+            error = {"message": SUBSCRIPTION_TRANSPORTS, "extensions": {"code": "BAD_REQUEST"}}
+            return graphql_response({"errors": [error]}, media_type, failed=True)
         self.persisted.remember(graphql_request)  # a valid document sent with its hash
         too_costly = self.costs.refusal(
             prepared.document, operation, graphql_request.variables, viewer
@@ -318,7 +326,9 @@ class GraphQLEndpoint:
             return graphql_response({"errors": [too_costly]}, media_type, failed=True)
         today = self.settings.today()  # one day for the cache key and the execution
         cache_key, versions = None, ""
-        cacheable = self.response_cache is not None and is_cacheable(viewer, operation, self._core)
+        cacheable = self.response_cache is not None and is_cacheable(
+            viewer, operation, self.core_schema
+        )
         known = viewer if cacheable else None
         self._guesses.remember(request.headers.get("authorization"), known)
         if self.response_cache is not None and known is not None:
@@ -384,12 +394,12 @@ class GraphQLEndpoint:
         context: Context,
     ) -> ExecutionResult:
         outcome = execute(
-            self._core,
+            self.core_schema,
             document,
             context_value=context,
             variable_values=graphql_request.variables,
             operation_name=operation_name,
-            executor_class=self._executor_class,
+            executor_class=self.executor_class,
             is_awaitable=_is_awaitable,
             operation_extensions=graphql_request.extensions,
         )

@@ -155,6 +155,12 @@ async def read_graphql_request(request: Request) -> RequestParameters:
         raise HttpError(400, ErrorCode.BAD_REQUEST, "Тело запроса не является JSON.") from None
     if not isinstance(payload, dict):
         raise HttpError(400, ErrorCode.BAD_REQUEST, "Тело запроса должно быть объектом JSON.")
+    return parameters_of(payload)
+
+
+def parameters_of(payload: Mapping[str, Any]) -> RequestParameters:
+    """The GraphQL parameters of a JSON object (a POST body, a WebSocket `subscribe`
+    message's payload); HttpError when not well-formed."""
     return _graphql_request(
         query=payload.get("query"),
         document_id=payload.get("documentId"),
