@@ -30,7 +30,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth.signin.deps import AuthServices
@@ -56,6 +56,7 @@ from gateway.http.pages import WebPages
 from gateway.http.protocol import JSON, accepts_html, error_response, json_response, negotiate
 from gateway.http.sse import sse_response, wants_event_stream
 from gateway.http.streams import Streams
+from gateway.http.websocket import websocket_handler
 from gateway.migrations.location import locate_database
 from resolvers.analytics.service import AnalyticsService
 from resolvers.changes.service import ChangeFeed
@@ -172,6 +173,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     app = Starlette(
         routes=[
             Route(GRAPHQL_PATH, graphql, methods=_ALL_METHODS),
+            WebSocketRoute(GRAPHQL_PATH, websocket_handler(streams, holder.get)),
             Route(HEALTH_PATH, healthz, methods=["GET"]),
             *auth_routes(services),
             *_dev_idp_routes(settings),

@@ -23,6 +23,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from gateway.core.settings import ServerName, Settings
+from gateway.http.protocol import MAX_BODY_BYTES
 from gateway.http.uvicorn_protocols import PROTOCOLS, GatewayConfig, HttpName
 
 LoopName = Literal["uvloop", "asyncio"]
@@ -55,6 +56,9 @@ def gateway_options(settings: Settings, http: HttpName) -> dict[str, Any]:
         "header_timeout_s": settings.header_timeout_s,
         "log_config": None,
         "access_log": False,
+        # WebSocket messages (graphql-transport-ws) are held to the HTTP body's limit.
+        "ws": "websockets-sansio",
+        "ws_max_size": MAX_BODY_BYTES,
         **proxy_options(settings.trusted_proxies),
     }
 
