@@ -1,0 +1,1 @@
+"""bench/push: the change feed's delivery under thousands of SSE subscribers."""
