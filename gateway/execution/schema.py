@@ -6,12 +6,13 @@ from collections.abc import Callable, Sequence
 
 import strawberry
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.config import StrawberryConfig
 
 from gateway.core.settings import Settings
 from gateway.execution.settling import SettlingExecutionContext
 from resolvers.analytics.queries import AnalyticsQuery
 from resolvers.changes.queries import ChangesQuery, Subscription
-from resolvers.changes.types import EVENT_TYPES
+from resolvers.changes.types import EVENT_TYPES, SCALARS
 from resolvers.dashboard.queries import DashboardQuery
 from resolvers.diary.queries import Query as FamilyQuery
 
@@ -39,6 +40,7 @@ def _assemble(extensions: Sequence[Extension]) -> strawberry.Schema:
         query=Query,
         subscription=Subscription,
         types=EVENT_TYPES,
+        config=StrawberryConfig(scalar_map=SCALARS),
         extensions=[_factory(ext) for ext in extensions],
         # Sibling work is settled, never cancelled before it starts (gateway.execution.settling).
         execution_context_class=SettlingExecutionContext,
@@ -53,6 +55,11 @@ def build_schema(settings: Settings, *, extensions: Sequence[Extension] = ()) ->
     """
     del settings
     return _assemble(extensions)
+
+
+def served_schema() -> strawberry.Schema:
+    """The served schema without extensions (what the SDL and schema checks read)."""
+    return _assemble(())
 
 
 def export_sdl() -> str:

@@ -22,7 +22,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NewType
 
 from gateway.core.errors import ApiError, ErrorCode
 
@@ -32,6 +32,10 @@ _MAC_BYTES: Final = 12
 MAX_CURSOR_CHARS: Final = 16_384
 # Past the last change of a snapshot's batch: every student's copy of it.
 AFTER_ALL_STUDENTS: Final = 2**31 - 1
+
+
+# A cursor as the API shows it (the `ChangeCursor` scalar).
+ChangeCursor = NewType("ChangeCursor", str)
 
 
 class CursorError(ApiError):
@@ -139,7 +143,7 @@ class CursorCodec:
         self._key = hmac.new(secret.encode(), b"school-gateway change cursor", "sha256").digest()
         self.max_age_s = max_age_s
 
-    def encode(self, position: Position) -> str:
+    def encode(self, position: Position) -> ChangeCursor:
         upper = position.upper.text() if position.upper is not None else ""
         fields = (
             _VERSION,
@@ -151,7 +155,7 @@ class CursorCodec:
             str(position.after[1]),
         )
         body = "|".join(fields).encode()
-        return _b64(body) + "." + _b64(self._mac(body))
+        return ChangeCursor(_b64(body) + "." + _b64(self._mac(body)))
 
     def decode(self, cursor: str, *, now: float) -> Position:
         """The position of a cursor this gateway issued; CursorError or CursorExpiredError."""

@@ -2,7 +2,7 @@
 
 On a notification (`NOTIFY diary_changes`, sent by the change log at commit) the
 dispatcher reads the region's new changes in one statement per page
-(`resolvers.changes.events.read_region_page`): the changes, their payloads, and who may
+(`resolvers.changes.loaders.read_region_page`): the changes, their payloads, and who may
 see each of them now (the accounts linked to each student in the registries at that
 moment). It then hands each copy to the subscriptions of those accounts that asked for
 that student: the database work per change does not grow with the number of
@@ -31,9 +31,14 @@ from auth.store.accounts import ended_sessions
 from gateway.core.change_settings import ChangeFeedSettings
 from gateway.core.errors import ErrorCode
 from gateway.core.outage import describe
-from resolvers.changes.cursor import Position, Snapshot, at_snapshot
-from resolvers.changes.events import Page, read_region_page
-from resolvers.changes.sql import current_snapshot
+from resolvers.changes.cursor import Position
+from resolvers.changes.loaders import (
+    Page,
+    Reader,
+    current_position,
+    listening,
+    read_region_page,
+)
 from resolvers.changes.subscription import Subscription
 from resolvers.diary.reference import ReferenceCache, RequestReference
 
@@ -126,31 +131,24 @@ class Dispatcher:
 
     async def _serve_connection(self) -> None:
         lost = asyncio.Event()
-        async with self._pool().acquire() as connection:
-            connection.add_termination_listener(lambda _connection: _wake(lost, self._notified))
-            await connection.add_listener(CHANNEL, self._on_notification)
-            try:
-                if self._position is None:
-                    row = await current_snapshot(connection)
-                    self._position = at_snapshot(
-                        Snapshot.from_record(row["snapshot"]), row["taken_at"]
-                    )
-                    self._ready.set()
-                self._notified.set()  # what was written while not listening
-                while not lost.is_set():
-                    await self._notified.wait()
-                    self._notified.clear()
-                    if not lost.is_set():
-                        await self._drain(connection)
-            finally:
-                if not connection.is_closed():
-                    await connection.remove_listener(CHANNEL, self._on_notification)
+        async with listening(
+            self._pool(), CHANNEL, self._on_notification, lambda: _wake(lost, self._notified)
+        ) as connection:
+            if self._position is None:
+                self._position = await current_position(connection)
+                self._ready.set()
+            self._notified.set()  # what was written while not listening
+            while not lost.is_set():
+                await self._notified.wait()
+                self._notified.clear()
+                if not lost.is_set():
+                    await self._drain(connection)
         raise ConnectionResetError("the change feed's connection was closed")
 
     def _on_notification(self, *_args: Any) -> None:
         self._notified.set()
 
-    async def _drain(self, connection: asyncpg.Connection) -> None:
+    async def _drain(self, connection: Reader) -> None:
         """Read and hand over pages until the log is read to the present."""
         reference = RequestReference(self._reference)
         while True:

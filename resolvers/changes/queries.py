@@ -13,9 +13,9 @@ from strawberry.permission import PermissionExtension
 from auth.permissions import HasScope, IsAuthenticated, IsFamilyMember
 from auth.viewer import SCOPE_DIARY
 from gateway.core.errors import ApiError, ErrorCode, LimitOutOfRangeError
+from resolvers.changes.cursor import ChangeCursor
 from resolvers.changes.service import ChangeFeed
-from resolvers.changes.types import ChangeCursor, DiaryChanges, DiaryEvent
-from resolvers.common.fields import sized
+from resolvers.changes.types import DiaryChanges, DiaryEvent
 from resolvers.context import Context
 
 Info = strawberry.Info[Context, None]
@@ -81,7 +81,6 @@ class ChangesQuery:
             "Without `since`: no events and the cursor of now. Every change is given "
             "once per student of the viewer's it concerns."
         ),
-        metadata=sized(50),
     )
 
 

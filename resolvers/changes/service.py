@@ -21,10 +21,9 @@ from auth.store.audit import AccessEvent, Recorder
 from auth.viewer import Viewer
 from gateway.core.errors import ApiError, ErrorCode, ForbiddenError
 from gateway.core.settings import Settings
-from resolvers.changes.cursor import CursorCodec, Position, Snapshot, at_snapshot
+from resolvers.changes.cursor import CursorCodec, Position
 from resolvers.changes.dispatcher import Dispatcher
-from resolvers.changes.events import Page, read_students_page
-from resolvers.changes.sql import current_snapshot
+from resolvers.changes.loaders import Page, current_position, read_students_page
 from resolvers.changes.subscription import Subscription
 from resolvers.changes.types import DiaryChanges, DiaryEvent
 from resolvers.diary.reference import ReferenceCache, RequestReference
@@ -84,8 +83,7 @@ class ChangeFeed:
         pool = self._pool()
         position = self.position(since)
         if position is None:
-            row = await current_snapshot(pool)
-            now = at_snapshot(Snapshot.from_record(row["snapshot"]), row["taken_at"])
+            now = await current_position(pool)
             return DiaryChanges(events=[], cursor=self.codec.encode(now), has_more=False)
         reference = RequestReference(self._reference)
         page = await read_students_page(pool, reference, position, student_ids, first)

@@ -18,15 +18,17 @@ Array and snapshot parameters go through scalar sub-selects, as in resolvers.dia
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from auth.store.accounts import audience_sql
 from resolvers.changes.cursor import Position
-from resolvers.diary.sql import REFERENCE_JSON
+from resolvers.diary.reference import REFERENCE_JSON
 
 Row = Any
+# A pool, or one of its connections held by the caller (the dispatcher's LISTEN one).
+Reader: TypeAlias = asyncpg.Pool | asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 MARK_COLUMNS = (
     "id", "student_id", "lesson_id", "date", "lesson_number", "lesson_topic", "subject_id",
@@ -181,7 +183,7 @@ def _arguments(position: Position, limit: int, reference_version: int | None) ->
 
 
 async def list_region_changes(
-    pool: asyncpg.Pool, *, position: Position, limit: int, reference_version: int | None
+    pool: Reader, *, position: Position, limit: int, reference_version: int | None
 ) -> list[Row]:
     """Up to `limit` of the region's changes after `position`, in feed order, with their
     payloads and audiences (`audience_students`, `audience_accounts`: who may see the
@@ -191,7 +193,7 @@ async def list_region_changes(
 
 
 async def list_student_changes(
-    pool: asyncpg.Pool,
+    pool: Reader,
     *,
     position: Position,
     student_ids: Sequence[int],
@@ -204,7 +206,7 @@ async def list_student_changes(
     return list(await pool.fetch(_STUDENTS_PAGE_SQL, *arguments, sorted(set(student_ids))))
 
 
-async def current_snapshot(pool: asyncpg.Pool) -> Row:
+async def current_snapshot(pool: Reader) -> Row:
     """The database's snapshot now (`snapshot`, `taken_at` Unix seconds)."""
     return await pool.fetchrow(
         "SELECT pg_current_snapshot() AS snapshot, "

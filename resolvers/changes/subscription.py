@@ -2,7 +2,7 @@
 
 A subscription starts at a position: the dispatcher's (nothing before the moment it was
 opened) or the client's cursor (`since`). With a cursor it first catches up, page by page
-as the client takes them (`resolvers.changes.events.read_students_page`); what the
+as the client takes them (`resolvers.changes.loaders.read_students_page`); what the
 dispatcher hands over meanwhile waits, and once the catch-up reaches the present, the
 waiting events the catch-up already gave (visible in its last snapshot) are dropped: none
 lost, none repeated. The queue is bounded: a subscriber that falls `queue_size` events
@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from auth.viewer import Viewer
 from gateway.core.errors import ApiError, ErrorCode
 from resolvers.changes.cursor import CursorCodec, Position, Snapshot
-from resolvers.changes.events import Change, Page
+from resolvers.changes.loaders import Change, Page
 from resolvers.changes.types import DiaryEvent
 
 # A copy of a change for one student, with the page it came in (for its cursor).

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
-from typing import TYPE_CHECKING, NewType, TypeAlias
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
+from resolvers.changes.cursor import ChangeCursor
+from resolvers.common.fields import sized
 from resolvers.common.types import Subject, Teacher
 from resolvers.diary.types import (
     Attendance,
@@ -24,23 +26,19 @@ from resolvers.diary.types import (
     Mark,
 )
 
-
-def _cursor_scalar() -> object:
-    return strawberry.scalar(
-        NewType("ChangeCursor", str),
+# The schema's scalar for ChangeCursor (gateway.execution.schema passes it to strawberry).
+SCALARS: dict[object, ScalarDefinition] = {
+    ChangeCursor: strawberry.scalar(
         name="ChangeCursor",
         description=(
             "An opaque position in the change feed: pass it back as `since` to get exactly "
             "the changes after it (none lost, none repeated). Valid for the change log's "
             "retention (7 days by default), then refused with CURSOR_EXPIRED."
         ),
+        serialize=str,
+        parse_value=str,
     )
-
-
-if TYPE_CHECKING:
-    ChangeCursor: TypeAlias = str
-else:
-    ChangeCursor = _cursor_scalar()
+}
 
 
 @strawberry.enum(description="What happened to the row an event is about.")
@@ -139,7 +137,9 @@ EVENT_TYPES = (
 
 @strawberry.type(description="A page of the viewer's diary changes after a cursor.")
 class DiaryChanges:
-    events: list[DiaryEvent] = strawberry.field(description="Oldest first.")
+    events: list[DiaryEvent] = strawberry.field(
+        description="Oldest first; at most `first` of them.", metadata=sized(50)
+    )
     cursor: ChangeCursor = strawberry.field(
         description="Where the next page starts: pass it as `since` (also when `events` is empty)."
     )

@@ -23,7 +23,12 @@ from aiodataloader import DataLoader
 from auth.viewer import Viewer
 from gateway.core.errors import UnauthenticatedError
 from resolvers.diary import sql as data
-from resolvers.diary.reference import ReferenceCache, ReferenceData, RequestReference
+from resolvers.diary.reference import (
+    NamesReader,
+    ReferenceCache,
+    ReferenceData,
+    RequestReference,
+)
 from resolvers.diary.rows import (
     HomeworkRecord,
     LessonRecord,
@@ -100,7 +105,7 @@ class ScopedLoader(DataLoader[K, V]):
         """The request's reference data with every id these columns of the rows name
         that exists (see RequestReference.naming)."""
         rows = [row for group in groups for row in group]
-        read_names = functools.partial(data.list_names_by_ids, self.pool)
+        read_names = names_reader(self.pool)
         return await self.reference.naming(
             rows, read_names, subjects=subjects, teachers=teachers, work_types=work_types
         )
@@ -359,3 +364,9 @@ class Loaders:
         return LastUpdatedByStudentLoader(
             self.pool, self.viewer, self.accessed_student_ids, self.reference
         )
+
+
+def names_reader(pool: asyncpg.Pool) -> NamesReader:
+    """Reads the names of the ids a copy of the reference data lacks (one statement); for
+    the loaders of other domains that name rows from the same copy (the change feed)."""
+    return functools.partial(data.list_names_by_ids, pool)

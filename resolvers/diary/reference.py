@@ -64,6 +64,19 @@ NamesReader = Callable[["Missing"], Awaitable[Iterable[Any]]]
 Bell = tuple[time, time]
 
 
+# The reference data as one JSON object (what `parse_reference` reads), which the
+# students statement (resolvers.diary.sql) and the change feed's pages add when the
+# caller's copy is not of the database's version.
+REFERENCE_JSON = """json_build_object(
+    'subjects', (SELECT json_agg(json_build_array(s.id, s.name)) FROM diary_api.subjects s),
+    'teachers', (SELECT json_agg(json_build_array(t.id, t.name)) FROM diary_api.teachers t),
+    'bells', (SELECT json_agg(json_build_array(b.school_id, b.lesson_number,
+                                               b.starts_at, b.ends_at))
+              FROM diary_api.bells b),
+    'work_types', (SELECT json_agg(json_build_array(w.id, w.name, w.short_name, w.weight))
+                   FROM diary_api.work_types w))::text"""
+
+
 class Missing(NamedTuple):
     """Ids a copy of the reference data lacks, by kind."""
 

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from resolvers.diary.reference import Missing
+from resolvers.diary.reference import REFERENCE_JSON, Missing
 
 Row = Any  # asyncpg.Record: untyped mapping of column name to value
 
@@ -71,17 +71,6 @@ _RANGE_KEYS = """unnest((SELECT $1::int[]), (SELECT $2::date[]), (SELECT $3::dat
 
 # Distinct student ids (callers pass them through `_distinct`).
 _STUDENT_KEYS = "unnest((SELECT $1::int[])) AS k(student_id)"
-
-# The reference data (resolvers.diary.reference) as one JSON object, which the students
-# statement adds when the caller's copy is not of the database's version (`$2` there).
-REFERENCE_JSON = """json_build_object(
-    'subjects', (SELECT json_agg(json_build_array(s.id, s.name)) FROM diary_api.subjects s),
-    'teachers', (SELECT json_agg(json_build_array(t.id, t.name)) FROM diary_api.teachers t),
-    'bells', (SELECT json_agg(json_build_array(b.school_id, b.lesson_number,
-                                               b.starts_at, b.ends_at))
-              FROM diary_api.bells b),
-    'work_types', (SELECT json_agg(json_build_array(w.id, w.name, w.short_name, w.weight))
-                   FROM diary_api.work_types w))::text"""
 
 _NAMES_BY_IDS_SQL = """
 SELECT 's' AS kind, s.id, s.name

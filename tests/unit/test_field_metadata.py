@@ -16,7 +16,7 @@ from graphql import GraphQLField, GraphQLObjectType, GraphQLSchema
 from gateway.core.graphql_internals import core_schema
 from gateway.execution.cost import SLICING_ARGUMENTS
 from gateway.execution.schema import Query as ServedQuery
-from gateway.execution.schema import export_sdl
+from gateway.execution.schema import export_sdl, served_schema
 from resolvers.common.fields import (
     field_window,
     is_cacheable_root,
@@ -30,7 +30,7 @@ from resolvers.diary.types import DiaryPart
 
 @pytest.fixture(scope="module")
 def schema() -> GraphQLSchema:
-    return core_schema(strawberry.Schema(query=ServedQuery))
+    return core_schema(served_schema())
 
 
 def _object_fields(schema: GraphQLSchema) -> Iterator[tuple[str, str, GraphQLField]]:

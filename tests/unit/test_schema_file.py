@@ -61,6 +61,9 @@ def test_sdl_is_valid_graphql() -> None:
         "viewer",
         "myChildren",
         "student",
+        "diaryChanges",
         "schoolDashboard",
         "regionalAnalytics",
     }
+    subscription = schema.subscription_type
+    assert subscription is not None and set(subscription.fields) == {"diaryEvents"}

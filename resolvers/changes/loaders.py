@@ -3,7 +3,8 @@ then given to every student (and subscriber) it concerns with a cursor of its ow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
@@ -12,7 +13,7 @@ import asyncpg
 import strawberry
 
 from resolvers.changes import sql
-from resolvers.changes.cursor import Position, Snapshot, at_snapshot
+from resolvers.changes.cursor import ChangeCursor, Position, Snapshot, at_snapshot
 from resolvers.changes.types import (
     AttendanceEvent,
     ChangeAction,
@@ -24,6 +25,7 @@ from resolvers.changes.types import (
     LessonTopicEvent,
     MarkEvent,
 )
+from resolvers.diary.loaders import names_reader
 from resolvers.diary.reference import ReferenceData, RequestReference
 from resolvers.diary.rows import (
     attendance_from_row,
@@ -35,7 +37,6 @@ from resolvers.diary.rows import (
     lesson_from_row,
     mark_from_row,
 )
-from resolvers.diary.sql import list_names_by_ids
 from resolvers.diary.types import (
     Attendance,
     FinalMark,
@@ -46,6 +47,7 @@ from resolvers.diary.types import (
 )
 
 Row = Any
+Reader = sql.Reader
 _ACTIONS: Final = {action.value: action for action in ChangeAction}
 
 
@@ -82,7 +84,7 @@ class Change:
     # The viewer's student it is given for (viewer pages).
     for_student: int = 0
 
-    def event(self, student_id: int, cursor: str) -> DiaryEvent:
+    def event(self, student_id: int, cursor: ChangeCursor) -> DiaryEvent:
         """The typed event of this change for one student."""
         at, action, student = self.at, self.action, _id(student_id)
         lesson = None if self.lesson_id is None else _id(self.lesson_id)
@@ -157,8 +159,33 @@ def _id(value: int) -> strawberry.ID:
     return strawberry.ID(str(value))
 
 
+@asynccontextmanager
+async def listening(
+    pool: asyncpg.Pool,
+    channel: str,
+    on_notification: Callable[..., None],
+    on_lost: Callable[[], None],
+) -> AsyncIterator[Reader]:
+    """One of the pool's connections, LISTENing on `channel` while the block runs
+    (`on_lost` is called if the connection breaks)."""
+    async with pool.acquire() as connection:
+        connection.add_termination_listener(lambda _connection: on_lost())
+        await connection.add_listener(channel, on_notification)
+        try:
+            yield connection
+        finally:
+            if not connection.is_closed():
+                await connection.remove_listener(channel, on_notification)
+
+
+async def current_position(reader: Reader) -> Position:
+    """The position of now: everything visible in the database's snapshot."""
+    row = await sql.current_snapshot(reader)
+    return at_snapshot(Snapshot.from_record(row["snapshot"]), row["taken_at"])
+
+
 async def read_region_page(
-    pool: asyncpg.Pool, reference: RequestReference, position: Position, limit: int
+    pool: Reader, reference: RequestReference, position: Position, limit: int
 ) -> Page:
     """The region's next page of changes after `position` (the dispatcher's read)."""
     sent = reference.data
@@ -169,7 +196,7 @@ async def read_region_page(
 
 
 async def read_students_page(
-    pool: asyncpg.Pool,
+    pool: Reader,
     reference: RequestReference,
     position: Position,
     student_ids: Sequence[int],
@@ -188,7 +215,7 @@ async def read_students_page(
 
 
 async def _page(
-    pool: asyncpg.Pool,
+    pool: Reader,
     reference: RequestReference,
     sent: ReferenceData,
     position: Position,
@@ -201,7 +228,7 @@ async def _page(
     changed = [row for row in rows if row["id"] is not None]
     names = await reference.naming(
         changed,
-        lambda missing: list_names_by_ids(pool, missing),
+        names_reader(pool),
         subjects=(
             "m_subject_id",
             "a_subject_id",
