@@ -16,7 +16,7 @@ export class ApiError extends Error {
 }
 
 const documents = new Map();
-let manifest;
+let manifest; // a promise of {file name: SHA-256 hex}
 
 async function staticText(path) {
   const response = await fetch(path, { credentials: "same-origin" });
@@ -26,19 +26,16 @@ async function staticText(path) {
   return response.text();
 }
 
-/** The SHA-256 (hex) of a registered document, or undefined. */
-async function documentHash(name) {
-  if (manifest === undefined) {
-    try {
-      manifest = JSON.parse(await staticText("/static/documents/manifest.json"));
-    } catch {
-      manifest = {};
-    }
-  }
-  return manifest[`${name}.graphql`];
+/** The SHA-256 (hex) of a registered document, or undefined (also for web/app/live.js). */
+export async function documentHash(name) {
+  // One read of the manifest however many requests ask at once.
+  manifest ??= staticText("/static/documents/manifest.json")
+    .then((text) => JSON.parse(text))
+    .catch(() => ({}));
+  return (await manifest)[`${name}.graphql`];
 }
 
-async function documentText(name) {
+export async function documentText(name) {
   if (!documents.has(name)) {
     documents.set(name, await staticText(`/static/documents/${name}.graphql`));
   }

@@ -2,10 +2,12 @@
 // child's week (the address says which: /diary?child=<id>&week=<Monday>; without a week,
 // the gateway's current week), the averages of the week's period with their explanation
 // and chart, the final marks. Navigation changes the address (reload and back work);
-// another child's id is a «Нет доступа» page with no data.
+// another child's id is a «Нет доступа» page with no data. Changes written meanwhile are
+// shown without a reload (diary-live.js).
 import { query } from "./api.js";
 import { averageCards, finalMarksList } from "./diary-averages.js";
 import { addDays, mondayOf, momentText, parseDay, weekTitle } from "./diary-dates.js";
+import { startLive } from "./diary-live.js";
 import { inAnyPeriod, periodOfWeek } from "./diary-periods.js";
 import { attendanceLegend, weekDays } from "./diary-week.js";
 import { element, neverFromCache, setStatus, showViewer } from "./page.js";
@@ -13,7 +15,14 @@ import { element, neverFromCache, setStatus, showViewer } from "./page.js";
 const ACCESS_DENIED = new Set(["FORBIDDEN", "NOT_FOUND"]);
 const SESSION_ENDED = new Set(["UNAUTHENTICATED", "TOKEN_EXPIRED", "SESSION_REVOKED"]);
 const byId = (id) => document.getElementById(id);
-const state = { children: undefined, averages: new Map(), currentWeek: undefined, run: 0 };
+const state = {
+  children: undefined,
+  averages: new Map(),
+  currentWeek: undefined,
+  run: 0,
+  shown: undefined, // { child, from, to } on the page
+  askedAt: undefined, // performance.now() when the latest week was asked for
+};
 
 class NoAccess extends Error {}
 
@@ -68,6 +77,7 @@ function showChildren(selected, week) {
 }
 
 function showNoAccess() {
+  state.shown = undefined;
   byId("children").replaceChildren();
   byId("diary").hidden = true;
   for (const id of ["days", "subjects", "final-marks"]) byId(id).replaceChildren();
@@ -90,6 +100,7 @@ async function loadChildren() {
 async function loadWeek(child, week) {
   const variables = { student: child };
   if (week) Object.assign(variables, { from: week, to: addDays(week, 6) });
+  state.askedAt = performance.now();
   const data = await query("DiaryWeek", variables);
   if (!data.student) throw new NoAccess();
   return data.student;
@@ -140,12 +151,15 @@ function showAverages(period, data) {
   byId("final-marks").replaceChildren(finalMarksList(data.finalMarks));
 }
 
-/** Show what the address asks for; a newer navigation wins over an older one. */
-async function show() {
+/**
+ * Show what the address asks for; a newer navigation wins over an older one. `quiet`: the
+ * same page read again after a change (no «Загрузка…»).
+ */
+async function show({ quiet = false } = {}) {
   const run = ++state.run;
   const { child, week } = address();
   canonicalize(child, week);
-  setStatus("Загрузка…");
+  if (!quiet) setStatus("Загрузка…");
   // The links move at once: a second click before the week arrives goes one week further.
   const known = child || (state.children && state.children[0] && state.children[0].id);
   const monday = week || state.currentWeek;
@@ -168,6 +182,7 @@ async function show() {
     byId("no-access").hidden = true;
     showChildren(selected, week);
     showWeek(selected, student, !week);
+    state.shown = { child: selected, from: student.diary.from, to: student.diary.to };
     byId("diary").hidden = false;
     setStatus(""); // the week is there; the averages below come into their own section
     const { from, to } = student.diary;
@@ -221,10 +236,21 @@ function listen() {
     const selected = child || (state.children && state.children[0] && state.children[0].id);
     navigate(diaryUrl(selected, mondayOf(day)));
   });
-  window.addEventListener("popstate", show);
+  window.addEventListener("popstate", () => show());
 }
 
 neverFromCache();
 byId("legend").replaceChildren(attendanceLegend());
 listen();
 show();
+startLive({
+  shownChild: () => state.shown?.child,
+  shownWeek: () => state.shown,
+  askedBefore: (time) => state.askedAt !== undefined && state.askedAt < time,
+  forget(child) {
+    for (const key of [...state.averages.keys()]) {
+      if (key.startsWith(`${child}/`)) state.averages.delete(key);
+    }
+  },
+  refresh: () => show({ quiet: true }),
+});
