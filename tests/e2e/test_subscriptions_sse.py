@@ -405,3 +405,40 @@ async def test_reconnect_with_since_yields_exactly_the_missed_events(
         assert rest == [*missed[3:], ("MarkEvent", str(second), str(live_mark), "ADDED")]
         closing = await writer.add_mark(first)
         assert key_of(await stream.event()) == ("MarkEvent", str(first), str(closing), "ADDED")
+
+
+async def test_student_ids_narrow_the_stream_to_those_children(
+    http: httpx.AsyncClient,
+    tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
+    writer: JournalWriter,
+) -> None:
+    chosen, left_out = await children(owner_conn, TWO_SCHOOLS)
+    variables = {"ids": [str(chosen)]}
+    async with subscribed(http, DIARY_EVENTS, variables, token=tokens[TWO_SCHOOLS]) as stream:
+        await settle(stream, writer.add_mark, chosen)
+        await writer.add_mark(left_out)
+        await writer.add_attendance(left_out)
+        mark_id = await writer.add_mark(chosen)
+        assert key_of(await stream.event()) == ("MarkEvent", str(chosen), str(mark_id), "ADDED")
+
+
+async def test_a_student_gets_their_own_changes_only(
+    http: httpx.AsyncClient,
+    tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
+    writer: JournalWriter,
+) -> None:
+    """student-older is the second child of parent-two-schools."""
+    sibling, herself = await children(owner_conn, TWO_SCHOOLS)
+    own = await owner_conn.fetchval(
+        "SELECT id FROM school.students WHERE snils = $1", demo_account("student-older").snils
+    )
+    assert own == herself
+    async with subscribed(http, DIARY_EVENTS, token=tokens["student-older"]) as stream:
+        await settle(stream, writer.add_mark, herself)
+        await writer.add_mark(sibling)
+        mark_id = await writer.add_mark(herself, value="5")
+        event = await stream.event()
+        assert key_of(event) == ("MarkEvent", str(herself), str(mark_id), "ADDED")
+        assert event["mark"]["value"] == "5"

@@ -34,7 +34,7 @@ from tests.support.sse_client import (
     settle,
     subscribed,
 )
-from tests.support.tokens import registry_children
+from tests.support.tokens import registry_children, sign_token, token_claims
 
 PARENT = "parent-one-school"
 OTHER_PARENT = "parent-two-schools"
@@ -121,6 +121,26 @@ async def test_a_revoked_sessions_stream_ends_within_the_recheck_interval(
         # The same token cannot open another stream.
         again = await refused(http, DIARY_EVENTS, token=issued.access_token)
         assert (again.status_code, codes(again.json())) == (401, ["SESSION_REVOKED"])
+
+
+async def test_a_stream_ends_when_its_access_token_expires(
+    tuned: LiveServer,
+    pool: asyncpg.Pool,
+    owner_conn: asyncpg.Connection,
+    writer: JournalWriter,
+) -> None:
+    issued = await session_of(pool, tuned.settings, PARENT)
+    expiring = sign_token(
+        tuned.settings,
+        token_claims(sub=issued.account_id, sid=issued.session_id, exp=int(time.time()) + 2),
+    )
+    child = await child_of(owner_conn, PARENT)
+    async with (
+        client_of(tuned) as http,
+        subscribed(http, DIARY_EVENTS, token=expiring) as stream,
+    ):
+        await settle(stream, writer.add_mark, child)
+        await assert_ends_with(stream, ErrorCode.TOKEN_EXPIRED, 2 + RECHECK_S + 2)
 
 
 # --- heartbeats ---------------------------------------------------------------------------
