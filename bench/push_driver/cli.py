@@ -231,8 +231,7 @@ def measure_count(
     _say(f"    gateway pid {target.server.pid} on {target.base_url}")
     try:
         result = uvloop.run(_measure(target, database, families, config))
-        errors = _log_errors(target.server)
-        return dataclasses.replace(result, stream_errors=result.stream_errors + errors)
+        return dataclasses.replace(result, gateway_log=_log_problems(target.server))
     finally:
         target.server.stop()
         deleted = asyncio.run(changes.cleanup(database.url))
@@ -286,6 +285,7 @@ async def _measure(
         await asyncio.sleep(config.settle)
         busy = probes.rate_between(before, await probes.snapshot(stats, role))
         cpu = probes.tree_cpu(server) - cpu
+        rss_end = probes.tree_rss(server)
         events = list(inbox.events)
         _say(f"    writer: {len(log.changes):,} changes; {len(events):,} events received")
         await close_all(subscribers)
@@ -309,16 +309,18 @@ async def _measure(
         stream_errors=[f"subscriber {i}: {m}" for i, m in inbox.errors],
         heartbeats=inbox.heartbeats,
         gateway_cpu_s=cpu,
+        rss_end=rss_end,
     )
 
 
-def _log_errors(server: Server) -> list[str]:
-    """Error lines of the gateway's log (it logs at WARNING and above)."""
+def _log_problems(server: Server) -> list[str]:
+    """Warning and error lines of the gateway's log (it logs at WARNING and above)."""
     try:
         lines = server.log_path.read_text(errors="replace").splitlines()
     except FileNotFoundError:
         return []
-    return [f"gateway log: {line}" for line in lines if "ERROR" in line or "Traceback" in line]
+    marks = ("WARNING", "ERROR", "CRITICAL", "Traceback")
+    return [f"gateway log: {line}" for line in lines if any(m in line for m in marks)]
 
 
 def render(config: Config, header: dict[str, str], results: Sequence[Result]) -> str:

@@ -42,7 +42,6 @@ class Received:
     entity: str
     student_id: int
     cursor: str
-    db_at: str
 
 
 @dataclass
@@ -174,7 +173,7 @@ def received_of(subscriber: int, at: float, data: str) -> Received:
         entity = f"attendance:{event['attendanceId']}"
     else:
         entity = f"{typename}:?"
-    return Received(subscriber, at, entity, int(event["studentId"]), event["cursor"], event["at"])
+    return Received(subscriber, at, entity, int(event["studentId"]), event["cursor"])
 
 
 class Subscriber:

@@ -112,6 +112,8 @@ class Result:
     stream_errors: list[str]
     heartbeats: int
     gateway_cpu_s: float  # during the writer phase and the settle wait
+    rss_end: int = 0  # after the settle wait, every stream still open
+    gateway_log: list[str] = field(default_factory=list)  # its warnings and errors
 
     @property
     def kb_per_subscriber(self) -> float:
@@ -159,9 +161,11 @@ def details(results: Sequence[Result]) -> list[str]:
             f"{len(r.write_failures)} failed); streams failed to open {len(r.failures)}, "
             f"ended early {r.ended_streams}, broken {len(r.stream_errors)}; heartbeats "
             f"{r.heartbeats:,}; gateway statements {r.busy.total:,} in {r.busy.seconds:.1f} s "
-            f"writing, {r.idle.total:,} in {r.idle.seconds:.1f} s idle"
+            f"writing, {r.idle.total:,} in {r.idle.seconds:.1f} s idle; gateway RSS after "
+            f"writing {r.rss_end / 1e6:.1f} MB; gateway log: {len(r.gateway_log)} warnings/errors"
         )
-        for message in [*r.failures[:3], *r.stream_errors[:3], *r.write_failures[:3]]:
+        problems = [*r.failures[:3], *r.stream_errors[:3], *r.write_failures[:3]]
+        for message in [*problems, *r.gateway_log[:5]]:
             lines.append(f"  - {message[:300]}")
         for example in r.deliveries.missed_examples:
             lines.append(f"  - missed: {example}")
