@@ -442,3 +442,28 @@ async def test_a_student_gets_their_own_changes_only(
         event = await stream.event()
         assert key_of(event) == ("MarkEvent", str(herself), str(mark_id), "ADDED")
         assert event["mark"]["value"] == "5"
+
+
+async def test_a_page_cursor_of_diary_changes_resumes_the_stream(
+    http: httpx.AsyncClient,
+    tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
+    writer: JournalWriter,
+) -> None:
+    first, second = await children(owner_conn, TWO_SCHOOLS)
+    token = tokens[TWO_SCHOOLS]
+    page = await http.post(
+        "/graphql",
+        json={"query": "{ diaryChanges { cursor events { cursor } } }"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    now = page.json()["data"]["diaryChanges"]
+    assert now["events"] == []
+    marks = [await writer.add_mark(first), await writer.add_mark(second)]
+    async with subscribed(http, DIARY_EVENTS, {"since": now["cursor"]}, token=token) as stream:
+        assert [key_of(event) for event in await stream.events(2)] == [
+            ("MarkEvent", str(student), str(mark), "ADDED")
+            for student, mark in zip((first, second), marks, strict=True)
+        ]
+        latest = await writer.add_mark(first)
+        assert key_of(await stream.event()) == ("MarkEvent", str(first), str(latest), "ADDED")

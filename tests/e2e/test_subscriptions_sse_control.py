@@ -240,6 +240,23 @@ async def test_students_outside_the_viewers_scope_are_forbidden(
             assert "data" not in response.json()
 
 
+async def test_a_cursor_that_is_not_ours_is_refused(
+    live: LiveServer, tokens: dict[str, str]
+) -> None:
+    async with client_of(live) as http:
+        page = await http.post(
+            "/graphql",
+            json={"query": "{ diaryChanges { cursor } }"},
+            headers={"Authorization": f"Bearer {tokens[PARENT]}"},
+        )
+        cursor = page.json()["data"]["diaryChanges"]["cursor"]
+        tampered = cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")
+        for since in ("garbage", tampered):
+            response = await refused(http, DIARY_EVENTS, {"since": since}, token=tokens[PARENT])
+            assert response.status_code == 400, response.text
+            assert codes(response.json()) == ["BAD_USER_INPUT"]
+
+
 async def test_credentials_are_required_and_checked(live: LiveServer) -> None:
     async with client_of(live) as http:
         anonymous = await refused(http, DIARY_EVENTS)
