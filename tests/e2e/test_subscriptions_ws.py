@@ -23,14 +23,15 @@ import gateway.http.websocket as websocket_module
 import tests.support.live_server as live_server_module
 from auth.store.sessions import ClientKind, revoke_session, start_session
 from auth.tokens import ACCESS, verify_token
+from gateway.core import identifiers as snils
 from gateway.core.settings import Settings
 from gateway.http.serving import gateway_config
 from gateway.http.uvicorn_protocols import GatewayConfig
 from tests.support.environment import gateway_env
 from tests.support.journal_writes import journal_writes
 from tests.support.live_server import LiveServer, live_server
-from tests.support.planted import planted_parent
-from tests.support.tokens import sign_token, token_claims
+from tests.support.planted import PLANTED_SNILS_BODY, planted_parent
+from tests.support.tokens import link_removed, sign_token, token_claims
 from tests.support.ws_client import WsClient, ws_connect
 
 FEED = """
@@ -222,6 +223,34 @@ async def test_another_family_gets_nothing_of_it(
         assert (event["studentId"], event["markId"]) == (str(theirs), str(their_mark))
         await their_socket.receive_nothing(QUIET_S)
         await our_socket.receive_nothing(QUIET_S)
+
+
+async def test_a_removed_link_stops_delivery_at_once(
+    ws_live: LiveServer, owner_conn: asyncpg.Connection, pool: asyncpg.Pool, students: list[int]
+) -> None:
+    unlinked, still = students[13], students[14]
+    tag = 150
+    settings = ws_live.settings
+    async with (
+        planted_parent(owner_conn, pool, settings, [unlinked, still], tag=tag) as token,
+        # The student's other parent (the event has an audience: it keeps getting it).
+        planted_parent(owner_conn, pool, settings, [unlinked], tag=tag + 1) as other_token,
+        ws_connect(ws_live.url) as client,
+        ws_connect(ws_live.url) as other_parent,
+        journal_writes(owner_conn) as journal,
+    ):
+        await client.init(_bearer(token))
+        await other_parent.init(_bearer(other_token))
+        await _subscribed(client, "feed", _ids(unlinked, still))
+        await _subscribed(other_parent, "feed")
+        parent_snils = snils.make(str(PLANTED_SNILS_BODY + tag))
+        async with link_removed(owner_conn, parent_snils, unlinked):
+            unlinked_mark = await journal.add_mark(unlinked, value="2")
+            await _mark_event(other_parent, "feed", unlinked_mark)
+            own_mark = await journal.add_mark(still, value="5")
+            event = await _mark_event(client, "feed", own_mark)  # the other came first
+            assert event["studentId"] == str(still)
+            await client.receive_nothing(QUIET_S)
 
 
 # --- authentication ------------------------------------------------------------------
