@@ -253,6 +253,31 @@ async def test_a_removed_link_stops_delivery_at_once(
             await client.receive_nothing(QUIET_S)
 
 
+async def test_every_delivered_event_is_one_access_audit_row(
+    ws_live: LiveServer, owner_conn: asyncpg.Connection, pool: asyncpg.Pool, students: list[int]
+) -> None:
+    student = students[15]
+    settings = ws_live.settings
+    async with (
+        planted_parent(owner_conn, pool, settings, [student], tag=152) as token,
+        journal_writes(owner_conn) as journal,
+    ):
+        account_id = verify_token(settings, token, typ=ACCESS).account_id
+        async with ws_connect(ws_live.url) as client:
+            await client.init(_bearer(token))
+            await _subscribed(client, "feed")
+            for value in ("5", "4", "3"):
+                mark_id = await journal.add_mark(student, value=value)
+                await _mark_event(client, "feed", mark_id)
+        await ws_live.app.state.auth.recorder.flush()
+        rows = await owner_conn.fetch(
+            "SELECT role, student_ids, operation_name FROM gateway.access_audit "
+            "WHERE account_id = $1::uuid",
+            account_id,
+        )
+        assert [tuple(row) for row in rows] == [("PARENT", [student], "Feed")] * 3
+
+
 # --- authentication ------------------------------------------------------------------
 
 
