@@ -39,18 +39,22 @@ def live_env() -> dict[str, str]:
     return {"SCHOOL_GATEWAY_COOKIE_REGISTERED_ONLY": "1", "SCHOOL_GATEWAY_SUBSCRIPTION_QUEUE": "1"}
 
 
-def stream_requests(page: Page, live: LiveServer) -> list[Request]:
-    """The page's graphql-sse requests, as they are sent."""
-    sent: list[Request] = []
+def graphql_requests(page: Page, live: LiveServer) -> tuple[list[Request], list[str]]:
+    """The page's graphql-sse requests, and the names of its other requests to /graphql,
+    as they are sent."""
+    streams: list[Request] = []
+    operations: list[str] = []
 
     def on_request(request: Request) -> None:
-        if request.url == f"{live.url}/graphql" and "text/event-stream" in (
-            request.headers.get("accept") or ""
-        ):
-            sent.append(request)
+        if request.url != f"{live.url}/graphql":
+            return
+        if "text/event-stream" in (request.headers.get("accept") or ""):
+            streams.append(request)
+        else:
+            operations.append(str((request.post_data_json or {}).get("operationName")))
 
     page.on("request", on_request)
-    return sent
+    return streams, operations
 
 
 async def held_lessons(conn: asyncpg.Connection, student_id: int) -> list[asyncpg.Record]:
@@ -85,8 +89,11 @@ async def open_live_diary(page: Page, live: LiveServer, gql: GraphQL) -> dict[st
 async def test_a_new_mark_appears_and_is_announced_without_a_reload(
     live: LiveServer, page: Page, gql: GraphQL, owner_conn: asyncpg.Connection
 ) -> None:
-    streams = stream_requests(page, live)
+    streams, operations = graphql_requests(page, live)
     child = await open_live_diary(page, live, gql)
+    await expect(page.locator("#subjects [data-subject-id]").first).to_be_visible()
+    # The week was read once, after the stream was open: nothing to read again.
+    assert operations == ["DiaryChildren", "DiaryWeek", "DiaryAverages"]
     await page.evaluate("window.loadedOnce = true")  # gone if the page is loaded again
     lesson = (await held_lessons(owner_conn, int(child["id"])))[0]
     notice = page.locator("#live-notice")
@@ -103,6 +110,8 @@ async def test_a_new_mark_appears_and_is_announced_without_a_reload(
         await expect(entry).to_have_class(NEW)
         await expect(entry.locator(".mark-badge")).to_have_text("новая")
         await expect(notice).to_have_text(f"Новая отметка: 5 — {lesson['subject']}")
+        # The week and the period's averages read again once, by their registered documents.
+        assert operations[3:] == ["DiaryWeek", "DiaryAverages"]
     assert await page.evaluate("window.loadedOnce === true"), "the page was loaded again"
     # One stream, the registered document by its id (no query text), from now.
     assert len(streams) == 1
@@ -117,7 +126,7 @@ async def test_a_new_mark_appears_and_is_announced_without_a_reload(
 async def test_a_cut_stream_resumes_from_its_cursor_with_nothing_lost(
     live: LiveServer, page: Page, gql: GraphQL, owner_conn: asyncpg.Connection
 ) -> None:
-    streams = stream_requests(page, live)
+    streams, _ = graphql_requests(page, live)
     child = await open_live_diary(page, live, gql)
     student = int(child["id"])
     first, second, third = (await held_lessons(owner_conn, student))[:3]

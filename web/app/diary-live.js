@@ -25,6 +25,7 @@ const SAID = {
  * `shownWeek()` ({ from, to } or undefined), `askedBefore(time)` (was what is shown asked
  * for before `performance.now()` was `time`?), `forget(child)` (drop the child's kept
  * averages) and `refresh()` (read and show the address again, quietly; a promise).
+ * Returns `{ tried }`: settles when the stream has opened or its first attempt failed.
  */
 export function startLive(view) {
   const notice = liveRegion();
@@ -83,6 +84,7 @@ export function startLive(view) {
   });
   window.addEventListener("pagehide", () => live.stop());
   document.querySelector("form.sign-out")?.addEventListener("submit", () => live.stop());
+  return { tried: live.tried };
 }
 
 /** The polite status region the changes are said in (kept in the page from the start). */

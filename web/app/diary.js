@@ -15,6 +15,8 @@ import { element, neverFromCache, setStatus, showViewer } from "./page.js";
 const ACCESS_DENIED = new Set(["FORBIDDEN", "NOT_FOUND"]);
 const SESSION_ENDED = new Set(["UNAUTHENTICATED", "TOKEN_EXPIRED", "SESSION_REVOKED"]);
 const byId = (id) => document.getElementById(id);
+// The first week waits this long at most for the live stream (see the end of the file).
+const LIVE_WAIT_MS = 1500;
 const state = {
   children: undefined,
   averages: new Map(),
@@ -100,6 +102,7 @@ async function loadChildren() {
 async function loadWeek(child, week) {
   const variables = { student: child };
   if (week) Object.assign(variables, { from: week, to: addDays(week, 6) });
+  await Promise.race([live.tried, new Promise((done) => setTimeout(done, LIVE_WAIT_MS))]);
   state.askedAt = performance.now();
   const data = await query("DiaryWeek", variables);
   if (!data.student) throw new NoAccess();
@@ -242,8 +245,9 @@ function listen() {
 neverFromCache();
 byId("legend").replaceChildren(attendanceLegend());
 listen();
-show();
-startLive({
+// The changes' stream first: a week read after it is open misses nothing written meanwhile
+// (one read before it is read again once it is).
+const live = startLive({
   shownChild: () => state.shown?.child,
   shownWeek: () => state.shown,
   askedBefore: (time) => state.askedAt !== undefined && state.askedAt < time,
@@ -254,3 +258,4 @@ startLive({
   },
   refresh: () => show({ quiet: true }),
 });
+show();

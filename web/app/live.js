@@ -29,13 +29,15 @@ const MAX_EVENT_CHARS = 4 << 20;
  * open until `stop()`. Handlers: `onOpen({ resumed })` — the stream is open (`resumed`:
  * after a cursor, nothing missed; otherwise from now); `onData(data)` — each result's data;
  * `onEnd(code)` — stopped for good (the session ended: UNAUTHENTICATED, TOKEN_EXPIRED,
- * SESSION_REVOKED; or another final refusal's code). Returns `{ stop }`.
+ * SESSION_REVOKED; or another final refusal's code). Returns `{ stop, tried }`: `tried`
+ * settles when the first attempt has opened the stream (true) or failed (false).
  */
 export function subscribe(name, handlers) {
   const stream = new Stream(name, handlers);
+  const tried = new Promise((resolve) => (stream.tried = resolve));
   stream.connect();
   window.addEventListener("online", () => stream.retryNow());
-  return { stop: () => stream.stop() };
+  return { stop: () => stream.stop(), tried };
 }
 
 class Stream {
@@ -47,6 +49,7 @@ class Stream {
     this.stopped = false;
     this.controller = undefined;
     this.retry = undefined;
+    this.tried = () => {};
   }
 
   stop() {
@@ -74,6 +77,7 @@ class Stream {
     } finally {
       controller.abort();
     }
+    this.tried(false);
     if (this.stopped) return;
     if (code === "CURSOR_EXPIRED") {
       this.cursor = undefined; // too old to resume: from now (the page reads afresh)
@@ -105,6 +109,7 @@ class Stream {
     });
     const type = response.headers.get("content-type") || "";
     if (!response.ok || !type.startsWith("text/event-stream")) return refusalCode(response);
+    this.tried(true);
     this.handlers.onOpen({ resumed: since !== undefined });
     let silence;
     const alive = () => {
