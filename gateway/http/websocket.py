@@ -97,9 +97,16 @@ class _Connection:
         return parsed
 
     async def initialise(self) -> None:
-        message = await self.receive(INIT_TIMEOUT_S)
-        if message is None:
-            raise _Close(4408, "Connection initialisation timeout")
+        deadline = asyncio.get_running_loop().time() + INIT_TIMEOUT_S
+        while True:  # a ping may come at any time, even before the initialisation
+            left = deadline - asyncio.get_running_loop().time()
+            message = await self.receive(left) if left > 0 else None
+            if message is None:
+                raise _Close(4408, "Connection initialisation timeout")
+            if message["type"] == "ping":
+                await self.send({"type": "pong"})
+            elif message["type"] != "pong":
+                break
         if message["type"] != "connection_init":
             raise _Close(4401, "Unauthorized")
         payload = message.get("payload")

@@ -40,6 +40,7 @@ class Subscription:
 
     __slots__ = (
         "_catch_up",
+        "_closed",
         "_codec",
         "_ended",
         "_from",
@@ -79,12 +80,13 @@ class Subscription:
         self._from = start
         self._wake = asyncio.Event()
         self._ended: ErrorCode | None = None
+        self._closed = False
         self._on_close = on_close
         self._on_deliver = on_deliver
 
     def offer(self, copy: Copy) -> None:
         """A copy from the dispatcher, already authorized (never waits)."""
-        if self._ended is not None:
+        if self._ended is not None or self._closed:
             return
         queue = self._waiting if self._waiting is not None else self._queue
         if len(queue) >= self._limit:
@@ -106,8 +108,15 @@ class Subscription:
         return self._ended
 
     def close(self) -> None:
-        """The consumer is gone: leave the dispatcher."""
+        """The consumer is gone: leave the dispatcher (idempotent)."""
+        self._closed = True
+        self._queue.clear()
         self._on_close(self)
+
+    async def aclose(self) -> None:
+        """What graphql-core calls when the response stream is closed (the client left,
+        completed the operation, or the stream ended)."""
+        self.close()
 
     def __aiter__(self) -> Subscription:
         return self

@@ -8,6 +8,7 @@ run on a live server of their own.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -327,3 +328,26 @@ async def test_the_cookie_session_subscribes_from_an_allowed_origin_only(
         for headers in (cookie, {**cookie, "Origin": "https://evil.example"}):
             response = await refused(http, DIARY_EVENTS, headers=headers)
             assert (response.status_code, codes(response.json())) == (403, ["CSRF_REJECTED"])
+
+
+# --- closed streams leave the dispatcher ----------------------------------------------------
+
+
+async def test_a_closed_stream_frees_its_place(
+    database_url: str,
+    data_dir: Path,
+    pool: asyncpg.Pool,
+    tokens: dict[str, str],
+) -> None:
+    """With one stream allowed per account, a stream the client closed does not count."""
+    env = {**gateway_env(database_url, data_dir), "SCHOOL_GATEWAY_SUBSCRIPTIONS_PER_ACCOUNT": "1"}
+    async with live_server(env, pool) as server, client_of(server) as http:
+        async with subscribed(http, DIARY_EVENTS, token=tokens[PARENT]):
+            second = await refused(http, DIARY_EVENTS, token=tokens[PARENT])
+            assert codes(second.json()) == ["TOO_MANY_SUBSCRIPTIONS"], second.text
+        dispatcher = server.app.state.services.changes.dispatcher
+        async with asyncio.timeout(3):
+            while dispatcher.subscriptions:  # noqa: ASYNC110 (a counter of the server's tasks)
+                await asyncio.sleep(0.05)
+        async with subscribed(http, DIARY_EVENTS, token=tokens[PARENT]):
+            pass

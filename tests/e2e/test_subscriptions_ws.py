@@ -10,9 +10,9 @@ starts at the dispatcher's position, which may still be before another test's un
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,10 @@ import asyncpg
 import pytest
 
 import gateway.http.websocket as websocket_module
-import tests.support.live_server as live_server_module
 from auth.store.sessions import ClientKind, revoke_session, start_session
 from auth.tokens import ACCESS, verify_token
 from gateway.core import identifiers as snils
 from gateway.core.settings import Settings
-from gateway.http.serving import gateway_config
-from gateway.http.uvicorn_protocols import GatewayConfig
 from tests.support.environment import gateway_env
 from tests.support.journal_writes import journal_writes
 from tests.support.live_server import LiveServer, live_server
@@ -47,29 +44,12 @@ FOREIGN_ORIGIN = "https://evil.example"
 QUIET_S = 0.7  # how long "nothing more arrives" is watched
 
 
-def _with_websockets(app: Any, settings: Settings, **kwargs: Any) -> GatewayConfig:
-    """gateway_config without live_server's `ws="none"` (the gateway's own WebSocket
-    implementation, as `serve` runs it)."""
-    if kwargs.get("ws") == "none":
-        del kwargs["ws"]
-    return gateway_config(app, settings, **kwargs)
-
-
-@contextlib.asynccontextmanager
-async def ws_live_server(env: Mapping[str, str], pool: asyncpg.Pool) -> AsyncIterator[LiveServer]:
-    """tests.support.live_server.live_server, serving WebSockets."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(live_server_module, "gateway_config", _with_websockets)
-        async with live_server(env, pool) as server:
-            yield server
-
-
 @pytest.fixture(scope="module")
 async def ws_live(
     database_url: str, data_dir: Path, pool: asyncpg.Pool
 ) -> AsyncIterator[LiveServer]:
     """A live server with the default feed settings."""
-    async with ws_live_server(gateway_env(database_url, data_dir), pool) as server:
+    async with live_server(gateway_env(database_url, data_dir), pool) as server:
         yield server
 
 
@@ -83,7 +63,7 @@ async def quick_live(
         "SCHOOL_GATEWAY_SUBSCRIPTION_HEARTBEAT_S": "1",
         "SCHOOL_GATEWAY_SUBSCRIPTION_RECHECK_S": "1",
     }
-    async with ws_live_server(env, pool) as server:
+    async with live_server(env, pool) as server:
         yield server
 
 
@@ -419,6 +399,31 @@ async def test_ping_is_answered_with_pong(ws_live: LiveServer) -> None:
         # An unsolicited pong is allowed and not answered.
         await client.send({"type": "pong"})
         await client.sync()
+
+
+async def test_a_ping_before_the_initialisation_is_answered(ws_live: LiveServer) -> None:
+    async with ws_connect(ws_live.url) as client:
+        await client.send({"type": "ping"})
+        assert await client.receive() == {"type": "pong"}
+        await client.init()
+        await client.sync()
+
+
+async def test_completed_subscriptions_free_their_places(
+    ws_live: LiveServer, tokens: dict[str, str]
+) -> None:
+    """More subscribe/complete rounds than an account may hold at once: each completed
+    one leaves the dispatcher (SCHOOL_GATEWAY_SUBSCRIPTIONS_PER_ACCOUNT is 16)."""
+    dispatcher = ws_live.app.state.services.changes.dispatcher
+    async with ws_connect(ws_live.url) as client:
+        await client.init(_bearer(tokens["parent-one-school"]))
+        for round_ in range(18):
+            await _subscribed(client, f"s{round_}")
+            await client.complete(f"s{round_}")
+            await client.sync()
+        async with asyncio.timeout(3):
+            while dispatcher.subscriptions:  # noqa: ASYNC110 (a counter of the server's tasks)
+                await asyncio.sleep(0.05)
 
 
 async def test_the_server_pings_an_idle_socket(quick_live: LiveServer) -> None:

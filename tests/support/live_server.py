@@ -52,7 +52,7 @@ async def live_server(env: Mapping[str, str], pool: asyncpg.Pool) -> AsyncIterat
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = Settings.from_env({**env, "SCHOOL_GATEWAY_PUBLIC_URL": url})
     app = create_app(settings, pool=pool)
-    config = gateway_config(app, settings, lifespan="on", log_level="warning", ws="none")
+    config = gateway_config(app, settings, lifespan="on", log_level="warning")
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
