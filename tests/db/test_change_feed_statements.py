@@ -32,8 +32,8 @@ from gateway.core.db import StatementCounter, counting_statements
 from gateway.core.settings import Settings
 from resolvers.changes.service import ChangeFeed
 from resolvers.changes.subscription import Subscription
-from resolvers.changes.types import DiaryEvent
-from tests.support.change_pages import changes_page, key
+from resolvers.changes.types import DiaryEvent, MarkEvent
+from tests.support.change_pages import Key, changes_page, key, last_change_id, logged
 from tests.support.journal_writes import JournalWriter, journal_writes
 from tests.support.planted import planted_parent
 from tests.support.statements import application_statements
@@ -77,18 +77,21 @@ async def _take(subscription: Subscription, count: int) -> list[DiaryEvent]:
     return [await asyncio.wait_for(anext(subscription), 10) for _ in range(count)]
 
 
-async def _one_transaction(writer: JournalWriter, viewers: Sequence[Viewer]) -> dict[int, int]:
+async def _one_transaction(writer: JournalWriter, viewers: Sequence[Viewer]) -> None:
     """A mark for each student of the viewers and homework for the first one's class, in
-    one transaction (one notification); the mark ids by student."""
+    one transaction (one notification)."""
     students = sorted({s for viewer in viewers for s in viewer.student_ids})
     async with writer.conn.transaction():
-        marks = {student: await writer.add_mark(student, value="4") for student in students}
+        for student in students:
+            await writer.add_mark(student, value="4")
         await writer.add_homework(students[0], text="Повторить таблицу умножения")
-    return marks
 
 
-def _expected(viewer: Viewer, marks: dict[int, int]) -> list[tuple[str, int]]:
-    return sorted(("mark", marks[s]) for s in viewer.student_ids)
+def _key(event: DiaryEvent) -> Key:
+    entity = getattr(event, "mark_id", None) or getattr(event, "homework_id", None)
+    assert entity is not None, event
+    kind = "mark" if isinstance(event, MarkEvent) else "homework"
+    return (kind, int(entity), int(event.student_id), event.action.value)
 
 
 async def _notification(
@@ -98,19 +101,23 @@ async def _notification(
     viewers: Sequence[Viewer],
     subscriptions: Sequence[Subscription],
 ) -> tuple[int, list[str]]:
-    """Write once; every subscription gets exactly its marks. The dispatcher's reads and
-    the statements sent meanwhile."""
+    """Write once; every subscription gets exactly its students' changes, in order. The
+    dispatcher's reads and the statements sent meanwhile."""
+    owner = writer.conn
     counter.statements.clear()
     reads = feed.dispatcher.reads
-    marks = await _one_transaction(writer, viewers)
+    before = await last_change_id(owner)
+    await _one_transaction(writer, viewers)
+    expected = {v.account_id: await logged(owner, before, sorted(v.student_ids)) for v in viewers}
+    assert any(k[0] == "homework" for keys in expected.values() for k in keys)
     for subscription in subscriptions:
-        viewer = subscription.viewer
-        mine = _expected(viewer, marks)
+        mine = expected[subscription.viewer.account_id]
         events = await _take(subscription, len(mine))
-        got = sorted((e.__class__.__name__, int(getattr(e, "mark_id", 0))) for e in events)
-        assert got == [("MarkEvent", mark_id) for _, mark_id in mine], viewer.display_name
-        assert {int(e.student_id) for e in events} == set(viewer.student_ids)
+        assert [_key(e) for e in events] == mine, subscription.viewer.display_name
     await asyncio.sleep(0.2)  # nothing more is read for this transaction
+    for subscription in (subscriptions[0], subscriptions[-1]):
+        with pytest.raises(TimeoutError):  # nor handed over
+            await asyncio.wait_for(anext(subscription), 0.05)
     return feed.dispatcher.reads - reads, application_statements(counter)
 
 
