@@ -10,12 +10,16 @@ while one is held open the other teacher writes for the other child only.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import AsyncIterator
+from itertools import pairwise
 
 import asyncpg
 import httpx
 import pytest
 
+from gateway.core.settings import Settings
 from tests.support.change_pages import (
     changes_page,
     children_of,
@@ -24,7 +28,8 @@ from tests.support.change_pages import (
     logged,
     page_to_end,
 )
-from tests.support.journal_writes import journal_writes
+from tests.support.journal_writes import JournalWriter, journal_writes
+from tests.support.planted import planted_parent
 
 FAMILY = "parent-two-schools"
 
@@ -170,3 +175,87 @@ async def test_a_transaction_open_across_pages_loses_and_repeats_nothing(
     assert len(expected) == 5 * 7 + 1
     assert len(delivered) == len(set(delivered)) == len(expected)
     assert sorted(delivered) == sorted(expected)
+
+
+async def _students_of_classes(owner_conn: asyncpg.Connection, count: int) -> list[int]:
+    rows = await owner_conn.fetch(
+        """SELECT DISTINCT ON (s.class_id) s.id FROM school.students s
+           JOIN school.classes c ON c.id = s.class_id
+           WHERE c.grade BETWEEN 2 AND 11 ORDER BY s.class_id, s.id LIMIT $1""",
+        count,
+    )
+    return [row["id"] for row in rows]
+
+
+async def _teacher_writes(
+    owner_url: str, student: int, first_id: int, rng: random.Random
+) -> list[int]:
+    """Eight transactions of one to three marks for one student, each held open a little
+    (ids of its own range: writers do not wait for each other's keys)."""
+    conn = await _connect(owner_url)
+    written: list[int] = []
+    try:
+        lesson = await JournalWriter(conn).lesson_of(student)
+        for _ in range(8):
+            async with conn.transaction():
+                for _ in range(rng.randint(1, 3)):
+                    mark_id = first_id + len(written)
+                    await conn.execute(
+                        """INSERT INTO school.marks (id, student_id, lesson_id, date,
+                                                     work_type_id, value, numeric_value, weight)
+                           VALUES ($1, $2, $3, $4, 1, '4', 4, 1)""",
+                        mark_id,
+                        student,
+                        lesson["id"],
+                        lesson["date"],
+                    )
+                    written.append(mark_id)
+                    await asyncio.sleep(rng.uniform(0, 0.03))
+            await asyncio.sleep(rng.uniform(0, 0.02))
+    finally:
+        await conn.close()
+    return written
+
+
+async def test_concurrent_teachers_while_a_parent_polls(
+    client: httpx.AsyncClient,
+    owner_url: str,
+    owner_conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    settings: Settings,
+) -> None:
+    """Four teachers commit in whatever order their transactions end while a parent polls
+    three events at a time: every mark comes once."""
+    students = await _students_of_classes(owner_conn, 4)
+    first_id = 1 + await owner_conn.fetchval("SELECT max(id) FROM school.marks") + 1_000_000
+    rng = random.Random(14)
+    async with planted_parent(owner_conn, pool, settings, students, tag=143) as token:
+        cursor = (await changes_page(client, token))["cursor"]
+        before = await last_change_id(owner_conn)
+        writers = [
+            asyncio.create_task(_teacher_writes(owner_url, s, first_id + i * 1000, rng))
+            for i, s in enumerate(students)
+        ]
+        delivered: list[tuple[str, int, int, str]] = []
+        try:
+            while not all(task.done() for task in writers):
+                page = await changes_page(client, token, since=cursor, first=3)
+                delivered += [key(e) for e in page["events"]]
+                cursor = page["cursor"]
+                await asyncio.sleep(0.005)
+            written = [mark_id for task in writers for mark_id in await task]
+            events, _ = await page_to_end(client, token, cursor, first=3)
+            delivered += [key(e) for e in events]
+            expected = await logged(owner_conn, before, students)
+        finally:
+            await asyncio.gather(*writers, return_exceptions=True)
+            await owner_conn.execute(
+                "DELETE FROM school.marks WHERE id >= $1 AND id < $2", first_id, first_id + 4000
+            )
+    assert len(written) >= 4 * 8
+    assert len(delivered) == len(set(delivered)) == len(expected)
+    assert sorted(delivered) == sorted(expected)
+    assert {k[1] for k in delivered} == set(written)
+    # Commits did come out of id order (else this test proves little).
+    ids = [expected.index(k) for k in delivered]
+    assert any(later < earlier for earlier, later in pairwise(ids))
