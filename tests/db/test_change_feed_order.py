@@ -23,20 +23,19 @@ from gateway.core.settings import Settings
 from tests.support.change_pages import (
     changes_page,
     children_of,
+    free_mark_ids,
     key,
     last_change_id,
     logged,
+    owner_connection,
     page_to_end,
+    students_of_classes,
+    teacher_marks,
 )
-from tests.support.journal_writes import JournalWriter, journal_writes
+from tests.support.journal_writes import journal_writes
 from tests.support.planted import planted_parent
 
 FAMILY = "parent-two-schools"
-
-
-async def _connect(owner_url: str) -> asyncpg.Connection:
-    # A wait for a lock held by the test's own open transaction fails instead of hanging.
-    return await asyncpg.connect(owner_url, server_settings={"lock_timeout": "5000"})
 
 
 @pytest.fixture
@@ -44,7 +43,7 @@ async def teacher(
     owner_url: str, owner_conn: asyncpg.Connection
 ) -> AsyncIterator[asyncpg.Connection]:
     """An owner connection whose transaction the test holds open."""
-    conn = await _connect(owner_url)
+    conn = await owner_connection(owner_url)
     try:
         yield conn
     finally:
@@ -56,7 +55,7 @@ async def other_teacher(
     owner_url: str, owner_conn: asyncpg.Connection
 ) -> AsyncIterator[asyncpg.Connection]:
     """Another owner connection, writing (and committing) meanwhile."""
-    conn = await _connect(owner_url)
+    conn = await owner_connection(owner_url)
     try:
         yield conn
     finally:
@@ -177,46 +176,6 @@ async def test_a_transaction_open_across_pages_loses_and_repeats_nothing(
     assert sorted(delivered) == sorted(expected)
 
 
-async def _students_of_classes(owner_conn: asyncpg.Connection, count: int) -> list[int]:
-    rows = await owner_conn.fetch(
-        """SELECT DISTINCT ON (s.class_id) s.id FROM school.students s
-           JOIN school.classes c ON c.id = s.class_id
-           WHERE c.grade BETWEEN 2 AND 11 ORDER BY s.class_id, s.id LIMIT $1""",
-        count,
-    )
-    return [row["id"] for row in rows]
-
-
-async def _teacher_writes(
-    owner_url: str, student: int, first_id: int, rng: random.Random
-) -> list[int]:
-    """Eight transactions of one to three marks for one student, each held open a little
-    (ids of its own range: writers do not wait for each other's keys)."""
-    conn = await _connect(owner_url)
-    written: list[int] = []
-    try:
-        lesson = await JournalWriter(conn).lesson_of(student)
-        for _ in range(8):
-            async with conn.transaction():
-                for _ in range(rng.randint(1, 3)):
-                    mark_id = first_id + len(written)
-                    await conn.execute(
-                        """INSERT INTO school.marks (id, student_id, lesson_id, date,
-                                                     work_type_id, value, numeric_value, weight)
-                           VALUES ($1, $2, $3, $4, 1, '4', 4, 1)""",
-                        mark_id,
-                        student,
-                        lesson["id"],
-                        lesson["date"],
-                    )
-                    written.append(mark_id)
-                    await asyncio.sleep(rng.uniform(0, 0.03))
-            await asyncio.sleep(rng.uniform(0, 0.02))
-    finally:
-        await conn.close()
-    return written
-
-
 async def test_concurrent_teachers_while_a_parent_polls(
     client: httpx.AsyncClient,
     owner_url: str,
@@ -226,14 +185,14 @@ async def test_concurrent_teachers_while_a_parent_polls(
 ) -> None:
     """Four teachers commit in whatever order their transactions end while a parent polls
     three events at a time: every mark comes once."""
-    students = await _students_of_classes(owner_conn, 4)
-    first_id = 1 + await owner_conn.fetchval("SELECT max(id) FROM school.marks") + 1_000_000
+    students = await students_of_classes(owner_conn, 4)
+    first_id = await free_mark_ids(owner_conn)
     rng = random.Random(14)
     async with planted_parent(owner_conn, pool, settings, students, tag=143) as token:
         cursor = (await changes_page(client, token))["cursor"]
         before = await last_change_id(owner_conn)
         writers = [
-            asyncio.create_task(_teacher_writes(owner_url, s, first_id + i * 1000, rng))
+            asyncio.create_task(teacher_marks(owner_url, s, first_id + i * 1000, rng))
             for i, s in enumerate(students)
         ]
         delivered: list[tuple[str, int, int, str]] = []

@@ -1,15 +1,18 @@
 """Helpers of the change-feed tests (tests/db/test_change_feed*.py): `diaryChanges` pages
-asked over HTTP, paging to the end, a family's children, and the change log's rows as the
-owner sees them (the expected values)."""
+asked over HTTP, paging to the end, a family's children, the change log's rows as the
+owner sees them (the expected values), and teachers writing marks concurrently."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import httpx
 
+from tests.support.journal_writes import JournalWriter
 from tests.support.planted import error_codes, post_graphql
 
 CHANGES_QUERY = """
@@ -154,3 +157,58 @@ async def children_of(client: httpx.AsyncClient, token: str) -> list[int]:
 
 def codes(payload: dict[str, Any]) -> list[str]:
     return error_codes(payload)
+
+
+async def owner_connection(owner_url: str) -> asyncpg.Connection:
+    """A teacher's own connection: a wait for a lock held by the test's own open
+    transaction fails (lock_timeout) instead of hanging the test."""
+    return await asyncpg.connect(owner_url, server_settings={"lock_timeout": "5000"})
+
+
+async def students_of_classes(owner_conn: asyncpg.Connection, count: int) -> list[int]:
+    """`count` students, each of another class (grades with marks)."""
+    rows = await owner_conn.fetch(
+        """SELECT DISTINCT ON (s.class_id) s.id FROM school.students s
+           JOIN school.classes c ON c.id = s.class_id
+           WHERE c.grade BETWEEN 2 AND 11 ORDER BY s.class_id, s.id LIMIT $1""",
+        count,
+    )
+    return [row["id"] for row in rows]
+
+
+async def teacher_marks(
+    owner_url: str, student: int, first_id: int, rng: random.Random, *, transactions: int = 8
+) -> list[int]:
+    """`transactions` transactions of one to three marks for one student on a connection
+    of its own, each held open a little (ids from `first_id` on, a range of this writer's:
+    concurrent writers do not wait for each other's keys); the ids written. The caller
+    deletes them."""
+    conn = await owner_connection(owner_url)
+    written: list[int] = []
+    try:
+        lesson = await JournalWriter(conn).lesson_of(student)
+        for _ in range(transactions):
+            async with conn.transaction():
+                for _ in range(rng.randint(1, 3)):
+                    mark_id = first_id + len(written)
+                    await conn.execute(
+                        """INSERT INTO school.marks (id, student_id, lesson_id, date,
+                                                     work_type_id, value, numeric_value, weight)
+                           VALUES ($1, $2, $3, $4, 1, '4', 4, 1)""",
+                        mark_id,
+                        student,
+                        lesson["id"],
+                        lesson["date"],
+                    )
+                    written.append(mark_id)
+                    await asyncio.sleep(rng.uniform(0, 0.03))
+            await asyncio.sleep(rng.uniform(0, 0.02))
+    finally:
+        await conn.close()
+    return written
+
+
+async def free_mark_ids(owner_conn: asyncpg.Connection) -> int:
+    """The first of a range of mark ids far above the journal's (for `teacher_marks`)."""
+    value: int = await owner_conn.fetchval("SELECT max(id) + 1000001 FROM school.marks")
+    return value
