@@ -237,6 +237,36 @@ async def test_a_removed_mark_is_removed_with_no_mark(
     assert event["studentId"] == str(kids[0])
 
 
+async def test_removed_rows_of_every_kind_come_with_no_payload(
+    client: httpx.AsyncClient, tokens: dict[str, str], owner_conn: asyncpg.Connection
+) -> None:
+    token = tokens[FAMILY]
+    kids = await children_of(client, token)
+    async with journal_writes(owner_conn) as writer:
+        record_id = await writer.add_attendance(kids[0])
+        homework_id = await writer.add_homework(kids[0])
+        final_id = await writer.set_final_mark(kids[0])
+        lesson = await writer.lesson_of(kids[0])
+        await writer.set_topic(lesson["id"], "Тема, которую уберут")
+        start = await changes_page(client, token)
+        for statement, value in (
+            ("DELETE FROM school.attendance WHERE id = $1", record_id),
+            ("DELETE FROM school.homework WHERE id = $1", homework_id),
+            ("DELETE FROM school.final_marks WHERE id = $1", final_id),
+            ("DELETE FROM school.lesson_topics WHERE lesson_id = $1", lesson["id"]),
+        ):
+            await owner_conn.execute(statement, value)
+        events, _ = await page_to_end(client, token, start["cursor"])
+    assert [key(e) for e in events] == [
+        ("attendance", record_id, kids[0], "removed"),
+        ("homework", homework_id, kids[0], "removed"),
+        ("final_mark", final_id, kids[0], "removed"),
+        ("lesson_topic", lesson["id"], kids[0], "removed"),
+    ]
+    fields = ("attendance", "homework", "finalMark", "topic")
+    assert [event[name] for event, name in zip(events, fields, strict=True)] == [None] * 4
+
+
 async def _classmates(owner_conn: asyncpg.Connection) -> tuple[list[int], int]:
     """Two students of one class (grades with marks) and a student of another class."""
     rows = await owner_conn.fetch(
