@@ -286,7 +286,7 @@ async def test_a_class_change_comes_once_per_child_in_the_class(
 ) -> None:
     pair, elsewhere = await _classmates(owner_conn)
     students = [*pair, elsewhere]
-    async with planted_parent(owner_conn, pool, settings, students, tag=140) as token:
+    async with planted_parent(owner_conn, pool, settings, students, tag=240) as token:
         start = await changes_page(client, token)
         async with journal_writes(owner_conn) as writer:
             homework_id = await writer.add_homework(pair[0], text="Выучить стихотворение")

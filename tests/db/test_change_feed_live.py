@@ -67,8 +67,8 @@ async def test_a_subscriber_gets_concurrent_teachers_marks_once(
 ) -> None:
     students = await students_of_classes(owner_conn, 4)
     first_id = await free_mark_ids(owner_conn)
-    rng = random.Random(144)
-    async with planted_parent(owner_conn, pool, settings, students, tag=144) as token:
+    rng = random.Random(244)
+    async with planted_parent(owner_conn, pool, settings, students, tag=244) as token:
         viewer = await load_viewer(pool, verify_token(settings, token).account_id)
         assert viewer is not None and viewer.student_ids == frozenset(students)
         subscription = await feed.subscribe(

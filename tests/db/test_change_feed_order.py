@@ -188,7 +188,7 @@ async def test_concurrent_teachers_while_a_parent_polls(
     students = await students_of_classes(owner_conn, 4)
     first_id = await free_mark_ids(owner_conn)
     rng = random.Random(14)
-    async with planted_parent(owner_conn, pool, settings, students, tag=143) as token:
+    async with planted_parent(owner_conn, pool, settings, students, tag=243) as token:
         cursor = (await changes_page(client, token))["cursor"]
         before = await last_change_id(owner_conn)
         writers = [

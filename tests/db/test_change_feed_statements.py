@@ -185,8 +185,8 @@ async def test_diary_changes_statements_do_not_grow(
     students = await _pick_students(owner_conn, 3)
     assert len(students) == 3
     async with (
-        planted_parent(owner_conn, pool, settings, students[:1], tag=141) as one,
-        planted_parent(owner_conn, pool, settings, students, tag=142) as three,
+        planted_parent(owner_conn, pool, settings, students[:1], tag=241) as one,
+        planted_parent(owner_conn, pool, settings, students, tag=242) as three,
     ):
         starts = [(await changes_page(client, token))["cursor"] for token in (one, three)]
         async with journal_writes(owner_conn) as writer:
