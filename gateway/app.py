@@ -54,7 +54,7 @@ from gateway.http.cors import CorsMiddleware
 from gateway.http.endpoint import GraphQLEndpoint, operation_name_of
 from gateway.http.pages import WebPages
 from gateway.http.protocol import JSON, accepts_html, error_response, json_response, negotiate
-from gateway.http.sse import sse_response, wants_event_stream
+from gateway.http.sse import EventStreamMiddleware
 from gateway.http.streams import Streams
 from gateway.http.websocket import websocket_handler
 from gateway.migrations.location import locate_database
@@ -127,8 +127,6 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
             and accepts_html(request.headers.get("accept"))
         ):
             response = pages.graphiql_response()
-        elif wants_event_stream(request):
-            return await sse_response(streams, request, holder.get())
         else:
             response = await endpoint.handle(request, holder.get())
         response.headers["Cache-Control"] = "no-store"
@@ -182,6 +180,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
         middleware=[
             *_cors(settings),
             Middleware(RequestMiddleware, outage=outage, body_timeout_s=settings.body_timeout_s),
+            Middleware(EventStreamMiddleware, streams=streams, pool=holder.get, path=GRAPHQL_PATH),
             *_compression(settings),
         ],
         lifespan=lifespan,

@@ -94,7 +94,7 @@ SUBSCRIPTION_TRANSPORTS: Final = (
     "(протокол graphql-transport-ws)."
 )
 # strawberry's fast awaitable check (coroutines and futures first), typed for graphql-core.
-_is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
+is_awaitable_value = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
 
 
 # --- documents -----------------------------------------------------------------------
@@ -214,7 +214,9 @@ class GraphQLEndpoint:
         self.tokens = VerifiedTokens(settings)
         self.executor_class = schema.execution_context_class
         self._compiled = (
-            CompiledExecutor(schema, _is_awaitable) if settings.executor == "compiled" else None
+            CompiledExecutor(schema, is_awaitable_value)
+            if settings.executor == "compiled"
+            else None
         )
         if response_cache is None:
             response_cache = settings.response_cache
@@ -400,7 +402,7 @@ class GraphQLEndpoint:
             variable_values=graphql_request.variables,
             operation_name=operation_name,
             executor_class=self.executor_class,
-            is_awaitable=_is_awaitable,
+            is_awaitable=is_awaitable_value,
             operation_extensions=graphql_request.extensions,
         )
         if inspect.isawaitable(outcome):

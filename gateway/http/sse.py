@@ -13,20 +13,25 @@ the CSRF rules: POST, `Content-Type: application/json`, an allowed `Origin`), th
   `Cache-Control: no-store, no-transform` keeps it out of caches and of compression.
 
 The client going away ends the subscription at once (its ASGI `http.disconnect`).
+
+Thousands of streams sit idle in one process, so the path is lean: `EventStreamMiddleware`
+answers these requests itself, below the request log, CORS and outage handling
+(gateway.app) but above compression and Starlette's routing, and an open stream holds
+its coroutine, one task watching for the disconnect, and the subscription's own state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import Callable
 from typing import Final
 
 import asyncpg
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth.requests import authenticate_request, credentials_expire_at
 from gateway.core.errors import HttpError
@@ -37,7 +42,7 @@ from gateway.http.protocol import (
     json_response,
     read_graphql_request,
 )
-from gateway.http.streams import Refused, Streams
+from gateway.http.streams import OpenStream, Refused, Streams
 
 EVENT_STREAM: Final = "text/event-stream"
 HEARTBEAT: Final = b":\n\n"
@@ -49,14 +54,56 @@ _HEADERS: Final = [
 ]
 
 
-def wants_event_stream(request: Request) -> bool:
-    """Whether the client asks for an event stream (graphql-sse)."""
-    accept = request.headers.get("accept", "")
-    return any(part.partition(";")[0].strip().lower() == EVENT_STREAM for part in accept.split(","))
+def wants_event_stream(accept: str | None) -> bool:
+    """Whether an `Accept` header asks for an event stream (graphql-sse)."""
+    return any(
+        part.partition(";")[0].strip().lower() == EVENT_STREAM for part in (accept or "").split(",")
+    )
 
 
-async def sse_response(streams: Streams, request: Request, pool: asyncpg.Pool) -> Response:
-    """The answer to a graphql-sse request (see the module's doc)."""
+class EventStreamMiddleware:
+    """Answers `GET`/`POST` `path` requests that accept `text/event-stream` (see the
+    module's doc); everything else goes on to `app`."""
+
+    def __init__(
+        self, app: ASGIApp, *, streams: Streams, pool: Callable[[], asyncpg.Pool], path: str
+    ) -> None:
+        self.app = app
+        self.streams = streams
+        self.pool = pool
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._is_event_stream(scope):
+            await self.app(scope, receive, send)
+            return
+        opened = await self._open(scope, receive)
+        if isinstance(opened, Response):
+            await opened(scope, receive, send)
+            return
+        heartbeat_s = self.streams.endpoint.settings.changes.heartbeat_s
+        await stream_events(opened, receive, send, heartbeat_s=heartbeat_s)
+
+    def _is_event_stream(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            return False
+        if scope["method"] not in ("GET", "POST"):
+            return False
+        accept = next((value for name, value in scope["headers"] if name == b"accept"), None)
+        return accept is not None and wants_event_stream(accept.decode("latin-1"))
+
+    async def _open(self, scope: Scope, receive: Receive) -> OpenStream | Response:
+        """The stream, or the response refusing it (the request is not kept)."""
+        opened = await sse_response(self.streams, Request(scope, receive), self.pool())
+        if isinstance(opened, Response):
+            opened.headers["Cache-Control"] = "no-store"
+        return opened
+
+
+async def sse_response(
+    streams: Streams, request: Request, pool: asyncpg.Pool
+) -> OpenStream | Response:
+    """The open stream of a graphql-sse request, or the response refusing it."""
     endpoint = streams.endpoint
     settings = endpoint.settings
     try:
@@ -70,59 +117,38 @@ async def sse_response(streams: Streams, request: Request, pool: asyncpg.Pool) -
     except HttpError as error:
         return error_response(error, JSON)
     if isinstance(opened, Refused):
-        return refusal_response(opened.errors)
-    return EventStreamResponse(opened, heartbeat_s=settings.changes.heartbeat_s)
-
-
-def refusal_response(errors: list[Formatted], status: int = 400) -> Response:
-    return json_response({"errors": errors}, status, JSON)
+        return json_response({"errors": opened.errors}, 400, JSON)
+    return opened
 
 
 def next_event(result: Formatted) -> bytes:
     return b"event: next\ndata: " + orjson.dumps(result) + b"\n\n"
 
 
-class EventStreamResponse(Response):
-    """Sends a subscription's results as server-sent events until it ends or the client
-    goes away."""
-
-    def __init__(self, results: AsyncGenerator[Formatted, None], *, heartbeat_s: float) -> None:
-        super().__init__(status_code=200)
-        self.results = results
-        self.heartbeat_s = heartbeat_s
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        results = self.results
-        headers = [*_HEADERS, *((k, v) for k, v in self.raw_headers if k == b"set-cookie")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        gone = asyncio.ensure_future(_disconnected(receive))
-        following: asyncio.Future[Formatted] | None = None
-        try:
-            while True:
-                following = following or asyncio.ensure_future(anext(results))
-                done, _ = await asyncio.wait(
-                    (following, gone), timeout=self.heartbeat_s, return_when=asyncio.FIRST_COMPLETED
-                )
-                if gone in done:
-                    return
-                if following not in done:
-                    await _body(send, HEARTBEAT)
-                    continue
-                try:
-                    result = following.result()
-                except StopAsyncIteration:
-                    break
-                following = None
-                await _body(send, next_event(result))
+async def stream_events(
+    stream: OpenStream, receive: Receive, send: Send, *, heartbeat_s: float
+) -> None:
+    """Send the stream's results as server-sent events until it ends or the client goes
+    away (then the stream is closed and the pending read ends at once)."""
+    await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    watcher.add_done_callback(lambda _watcher: stream.abort())
+    try:
+        while True:
+            try:
+                result = await stream.next(heartbeat_s)
+            except StopAsyncIteration:
+                break
+            await _body(send, HEARTBEAT if result is None else next_event(result))
+        if not watcher.done():
             await _body(send, COMPLETE)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            for task in (following, gone):
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                        await task
-            await results.aclose()
+    finally:
+        if not watcher.done():
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await stream.aclose()
 
 
 async def _body(send: Send, chunk: bytes) -> None:

@@ -2,28 +2,38 @@
 
 A subscription request goes through the same steps as a query (gateway.http.endpoint):
 the trusted-documents rule for cookie sessions, the parse/validation cache, the cost
-budget; then graphql-core's `subscribe` runs the root field's resolver (its permission
-checks included), and every event the feed yields is executed against the document's
-selection. The outcome is either a refusal (errors, no stream) or an iterator of
-formatted results; an error that ends the stream (SESSION_REVOKED, TOKEN_EXPIRED,
-SLOW_CONSUMER, the database gone) is its last result.
+budget; then graphql-core runs the root field's resolver (its permission checks
+included: `create_source_event_stream`), and every event the feed yields is executed
+against the document's selection by an executor built for it
+(`execute_subscription_event`). The outcome is either a refusal (errors, no stream) or
+an `OpenStream` of formatted results; an error that ends the stream (SESSION_REVOKED,
+TOKEN_EXPIRED, SLOW_CONSUMER, the database gone) is its last result.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import asyncpg
-from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode, OperationType, subscribe
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    create_source_event_stream,
+    execute_subscription_event,
+)
 
 from auth.viewer import Viewer
 from gateway.core.errors import MESSAGES, ApiError, ErrorCode, HttpError
 from gateway.core.outage import is_database_unavailable
 from gateway.http.endpoint import (
     GraphQLEndpoint,
+    is_awaitable_value,
     present_execution_error,
     present_request_error,
     select_operation,
@@ -67,7 +77,7 @@ class Streams:
         *,
         by_cookie: bool,
         expires_at: float | None,
-    ) -> Refused | AsyncGenerator[Formatted, None]:
+    ) -> Refused | OpenStream:
         """The stream of a subscription request, or why there is none. HttpError for a
         cookie session's unregistered document (as on POST /graphql)."""
         endpoint = self.endpoint
@@ -98,47 +108,115 @@ class Streams:
             credentials_expire_at=expires_at,
         )
         name = operation.name.value if operation.name else None
-        outcome = await cast(
-            "Any",
-            subscribe(
-                endpoint.core_schema,
-                prepared.document,
-                context_value=context,
-                variable_values=request.variables,
-                operation_name=name,
-                executor_class=endpoint.executor_class,
-            ),
+        stream = OpenStream(
+            endpoint, prepared.document, request.variables, context, operation_name=name
         )
+        refused = await stream.start()
+        return stream if refused is None else refused
+
+
+class HeartbeatSource(Protocol):
+    """A source stream that can wait with a timeout (resolvers.changes.subscription)."""
+
+    async def next_event(self, timeout_s: float | None) -> Any: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class OpenStream:
+    """An open subscription: its source stream, and what executing one of its events
+    needs. No executor is kept between events (each costs kilobytes, and thousands of
+    streams sit idle): each event is executed by an executor built for it."""
+
+    __slots__ = ("_context", "_document", "_endpoint", "_finished", "_source", "_variables",
+                 "operation_name")  # fmt: skip
+
+    def __init__(
+        self,
+        endpoint: GraphQLEndpoint,
+        document: DocumentNode,
+        variables: dict[str, Any] | None,
+        context: Context,
+        *,
+        operation_name: str | None,
+    ) -> None:
+        self._endpoint = endpoint
+        self._document = document
+        self._variables = variables
+        self._context = context
+        self.operation_name = operation_name
+        self._source: HeartbeatSource | None = None
+        self._finished = False
+
+    def _executor(self, root_value: Any) -> Any:
+        endpoint = self._endpoint
+        return endpoint.executor_class.build(
+            endpoint.core_schema,
+            self._document,
+            root_value,
+            self._context,
+            self._variables,
+            self.operation_name,
+            is_awaitable=is_awaitable_value,
+        )
+
+    async def start(self) -> Refused | None:
+        """Run the subscription field's resolver (its permission checks included)."""
+        executor = self._executor(None)
+        if isinstance(executor, list):
+            return Refused([present_request_error(error) for error in executor])
+        outcome = create_source_event_stream(executor)
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
         if isinstance(outcome, ExecutionResult):
             return Refused([present_request_error(error) for error in outcome.errors or ()])
-        return _formatted(outcome, name)
+        self._source = cast("HeartbeatSource", outcome)
+        return None
 
+    async def next(self, heartbeat_s: float | None = None) -> Formatted | None:
+        """The next result to send; None when `heartbeat_s` passed without one; an error
+        that ends the stream as its last result; then StopAsyncIteration."""
+        if self._finished or self._source is None:
+            raise StopAsyncIteration
+        try:
+            event = await self._source.next_event(heartbeat_s)
+        except StopAsyncIteration:
+            self._finished = True
+            raise
+        except ApiError as error:
+            self._finished = True
+            return {"errors": [dict(error.formatted)]}
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            if not is_database_unavailable(error):
+                raise
+            self._finished = True
+            return {"errors": [_unavailable()]}
+        if event is None:
+            return None
+        return await self._execute(event)
 
-async def _formatted(
-    results: AsyncIterator[ExecutionResult], operation_name: str | None
-) -> AsyncGenerator[Formatted, None]:
-    """Each event's result as sent; an error ending the source stream as the last one."""
-    try:
-        while True:
-            try:
-                result = await anext(results)
-            except StopAsyncIteration:
-                return
-            except ApiError as error:
-                yield {"errors": [dict(error.formatted)]}
-                return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                if not is_database_unavailable(error):
-                    raise
-                yield {"errors": [_unavailable()]}
-                return
-            body: Formatted = {}
-            if result.errors:
-                body["errors"] = [_event_error(e, operation_name) for e in result.errors]
-            body["data"] = result.data
-            yield body
-    finally:
-        await cast("Any", results).aclose()
+    async def _execute(self, event: Any) -> Formatted:
+        outcome = execute_subscription_event(self._executor(event))
+        result = await outcome if inspect.isawaitable(outcome) else outcome
+        body: Formatted = {}
+        if result.errors:
+            body["errors"] = [_event_error(e, self.operation_name) for e in result.errors]
+        body["data"] = result.data
+        return body
+
+    def abort(self) -> None:
+        """The consumer is gone: end a pending `next` at once (StopAsyncIteration)."""
+        self._finished = True
+        if self._source is not None:
+            self._source.close()
+
+    async def aclose(self) -> None:
+        """The consumer is gone (or the stream ended): release the source."""
+        self._finished = True
+        if self._source is not None:
+            await self._source.aclose()
 
 
 def _event_error(error: GraphQLError, operation_name: str | None) -> Formatted:

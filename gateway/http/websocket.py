@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from typing import Any, Final
 
 import asyncpg
@@ -36,7 +36,7 @@ from auth.tokens import BEARER, SESSION
 from auth.viewer import Viewer
 from gateway.core.errors import MESSAGES, ErrorCode, HttpError
 from gateway.http.protocol import Formatted, parameters_of
-from gateway.http.streams import Refused, Streams
+from gateway.http.streams import OpenStream, Refused, Streams
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +196,15 @@ class _Connection:
         task = asyncio.create_task(self._run(operation_id, opened))
         self.operations[operation_id] = task
 
-    async def _run(self, operation_id: str, results: AsyncGenerator[Formatted, None]) -> None:
+    async def _run(self, operation_id: str, results: OpenStream) -> None:
         try:
-            async for result in results:
+            while True:
+                try:
+                    result = await results.next()
+                except StopAsyncIteration:
+                    break
+                if result is None:
+                    continue
                 await self.send({"type": "next", "id": operation_id, "payload": result})
                 code = _ending_code(result)
                 if code in _CREDENTIALS_GONE:

@@ -13,7 +13,6 @@ without bound.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 from auth.viewer import Viewer
@@ -48,8 +47,8 @@ class Subscription:
         "_on_close",
         "_on_deliver",
         "_queue",
+        "_waiter",
         "_waiting",
-        "_wake",
         "expires_at",
         "student_ids",
         "viewer",
@@ -73,12 +72,14 @@ class Subscription:
         self.expires_at = expires_at
         self._codec = codec
         self._limit = queue_size
-        self._queue: deque[Copy] = deque()
+        # Lists, not deques: a few entries at most, and an idle subscriber's memory counts
+        # (thousands are open per process).
+        self._queue: list[Copy] = []
         # Handed over during a catch-up, until it reaches the present (None: live).
-        self._waiting: deque[Copy] | None = deque() if catch_up is not None else None
+        self._waiting: list[Copy] | None = [] if catch_up is not None else None
         self._catch_up = catch_up
         self._from = start
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[bool] | None = None
         self._ended: ErrorCode | None = None
         self._closed = False
         self._on_close = on_close
@@ -93,7 +94,7 @@ class Subscription:
             self.end(ErrorCode.SLOW_CONSUMER)
             return
         queue.append(copy)
-        self._wake.set()
+        self._wake()
 
     def end(self, code: ErrorCode) -> None:
         """End the stream: the consumer's next read raises StreamEnded with `code`;
@@ -101,17 +102,18 @@ class Subscription:
         if self._ended is None:
             self._ended = code
             self._queue.clear()
-            self._wake.set()
+            self._wake()
 
     @property
     def ended(self) -> ErrorCode | None:
         return self._ended
 
     def close(self) -> None:
-        """The consumer is gone: leave the dispatcher (idempotent)."""
+        """The consumer is gone: leave the dispatcher, end a pending read (idempotent)."""
         self._closed = True
         self._queue.clear()
         self._on_close(self)
+        self._wake()
 
     async def aclose(self) -> None:
         """What graphql-core calls when the response stream is closed (the client left,
@@ -122,19 +124,49 @@ class Subscription:
         return self
 
     async def __anext__(self) -> DiaryEvent:
+        event = await self.next_event(None)
+        assert event is not None
+        return event
+
+    async def next_event(self, timeout_s: float | None) -> DiaryEvent | None:
+        """The next event; None when `timeout_s` passed without one (a heartbeat is
+        due). StreamEnded when the gateway ended the stream, StopAsyncIteration once
+        closed."""
         while True:
+            if self._closed:
+                raise StopAsyncIteration
             if self._ended is not None:
                 raise StreamEnded(self._ended)
             if self._queue:
-                change, student_id, page = self._queue.popleft()
+                change, student_id, page = self._queue.pop(0)
                 cursor = self._codec.encode(page.position_after(change, student_id))
                 self._on_deliver(self.viewer, student_id)
                 return change.event(student_id, cursor)
             if self._catch_up is not None:
                 await self._next_catch_up_page()
                 continue
-            self._wake.clear()
-            await self._wake.wait()
+            if not await self._sleep(timeout_s):
+                return None
+
+    async def _sleep(self, timeout_s: float | None) -> bool:
+        """Wait for an offer, an end or a close; False when `timeout_s` passed first. (A
+        bare future and timer: asyncio.timeout's objects would stay with every idle
+        subscriber.)"""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout_s is None else loop.call_later(timeout_s, _expire, waiter)
+        try:
+            woken: bool = await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        return woken
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
 
     async def _next_catch_up_page(self) -> None:
         assert self._catch_up is not None
@@ -148,5 +180,10 @@ class Subscription:
     def _go_live(self, caught_up_to: Snapshot) -> None:
         """The catch-up has everything visible in `caught_up_to`: queue the waiting
         copies it did not have."""
-        waiting, self._waiting, self._catch_up = self._waiting or deque(), None, None
+        waiting, self._waiting, self._catch_up = self._waiting or [], None, None
         self._queue.extend(copy for copy in waiting if not caught_up_to.sees(copy[0].xid))
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
