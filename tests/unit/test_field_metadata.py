@@ -15,7 +15,6 @@ from graphql import GraphQLField, GraphQLObjectType, GraphQLSchema
 
 from gateway.core.graphql_internals import core_schema
 from gateway.execution.cost import SLICING_ARGUMENTS
-from gateway.execution.schema import Query as ServedQuery
 from gateway.execution.schema import export_sdl, served_schema
 from resolvers.common.fields import (
     field_window,
