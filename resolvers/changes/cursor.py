@@ -85,6 +85,13 @@ class Snapshot:
     def text(self) -> str:
         return f"{self.xmin}:{self.xmax}:{','.join(str(x) for x in sorted(self.running))}"
 
+    def covers(self, other: Snapshot) -> bool:
+        """Whether everything visible in `other` is visible in this snapshot (it was
+        taken later, or sees the same). Below `other.xmax` this snapshot sees every
+        transaction but its running ones, so it covers `other` unless one of those is
+        visible in `other`, or `other` reaches past it."""
+        return self.xmax >= other.xmax and not any(other.sees(x) for x in self.running)
+
     def sees(self, xid: int) -> bool:
         """Whether a committed transaction `xid` is visible in this snapshot
         (`pg_visible_in_snapshot`)."""
@@ -112,6 +119,11 @@ class Position:
             and self.upper.sees(xid)
             and (change_id, student_id) <= self.after
         )
+
+    @property
+    def newest(self) -> Snapshot:
+        """The latest snapshot of the position."""
+        return self.upper if self.upper is not None else self.base
 
     def in_upper(self, xid: int) -> bool:
         """Whether a change not yet delivered belongs to `upper` (it comes first)."""
@@ -200,8 +212,12 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
+    """The bytes of unpadded base64url text, as `_b64` writes it and only so."""
     padded = text + "=" * (-len(text) % 4)
     try:
-        return base64.urlsafe_b64decode(padded.encode("ascii"))
+        data = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
     except (UnicodeEncodeError, binascii.Error) as error:
         raise ValueError("not base64") from error
+    if _b64(data) != text:
+        raise ValueError("not canonical base64")
+    return data

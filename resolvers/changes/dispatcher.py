@@ -31,7 +31,7 @@ from auth.store.accounts import ended_sessions
 from gateway.core.change_settings import ChangeFeedSettings
 from gateway.core.errors import ErrorCode
 from gateway.core.outage import describe
-from resolvers.changes.cursor import Position
+from resolvers.changes.cursor import Position, Snapshot
 from resolvers.changes.loaders import (
     Page,
     Reader,
@@ -68,6 +68,7 @@ class Dispatcher:
         self._ready = asyncio.Event()
         self._notified = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._drained: list[asyncio.Future[None]] = []  # waiting for the next drain
         self.reads = 0  # pages read (for tests and the bench)
 
     # --- subscribers -------------------------------------------------------------------
@@ -85,6 +86,22 @@ class Dispatcher:
         await self._ready.wait()
         assert self._position is not None
         return self._position
+
+    async def settled_position(self, covering: Snapshot) -> Position:
+        """A position without `upper` that covers `covering` (reading the log once more
+        if the dispatcher is behind it): what a catch-up reads up to. Whatever is handed
+        over from the moment this returns (no await in between) starts at it."""
+        self._start()
+        await self._ready.wait()
+        while True:
+            position = self._position
+            assert position is not None
+            if position.upper is None and position.base.covers(covering):
+                return position
+            drained = asyncio.get_running_loop().create_future()
+            self._drained.append(drained)
+            self._notified.set()
+            await drained
 
     def add(self, subscription: Subscription) -> None:
         self._by_account.setdefault(subscription.viewer.account_id, set()).add(subscription)
@@ -158,7 +175,11 @@ class Dispatcher:
             self._hand_over(page)
             self._position = page.end
             if not page.full:
-                return
+                break
+        drained, self._drained = self._drained, []
+        for waiter in drained:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _hand_over(self, page: Page) -> None:
         by_account = self._by_account

@@ -128,8 +128,8 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """Changes after `start`, read in `snapshot`; `full`: the page size was reached (more
-    may be waiting)."""
+    """Changes after `start`, read in `snapshot` (or up to a bound); `full`: more are
+    waiting beyond the page's size."""
 
     start: Position
     snapshot: Snapshot
@@ -190,7 +190,7 @@ async def read_region_page(
     """The region's next page of changes after `position` (the dispatcher's read)."""
     sent = reference.data
     rows = await sql.list_region_changes(
-        pool, position=position, limit=limit, reference_version=sent.version
+        pool, position=position, limit=limit + 1, reference_version=sent.version
     )
     return await _page(pool, reference, sent, position, rows, limit)
 
@@ -201,17 +201,22 @@ async def read_students_page(
     position: Position,
     student_ids: Sequence[int],
     limit: int,
+    bound: Position | None = None,
 ) -> Page:
-    """These students' next page of changes after `position` (scope already checked)."""
+    """These students' next page of changes after `position` (scope already checked);
+    with a `bound` (a position without `upper`), only up to it: the page's positions are
+    then within `bound`, and its end, once read to it, is `bound` itself."""
+    assert bound is None or bound.upper is None
     sent = reference.data
     rows = await sql.list_student_changes(
         pool,
         position=position,
         student_ids=student_ids,
-        limit=limit,
+        limit=limit + 1,
         reference_version=sent.version,
+        bound=None if bound is None else bound.base,
     )
-    return await _page(pool, reference, sent, position, rows, limit)
+    return await _page(pool, reference, sent, position, rows, limit, bound)
 
 
 async def _page(
@@ -221,7 +226,9 @@ async def _page(
     position: Position,
     rows: list[Row],
     limit: int,
+    bound: Position | None = None,
 ) -> Page:
+    """A page of at most `limit` changes (`rows` holds one more when more are waiting)."""
     first = rows[0]
     payload = next((row["reference"] for row in rows if row["reference"]), None)
     reference.received(sent, first["reference_version"], payload)
@@ -239,12 +246,16 @@ async def _page(
         teachers=("l_teacher_id", "l_replacement_teacher_id"),
         work_types=("m_work_type_id",),
     )
+    snapshot = Snapshot.from_record(first["snapshot"])
+    taken_at = first["taken_at"]
+    if bound is not None:
+        snapshot, taken_at = bound.base, bound.base_at
     return Page(
         start=position,
-        snapshot=Snapshot.from_record(first["snapshot"]),
-        taken_at=first["taken_at"],
-        changes=[_change(row, names) for row in changed],
-        full=len(changed) >= limit,
+        snapshot=snapshot,
+        taken_at=taken_at,
+        changes=[_change(row, names) for row in changed[:limit]],
+        full=len(changed) > limit,
     )
 
 

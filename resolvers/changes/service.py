@@ -135,14 +135,19 @@ class ChangeFeed:
         ):
             raise TooManySubscriptionsError()
         since_position = self.position(since)
-        start = await dispatcher.position() if since_position is None else since_position
         catch_up = None
-        if since_position is not None:
+        if since_position is None:
+            start = await dispatcher.position()
+        else:
+            start = since_position
+            bound = await dispatcher.settled_position(covering=since_position.newest)
             reference = RequestReference(self._reference)
             pool, ids = self._pool(), list(student_ids)
 
             async def catch_up(position: Position) -> Page:
-                return await read_students_page(pool, reference, position, ids, CATCH_UP_PAGE)
+                return await read_students_page(
+                    pool, reference, position, ids, CATCH_UP_PAGE, bound=bound
+                )
 
         subscription = Subscription(
             viewer,
@@ -155,7 +160,7 @@ class ChangeFeed:
             on_close=dispatcher.remove,
             on_deliver=lambda viewer, student_id: self._audit(viewer, student_id, operation_name),
         )
-        if since_position is not None:
-            await dispatcher.position()  # the dispatcher runs before the catch-up reads
+        # No await since the dispatcher's position was read: every page it hands over
+        # from now on starts there.
         dispatcher.add(subscription)
         return subscription

@@ -23,7 +23,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from auth.store.accounts import audience_sql
-from resolvers.changes.cursor import Position
+from resolvers.changes.cursor import Position, Snapshot
 from resolvers.diary.reference import REFERENCE_JSON
 
 Row = Any
@@ -98,6 +98,11 @@ _NOT_DELIVERED = """
 e.xid >= pg_snapshot_xmin((SELECT $1::pg_snapshot))
 AND NOT pg_visible_in_snapshot(e.xid, (SELECT $1::pg_snapshot))"""
 
+# $8: a bound (NULL: none): only what this snapshot sees (a catch-up up to the
+# dispatcher's position, resolvers.changes.subscription).
+_WITHIN_BOUND = """(
+    (SELECT $8::pg_snapshot) IS NULL OR pg_visible_in_snapshot(e.xid, (SELECT $8::pg_snapshot)))"""
+
 _IN_UPPER = "coalesce(pg_visible_in_snapshot(e.xid, (SELECT $2::pg_snapshot)), false)"
 
 
@@ -157,13 +162,13 @@ _STUDENTS_PAGE_SQL = _page(
         SELECT e.*, e.student_id AS for_student, {_IN_UPPER} AS in_upper
         FROM unnest((SELECT $7::int[])) AS k(id)
         JOIN diary_api.diary_changes e ON e.student_id = k.id
-        WHERE {_NOT_DELIVERED}
+        WHERE {_NOT_DELIVERED} AND {_WITHIN_BOUND}
         UNION ALL
         SELECT e.*, st.id AS for_student, {_IN_UPPER} AS in_upper
         FROM unnest((SELECT $7::int[])) AS k(id)
         JOIN diary_api.students st ON st.id = k.id
         JOIN diary_api.diary_changes e ON e.class_id = st.class_id
-        WHERE {_NOT_DELIVERED}
+        WHERE {_NOT_DELIVERED} AND {_WITHIN_BOUND}
     ) e
     WHERE NOT (e.in_upper AND (e.id, e.for_student) <= ($3::bigint, $4::int))
     ORDER BY e.in_upper DESC, e.id, e.for_student
@@ -199,11 +204,15 @@ async def list_student_changes(
     student_ids: Sequence[int],
     limit: int,
     reference_version: int | None,
+    bound: Snapshot | None = None,
 ) -> list[Row]:
     """As `list_region_changes`, for these students only (already checked against the
-    viewer's scope), a class's change once per student in it (`for_student`)."""
+    viewer's scope), a class's change once per student in it (`for_student`); with a
+    `bound`, only the changes that snapshot sees."""
     arguments = _arguments(position, limit, reference_version)
-    return list(await pool.fetch(_STUDENTS_PAGE_SQL, *arguments, sorted(set(student_ids))))
+    students = sorted(set(student_ids))
+    upto = bound.record() if bound is not None else None
+    return list(await pool.fetch(_STUDENTS_PAGE_SQL, *arguments, students, upto))
 
 
 async def current_snapshot(pool: Reader) -> Row:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from auth.viewer import Viewer
 from gateway.core.errors import ApiError, ErrorCode
-from resolvers.changes.cursor import CursorCodec, Position, Snapshot
+from resolvers.changes.cursor import CursorCodec, Position
 from resolvers.changes.loaders import Change, Page
 from resolvers.changes.types import DiaryEvent
 
@@ -174,14 +174,9 @@ class Subscription:
         self._from = page.end
         for change in page.changes:
             self._queue.append((change, change.for_student, page))
-        if not page.full:
-            self._go_live(page.snapshot)
-
-    def _go_live(self, caught_up_to: Snapshot) -> None:
-        """The catch-up has everything visible in `caught_up_to`: queue the waiting
-        copies it did not have."""
-        waiting, self._waiting, self._catch_up = self._waiting or [], None, None
-        self._queue.extend(copy for copy in waiting if not caught_up_to.sees(copy[0].xid))
+        if not page.full:  # up to where the dispatcher's copies start: they follow
+            waiting, self._waiting, self._catch_up = self._waiting or [], None, None
+            self._queue.extend(waiting)
 
 
 def _expire(waiter: asyncio.Future[bool]) -> None:

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import random
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -350,3 +351,19 @@ def test_a_history_where_id_order_is_not_commit_order() -> None:
     second = read_page(db, first.end, 10)
     assert [c.id for c, _ in second.copies] == [1]
     assert read_page(db, second.end, 10).copies == []
+
+
+# A cursor must be exactly as issued: base64.urlsafe_b64decode alone drops characters it
+# does not know and accepts padding.
+@pytest.mark.parametrize("edit", ["insert-bang", "padding", "leading-space"])
+def test_a_cursor_not_as_issued_is_refused(edit: str) -> None:
+    codec = CursorCodec("s" * 40, max_age_s=3600)
+    cursor = codec.encode(at_snapshot(Snapshot(10, 20, frozenset({12})), int(time.time())))
+    body, mac = cursor.split(".")
+    changed = {
+        "insert-bang": body[:5] + "!!!!" + body[5:] + "." + mac,
+        "padding": body + "=." + mac,
+        "leading-space": "    " + cursor,
+    }[edit]
+    with pytest.raises(CursorError):
+        codec.decode(changed, now=time.time())
