@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 
 from tests.support.change_pages import changes_page, children_of, key, page_to_end
-from tests.support.journal_writes import journal_writes
+from tests.support.journal_writes import JournalWriter, journal_writes
 
 
 async def test_a_mark_moved_to_another_student_is_removed_for_the_first(
@@ -69,12 +69,20 @@ async def test_a_lesson_write_that_changes_nothing_shown_is_not_an_event(
 ) -> None:
     token = tokens["parent-two-schools"]
     kids = await children_of(client, token)
-    async with journal_writes(owner_conn) as writer:
-        lesson = await writer.lesson_of(kids[0])
-        start = await changes_page(client, token)
+    lesson = await JournalWriter(owner_conn).lesson_of(kids[0])
+    stamp = await owner_conn.fetchval(
+        "SELECT updated_at FROM school.lessons WHERE id = $1", lesson["id"]
+    )
+    try:
+        async with journal_writes(owner_conn) as writer:
+            start = await changes_page(client, token)
+            await owner_conn.execute(
+                "UPDATE school.lessons SET updated_at = now() WHERE id = $1", lesson["id"]
+            )
+            await writer.move_lesson(lesson["id"], "к. 7")
+            events, _ = await page_to_end(client, token, start["cursor"])
+    finally:
         await owner_conn.execute(
-            "UPDATE school.lessons SET updated_at = now() WHERE id = $1", lesson["id"]
+            "UPDATE school.lessons SET updated_at = $2 WHERE id = $1", lesson["id"], stamp
         )
-        await writer.move_lesson(lesson["id"], "к. 7")
-        events, _ = await page_to_end(client, token, start["cursor"])
     assert [key(e) for e in events] == [("lesson", lesson["id"], kids[0], "changed")]

@@ -68,7 +68,7 @@ class JournalWriter:
 
     async def change_mark(self, mark_id: int, value: str) -> None:
         old = await self.conn.fetchrow(
-            "SELECT value, numeric_value FROM school.marks WHERE id = $1", mark_id
+            "SELECT value, numeric_value, updated_at FROM school.marks WHERE id = $1", mark_id
         )
         await self.conn.execute(
             "UPDATE school.marks SET value = $2, numeric_value = CASE WHEN $2 ~ '^[1-5]$' "
@@ -78,10 +78,12 @@ class JournalWriter:
         )
         self._undo.append(
             lambda: self.conn.execute(
-                "UPDATE school.marks SET value = $2, numeric_value = $3 WHERE id = $1",
+                "UPDATE school.marks SET value = $2, numeric_value = $3, updated_at = $4 "
+                "WHERE id = $1",
                 mark_id,
                 old["value"],
                 old["numeric_value"],
+                old["updated_at"],
             )
         )
 
@@ -137,8 +139,10 @@ class JournalWriter:
         return homework_id
 
     async def set_topic(self, lesson_id: int, topic: str) -> None:
-        old = await self.conn.fetchval(
-            "SELECT topic FROM school.lesson_topics WHERE lesson_id = $1", lesson_id
+        """Set the lesson's topic; undone exactly (the old topic and its time restored, or
+        the row removed), also after the test deleted it."""
+        old = await self.conn.fetchrow(
+            "SELECT topic, updated_at FROM school.lesson_topics WHERE lesson_id = $1", lesson_id
         )
         await self.conn.execute(
             "INSERT INTO school.lesson_topics (lesson_id, topic) VALUES ($1, $2) "
@@ -152,14 +156,17 @@ class JournalWriter:
                     "DELETE FROM school.lesson_topics WHERE lesson_id = $1", lesson_id
                 )
             )
-        else:
-            self._undo.append(
-                lambda: self.conn.execute(
-                    "UPDATE school.lesson_topics SET topic = $2 WHERE lesson_id = $1",
-                    lesson_id,
-                    old,
-                )
+            return
+        self._undo.append(
+            lambda: self.conn.execute(
+                "INSERT INTO school.lesson_topics (lesson_id, topic, updated_at) "
+                "VALUES ($1, $2, $3) ON CONFLICT (lesson_id) DO UPDATE "
+                "SET topic = EXCLUDED.topic, updated_at = EXCLUDED.updated_at",
+                lesson_id,
+                old["topic"],
+                old["updated_at"],
             )
+        )
 
     async def move_lesson(self, lesson_id: int, room: str) -> None:
         """The lesson moved to another room."""
@@ -170,7 +177,8 @@ class JournalWriter:
 
     async def _update_lesson(self, lesson_id: int, assignment: str, value: object) -> None:
         old = await self.conn.fetchrow(
-            "SELECT room, status, status_comment FROM school.lessons WHERE id = $1", lesson_id
+            "SELECT room, status, status_comment, updated_at FROM school.lessons WHERE id = $1",
+            lesson_id,
         )
         await self.conn.execute(
             f"UPDATE school.lessons SET {assignment}, updated_at = now() WHERE id = $1",
@@ -179,12 +187,13 @@ class JournalWriter:
         )
         self._undo.append(
             lambda: self.conn.execute(
-                "UPDATE school.lessons SET room = $2, status = $3, status_comment = $4 "
-                "WHERE id = $1",
+                "UPDATE school.lessons SET room = $2, status = $3, status_comment = $4, "
+                "updated_at = $5 WHERE id = $1",
                 lesson_id,
                 old["room"],
                 old["status"],
                 old["status_comment"],
+                old["updated_at"],
             )
         )
 
