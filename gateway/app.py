@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from starlette.applications import Starlette
@@ -54,7 +55,7 @@ from gateway.http.cors import CorsMiddleware
 from gateway.http.endpoint import GraphQLEndpoint, operation_name_of
 from gateway.http.pages import WebPages
 from gateway.http.protocol import JSON, accepts_html, error_response, json_response, negotiate
-from gateway.http.sse import EventStreamMiddleware
+from gateway.http.sse import EventStreamEndpoint, is_event_stream_request
 from gateway.http.streams import Streams
 from gateway.http.websocket import websocket_handler
 from gateway.migrations.location import locate_database
@@ -168,7 +169,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
             if location.server is not None and location.server.started_here:
                 await asyncio.to_thread(location.server.stop)
 
-    app = Starlette(
+    app = GatewayApp(
+        event_streams=_event_streams(settings, EventStreamEndpoint(streams, holder.get), outage),
         routes=[
             Route(GRAPHQL_PATH, graphql, methods=_ALL_METHODS),
             WebSocketRoute(GRAPHQL_PATH, websocket_handler(streams, holder.get)),
@@ -180,7 +182,6 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
         middleware=[
             *_cors(settings),
             Middleware(RequestMiddleware, outage=outage, body_timeout_s=settings.body_timeout_s),
-            Middleware(EventStreamMiddleware, streams=streams, pool=holder.get, path=GRAPHQL_PATH),
             *_compression(settings),
         ],
         lifespan=lifespan,
@@ -189,6 +190,33 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
     app.state.outage = outage
     app.state.auth = services
     app.state.services = app_services
+    return app
+
+
+class GatewayApp(Starlette):
+    """The application; graphql-sse requests (`GRAPHQL_PATH` accepting
+    text/event-stream) go straight to `event_streams`, past Starlette's own layers: each
+    open stream keeps its coroutines for as long as it lasts (gateway.http.sse)."""
+
+    def __init__(self, *, event_streams: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.event_streams = event_streams
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_event_stream_request(scope, GRAPHQL_PATH):
+            await self.event_streams(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _event_streams(settings: Settings, endpoint: ASGIApp, outage: OutageMonitor) -> ASGIApp:
+    """The event-stream endpoint behind the same request log, body deadline, outage
+    handling and CORS as the rest of /graphql."""
+    app: ASGIApp = RequestMiddleware(
+        endpoint, outage=outage, body_timeout_s=settings.body_timeout_s
+    )
+    if settings.cors_origins:
+        app = CorsMiddleware(app, origins=settings.cors_origins, paths=[GRAPHQL_PATH])
     return app
 
 

@@ -14,10 +14,11 @@ the CSRF rules: POST, `Content-Type: application/json`, an allowed `Origin`), th
 
 The client going away ends the subscription at once (its ASGI `http.disconnect`).
 
-Thousands of streams sit idle in one process, so the path is lean: `EventStreamMiddleware`
-answers these requests itself, below the request log, CORS and outage handling
-(gateway.app) but above compression and Starlette's routing, and an open stream holds
-its coroutine, one task watching for the disconnect, and the subscription's own state.
+Thousands of streams sit idle in one process, so the path is lean: gateway.app hands
+these requests to `EventStreamEndpoint` through the request log, CORS and outage
+handling only (no Starlette routing, error or compression layers), and an open stream
+holds its coroutine, one task watching for the disconnect, and the subscription's own
+state.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import asyncpg
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from auth.requests import authenticate_request, credentials_expire_at
 from gateway.core.errors import HttpError
@@ -61,36 +62,29 @@ def wants_event_stream(accept: str | None) -> bool:
     )
 
 
-class EventStreamMiddleware:
-    """Answers `GET`/`POST` `path` requests that accept `text/event-stream` (see the
-    module's doc); everything else goes on to `app`."""
+def is_event_stream_request(scope: Scope, path: str) -> bool:
+    """A `GET`/`POST` of `path` that accepts `text/event-stream`."""
+    if scope["type"] != "http" or scope["path"] != path or scope["method"] not in ("GET", "POST"):
+        return False
+    accept = next((value for name, value in scope["headers"] if name == b"accept"), None)
+    return accept is not None and wants_event_stream(accept.decode("latin-1"))
 
-    def __init__(
-        self, app: ASGIApp, *, streams: Streams, pool: Callable[[], asyncpg.Pool], path: str
-    ) -> None:
-        self.app = app
+
+class EventStreamEndpoint:
+    """The ASGI app of graphql-sse requests (see the module's doc; gateway.app routes
+    them here, `is_event_stream_request`)."""
+
+    def __init__(self, streams: Streams, pool: Callable[[], asyncpg.Pool]) -> None:
         self.streams = streams
         self.pool = pool
-        self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._is_event_stream(scope):
-            await self.app(scope, receive, send)
-            return
         opened = await self._open(scope, receive)
         if isinstance(opened, Response):
             await opened(scope, receive, send)
             return
         heartbeat_s = self.streams.endpoint.settings.changes.heartbeat_s
         await stream_events(opened, receive, send, heartbeat_s=heartbeat_s)
-
-    def _is_event_stream(self, scope: Scope) -> bool:
-        if scope["type"] != "http" or scope["path"] != self.path:
-            return False
-        if scope["method"] not in ("GET", "POST"):
-            return False
-        accept = next((value for name, value in scope["headers"] if name == b"accept"), None)
-        return accept is not None and wants_event_stream(accept.decode("latin-1"))
 
     async def _open(self, scope: Scope, receive: Receive) -> OpenStream | Response:
         """The stream, or the response refusing it (the request is not kept)."""

@@ -62,7 +62,8 @@ class Dispatcher:
         self._settings = settings
         self._pool = pool
         self._reference = reference
-        self._by_account: dict[str, set[Subscription]] = {}
+        # An account's open subscriptions (a list: one or two each, thousands of accounts).
+        self._by_account: dict[str, list[Subscription]] = {}
         self._count = 0
         self._position: Position | None = None
         self._ready = asyncio.Event()
@@ -104,14 +105,14 @@ class Dispatcher:
             await drained
 
     def add(self, subscription: Subscription) -> None:
-        self._by_account.setdefault(subscription.viewer.account_id, set()).add(subscription)
+        self._by_account.setdefault(subscription.viewer.account_id, []).append(subscription)
         self._count += 1
 
     def remove(self, subscription: Subscription) -> None:
         subscriptions = self._by_account.get(subscription.viewer.account_id)
         if subscriptions is None or subscription not in subscriptions:
             return
-        subscriptions.discard(subscription)
+        subscriptions.remove(subscription)
         self._count -= 1
         if not subscriptions:
             del self._by_account[subscription.viewer.account_id]
