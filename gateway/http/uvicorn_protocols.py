@@ -26,6 +26,8 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.http.sse import wants_event_stream
+
 log = logging.getLogger(__name__)
 
 DEFAULT_HEADER_TIMEOUT_S: Final = 10.0
@@ -87,8 +89,26 @@ def _headers_deadline(protocol: HttpToolsProtocol | H11Protocol) -> HeaderDeadli
     )
 
 
+def _end_event_stream(protocol: HttpToolsProtocol | H11Protocol) -> None:
+    """At server shutdown, an event stream in flight (gateway.http.sse) would keep the
+    server waiting for it for ever: its connection is closed, so the stream ends as when
+    its client leaves, and the client reconnects (to another process) with its last
+    cursor. Other requests in flight finish as uvicorn lets them."""
+    cycle = protocol.cycle
+    if cycle is None or cycle.response_complete or protocol.transport is None:
+        return
+    accept = next((value for name, value in cycle.scope["headers"] if name == b"accept"), b"")
+    if wants_event_stream(accept.decode("latin-1")):
+        protocol.transport.close()
+
+
 class GatewayHttpToolsProtocol(HttpToolsProtocol):
-    """httptools protocol: headers must be complete within the header timeout."""
+    """httptools protocol: headers must be complete within the header timeout; event
+    streams end at shutdown."""
+
+    def shutdown(self) -> None:
+        _end_event_stream(self)
+        super().shutdown()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -109,7 +129,12 @@ class GatewayHttpToolsProtocol(HttpToolsProtocol):
 
 
 class GatewayH11Protocol(H11Protocol):
-    """h11 protocol: headers must be complete within the header timeout."""
+    """h11 protocol: headers must be complete within the header timeout; event streams
+    end at shutdown."""
+
+    def shutdown(self) -> None:
+        _end_event_stream(self)
+        super().shutdown()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -436,3 +436,36 @@ async def test_demo_on_an_old_data_folder_connects_as_the_login_role(
         "SELECT rolcanlogin AND rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid "
         "WHERE rolname = 'school_gateway'"
     )
+
+
+def test_serve_stops_at_once_with_event_streams_open(
+    database_url: str, tmp_path: Path, tokens: dict[str, str], seeded: SeedSummary
+) -> None:
+    """An open subscription stream does not keep `serve` from stopping: its connection
+    is closed at shutdown (uvicorn would otherwise wait for it for ever)."""
+    port = _free_port()
+    env = _env(
+        database_url, tmp_path, SCHOOL_GATEWAY_DEV="1", SCHOOL_GATEWAY_TODAY=TODAY.isoformat()
+    )
+    with _serving(env, port) as process, httpx.Client(timeout=10) as client:
+        headers = {
+            "Authorization": f"Bearer {tokens['parent-two-schools']}",
+            "Accept": "text/event-stream",
+        }
+        query = {"query": "subscription Feed { diaryEvents { cursor } }"}
+        with client.stream(
+            "POST", f"http://127.0.0.1:{port}/graphql", json=query, headers=headers
+        ) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=15)
+            stopped_after = time.monotonic() - started
+            with contextlib.suppress(httpx.HTTPError):
+                for _ in stream.iter_bytes():
+                    pass
+    # uvicorn ends a clean shutdown on SIGTERM by raising the signal again.
+    assert process.returncode in (0, -signal.SIGTERM), stderr
+    assert stopped_after < 5, stderr
+    assert "Application shutdown complete" in stderr and "Traceback" not in stderr
