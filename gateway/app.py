@@ -153,8 +153,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
                 yield
             finally:
                 await outage.close()
+                await app_services.close()  # the change feed first: it records deliveries
                 await recorder.close()
-                await app_services.close()
             return
         location = await asyncio.to_thread(locate_database, settings)
         holder.pool = await create_pool(location.url, settings)
@@ -162,8 +162,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
             yield
         finally:
             await outage.close()
-            await recorder.close()
             await app_services.close()
+            await recorder.close()
             await holder.pool.close()
             holder.pool = None
             if location.server is not None and location.server.started_here:

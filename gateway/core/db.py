@@ -58,7 +58,8 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Release without asyncpg's RESET ALL round trip: the gateway changes no session state.
+    """Release without asyncpg's RESET ALL round trip: the gateway changes no session state
+    (the change feed's LISTEN connection unlistens before it goes back to the pool).
 
     An open transaction is still rolled back by asyncpg before this runs.
     """

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from typing import Final
 
@@ -45,9 +46,12 @@ from gateway.http.protocol import (
 )
 from gateway.http.streams import OpenStream, Refused, Streams
 
+log = logging.getLogger(__name__)
+
 EVENT_STREAM: Final = "text/event-stream"
 HEARTBEAT: Final = b":\n\n"
 COMPLETE: Final = b"event: complete\ndata:\n\n"
+SEND_TIMEOUT_S: Final = 30.0
 _HEADERS: Final = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-store, no-transform"),
@@ -103,7 +107,9 @@ async def sse_response(
     try:
         resolved = endpoint.persisted.resolve(await read_graphql_request(request))
         viewer = await authenticate_request(request, settings, pool, endpoint.tokens)
-        expires_at = credentials_expire_at(request, settings, endpoint.tokens)
+        expires_at = (
+            None if viewer is None else credentials_expire_at(request, settings, endpoint.tokens)
+        )
         by_cookie = viewer is not None and request.headers.get("authorization") is None
         opened = await streams.open(
             resolved, viewer, pool, by_cookie=by_cookie, expires_at=expires_at
@@ -137,6 +143,8 @@ async def stream_events(
         if not watcher.done():
             await _body(send, COMPLETE)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except StalledClient:
+        log.info("event stream ended: the client took nothing for %.0f s", SEND_TIMEOUT_S)
     finally:
         if not watcher.done():
             watcher.cancel()
@@ -146,7 +154,17 @@ async def stream_events(
 
 
 async def _body(send: Send, chunk: bytes) -> None:
-    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    """Send a chunk; a client that takes none for SEND_TIMEOUT_S ends its stream (it holds
+    a subscription and a connection: a sleeping phone, or a peer that stopped reading)."""
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except TimeoutError:
+        raise StalledClient from None
+
+
+class StalledClient(Exception):
+    """The client took nothing for SEND_TIMEOUT_S."""
 
 
 async def _disconnected(receive: Receive) -> None:

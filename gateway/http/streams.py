@@ -30,7 +30,7 @@ from graphql import (
 
 from auth.viewer import Viewer
 from gateway.core.errors import MESSAGES, ApiError, ErrorCode, HttpError
-from gateway.core.outage import is_database_unavailable
+from gateway.core.outage import describe, is_database_unavailable
 from gateway.http.endpoint import (
     GraphQLEndpoint,
     is_awaitable_value,
@@ -189,8 +189,10 @@ class OpenStream:
             self._finished = True
             return {"errors": [dict(error.formatted)]}
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            # The database away, or a catch-up read that failed (a statement timeout):
+            # the stream ends, and its client resumes with its last cursor.
             if not is_database_unavailable(error):
-                raise
+                log.warning("subscription ended by a database error: %s", describe(error))
             self._finished = True
             return {"errors": [_unavailable()]}
         if event is None:

@@ -65,6 +65,8 @@ class _Connection:
         self.websocket = websocket
         self.pool = pool
         self.viewer: Viewer | None = None
+        self.authorization: str | None = None
+        self.cookie: str | None = None
         self.by_cookie = False
         self.expires_at: float | None = None
         self.operations: dict[str, asyncio.Task[None]] = {}
@@ -123,11 +125,8 @@ class _Connection:
             if authorization is not None:
                 if not isinstance(authorization, str):
                     raise _Close(4400, "Invalid message: Authorization")
-                self.viewer = await authenticate(
-                    authorization, settings, self.pool, endpoint.tokens
-                )
-                token = authorization.strip().partition(" ")[2].strip()
-                self.expires_at = float(endpoint.tokens.verify(token, BEARER).expires_at)
+                self.authorization = authorization
+                await self._load_viewer()
                 return
             cookie = self.websocket.cookies.get(settings.auth.session_cookie)
             if not cookie:
@@ -136,11 +135,26 @@ class _Connection:
             allowed = {o.lower() for o in settings.auth.allowed_origins}
             if origin not in allowed:
                 raise _Close(4403, "Forbidden: origin")
-            self.viewer = await authenticate_cookie(cookie, settings, self.pool, endpoint.tokens)
+            self.cookie = cookie
             self.by_cookie = True
-            self.expires_at = float(endpoint.tokens.verify(cookie, SESSION).expires_at)
+            await self._load_viewer()
         except HttpError as error:
             raise _Close(4403, f"Forbidden: {error.code.value}") from None
+
+    async def _load_viewer(self) -> None:
+        """The viewer of the socket's credentials, read again (the session checked, the
+        scope from the registries): at `connection_init` and at every `subscribe`, so a
+        socket open for long never starts a stream with what it was allowed before.
+        HttpError (401) when the credentials are no longer good."""
+        endpoint = self.streams.endpoint
+        settings, tokens = endpoint.settings, endpoint.tokens
+        if self.authorization is not None:
+            self.viewer = await authenticate(self.authorization, settings, self.pool, tokens)
+            token = self.authorization.strip().partition(" ")[2].strip()
+            self.expires_at = float(tokens.verify(token, BEARER).expires_at)
+        elif self.cookie is not None:
+            self.viewer = await authenticate_cookie(self.cookie, settings, self.pool, tokens)
+            self.expires_at = float(tokens.verify(self.cookie, SESSION).expires_at)
 
     async def serve(self) -> None:
         heartbeat = self.streams.endpoint.settings.changes.heartbeat_s
@@ -179,6 +193,11 @@ class _Connection:
             await self.send({"type": "error", "id": operation_id, "payload": [error]})
             return
         endpoint = self.streams.endpoint
+        try:
+            await self._load_viewer()
+        except HttpError as error:
+            await self.send({"type": "error", "id": operation_id, "payload": [_coded(error.code)]})
+            raise _Close(4401, f"Unauthorized: {error.code.value}") from None
         try:
             resolved = endpoint.persisted.resolve(parameters_of(payload))
             opened = await self.streams.open(
@@ -225,9 +244,9 @@ class _Connection:
         self.operations.clear()
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("subscription task failed", exc_info=outcome)
 
 
 def _operation_id(message: dict[str, Any]) -> str:

@@ -19,7 +19,6 @@ connects again and reads from its position: nothing is lost, the subscribers jus
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -125,14 +124,35 @@ class Dispatcher:
                 asyncio.create_task(self._listen(), name="change-dispatcher"),
                 asyncio.create_task(self._recheck(), name="change-recheck"),
             ]
+            for task in self._tasks:
+                task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        """A loop ended other than by `close`: a bug (a database error is retried). It is
+        logged with its traceback, every stream ends SERVICE_UNAVAILABLE (their clients
+        resume with their cursors), and the next subscription starts the loops again."""
+        if task.cancelled() or task not in self._tasks:
+            return
+        error = task.exception()
+        log.error("change feed: %s stopped", task.get_name(), exc_info=error)
+        tasks, self._tasks = self._tasks, []
+        for other in tasks:
+            other.cancel()
+        for subscriptions in list(self._by_account.values()):
+            for subscription in list(subscriptions):
+                subscription.end(ErrorCode.SERVICE_UNAVAILABLE)
+        self._position = None
+        self._ready = asyncio.Event()
+        drained, self._drained = self._drained, []
+        for waiter in drained:
+            if not waiter.done():
+                waiter.set_exception(ConnectionResetError("the change feed stopped"))
 
     async def close(self) -> None:
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _listen(self) -> None:
         failures = 0

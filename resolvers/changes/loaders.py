@@ -168,12 +168,17 @@ async def listening(
 ) -> AsyncIterator[Reader]:
     """One of the pool's connections, LISTENing on `channel` while the block runs
     (`on_lost` is called if the connection breaks)."""
+
+    def lost(_connection: object) -> None:
+        on_lost()
+
     async with pool.acquire() as connection:
-        connection.add_termination_listener(lambda _connection: on_lost())
+        connection.add_termination_listener(lost)
         await connection.add_listener(channel, on_notification)
         try:
             yield connection
         finally:
+            connection.remove_termination_listener(lost)
             if not connection.is_closed():
                 await connection.remove_listener(channel, on_notification)
 
@@ -201,6 +206,8 @@ async def read_students_page(
     position: Position,
     student_ids: Sequence[int],
     limit: int,
+    *,
+    account_id: str,
     bound: Position | None = None,
 ) -> Page:
     """These students' next page of changes after `position` (scope already checked);
@@ -214,6 +221,7 @@ async def read_students_page(
         student_ids=student_ids,
         limit=limit + 1,
         reference_version=sent.version,
+        account_id=account_id,
         bound=None if bound is None else bound.base,
     )
     return await _page(pool, reference, sent, position, rows, limit, bound)

@@ -8,6 +8,7 @@ signed (`resolvers.changes.cursor`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -29,6 +30,8 @@ from resolvers.changes.types import DiaryChanges, DiaryEvent
 from resolvers.diary.reference import ReferenceCache, RequestReference
 
 CATCH_UP_PAGE: Final = 200
+# How long a subscription may wait for the dispatcher to reach its starting point.
+SETTLE_TIMEOUT_S: Final = 10.0
 
 
 class SubscriptionsOffError(ApiError):
@@ -39,6 +42,13 @@ class SubscriptionsOffError(ApiError):
 
 class TooManySubscriptionsError(ApiError):
     code = ErrorCode.TOO_MANY_SUBSCRIPTIONS
+
+
+class FeedBehindError(ApiError):
+    """The dispatcher did not reach the cursor's moment in time (the database is away, or
+    the cursor is of another database)."""
+
+    code = ErrorCode.SERVICE_UNAVAILABLE
 
 
 class ChangeFeed:
@@ -86,7 +96,9 @@ class ChangeFeed:
             now = await current_position(pool)
             return DiaryChanges(events=[], cursor=self.codec.encode(now), has_more=False)
         reference = RequestReference(self._reference)
-        page = await read_students_page(pool, reference, position, student_ids, first)
+        page = await read_students_page(
+            pool, reference, position, student_ids, first, account_id=viewer.account_id
+        )
         return DiaryChanges(
             events=self.events(page),
             cursor=self.codec.encode(page.end),
@@ -102,6 +114,15 @@ class ChangeFeed:
             )
             for change in page.changes
         ]
+
+    def _check_room(self, viewer: Viewer) -> None:
+        """TOO_MANY_SUBSCRIPTIONS past the limits per account and per process."""
+        dispatcher = self.dispatcher
+        if (
+            dispatcher.subscriptions >= self._settings.max_subscriptions
+            or dispatcher.count_for(viewer.account_id) >= self._settings.per_account
+        ):
+            raise TooManySubscriptionsError()
 
     def _audit(self, viewer: Viewer, student_id: int, operation_name: str | None) -> None:
         """One access-audit row per delivered event."""
@@ -129,24 +150,31 @@ class ChangeFeed:
         if not self._settings.subscriptions:
             raise SubscriptionsOffError("Подписки на изменения отключены на этом сервере.")
         dispatcher = self.dispatcher
-        if (
-            dispatcher.subscriptions >= self._settings.max_subscriptions
-            or dispatcher.count_for(viewer.account_id) >= self._settings.per_account
-        ):
-            raise TooManySubscriptionsError()
+        self._check_room(viewer)
         since_position = self.position(since)
         catch_up = None
-        if since_position is None:
-            start = await dispatcher.position()
-        else:
-            start = since_position
-            bound = await dispatcher.settled_position(covering=since_position.newest)
+        try:
+            async with asyncio.timeout(SETTLE_TIMEOUT_S):
+                if since_position is None:
+                    start = await dispatcher.position()
+                else:
+                    start = since_position
+                    bound = await dispatcher.settled_position(covering=since_position.newest)
+        except TimeoutError:
+            raise FeedBehindError() from None
+        if since_position is not None:
             reference = RequestReference(self._reference)
             pool, ids = self._pool(), list(student_ids)
 
             async def catch_up(position: Position) -> Page:
                 return await read_students_page(
-                    pool, reference, position, ids, CATCH_UP_PAGE, bound=bound
+                    pool,
+                    reference,
+                    position,
+                    ids,
+                    CATCH_UP_PAGE,
+                    account_id=viewer.account_id,
+                    bound=bound,
                 )
 
         subscription = Subscription(
@@ -161,6 +189,8 @@ class ChangeFeed:
             on_deliver=lambda viewer, student_id: self._audit(viewer, student_id, operation_name),
         )
         # No await since the dispatcher's position was read: every page it hands over
-        # from now on starts there.
+        # from now on starts there. (The room is checked again: other requests may have
+        # taken it while this one waited.)
+        self._check_room(viewer)
         dispatcher.add(subscription)
         return subscription

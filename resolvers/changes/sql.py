@@ -103,6 +103,10 @@ AND NOT pg_visible_in_snapshot(e.xid, (SELECT $1::pg_snapshot))"""
 _WITHIN_BOUND = """(
     (SELECT $8::pg_snapshot) IS NULL OR pg_visible_in_snapshot(e.xid, (SELECT $8::pg_snapshot)))"""
 
+# The kinds and actions the gateway knows (a source's new ones are not shown).
+_KNOWN = """(e.kind IN ('mark', 'attendance', 'final_mark', 'homework', 'lesson_topic', 'lesson')
+    AND e.action IN ('added', 'changed', 'removed'))"""
+
 _IN_UPPER = "coalesce(pg_visible_in_snapshot(e.xid, (SELECT $2::pg_snapshot)), false)"
 
 
@@ -148,27 +152,34 @@ _REGION_PAGE_SQL = _page(
     f"""
     SELECT e.*, 0 AS for_student, {_IN_UPPER} AS in_upper
     FROM diary_api.diary_changes e
-    WHERE {_NOT_DELIVERED}
+    WHERE {_NOT_DELIVERED} AND {_KNOWN}
       AND NOT ({_IN_UPPER} AND (e.id, 0) <= ($3::bigint, $4::int))
     ORDER BY in_upper DESC, e.id
     LIMIT $5""",
     audience=True,
 )
 
-# One viewer's students' changes ($7): a class's change once per student of theirs in it.
+# One viewer's students' changes ($7, those of them account $9 may see now: the audience
+# rule, as the region's pages check every change): a class's change once per student of
+# theirs in it.
 _STUDENTS_PAGE_SQL = _page(
     f"""
+    WITH k AS MATERIALIZED (
+        SELECT DISTINCT au.student_id AS id
+        FROM ({audience_sql("SELECT unnest((SELECT $7::int[])) AS student_id")}) au
+        WHERE au.account_id = $9::text
+    )
     SELECT * FROM (
         SELECT e.*, e.student_id AS for_student, {_IN_UPPER} AS in_upper
-        FROM unnest((SELECT $7::int[])) AS k(id)
+        FROM k
         JOIN diary_api.diary_changes e ON e.student_id = k.id
-        WHERE {_NOT_DELIVERED} AND {_WITHIN_BOUND}
+        WHERE {_NOT_DELIVERED} AND {_WITHIN_BOUND} AND {_KNOWN}
         UNION ALL
         SELECT e.*, st.id AS for_student, {_IN_UPPER} AS in_upper
-        FROM unnest((SELECT $7::int[])) AS k(id)
+        FROM k
         JOIN diary_api.students st ON st.id = k.id
         JOIN diary_api.diary_changes e ON e.class_id = st.class_id
-        WHERE {_NOT_DELIVERED} AND {_WITHIN_BOUND}
+        WHERE {_NOT_DELIVERED} AND {_WITHIN_BOUND} AND {_KNOWN}
     ) e
     WHERE NOT (e.in_upper AND (e.id, e.for_student) <= ($3::bigint, $4::int))
     ORDER BY e.in_upper DESC, e.id, e.for_student
@@ -204,15 +215,17 @@ async def list_student_changes(
     student_ids: Sequence[int],
     limit: int,
     reference_version: int | None,
+    account_id: str,
     bound: Snapshot | None = None,
 ) -> list[Row]:
     """As `list_region_changes`, for these students only (already checked against the
     viewer's scope), a class's change once per student in it (`for_student`); with a
-    `bound`, only the changes that snapshot sees."""
+    `bound`, only the changes that snapshot sees. Only the students `account_id` may see
+    now are read (a link removed since the viewer was loaded is honoured)."""
     arguments = _arguments(position, limit, reference_version)
     students = sorted(set(student_ids))
     upto = bound.record() if bound is not None else None
-    return list(await pool.fetch(_STUDENTS_PAGE_SQL, *arguments, students, upto))
+    return list(await pool.fetch(_STUDENTS_PAGE_SQL, *arguments, students, upto, account_id))
 
 
 async def current_snapshot(pool: Reader) -> Row:

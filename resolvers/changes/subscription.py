@@ -13,6 +13,7 @@ without bound.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from auth.viewer import Viewer
@@ -102,6 +103,7 @@ class Subscription:
         if self._ended is None:
             self._ended = code
             self._queue.clear()
+            self._on_close(self)  # no more offers, even if the consumer never reads again
             self._wake()
 
     @property
@@ -137,6 +139,9 @@ class Subscription:
                 raise StopAsyncIteration
             if self._ended is not None:
                 raise StreamEnded(self._ended)
+            if self.expires_at is not None and time.time() >= self.expires_at:
+                self.end(ErrorCode.TOKEN_EXPIRED)
+                continue
             if self._queue:
                 change, student_id, page = self._queue.pop(0)
                 cursor = self._codec.encode(page.position_after(change, student_id))

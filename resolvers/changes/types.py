@@ -138,7 +138,8 @@ EVENT_TYPES = (
 @strawberry.type(description="A page of the viewer's diary changes after a cursor.")
 class DiaryChanges:
     events: list[DiaryEvent] = strawberry.field(
-        description="Oldest first; at most `first` of them.", metadata=sized(50)
+        description="Oldest first; at most `first` of them.",
+        metadata=sized(200),  # `first` is at most 200 (the cost assumes a full page)
     )
     cursor: ChangeCursor = strawberry.field(
         description="Where the next page starts: pass it as `since` (also when `events` is empty)."

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -19,11 +20,14 @@ from starlette.applications import Starlette
 
 from auth.store.accounts import ensure_demo_account, load_viewer
 from fixtures.demo import demo_account
+from gateway.core.errors import ErrorCode
 from gateway.core.settings import Settings
 from resolvers.changes.service import ChangeFeed
+from resolvers.changes.subscription import StreamEnded
 from resolvers.changes.types import MarkEvent
 from tests.support.change_pages import changes_page
 from tests.support.journal_writes import journal_writes
+from tests.support.tokens import link_removed
 
 
 @pytest.fixture
@@ -87,3 +91,54 @@ async def test_a_resumed_subscription_gets_a_change_once(
     finally:
         await locker.close()
         await writer_conn.close()
+
+
+async def test_a_catch_up_honours_a_link_removed_since_the_viewer_was_loaded(
+    feed: ChangeFeed,
+    client: httpx.AsyncClient,
+    tokens: dict[str, str],
+    pool: asyncpg.Pool,
+    owner_conn: asyncpg.Connection,
+) -> None:
+    """The catch-up's pages are checked against the registries as the live copies are
+    (a WebSocket may subscribe long after its viewer was loaded)."""
+    account = demo_account("parent-two-schools")
+    viewer = await load_viewer(pool, await ensure_demo_account(pool, account))
+    assert viewer is not None and account.snils is not None
+    kids = sorted(viewer.student_ids)
+    since = (await changes_page(client, tokens["parent-two-schools"]))["cursor"]
+    async with journal_writes(owner_conn) as writer:
+        await writer.add_mark(kids[0], value="2")
+        kept = await writer.add_mark(kids[1], value="4")
+        async with link_removed(owner_conn, account.snils, kids[0]):
+            resumed = await feed.subscribe(
+                viewer, kids, since, expires_at=None, operation_name=None
+            )
+            got = [await asyncio.wait_for(anext(resumed), 5)]
+            with contextlib.suppress(TimeoutError):
+                got.append(await asyncio.wait_for(anext(resumed), 1))
+            resumed.close()
+    assert [(e.mark_id, e.student_id) for e in got if isinstance(e, MarkEvent)] == [
+        (str(kept), str(kids[1]))
+    ]
+    assert len(got) == 1
+
+
+async def test_a_stream_ends_when_its_credentials_expire(
+    feed: ChangeFeed, pool: asyncpg.Pool
+) -> None:
+    """Without waiting for the sessions' recheck (300 s in this feed)."""
+    viewer = await load_viewer(
+        pool, await ensure_demo_account(pool, demo_account("parent-two-schools"))
+    )
+    assert viewer is not None
+    subscription = await feed.subscribe(
+        viewer, sorted(viewer.student_ids), None, expires_at=time.time() + 0.3, operation_name=None
+    )
+    try:
+        with pytest.raises(StreamEnded) as ended:
+            await asyncio.wait_for(subscription.next_event(0.5), 3)
+            await asyncio.wait_for(subscription.next_event(0.5), 3)
+    finally:
+        subscription.close()
+    assert ended.value.code is ErrorCode.TOKEN_EXPIRED

@@ -480,11 +480,33 @@ async def test_a_revoked_session_ends_the_stream_and_closes_with_4401(
         assert closed.code == 4401, closed
 
 
+async def test_a_subscribe_on_a_socket_whose_session_was_revoked_is_refused(
+    ws_live: LiveServer, owner_conn: asyncpg.Connection, pool: asyncpg.Pool, students: list[int]
+) -> None:
+    """The socket's credentials are read again at every subscribe: a socket opened long
+    ago starts no stream once its session is revoked (nor with a removed child)."""
+    settings = ws_live.settings
+    async with (
+        planted_parent(owner_conn, pool, settings, [students[12]], tag=139) as token,
+        ws_connect(ws_live.url) as client,
+    ):
+        await client.init(_bearer(token))
+        await client.sync()
+        session_id = verify_token(settings, token, typ=ACCESS).session_id
+        assert await revoke_session(pool, session_id) is not None
+        await client.subscribe("late", FEED)
+        message = await client.receive()
+        assert (message["type"], message["id"]) == ("error", "late"), message
+        assert _code(message["payload"]) == "SESSION_REVOKED"
+        closed = await client.wait_closed()
+        assert closed.code == 4401, closed
+
+
 async def test_an_expired_token_ends_the_stream_and_closes_with_4401(
     quick_live: LiveServer, owner_conn: asyncpg.Connection, pool: asyncpg.Pool, students: list[int]
 ) -> None:
     settings = quick_live.settings
-    async with planted_parent(owner_conn, pool, settings, [students[12]], tag=149) as token:
+    async with planted_parent(owner_conn, pool, settings, [students[12]], tag=139) as token:
         claims = verify_token(settings, token, typ=ACCESS)
         expires_at = int(time.time()) + 2
         short = sign_token(
