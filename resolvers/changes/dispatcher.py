@@ -30,7 +30,7 @@ from auth.store.accounts import ended_sessions
 from gateway.core.change_settings import ChangeFeedSettings
 from gateway.core.errors import ErrorCode
 from gateway.core.outage import describe
-from resolvers.changes.cursor import Position, Snapshot
+from resolvers.changes.cursor import CursorError, Position, Snapshot
 from resolvers.changes.loaders import (
     Page,
     Reader,
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL: Final = "diary_changes"
 PAGE_SIZE: Final = 500
+# Drains a subscription waits for its cursor to be covered: the first may have started
+# before the subscription asked (its snapshot older than the cursor), the second did not.
+_READS_TO_COVER: Final = 2
 _RETRY_S: Final = (0.5, 1.0, 2.0, 5.0)
 _DATABASE_ERRORS: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -90,18 +93,24 @@ class Dispatcher:
     async def settled_position(self, covering: Snapshot) -> Position:
         """A position without `upper` that covers `covering` (reading the log once more
         if the dispatcher is behind it): what a catch-up reads up to. Whatever is handed
-        over from the moment this returns (no await in between) starts at it."""
+        over from the moment this returns (no await in between) starts at it. A snapshot
+        that even a read started after this call does not cover is not of this database
+        (or of its past before a restore): CursorError."""
         self._start()
         await self._ready.wait()
+        reads = 0
         while True:
             position = self._position
             assert position is not None
             if position.upper is None and position.base.covers(covering):
                 return position
+            if reads == _READS_TO_COVER:
+                raise CursorError()
             drained = asyncio.get_running_loop().create_future()
             self._drained.append(drained)
             self._notified.set()
             await drained
+            reads += 1
 
     def add(self, subscription: Subscription) -> None:
         self._by_account.setdefault(subscription.viewer.account_id, []).append(subscription)

@@ -22,6 +22,7 @@ from auth.store.accounts import ensure_demo_account, load_viewer
 from fixtures.demo import demo_account
 from gateway.core.errors import ErrorCode
 from gateway.core.settings import Settings
+from resolvers.changes.cursor import CursorError, Snapshot, at_snapshot
 from resolvers.changes.service import ChangeFeed
 from resolvers.changes.subscription import StreamEnded
 from resolvers.changes.types import MarkEvent
@@ -142,3 +143,27 @@ async def test_a_stream_ends_when_its_credentials_expire(
     finally:
         subscription.close()
     assert ended.value.code is ErrorCode.TOKEN_EXPIRED
+
+
+async def test_a_cursor_no_snapshot_of_this_database_covers_is_refused(
+    feed: ChangeFeed, pool: asyncpg.Pool
+) -> None:
+    """A cursor naming transactions this database has not reached (another database
+    signed with the same secret, or one restored from an older backup) is refused after
+    at most two reads of the log, not waited on."""
+    viewer = await load_viewer(
+        pool, await ensure_demo_account(pool, demo_account("parent-two-schools"))
+    )
+    assert viewer is not None
+    future = Snapshot(2**40, 2**40 + 5)
+    cursor = feed.codec.encode(at_snapshot(future, int(time.time())))
+    reads = feed.dispatcher.reads
+    with pytest.raises(CursorError):
+        await asyncio.wait_for(
+            feed.subscribe(
+                viewer, sorted(viewer.student_ids), cursor, expires_at=None, operation_name=None
+            ),
+            5,
+        )
+    assert feed.dispatcher.reads - reads <= 2
+    assert feed.dispatcher.subscriptions == 0
