@@ -22,7 +22,7 @@ from auth.store.audit import AccessEvent, Recorder
 from auth.viewer import Viewer
 from gateway.core.errors import ApiError, ErrorCode, ForbiddenError
 from gateway.core.settings import Settings
-from resolvers.changes.cursor import CursorCodec, Position
+from resolvers.changes.cursor import CursorCodec, Position, Snapshot
 from resolvers.changes.dispatcher import Dispatcher
 from resolvers.changes.loaders import Page, current_position, read_students_page
 from resolvers.changes.subscription import Subscription
@@ -177,6 +177,13 @@ class ChangeFeed:
                     bound=bound,
                 )
 
+        opening = None
+        if since_position is None:
+            pool = self._pool()
+
+            async def opening() -> Snapshot:
+                return (await current_position(pool)).base
+
         subscription = Subscription(
             viewer,
             frozenset(student_ids),
@@ -184,6 +191,7 @@ class ChangeFeed:
             queue_size=self._settings.queue_size,
             expires_at=expires_at,
             catch_up=catch_up,
+            opening=opening,
             start=start,
             on_close=dispatcher.remove,
             on_deliver=lambda viewer, student_id: self._audit(viewer, student_id, operation_name),
@@ -193,4 +201,10 @@ class ChangeFeed:
         # taken it while this one waited.)
         self._check_room(viewer)
         dispatcher.add(subscription)
+        if since_position is None:
+            try:
+                await subscription.learn_opening()
+            except BaseException:
+                subscription.close()
+                raise
         return subscription

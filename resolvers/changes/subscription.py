@@ -1,7 +1,8 @@
 """One subscriber's stream of diary events: a bounded queue the dispatcher fills.
 
-A subscription starts at a position: the dispatcher's (nothing before the moment it was
-opened) or the client's cursor (`since`). With a cursor it first catches up, page by page
+A subscription starts at a position: the dispatcher's, with what was written before the
+moment it was opened left out (the snapshot of that moment, read once), or the client's
+cursor (`since`). With a cursor it first catches up, page by page
 as the client takes them (`resolvers.changes.loaders.read_students_page`); what the
 dispatcher hands over meanwhile waits, and once the catch-up reaches the present, the
 waiting events the catch-up already gave (visible in its last snapshot) are dropped: none
@@ -18,13 +19,14 @@ from collections.abc import Awaitable, Callable
 
 from auth.viewer import Viewer
 from gateway.core.errors import ApiError, ErrorCode
-from resolvers.changes.cursor import CursorCodec, Position
+from resolvers.changes.cursor import CursorCodec, Position, Snapshot
 from resolvers.changes.loaders import Change, Page
 from resolvers.changes.types import DiaryEvent
 
 # A copy of a change for one student, with the page it came in (for its cursor).
 Copy = tuple[Change, int, Page]
 CatchUp = Callable[[Position], Awaitable[Page]]
+Opening = Callable[[], Awaitable[Snapshot]]
 
 
 class StreamEnded(ApiError):
@@ -47,7 +49,9 @@ class Subscription:
         "_limit",
         "_on_close",
         "_on_deliver",
+        "_opening",
         "_queue",
+        "_skip",
         "_waiter",
         "_waiting",
         "expires_at",
@@ -64,6 +68,7 @@ class Subscription:
         queue_size: int,
         expires_at: float | None,
         catch_up: CatchUp | None,
+        opening: Opening | None = None,
         start: Position,
         on_close: Callable[[Subscription], None],
         on_deliver: Callable[[Viewer, int], None],
@@ -77,8 +82,13 @@ class Subscription:
         # (thousands are open per process).
         self._queue: list[Copy] = []
         # Handed over during a catch-up, until it reaches the present (None: live).
-        self._waiting: list[Copy] | None = [] if catch_up is not None else None
+        waits = catch_up is not None or opening is not None
+        self._waiting: list[Copy] | None = [] if waits else None
         self._catch_up = catch_up
+        self._opening = opening
+        # Without a cursor: the snapshot of the moment it was opened; what it sees was
+        # written before and is not sent.
+        self._skip: Snapshot | None = None
         self._from = start
         self._waiter: asyncio.Future[bool] | None = None
         self._ended: ErrorCode | None = None
@@ -89,6 +99,8 @@ class Subscription:
     def offer(self, copy: Copy) -> None:
         """A copy from the dispatcher, already authorized (never waits)."""
         if self._ended is not None or self._closed:
+            return
+        if self._skip is not None and self._skip.sees(copy[0].xid):
             return
         queue = self._waiting if self._waiting is not None else self._queue
         if len(queue) >= self._limit:
@@ -147,6 +159,9 @@ class Subscription:
                 cursor = self._codec.encode(page.position_after(change, student_id))
                 self._on_deliver(self.viewer, student_id)
                 return change.event(student_id, cursor)
+            if self._opening is not None:
+                await self.learn_opening()
+                continue
             if self._catch_up is not None:
                 await self._next_catch_up_page()
                 continue
@@ -172,6 +187,17 @@ class Subscription:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(True)
+
+    async def learn_opening(self) -> None:
+        """Read the snapshot of now (right after the subscription was registered, before
+        it is returned): the copies handed over meanwhile that it sees were written
+        before the subscription and are dropped, as are later ones it sees."""
+        if self._opening is None:
+            return
+        self._skip = await self._opening()
+        self._opening = None
+        waiting, self._waiting = self._waiting or [], None
+        self._queue.extend(copy for copy in waiting if not self._skip.sees(copy[0].xid))
 
     async def _next_catch_up_page(self) -> None:
         assert self._catch_up is not None

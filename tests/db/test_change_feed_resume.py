@@ -167,3 +167,40 @@ async def test_a_cursor_no_snapshot_of_this_database_covers_is_refused(
         )
     assert feed.dispatcher.reads - reads <= 2
     assert feed.dispatcher.subscriptions == 0
+
+
+async def test_a_change_written_before_a_subscription_opened_is_not_sent(
+    feed: ChangeFeed,
+    pool: asyncpg.Pool,
+    owner_url: str,
+    owner_conn: asyncpg.Connection,
+) -> None:
+    """Without a cursor a subscription starts when it is opened, even when the dispatcher
+    has not yet read what was written just before (held back here as above)."""
+    viewer = await load_viewer(
+        pool, await ensure_demo_account(pool, demo_account("parent-two-schools"))
+    )
+    assert viewer is not None
+    kids = sorted(viewer.student_ids)
+    warm = await feed.subscribe(viewer, kids, None, expires_at=None, operation_name=None)
+    warm.close()  # the dispatcher runs
+    locker = await asyncpg.connect(owner_url)
+    try:
+        async with journal_writes(owner_conn) as writer:
+            lock = locker.transaction()
+            await lock.start()
+            await locker.execute("LOCK TABLE school.parent_students IN ACCESS EXCLUSIVE MODE")
+            await writer.add_mark(kids[0], value="2")  # before: the dispatcher waits
+            opened = await feed.subscribe(viewer, kids, None, expires_at=None, operation_name=None)
+            await lock.commit()
+            after = await writer.add_mark(kids[0], value="5")
+            got = [await asyncio.wait_for(anext(opened), 5)]
+            with contextlib.suppress(TimeoutError):
+                got.append(await asyncio.wait_for(anext(opened), 1))
+            opened.close()
+    finally:
+        await locker.close()
+    assert [(e.mark_id, e.action.value) for e in got if isinstance(e, MarkEvent)] == [
+        (str(after), "added")
+    ]
+    assert len(got) == 1
