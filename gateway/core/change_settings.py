@@ -14,7 +14,8 @@
   checked again (one statement for all); a revoked session's stream ends by then.
 - `SCHOOL_GATEWAY_SUBSCRIPTIONS_PER_ACCOUNT` (default 16): open streams per account and
   process (TOO_MANY_SUBSCRIPTIONS past that).
-- `SCHOOL_GATEWAY_SUBSCRIPTIONS_MAX` (default 20000): open streams per process.
+- `SCHOOL_GATEWAY_SUBSCRIPTIONS_MAX` (default 20000): open streams per process, and open
+  WebSockets per process.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@
 - `subscribe` runs a subscription as over SSE (gateway.http.streams): `next` per result,
   `complete` at its end, `error` when refused before it starts (validation, cost,
   permission). A second `subscribe` with a live id: 4409. `complete` from the client
-  ends that subscription. At most MAX_OPERATIONS at once per socket.
+  ends that subscription. At most MAX_OPERATIONS at once per socket, and at most
+  `SCHOOL_GATEWAY_SUBSCRIPTIONS_MAX` sockets per process (1013 beyond).
 - `ping` → `pong`; the server sends `ping` every heartbeat interval.
 - A stream ended because the credentials are gone (SESSION_REVOKED, TOKEN_EXPIRED) closes
   the socket with 4401 after its last `next`/`complete`; a consumer too slow to take its
@@ -280,12 +281,21 @@ def websocket_handler(
 ) -> Callable[[WebSocket], Any]:
     """The `/graphql` WebSocket endpoint."""
 
+    open_sockets = 0
+    limit = streams.endpoint.settings.changes.max_subscriptions
+
     async def graphql_ws(websocket: WebSocket) -> None:
+        nonlocal open_sockets
         if PROTOCOL not in websocket.scope.get("subprotocols", []):
             await websocket.accept()
             await websocket.close(4406, "Subprotocol not acceptable")
             return
+        if open_sockets >= limit:  # sockets, even idle or anonymous ones, are bounded too
+            await websocket.accept(subprotocol=PROTOCOL)
+            await websocket.close(1013, "Try again later: too many connections")
+            return
         await websocket.accept(subprotocol=PROTOCOL)
+        open_sockets += 1
         connection = _Connection(streams, websocket, pool())
         try:
             await connection.initialise()
@@ -295,6 +305,7 @@ def websocket_handler(
         except WebSocketDisconnect:
             pass
         finally:
+            open_sockets -= 1
             await connection.stop()
 
     return graphql_ws

@@ -560,3 +560,16 @@ async def test_since_resumes_with_exactly_the_missed_events(
             live_mark = await journal.add_mark(student, value="5")
             await _mark_event(client, "again", live_mark)
             await client.receive_nothing(QUIET_S)
+
+
+async def test_sockets_past_the_process_limit_are_closed_with_1013(
+    database_url: str, data_dir: Path, pool: asyncpg.Pool
+) -> None:
+    env = {**gateway_env(database_url, data_dir), "SCHOOL_GATEWAY_SUBSCRIPTIONS_MAX": "1"}
+    async with live_server(env, pool) as server, ws_connect(server.url) as first:
+        await first.init()
+        await first.sync()
+        async with ws_connect(server.url) as second:
+            closed = await second.wait_closed()
+        assert (closed.code, closed.reason) == (1013, "Try again later: too many connections")
+        await first.sync()  # the first one is unaffected
