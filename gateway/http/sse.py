@@ -139,7 +139,11 @@ async def stream_events(
                 result = await stream.next(heartbeat_s)
             except StopAsyncIteration:
                 break
-            await _body(send, HEARTBEAT if result is None else next_event(result))
+            if result is None:
+                await _body(send, HEARTBEAT)
+            else:
+                await _body(send, next_event(result))
+                stream.sent()
         if not watcher.done():
             await _body(send, COMPLETE)
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -122,6 +122,8 @@ class HeartbeatSource(Protocol):
 
     def close(self) -> None: ...
 
+    def sent(self) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -207,6 +209,11 @@ class OpenStream:
             body["errors"] = [_event_error(e, self.operation_name) for e in result.errors]
         body["data"] = result.data
         return body
+
+    def sent(self) -> None:
+        """The last result was sent to the client (the feed records its delivery)."""
+        if self._source is not None:
+            self._source.sent()
 
     def abort(self) -> None:
         """The consumer is gone: end a pending `next` at once (StopAsyncIteration)."""

@@ -226,6 +226,7 @@ class _Connection:
                 if result is None:
                     continue
                 await self.send({"type": "next", "id": operation_id, "payload": result})
+                results.sent()
                 code = _ending_code(result)
                 if code in _CREDENTIALS_GONE:
                     self.closing = _Close(4401, f"Unauthorized: {code}")

@@ -51,6 +51,7 @@ class Subscription:
         "_on_deliver",
         "_opening",
         "_queue",
+        "_sent_for",
         "_skip",
         "_waiter",
         "_waiting",
@@ -95,6 +96,8 @@ class Subscription:
         self._closed = False
         self._on_close = on_close
         self._on_deliver = on_deliver
+        # The student of the event last given out, until the transport says it was sent.
+        self._sent_for: int | None = None
 
     def offer(self, copy: Copy) -> None:
         """A copy from the dispatcher, already authorized (never waits)."""
@@ -129,6 +132,13 @@ class Subscription:
         self._on_close(self)
         self._wake()
 
+    def sent(self) -> None:
+        """The transport sent the event last given out: it is delivered (one row of the
+        access audit; an event taken but never sent, the client gone, is not)."""
+        if self._sent_for is not None:
+            self._on_deliver(self.viewer, self._sent_for)
+            self._sent_for = None
+
     async def aclose(self) -> None:
         """What graphql-core calls when the response stream is closed (the client left,
         completed the operation, or the stream ended)."""
@@ -157,7 +167,7 @@ class Subscription:
             if self._queue:
                 change, student_id, page = self._queue.pop(0)
                 cursor = self._codec.encode(page.position_after(change, student_id))
-                self._on_deliver(self.viewer, student_id)
+                self._sent_for = student_id
                 return change.event(student_id, cursor)
             if self._opening is not None:
                 await self.learn_opening()
