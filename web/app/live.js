@@ -36,8 +36,13 @@ export function subscribe(name, handlers) {
   const stream = new Stream(name, handlers);
   const tried = new Promise((resolve) => (stream.tried = resolve));
   stream.connect();
-  window.addEventListener("online", () => stream.retryNow());
-  return { stop: () => stream.stop(), tried };
+  const online = () => stream.retryNow();
+  window.addEventListener("online", online);
+  const stop = () => {
+    window.removeEventListener("online", online);
+    stream.stop();
+  };
+  return { stop, tried };
 }
 
 class Stream {
