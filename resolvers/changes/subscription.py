@@ -1,14 +1,17 @@
 """One subscriber's stream of diary events: a bounded queue the dispatcher fills.
 
-A subscription starts at a position: the dispatcher's, with what was written before the
-moment it was opened left out (the snapshot of that moment, read once), or the client's
-cursor (`since`). With a cursor it first catches up, page by page
-as the client takes them (`resolvers.changes.loaders.read_students_page`); what the
-dispatcher hands over meanwhile waits, and once the catch-up reaches the present, the
-waiting events the catch-up already gave (visible in its last snapshot) are dropped: none
-lost, none repeated. The queue is bounded: a subscriber that falls `queue_size` events
-behind is ended with SLOW_CONSUMER (it resumes with its last cursor), never buffered
-without bound.
+A subscription starts at a position. Without a cursor: the dispatcher's, with what was
+written before the moment it was opened left out (the snapshot of that moment, read once
+right after registering). With a cursor (`since`): it first catches up, page by page as
+the client takes them (`resolvers.changes.loaders.read_students_page`, checked against the
+registries like every live copy), from the cursor up to the dispatcher's position at the
+moment the subscription was registered (one that covers the cursor:
+`Dispatcher.settled_position`); what the dispatcher hands over meanwhile starts exactly
+there, waits, and follows the catch-up: none lost, none repeated, and every cursor given
+says exactly what was delivered. The queue is bounded: a subscriber that falls
+`queue_size` events behind is ended with SLOW_CONSUMER (it resumes with its last cursor),
+never buffered without bound. An event counts as delivered (one access-audit row) once
+the transport says it was sent (`sent`).
 """
 
 from __future__ import annotations
