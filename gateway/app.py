@@ -53,6 +53,7 @@ from gateway.execution.schema import build_schema
 from gateway.http.compression import CompressionMiddleware
 from gateway.http.cors import CorsMiddleware
 from gateway.http.endpoint import GraphQLEndpoint, operation_name_of
+from gateway.http.health import LIVENESS_PATH, READINESS_PATH, livez, readiness
 from gateway.http.pages import WebPages
 from gateway.http.protocol import JSON, accepts_html, error_response, json_response, negotiate
 from gateway.http.sse import EventStreamEndpoint, is_event_stream_request
@@ -175,6 +176,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
             Route(GRAPHQL_PATH, graphql, methods=_ALL_METHODS),
             WebSocketRoute(GRAPHQL_PATH, websocket_handler(streams, holder.get)),
             Route(HEALTH_PATH, healthz, methods=["GET"]),
+            Route(LIVENESS_PATH, livez, methods=["GET"]),
+            Route(READINESS_PATH, readiness(holder.get, outage), methods=["GET"]),
             *auth_routes(services),
             *_dev_idp_routes(settings),
             *pages.routes(),
