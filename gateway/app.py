@@ -39,7 +39,13 @@ from auth.signin.routes import auth_routes
 from auth.store.audit import Recorder
 from gateway.core.db import create_pool
 from gateway.core.errors import ErrorCode, HttpError
-from gateway.core.logging import configure_logging, log_request, safe_path
+from gateway.core.logging import (
+    REQUEST_ID,
+    configure_logging,
+    log_request,
+    request_id_from,
+    safe_path,
+)
 from gateway.core.outage import (
     RETRY_AFTER_S,
     OutageMonitor,
@@ -226,7 +232,7 @@ def _event_streams(settings: Settings, endpoint: ASGIApp, outage: OutageMonitor)
 def app_from_env() -> Starlette:
     """Factory for `uvicorn --factory` workers: settings and logging from the environment."""
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     tune_garbage_collection()
     return app
@@ -328,12 +334,18 @@ class RequestMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        sent_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        request_id = request_id_from(sent_id.decode("latin-1") if sent_id is not None else None)
+        id_header = (b"x-request-id", request_id.encode("latin-1"))
+        scope.setdefault("state", {})["request_id"] = request_id
+        context = REQUEST_ID.set(request_id)
 
         async def send_and_watch(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 response_started = True
+                message = {**message, "headers": [*message.get("headers", ()), id_header]}
             await send(message)
 
         method, path = scope["method"], safe_path(scope["path"])
@@ -347,17 +359,17 @@ class RequestMiddleware:
                 "request body of %s %s not received in %.0f s", method, path, self.body_timeout_s
             )
             if not response_started:
-                status = await _send_error(send, scope, _body_timeout_error())
+                status = await _send_error(send_and_watch, scope, _body_timeout_error())
         except Exception as error:  # the outermost boundary: logged with traceback, then masked
             if is_database_unavailable(error):
                 self._database_unavailable(error, f"{method} {path}")
                 if not response_started:
-                    status = await _send_error(send, scope, unavailable_error())
+                    status = await _send_error(send_and_watch, scope, unavailable_error())
             else:
                 log.error("unhandled error in %s %s", method, path, exc_info=error)
                 if not response_started:
                     internal = HttpError(500, ErrorCode.INTERNAL_SERVER_ERROR)
-                    status = await _send_error(send, scope, internal)
+                    status = await _send_error(send_and_watch, scope, internal)
         finally:
             log_request(
                 scope["method"],
@@ -365,7 +377,9 @@ class RequestMiddleware:
                 status,
                 (time.perf_counter() - started) * 1000,
                 operation_name_of(scope),
+                request_id,
             )
+            REQUEST_ID.reset(context)
 
     def _database_unavailable(self, error: BaseException, where: str) -> None:
         if self.outage is not None:

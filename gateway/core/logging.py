@@ -13,13 +13,25 @@ As a net under every other log line, the handler installed by `configure_logging
 formats through `RedactingFormatter`, which masks what looks like a SNILS, a Russian
 phone number, a date or a long digit run in messages and tracebacks (`redact`) — the
 timestamp prefix is left alone.
+
+`SCHOOL_GATEWAY_LOG_FORMAT=json` writes one JSON object per line instead (`JsonFormatter`:
+time, level, logger, message, the request id, and for the request line its method,
+path, status, duration and operation), redacted the same way. Every request has an id:
+the client's `X-Request-Id` when it is a plain token, else a new one; it is sent back
+in `X-Request-Id` and carried by every line logged while the request runs
+(`REQUEST_ID`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, Final
 
 ACCESS_LOGGER = "gateway.access"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -46,15 +58,36 @@ _UNDERSCORED_MIN_DIGITS = 6
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
+# The id of the request being served (set by the request middleware), for every log line.
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+_REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_NO_DIGITS: Final = str.maketrans("0123456789", "ghijklmnop")
+# The request line's fields in a JSON line (`log_request`'s `extra`).
+_ACCESS_FIELDS: Final = ("method", "path", "status", "duration_ms", "operation")
 
-def configure_logging(level: str) -> None:
-    """Log to stderr at `level`; uvicorn's loggers go through ours, its access log is off."""
+
+def request_id_from(header: str | None) -> str:
+    """The client's `X-Request-Id` when it is a plain token (letters, digits, `.`, `_`,
+    `:`, `-`; at most 128), else a new one: 32 letters (a random UUID's hex digits with
+    0-9 written g-p, so that no run of digits in it is masked as personal data)."""
+    if header is not None and _REQUEST_ID_RE.match(header):
+        return header
+    return uuid.uuid4().hex.translate(_NO_DIGITS)
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at `level` as text lines or JSON objects (`log_format`); uvicorn's
+    loggers go through ours, its access log is off."""
     root = logging.getLogger()
-    if not any(getattr(h, "_school_gateway", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(RedactingFormatter(_FORMAT))
-        handler._school_gateway = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+    formatter = JsonFormatter() if log_format == "json" else RedactingFormatter(_FORMAT)
+    ours: list[logging.Handler] = [h for h in root.handlers if getattr(h, "_school_gateway", False)]
+    if not ours:
+        stream = logging.StreamHandler(sys.stderr)
+        stream._school_gateway = True  # type: ignore[attr-defined]
+        root.addHandler(stream)
+        ours = [stream]
+    for handler in ours:
+        handler.setFormatter(formatter)
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error"):
         uvicorn_logger = logging.getLogger(name)
@@ -88,6 +121,27 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().formatStack(stack_info))
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, redacted like the text lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
+        if request_id:
+            entry["request_id"] = safe_text(request_id)
+        for name in _ACCESS_FIELDS:
+            if hasattr(record, name):
+                entry[name] = getattr(record, name)
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
+
+
 def safe_text(text: str) -> str:
     """Client-supplied text fit for a log line: digit runs that could be personal masked."""
     return _DIGIT_RUN_RE.sub("***", text)
@@ -99,15 +153,30 @@ def safe_path(path: str) -> str:
 
 
 def log_request(
-    method: str, path: str, status: int, duration_ms: float, operation_name: str | None
+    method: str,
+    path: str,
+    status: int,
+    duration_ms: float,
+    operation_name: str | None,
+    request_id: str | None = None,
 ) -> None:
-    """The request line: `POST /graphql 200 12.3ms op=MyChildren` (path and name made safe)."""
+    """The request line: `POST /graphql 200 12.3ms op=MyChildren` (path and name made
+    safe); in JSON its parts are fields, with the request id."""
     operation = operation_name if operation_name and _NAME_RE.match(operation_name) else "-"
+    shown_path, shown_operation = safe_path(path), safe_text(operation)
     access_log.info(
         "%s %s %d %.1fms op=%s",
         method,
-        safe_path(path),
+        shown_path,
         status,
         duration_ms,
-        safe_text(operation),
+        shown_operation,
+        extra={
+            "method": method,
+            "path": shown_path,
+            "status": status,
+            "duration_ms": round(duration_ms, 1),
+            "operation": shown_operation,
+            "request_id": request_id,
+        },
     )

@@ -36,6 +36,8 @@ _SERVERS: Final[Mapping[str, ServerName]] = {
     "asyncio": "asyncio",
     "h11": "asyncio",
 }
+LogFormat = Literal["text", "json"]
+_LOG_FORMATS: Final[Mapping[str, LogFormat]] = {"text": "text", "json": "json"}
 _SWITCH: Final[Mapping[str, bool]] = {
     "1": True,
     "true": True,
@@ -112,6 +114,8 @@ class Settings:
     # register documents at run time under their SHA-256 (automatic persisted queries).
     cookie_registered_only: bool = True
     apq_registration: bool = True
+    # Log lines as text or as one JSON object each (SCHOOL_GATEWAY_LOG_FORMAT).
+    log_format: LogFormat = "text"
 
     def today(self) -> date:
         """The diary's "today": the real date unless overridden (dev mode only)."""
@@ -159,6 +163,13 @@ class Settings:
             pool_min_size=pool_min,
             pool_max_size=pool_max,
             log_level=_log_level(env),
+            log_format=read_choice(
+                env,
+                "SCHOOL_GATEWAY_LOG_FORMAT",
+                _LOG_FORMATS,
+                default="text",
+                expected="text or json",
+            ),
             today_override=_today_override(env, dev_mode=dev_mode),
             database_owner_url=database_owner_url,
             executor=executor,

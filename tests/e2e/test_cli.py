@@ -469,3 +469,50 @@ def test_serve_stops_at_once_with_event_streams_open(
     assert process.returncode in (0, -signal.SIGTERM), stderr
     assert stopped_after < 5, stderr
     assert "Application shutdown complete" in stderr and "Traceback" not in stderr
+
+
+def test_serve_logs_json_lines_with_the_request_id(
+    database_url: str, tmp_path: Path, tokens: dict[str, str], seeded: SeedSummary
+) -> None:
+    """SCHOOL_GATEWAY_LOG_FORMAT=json: every stderr line is one JSON object; the request
+    line carries the client's X-Request-Id (sent back), or one of the gateway's; personal
+    data is masked as in text lines."""
+    port = _free_port()
+    env = _env(
+        database_url,
+        tmp_path,
+        SCHOOL_GATEWAY_DEV="1",
+        SCHOOL_GATEWAY_TODAY=TODAY.isoformat(),
+        SCHOOL_GATEWAY_LOG_FORMAT="json",
+    )
+    parent = next(a for a in DEMO_ACCOUNTS if a.key == "parent-two-schools")
+    with _serving(env, port) as process:
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {tokens[parent.key]}", "X-Request-Id": "trace-42.a"}
+        mine = httpx.post(
+            f"{base}/graphql",
+            json={"query": "query Kids { myChildren { id } }"},
+            headers=headers,
+            timeout=10,
+        )
+        assert mine.headers["x-request-id"] == "trace-42.a"
+        theirs = httpx.get(f"{base}/livez", timeout=10)
+        generated = theirs.headers["x-request-id"]
+        assert len(generated) == 32 and generated.isalpha()
+        snils_path = httpx.get(f"{base}/{parent.snils}", timeout=10)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=15)
+    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    access = [line for line in lines if line["logger"] == "gateway.access"]
+    kids = next(line for line in access if line.get("operation") == "Kids")
+    assert (kids["request_id"], kids["method"], kids["path"], kids["status"]) == (
+        "trace-42.a",
+        "POST",
+        "/graphql",
+        200,
+    )
+    assert isinstance(kids["duration_ms"], float)
+    assert any(line.get("request_id") == generated and line["path"] == "/livez" for line in access)
+    assert snils_path.headers["x-request-id"]
+    assert parent.snils and parent.snils not in stderr and tokens[parent.key] not in stderr
