@@ -7,11 +7,9 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -30,74 +28,16 @@ from gateway.core.settings import Settings
 from gateway.execution.schema import export_sdl
 from gateway.migrations.location import embedded_login
 from tests.support.cli_process import COMMAND, run_command
-from tests.support.environment import JWT_SECRET, SEED, TODAY
+from tests.support.environment import SEED, TODAY
+from tests.support.serve_process import command_env as _env
+from tests.support.serve_process import free_port as _free_port
+from tests.support.serve_process import serving as _serving
 
 START_TIMEOUT_S = 30
 
 
-def _env(database_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
-    """A clean environment: only what the command needs, never the developer's own."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("SCHOOL_GATEWAY_") and key != "DATABASE_URL"
-    }
-    env.update(
-        {
-            "DATABASE_URL": database_url,
-            "SCHOOL_GATEWAY_DATA_DIR": str(data_dir),
-            "SCHOOL_GATEWAY_JWT_SECRET": JWT_SECRET,
-            "SCHOOL_GATEWAY_POOL_MIN": "1",
-        }
-    )
-    env.update(overrides)
-    return env
-
-
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return run_command(args, env)
-
-
-def _free_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _serving(
-    env: dict[str, str], port: int, command: str = "serve"
-) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [COMMAND, command, "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_serve_answers_real_http_requests(
