@@ -318,7 +318,8 @@ class GraphQLEndpoint:
         if prepared.errors:
             return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
         if operation.operation is OperationType.SUBSCRIPTION:
-            error = {"message": SUBSCRIPTION_TRANSPORTS, "extensions": {"code": "BAD_REQUEST"}}
+            code = ErrorCode.BAD_REQUEST.value
+            error = {"message": SUBSCRIPTION_TRANSPORTS, "extensions": {"code": code}}
             return graphql_response({"errors": [error]}, media_type, failed=True)
         self.persisted.remember(graphql_request)  # a valid document sent with its hash
         too_costly = self.costs.refusal(

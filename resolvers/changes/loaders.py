@@ -37,14 +37,6 @@ from resolvers.diary.rows import (
     lesson_from_row,
     mark_from_row,
 )
-from resolvers.diary.types import (
-    Attendance,
-    FinalMark,
-    Homework,
-    LessonReplacement,
-    LessonStatus,
-    Mark,
-)
 
 Row = Any
 Reader = sql.Reader
@@ -85,45 +77,33 @@ class Change:
     for_student: int = 0
 
     def event(self, student_id: int, cursor: ChangeCursor) -> DiaryEvent:
-        """The typed event of this change for one student."""
-        at, action, student = self.at, self.action, _id(student_id)
-        lesson = None if self.lesson_id is None else _id(self.lesson_id)
-        day, entity, payload = self.date, _id(self.entity_id), self.payload
-        if self.kind == "mark":
-            assert payload is None or isinstance(payload, Mark)
-            return MarkEvent(
-                cursor=cursor, at=at, action=action, student_id=student, lesson_id=lesson,
-                date=day, mark_id=entity, mark=payload,
-            )  # fmt: skip
-        if self.kind == "attendance":
-            assert payload is None or isinstance(payload, Attendance)
-            return AttendanceEvent(
-                cursor=cursor, at=at, action=action, student_id=student, lesson_id=lesson,
-                date=day, attendance_id=entity, attendance=payload,
-            )  # fmt: skip
-        if self.kind == "homework":
-            assert payload is None or isinstance(payload, Homework)
-            return HomeworkEvent(
-                cursor=cursor, at=at, action=action, student_id=student, lesson_id=lesson,
-                date=day, homework_id=entity, homework=payload,
-            )  # fmt: skip
-        if self.kind == "lesson_topic":
-            assert payload is None or isinstance(payload, str)
-            return LessonTopicEvent(
-                cursor=cursor, at=at, action=action, student_id=student, lesson_id=lesson,
-                date=day, topic=payload,
-            )  # fmt: skip
-        if self.kind == "lesson":
-            assert payload is None or isinstance(payload, ChangedLesson)
-            return LessonEvent(
-                cursor=cursor, at=at, action=action, student_id=student, lesson_id=lesson,
-                date=day, lesson=payload,
-            )  # fmt: skip
-        assert payload is None or isinstance(payload, FinalMark)
-        return FinalMarkEvent(
-            cursor=cursor, at=at, action=action, student_id=student, lesson_id=lesson,
-            date=day, final_mark_id=entity, final_mark=payload,
-        )  # fmt: skip
+        """The typed event of this change for one student (its payload was built for its
+        kind by `_payload`)."""
+        event_type, id_field, payload_field = _EVENT_TYPES[self.kind]
+        fields: dict[str, Any] = {
+            "cursor": cursor,
+            "at": self.at,
+            "action": self.action,
+            "student_id": _id(student_id),
+            "lesson_id": None if self.lesson_id is None else _id(self.lesson_id),
+            "date": self.date,
+            payload_field: self.payload,
+        }
+        if id_field is not None:
+            fields[id_field] = _id(self.entity_id)
+        return event_type(**fields)
+
+
+# A change's kind: its event type, the field naming the row's id (none for a topic: the
+# lesson's id is `lessonId`), and the payload's field.
+_EVENT_TYPES: Final[dict[str, tuple[type[DiaryEvent], str | None, str]]] = {
+    "mark": (MarkEvent, "mark_id", "mark"),
+    "attendance": (AttendanceEvent, "attendance_id", "attendance"),
+    "homework": (HomeworkEvent, "homework_id", "homework"),
+    "lesson_topic": (LessonTopicEvent, None, "topic"),
+    "lesson": (LessonEvent, None, "lesson"),
+    "final_mark": (FinalMarkEvent, "final_mark_id", "final_mark"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,12 +292,6 @@ def _lesson(row: Prefixed, reference: ReferenceData) -> ChangedLesson | None:
     if not has_names(row, reference):
         return None
     lesson = lesson_from_row(row, reference)
-    replacement = None
-    if lesson.status is LessonStatus.REPLACED:
-        replacement = LessonReplacement(
-            subject=lesson.replacement_subject or lesson.subject,
-            teacher=lesson.replacement_teacher or lesson.teacher,
-        )
     return ChangedLesson(
         id=_id(lesson.id),
         date=lesson.date,
@@ -327,6 +301,6 @@ def _lesson(row: Prefixed, reference: ReferenceData) -> ChangedLesson | None:
         room=lesson.room,
         status=lesson.status,
         status_comment=lesson.status_comment,
-        replacement=replacement,
+        replacement=lesson.replacement(),
         topic=lesson.topic,
     )

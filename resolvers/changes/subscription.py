@@ -124,10 +124,6 @@ class Subscription:
             self._on_close(self)  # no more offers, even if the consumer never reads again
             self._wake()
 
-    @property
-    def ended(self) -> ErrorCode | None:
-        return self._ended
-
     def close(self) -> None:
         """The consumer is gone: leave the dispatcher, end a pending read (idempotent)."""
         self._closed = True

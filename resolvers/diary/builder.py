@@ -28,8 +28,6 @@ from resolvers.diary.types import (
     DiaryPart,
     Homework,
     Lesson,
-    LessonReplacement,
-    LessonStatus,
     Mark,
 )
 
@@ -85,12 +83,6 @@ def _lesson(
     marks: list[Mark],
     attendance: Attendance | None,
 ) -> Lesson:
-    replacement = None
-    if record.status is LessonStatus.REPLACED:
-        replacement = LessonReplacement(
-            subject=record.replacement_subject or record.subject,
-            teacher=record.replacement_teacher or record.teacher,
-        )
     return Lesson(
         id=strawberry.ID(str(record.id)),
         date=record.date,
@@ -102,7 +94,7 @@ def _lesson(
         room=record.room,
         status=record.status,
         status_comment=record.status_comment,
-        replacement=replacement,
+        replacement=record.replacement(),
         topic=record.topic,
         homework=homework,
         marks=marks,

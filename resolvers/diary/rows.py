@@ -20,6 +20,7 @@ from resolvers.diary.types import (
     FinalMark,
     FinalMarkKind,
     Homework,
+    LessonReplacement,
     LessonStatus,
     LessonSummary,
     Mark,
@@ -81,6 +82,16 @@ class LessonRecord(NamedTuple):
     replacement_teacher: Teacher | None
     topic: str | None
     updated_at: datetime
+
+    def replacement(self) -> LessonReplacement | None:
+        """What is taught instead, for a replaced lesson (its own subject or teacher where
+        the replacement names none)."""
+        if self.status is not LessonStatus.REPLACED:
+            return None
+        return LessonReplacement(
+            subject=self.replacement_subject or self.subject,
+            teacher=self.replacement_teacher or self.teacher,
+        )
 
 
 @dataclass(frozen=True, slots=True)
