@@ -6,7 +6,9 @@ request is authenticated as on POST /graphql (a bearer token; or the session coo
 the CSRF rules: POST, `Content-Type: application/json`, an allowed `Origin`), then
 
 - refused before any stream: JSON `{"errors": [...]}` with 400 (validation, cost,
-  permission), or the status of the HTTP error (401, 403, 406...);
+  permission), 503 with `Retry-After` when only SERVICE_UNAVAILABLE (subscriptions off,
+  the database away, the feed not reaching the cursor in time), or the status of the
+  HTTP error (401, 403, 406...);
 - otherwise 200 `text/event-stream`: each result is `event: next` with the result as
   `data`, and when the stream ends `event: complete`. An idle stream gets a comment line
   (`:`) every `SCHOOL_GATEWAY_SUBSCRIPTION_HEARTBEAT_S` seconds so that proxies keep it.
@@ -36,7 +38,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from auth.requests import authenticate_request, credentials_expire_at
-from gateway.core.errors import HttpError
+from gateway.core.errors import ErrorCode, HttpError
+from gateway.core.outage import RETRY_AFTER_S
 from gateway.http.protocol import (
     JSON,
     Formatted,
@@ -117,8 +120,15 @@ async def sse_response(
     except HttpError as error:
         return error_response(error, JSON)
     if isinstance(opened, Refused):
+        if _codes(opened.errors) == {ErrorCode.SERVICE_UNAVAILABLE.value}:  # try again later
+            headers = {"Retry-After": str(RETRY_AFTER_S)}
+            return json_response({"errors": opened.errors}, 503, JSON, headers=headers)
         return json_response({"errors": opened.errors}, 400, JSON)
     return opened
+
+
+def _codes(errors: list[Formatted]) -> set[object]:
+    return {(error.get("extensions") or {}).get("code") for error in errors}
 
 
 def next_event(result: Formatted) -> bytes:

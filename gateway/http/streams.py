@@ -172,8 +172,8 @@ class OpenStream:
         outcome = create_source_event_stream(executor)
         if inspect.isawaitable(outcome):
             outcome = await outcome
-        if isinstance(outcome, ExecutionResult):
-            return Refused([present_request_error(error) for error in outcome.errors or ()])
+        if isinstance(outcome, ExecutionResult):  # the resolver refused (or the database left)
+            return Refused([_start_error(error) for error in outcome.errors or ()])
         self._source = cast("HeartbeatSource", outcome)
         return None
 
@@ -226,6 +226,12 @@ class OpenStream:
         self._finished = True
         if self._source is not None:
             await self._source.aclose()
+
+
+def _start_error(error: GraphQLError) -> Formatted:
+    if is_database_unavailable(error.original_error):
+        return _unavailable()
+    return present_request_error(error)
 
 
 def _event_error(error: GraphQLError, operation_name: str | None) -> Formatted:

@@ -351,3 +351,17 @@ async def test_a_closed_stream_frees_its_place(
                 await asyncio.sleep(0.05)
         async with subscribed(http, DIARY_EVENTS, token=tokens[PARENT]):
             pass
+
+
+async def test_with_subscriptions_off_a_stream_is_refused_503(
+    database_url: str,
+    data_dir: Path,
+    pool: asyncpg.Pool,
+    tokens: dict[str, str],
+) -> None:
+    env = {**gateway_env(database_url, data_dir), "SCHOOL_GATEWAY_SUBSCRIPTIONS": "0"}
+    async with live_server(env, pool) as server, client_of(server) as http:
+        response = await refused(http, DIARY_EVENTS, token=tokens[PARENT])
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "1"
+        assert codes(response.json()) == ["SERVICE_UNAVAILABLE"]
