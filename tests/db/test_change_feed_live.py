@@ -9,14 +9,11 @@ of a pushed event (a position of the dispatcher's region pages) resumes `diaryCh
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
 import pytest
-from starlette.applications import Starlette
 
 from auth.store.accounts import load_viewer
 from auth.tokens import verify_token
@@ -34,22 +31,6 @@ from tests.support.change_pages import (
     teacher_marks,
 )
 from tests.support.planted import planted_parent
-
-
-@pytest.fixture
-async def feed(app: Starlette, settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[ChangeFeed]:
-    """A change feed of this module's own (no other test's subscribers in its dispatcher)."""
-    changes = dataclasses.replace(settings.changes, recheck_s=300)
-    own = ChangeFeed(
-        dataclasses.replace(settings, changes=changes),
-        lambda: pool,
-        app.state.services.reference,
-        app.state.auth.recorder,
-    )
-    try:
-        yield own
-    finally:
-        await own.close()
 
 
 def _key(event: DiaryEvent) -> Key:

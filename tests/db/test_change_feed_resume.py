@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
 import pytest
-from starlette.applications import Starlette
 
 from auth.store.accounts import ensure_demo_account, load_viewer
 from fixtures.demo import demo_account
 from gateway.core.errors import ErrorCode
-from gateway.core.settings import Settings
 from resolvers.changes.cursor import CursorError, Snapshot, at_snapshot
 from resolvers.changes.service import ChangeFeed
 from resolvers.changes.subscription import StreamEnded
@@ -29,21 +25,6 @@ from resolvers.changes.types import MarkEvent
 from tests.support.change_pages import changes_page
 from tests.support.journal_writes import journal_writes
 from tests.support.tokens import link_removed
-
-
-@pytest.fixture
-async def feed(app: Starlette, settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[ChangeFeed]:
-    changes = dataclasses.replace(settings.changes, recheck_s=300)
-    own = ChangeFeed(
-        dataclasses.replace(settings, changes=changes),
-        lambda: pool,
-        app.state.services.reference,
-        app.state.auth.recorder,
-    )
-    try:
-        yield own
-    finally:
-        await own.close()
 
 
 async def test_a_resumed_subscription_gets_a_change_once(

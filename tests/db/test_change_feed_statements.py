@@ -16,14 +16,12 @@ reference data and recorder), so that no other test's subscriptions share it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from starlette.applications import Starlette
 
 from auth.store.accounts import ensure_demo_account, load_viewer
 from auth.viewer import Viewer
@@ -39,23 +37,6 @@ from tests.support.planted import planted_parent
 from tests.support.statements import application_statements
 
 FAMILIES = ("parent-two-schools", "parent-one-school", "student-older")
-
-
-@pytest.fixture
-async def feed(app: Starlette, settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[ChangeFeed]:
-    """A change feed of its own, without the per-account limit and the sessions' recheck
-    (its statement would come at any time)."""
-    changes = dataclasses.replace(settings.changes, per_account=1_000, recheck_s=300)
-    own = ChangeFeed(
-        dataclasses.replace(settings, changes=changes),
-        lambda: pool,
-        app.state.services.reference,
-        app.state.auth.recorder,
-    )
-    try:
-        yield own
-    finally:
-        await own.close()
 
 
 async def _viewers(pool: asyncpg.Pool) -> list[Viewer]:
