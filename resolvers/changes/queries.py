@@ -24,7 +24,7 @@ MAX_PAGE = 200
 StudentIdsArg = Annotated[
     list[strawberry.ID] | None,
     strawberry.argument(
-        description="Only these students (each must be the viewer's); default: all of them."
+        description="Only these students (each the viewer's; at most 50); default: all of them."
     ),
 ]
 SinceArg = Annotated[

@@ -20,7 +20,7 @@ import strawberry
 from auth.permissions import parse_int_id
 from auth.store.audit import AccessEvent, Recorder
 from auth.viewer import Viewer
-from gateway.core.errors import ApiError, ErrorCode, ForbiddenError
+from gateway.core.errors import ApiError, ErrorCode, ForbiddenError, LimitOutOfRangeError
 from gateway.core.settings import Settings
 from resolvers.changes.cursor import CursorCodec, Position, Snapshot
 from resolvers.changes.dispatcher import Dispatcher
@@ -30,6 +30,8 @@ from resolvers.changes.types import DiaryChanges, DiaryEvent
 from resolvers.diary.reference import ReferenceCache, RequestReference
 
 CATCH_UP_PAGE: Final = 200
+# The most students one request may name (a family has a few; a long list costs parsing).
+MAX_STUDENT_IDS: Final = 50
 # How long a subscription may wait for the dispatcher to reach its starting point.
 SETTLE_TIMEOUT_S: Final = 10.0
 
@@ -76,6 +78,10 @@ class ChangeFeed:
         other id (whether or not it exists)."""
         if student_ids is None:
             return sorted(viewer.student_ids)
+        if len(student_ids) > MAX_STUDENT_IDS:  # refused before any is parsed
+            raise LimitOutOfRangeError(
+                f"В studentIds не больше {MAX_STUDENT_IDS} учеников.", maxValue=MAX_STUDENT_IDS
+            )
         wanted = sorted({parse_int_id(value, argument="studentIds") for value in student_ids})
         viewer.require_students(wanted)
         if not wanted:

@@ -470,3 +470,17 @@ async def test_a_request_is_audited_with_the_students_it_returned(
     rows = await audit_rows(owner_conn, recorder, name)
     assert [list(row["student_ids"]) for row in rows] == [[kids[1]], sorted(kids)]
     assert {row["role"] for row in rows} == {"PARENT"}
+
+
+async def test_a_long_student_list_is_refused_before_it_is_read(
+    client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    """A family names a few students; 51 ids (even all the viewer's own) are refused."""
+    token = tokens[FAMILY]
+    kids = await children_of(client, token)
+    start = await changes_page(client, token)
+    payload = await ask_changes(client, token, since=start["cursor"], student_ids=kids * 26)
+    assert codes(payload) == ["LIMIT_OUT_OF_RANGE"]
+    assert payload["data"] is None
+    fine = await ask_changes(client, token, since=start["cursor"], student_ids=kids * 25)
+    assert "errors" not in fine, fine
