@@ -18,7 +18,9 @@ import pytest
 from auth.store.accounts import ensure_demo_account, load_viewer
 from fixtures.demo import demo_account
 from gateway.core.errors import ErrorCode
+from resolvers.changes import dispatcher as dispatcher_module
 from resolvers.changes.cursor import CursorError, Snapshot, at_snapshot
+from resolvers.changes.loaders import read_region_page
 from resolvers.changes.service import ChangeFeed
 from resolvers.changes.subscription import StreamEnded
 from resolvers.changes.types import MarkEvent
@@ -185,3 +187,41 @@ async def test_a_change_written_before_a_subscription_opened_is_not_sent(
         (str(after), "added")
     ]
     assert len(got) == 1
+
+
+async def test_a_dispatcher_that_fails_ends_its_streams_and_starts_again(
+    feed: ChangeFeed,
+    pool: asyncpg.Pool,
+    owner_conn: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in the dispatcher's loop (not a database error, which it retries) is logged,
+    ends every stream SERVICE_UNAVAILABLE (their clients resume with their cursors), and
+    the next subscription starts the loop again."""
+    viewer = await load_viewer(
+        pool, await ensure_demo_account(pool, demo_account("parent-two-schools"))
+    )
+    assert viewer is not None
+    kids = sorted(viewer.student_ids)
+    first = await feed.subscribe(viewer, kids, None, expires_at=None, operation_name=None)
+    async with asyncio.timeout(5):  # the dispatcher's first read (at start) is done
+        while not feed.dispatcher.reads:  # noqa: ASYNC110 (a counter of its task)
+            await asyncio.sleep(0.01)
+
+    async def broken(*args: object, **kwargs: object) -> object:
+        raise KeyError("a kind this code does not know")
+
+    monkeypatch.setattr(dispatcher_module, "read_region_page", broken)
+    async with journal_writes(owner_conn) as writer:
+        await writer.add_mark(kids[0])
+        with pytest.raises(StreamEnded) as ended:
+            await asyncio.wait_for(first.next_event(None), 5)
+        assert ended.value.code is ErrorCode.SERVICE_UNAVAILABLE
+        assert "change-dispatcher stopped" in caplog.text
+        monkeypatch.setattr(dispatcher_module, "read_region_page", read_region_page)
+        again = await feed.subscribe(viewer, kids, None, expires_at=None, operation_name=None)
+        mark_id = await writer.add_mark(kids[0], value="3")
+        event = await asyncio.wait_for(again.next_event(None), 5)
+        again.close()
+    assert isinstance(event, MarkEvent) and event.mark_id == str(mark_id)
