@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from auth.signin.deps import AuthServices
 from auth.signin.routes import auth_routes
 from auth.store.audit import Recorder
+from gateway.core import tracing
 from gateway.core.db import create_pool
 from gateway.core.errors import ErrorCode, HttpError
 from gateway.core.logging import (
@@ -233,6 +235,7 @@ def app_from_env() -> Starlette:
     """Factory for `uvicorn --factory` workers: settings and logging from the environment."""
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
+    tracing.install(tracing.tracing_from_env(os.environ))
     app = create_app(settings)
     tune_garbage_collection()
     return app
@@ -313,6 +316,29 @@ def body_deadline(receive: Receive, timeout_s: float) -> Receive:
     return receive_in_time
 
 
+class _Exchange:
+    """One HTTP request's answer as the middleware sees it: the status sent (500 until a
+    response starts), whether one started, and the request id (the client's
+    `X-Request-Id` when it is a plain token, else a new one), added to the response."""
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        self.scope = scope
+        self._send = send
+        self.status = 500
+        self.response_started = False
+        sent_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        self.request_id = request_id_from(sent_id.decode("latin-1") if sent_id else None)
+        scope.setdefault("state", {})["request_id"] = self.request_id
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+            self.response_started = True
+            id_header = (b"x-request-id", self.request_id.encode("latin-1"))
+            message = {**message, "headers": [*message.get("headers", ()), id_header]}
+        await self._send(message)
+
+
 class RequestMiddleware:
     """Outermost of ours: one log line per request; nothing escapes unlogged or unmasked."""
 
@@ -331,55 +357,53 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        exchange = _Exchange(scope, send)
+        context = REQUEST_ID.set(exchange.request_id)
+        try:
+            path = safe_path(scope["path"])
+            with tracing.request_span(scope["method"], path, scope["headers"]) as span:
+                try:
+                    await self._answer(exchange, receive)
+                finally:
+                    tracing.finish_request(span, exchange.status, operation_name_of(scope))
+        finally:
+            REQUEST_ID.reset(context)
+
+    async def _answer(self, exchange: _Exchange, receive: Receive) -> None:
+        """Run the app; answer what escaped it (see the module); log the request line."""
         started = time.perf_counter()
-        status = 500
-        response_started = False
-        sent_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        request_id = request_id_from(sent_id.decode("latin-1") if sent_id is not None else None)
-        id_header = (b"x-request-id", request_id.encode("latin-1"))
-        scope.setdefault("state", {})["request_id"] = request_id
-        context = REQUEST_ID.set(request_id)
-
-        async def send_and_watch(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                response_started = True
-                message = {**message, "headers": [*message.get("headers", ()), id_header]}
-            await send(message)
-
+        scope, send = exchange.scope, exchange.send
         method, path = scope["method"], safe_path(scope["path"])
         try:
-            await self.app(scope, body_deadline(receive, self.body_timeout_s), send_and_watch)
+            await self.app(scope, body_deadline(receive, self.body_timeout_s), send)
         except ClientDisconnect:
             log.info("client disconnected before %s %s was answered", method, path)
-            status = CLIENT_CLOSED_REQUEST
+            exchange.status = CLIENT_CLOSED_REQUEST
         except BodyTimeout:
             log.info(
                 "request body of %s %s not received in %.0f s", method, path, self.body_timeout_s
             )
-            if not response_started:
-                status = await _send_error(send_and_watch, scope, _body_timeout_error())
+            if not exchange.response_started:
+                exchange.status = await _send_error(send, scope, _body_timeout_error())
         except Exception as error:  # the outermost boundary: logged with traceback, then masked
             if is_database_unavailable(error):
                 self._database_unavailable(error, f"{method} {path}")
-                if not response_started:
-                    status = await _send_error(send_and_watch, scope, unavailable_error())
+                if not exchange.response_started:
+                    exchange.status = await _send_error(send, scope, unavailable_error())
             else:
                 log.error("unhandled error in %s %s", method, path, exc_info=error)
-                if not response_started:
+                if not exchange.response_started:
                     internal = HttpError(500, ErrorCode.INTERNAL_SERVER_ERROR)
-                    status = await _send_error(send_and_watch, scope, internal)
+                    exchange.status = await _send_error(send, scope, internal)
         finally:
             log_request(
-                scope["method"],
+                method,
                 scope["path"][:200],
-                status,
+                exchange.status,
                 (time.perf_counter() - started) * 1000,
                 operation_name_of(scope),
-                request_id,
+                exchange.request_id,
             )
-            REQUEST_ID.reset(context)
 
     def _database_unavailable(self, error: BaseException, where: str) -> None:
         if self.outage is not None:

@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return error.exit_code
-    except UnsafeLoginError as error:
+    except (UnsafeLoginError, SettingsError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as error:

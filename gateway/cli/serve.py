@@ -29,8 +29,10 @@ def register_export_schema(commands: Commands) -> None:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.core.db import gateway_session_settings
+    from gateway.core.tracing import exporter_from_env
     from gateway.http.serving import run_factory
 
+    exporter_from_env(os.environ)  # a bad OTEL_* setting refused here, before any worker
     with database_location(settings) as location:
         # Refuse a superuser DSN here, in one line, before any worker starts.
         asyncio.run(gateway_session_settings(location.url, settings))

@@ -16,6 +16,7 @@ import asyncpg
 
 from gateway.core.db_roles import LoginIdentity, login_identity, role_to_set
 from gateway.core.settings import Settings
+from gateway.core.tracing import statement_span
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def counting_statements(*, keep_text: bool = False) -> Iterator[StatementCounter
 
 
 def _record_statement(record: asyncpg.connection.LoggedQuery) -> None:
+    statement_span(record.query, record.elapsed, record.exception is not None)
     counter = _current_counter.get()
     if counter is not None:
         counter.count += 1

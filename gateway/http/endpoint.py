@@ -59,8 +59,9 @@ from gateway.core.errors import MESSAGES, ApiError, ErrorCode, HttpError
 from gateway.core.graphql_internals import core_schema
 from gateway.core.outage import DatabaseUnavailable, describe, is_database_unavailable
 from gateway.core.settings import Settings
+from gateway.core.tracing import operation_span
 from gateway.execution.cost import CostLimits
-from gateway.execution.documents import DocumentCache, coded_error
+from gateway.execution.documents import DocumentCache, PreparedDocument, coded_error
 from gateway.execution.runner import CompiledExecutor
 from gateway.http.persisted import PersistedDocuments, Resolved
 from gateway.http.protocol import (
@@ -321,6 +322,25 @@ class GraphQLEndpoint:
             code = ErrorCode.BAD_REQUEST.value
             error = {"message": SUBSCRIPTION_TRANSPORTS, "extensions": {"code": code}}
             return graphql_response({"errors": [error]}, media_type, failed=True)
+        with operation_span(operation.operation.value, operation_name):
+            return await self._answer(
+                request, graphql_request, prepared, operation, viewer, pool, media_type, speculation
+            )
+
+    async def _answer(
+        self,
+        request: Request,
+        graphql_request: GraphQLRequest,
+        prepared: PreparedDocument,
+        operation: OperationDefinitionNode,
+        viewer: Viewer | None,
+        pool: asyncpg.Pool,
+        media_type: str,
+        speculation: Speculation | None,
+    ) -> Response:
+        """Run a valid query or mutation: cost check, response cache, execution."""
+        assert prepared.document is not None
+        operation_name = operation.name.value if operation.name else None
         self.persisted.remember(graphql_request)  # a valid document sent with its hash
         too_costly = self.costs.refusal(
             prepared.document, operation, graphql_request.variables, viewer

@@ -22,6 +22,7 @@ from aiodataloader import DataLoader
 
 from auth.viewer import Viewer
 from gateway.core.errors import UnauthenticatedError
+from gateway.core.tracing import loader_span
 from resolvers.diary import sql as data
 from resolvers.diary.reference import (
     NamesReader,
@@ -119,7 +120,8 @@ class ScopedLoader(DataLoader[K, V]):
         student_ids = [self.student_of(key) for key in keys]
         require_scope(self.viewer, student_ids)
         self.accessed.update(student_ids)
-        return await self.load_batch(keys)
+        with loader_span(type(self).__name__, len(keys)):
+            return await self.load_batch(keys)
 
     async def load_batch(self, keys: list[K]) -> list[V]:
         """Fetch the values of keys already checked against the scope."""

@@ -1,0 +1,197 @@
+"""OpenTelemetry tracing: a server span per HTTP request, a span per GraphQL operation, a
+child span per loader batch and per SQL statement; W3C `traceparent` honoured.
+
+Off unless the standard `OTEL_*` variables ask for it (`tracing_from_env`): an OTLP
+endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) or
+`OTEL_TRACES_EXPORTER` (`otlp`, `console`, `none`); `OTEL_SDK_DISABLED=true` wins. The
+SDK itself reads the rest: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+`OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_EXPORTER_OTLP_*` headers/timeouts, `OTEL_BSP_*`.
+
+While tracing is off every hook is one attribute test (`_tracer is None`). Spans carry no
+personal data: no variables, no query string, no ids of accounts or students; SQL text
+is the statement with its `$n` placeholders (the gateway's SQL has no literals of data).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Final
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+
+from gateway.core.settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+INSTRUMENTATION_NAME: Final = "school-gateway"
+SERVICE_NAME: Final = "school-gateway"
+# Longest SQL text put on a span (the gateway's statements are shorter; a bound all the same).
+MAX_STATEMENT_CHARS: Final = 2000
+_EXPORTERS: Final = ("otlp", "console", "none")
+_PROPAGATOR: Final = TraceContextTextMapPropagator()
+
+_tracer: Tracer | None = None
+_provider: TracerProvider | None = None
+
+
+class TracingConfigError(SettingsError):
+    """An `OTEL_*` variable the gateway cannot honour (refused at start, named)."""
+
+
+def exporter_from_env(env: Mapping[str, str]) -> SpanExporter | None:
+    """The exporter the `OTEL_*` variables ask for; None when tracing stays off."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",") if n]
+    unknown = [name for name in names if name not in _EXPORTERS]
+    if unknown:
+        raise TracingConfigError(
+            f"OTEL_TRACES_EXPORTER={','.join(unknown)}: supported are {', '.join(_EXPORTERS)}"
+        )
+    if len(names) > 1:
+        raise TracingConfigError("OTEL_TRACES_EXPORTER: one exporter at a time")
+    endpoint_set = bool(
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    name = names[0] if names else ("otlp" if endpoint_set else "none")
+    if name == "none":
+        return None
+    if name == "console":
+        return ConsoleSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()  # endpoint, headers, timeout, compression from OTEL_*
+
+
+def tracing_from_env(env: Mapping[str, str]) -> TracerProvider | None:
+    """A provider exporting in batches as the `OTEL_*` variables say, or None (off).
+    The sampler is the SDK's reading of OTEL_TRACES_SAMPLER (default: parent-based,
+    always on)."""
+    exporter = exporter_from_env(env)
+    if exporter is None:
+        return None
+    return provider_with(BatchSpanProcessor(exporter))
+
+
+def provider_with(processor: SpanProcessor) -> TracerProvider:
+    """A provider of this service (OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES apply)."""
+    resource = Resource.create({"service.name": SERVICE_NAME})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(processor)
+    return provider
+
+
+def install(provider: TracerProvider | None) -> None:
+    """Make `provider` the one the gateway's spans go to (None: tracing off)."""
+    global _tracer, _provider
+    _provider = provider
+    _tracer = None if provider is None else provider.get_tracer(INSTRUMENTATION_NAME)
+
+
+def shutdown() -> None:
+    """Flush and stop the installed provider (at the end of the app's lifespan)."""
+    provider = _provider
+    install(None)
+    if provider is not None:
+        provider.shutdown()
+
+
+def enabled() -> bool:
+    return _tracer is not None
+
+
+@contextmanager
+def request_span(
+    method: str, path: str, headers: list[tuple[bytes, bytes]]
+) -> Iterator[Span | None]:
+    """The server span of one HTTP request, child of the caller's `traceparent` when it
+    sends one; current for the request's tasks. The caller sets the status code."""
+    tracer = _tracer
+    if tracer is None:
+        yield None
+        return
+    carrier = {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in headers
+        if name in (b"traceparent", b"tracestate")
+    }
+    parent = _PROPAGATOR.extract(carrier) if carrier else None
+    attributes: dict[str, AttributeValue] = {"http.request.method": method, "url.path": path}
+    with tracer.start_as_current_span(
+        f"{method} {path}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+    ) as span:
+        yield span
+
+
+def finish_request(span: Span | None, status: int, operation_name: str | None) -> None:
+    """What the request span learns at the end: the status, the operation it ran."""
+    if span is None or not span.is_recording():
+        return
+    span.set_attribute("http.response.status_code", status)
+    if operation_name is not None:
+        span.set_attribute("graphql.operation.name", operation_name)
+    if status >= 500:
+        span.set_status(trace.StatusCode.ERROR)
+
+
+@contextmanager
+def operation_span(operation_type: str, operation_name: str | None) -> Iterator[None]:
+    """A span around one GraphQL operation's cost check, cache lookup and execution."""
+    tracer = _tracer
+    if tracer is None or not trace.get_current_span().is_recording():
+        yield
+        return
+    attributes: dict[str, AttributeValue] = {"graphql.operation.type": operation_type}
+    if operation_name is not None:
+        attributes["graphql.operation.name"] = operation_name
+    name = f"{operation_type} {operation_name}" if operation_name else operation_type
+    with tracer.start_as_current_span(name, attributes=attributes):
+        yield
+
+
+@contextmanager
+def loader_span(loader: str, batch_size: int) -> Iterator[None]:
+    """A span around one loader batch; its SQL statements become its children."""
+    tracer = _tracer
+    if tracer is None or not trace.get_current_span().is_recording():
+        yield
+        return
+    attributes: dict[str, AttributeValue] = {"loader.name": loader, "loader.batch_size": batch_size}
+    with tracer.start_as_current_span(f"loader {loader}", attributes=attributes):
+        yield
+
+
+def statement_span(query: str, elapsed_s: float, failed: bool) -> None:
+    """Record a finished SQL statement as a child of the current span (asyncpg's query
+    logger calls this right after the statement, in the caller's context)."""
+    tracer = _tracer
+    if tracer is None or not trace.get_current_span().is_recording():
+        return
+    end = time.time_ns()
+    span = tracer.start_span(
+        _statement_name(query),
+        kind=SpanKind.CLIENT,
+        start_time=end - int(elapsed_s * 1e9),
+        attributes={
+            "db.system.name": "postgresql",
+            "db.query.text": query[:MAX_STATEMENT_CHARS],
+        },
+    )
+    if failed:
+        span.set_status(trace.StatusCode.ERROR)
+    span.end(end_time=end)
+
+
+def _statement_name(query: str) -> str:
+    """`SELECT`, `INSERT`, … — the statement's first keyword (a low-cardinality name)."""
+    words = query.lstrip(" \t\n(").split(None, 1)
+    return f"sql {words[0].upper()}" if words else "sql"
