@@ -15,6 +15,7 @@ is the statement with its `$n` placeholders (the gateway's SQL has no literals o
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -83,8 +84,12 @@ def tracing_from_env(env: Mapping[str, str]) -> TracerProvider | None:
 
 
 def provider_with(processor: SpanProcessor) -> TracerProvider:
-    """A provider of this service (OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES apply)."""
-    resource = Resource.create({"service.name": SERVICE_NAME})
+    """A provider of this service: `school-gateway` unless OTEL_SERVICE_NAME or
+    OTEL_RESOURCE_ATTRIBUTES name it."""
+    named = "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    )
+    resource = Resource.create({} if named else {"service.name": SERVICE_NAME})
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(processor)
     return provider
