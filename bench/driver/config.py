@@ -62,6 +62,8 @@ TARGET_NAMES = (
     "gateway-x1",
     "gateway-x1-no-cache",
     "gateway-x1-no-cache-gzip",
+    "gateway-x1-no-cache-bare",
+    "gateway-x1-no-cache-otel",
     "gateway-x2",
     "postgraphile-x1",
     "postgraphile-x2",

@@ -80,6 +80,11 @@ RATIOS = (
         "gateway x1 no-cache gzip",
         "gateway x1 no-cache",
     ),
+    (
+        "metrics + sampled traces on/off, 1 process",
+        "gateway x1 no-cache otel",
+        "gateway x1 no-cache bare",
+    ),
 )
 
 

@@ -114,6 +114,27 @@ def start_gateway(
     return target
 
 
+# The cost of observability (issue 15): the bare target has metrics and tracing off; the
+# observed one serves /metrics (scraped by nobody: its cost is in the counting) and samples
+# one request in 10 into OpenTelemetry traces exported over OTLP/HTTP to a real sink.
+UNOBSERVED = {"SCHOOL_GATEWAY_METRICS": "0"}
+TRACE_SAMPLE_RATIO = 0.1
+
+
+def observed(processes: ProcessSet) -> dict[str, str]:
+    """The observed target's settings, with an OTLP sink (bench.driver.otlp_sink) started."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.driver.otlp_sink", "--port", str(port)]
+    sink = processes.start("otlp sink", command, env=_clean_env(), cwd=PROJECT_ROOT)
+    wait_ready(sink, f"http://127.0.0.1:{port}/")
+    return {
+        "SCHOOL_GATEWAY_METRICS": "1",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": str(TRACE_SAMPLE_RATIO),
+    }
+
+
 def start_postgraphile(
     processes: ProcessSet,
     database: Database,
