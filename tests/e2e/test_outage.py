@@ -250,6 +250,32 @@ async def test_restart_and_crash_answer_200_or_503_and_recover_at_once(
     assert signed_in >= len(logins), "sign-in events lost across the outage"
 
 
+async def test_readyz_is_503_while_the_database_is_down_and_200_once_it_is_back(
+    outage_db: Outage,
+) -> None:
+    app = create_app(outage_db.settings, pool=outage_db.pool)
+    try:
+        async with _client(app) as client:
+            ready = await client.get("/readyz")
+            assert (ready.status_code, ready.json()["status"]) == (200, "ready"), ready.text
+            await asyncio.to_thread(_pg_ctl, outage_db.server, "stop", "-m", "fast")
+            try:
+                down = await client.get("/readyz")
+                assert down.status_code == 503, down.text
+                assert down.json()["failed"] == ["database"]
+                assert down.headers["retry-after"] == "1"
+                assert (await client.get("/livez")).status_code == 200  # alive all along
+            finally:
+                await asyncio.to_thread(_pg_ctl, outage_db.server, "restart")
+            back_at = time.monotonic()
+            while (again := await client.get("/readyz")).status_code != 200:
+                assert time.monotonic() - back_at < RECOVERY_LIMIT_S + 2, again.text
+                await asyncio.sleep(0.05)
+            assert again.json()["status"] == "ready"
+    finally:
+        await _close(app)
+
+
 def _request_kinds(
     client: httpx.AsyncClient, parent_token: str
 ) -> dict[str, Callable[[], Awaitable[httpx.Response]]]:
