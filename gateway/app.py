@@ -85,14 +85,27 @@ CLIENT_CLOSED_REQUEST = 499
 
 @dataclass(slots=True)
 class _PoolHolder:
-    """The pool, given by the caller or opened by the lifespan."""
+    """The pools, given by the caller or opened by the lifespan: the primary's (`get`:
+    sessions, sign-in, throttling, the audit, the change feed) and, with
+    DATABASE_REPLICA_URL, a streaming replica's (`replica`: the reads of GraphQL
+    queries; None: they read the primary too)."""
 
     pool: asyncpg.Pool | None
+    replica: asyncpg.Pool | None = None
 
     def get(self) -> asyncpg.Pool:
         if self.pool is None:
             raise RuntimeError("the database pool is not open (lifespan did not run)")
         return self.pool
+
+    def get_replica(self) -> asyncpg.Pool | None:
+        return self.replica
+
+    async def probe(self) -> None:
+        """`SELECT 1` on every pool: an outage of either lasts until both answer."""
+        await self.get().fetchval("SELECT 1")
+        if self.replica is not None:
+            await self.replica.fetchval("SELECT 1")
 
 
 def _primary_url(settings: Settings) -> Callable[[], Awaitable[str]]:
@@ -112,17 +125,24 @@ def _primary_url(settings: Settings) -> Callable[[], Awaitable[str]]:
     return primary_url
 
 
-def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starlette:
-    """The gateway application. With `pool=None` the lifespan opens (and closes) one."""
+def create_app(
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool | None = None,
+    replica_pool: asyncpg.Pool | None = None,
+) -> Starlette:
+    """The gateway application. With `pool=None` the lifespan opens (and closes) one, and
+    one to DATABASE_REPLICA_URL when set; a caller's `pool` comes with its `replica_pool`
+    (None: every read on `pool`)."""
     schema = build_schema(settings, extensions=())
-    holder = _PoolHolder(pool)
+    holder = _PoolHolder(pool, replica_pool)
     recorder = Recorder(holder.get, linger_s=settings.audit_linger_ms / 1000)
     services = AuthServices(settings=settings, pool=holder.get, recorder=recorder)
     app_services = AppServices(analytics=AnalyticsService(settings, _primary_url(settings)))
     app_services.changes = ChangeFeed(settings, holder.get, app_services.reference, recorder)
     endpoint = GraphQLEndpoint(schema, settings, recorder, app_services)
     streams = Streams(endpoint)
-    outage = OutageMonitor(lambda: holder.get().fetchval("SELECT 1"))
+    outage = OutageMonitor(holder.probe)
     quiet_driver_reconnects()
     pages = WebPages(settings, holder.get)
 
@@ -138,7 +158,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
         ):
             response = pages.graphiql_response()
         else:
-            response = await endpoint.handle(request, holder.get())
+            response = await endpoint.handle(request, holder.get(), holder.replica)
         response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -168,11 +188,16 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
         location = await asyncio.to_thread(locate_database, settings)
         holder.pool = await create_pool(location.url, settings)
         try:
+            if settings.database_replica_url is not None:
+                holder.replica = await create_pool(settings.database_replica_url, settings)
             yield
         finally:
             await outage.close()
             await app_services.close()
             await recorder.close()
+            if holder.replica is not None:
+                await holder.replica.close()
+                holder.replica = None
             await holder.pool.close()
             holder.pool = None
             if location.server is not None and location.server.started_here:
@@ -185,7 +210,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Starl
             WebSocketRoute(GRAPHQL_PATH, websocket_handler(streams, holder.get)),
             Route(HEALTH_PATH, healthz, methods=["GET"]),
             Route(LIVENESS_PATH, livez, methods=["GET"]),
-            Route(READINESS_PATH, readiness(holder.get, outage), methods=["GET"]),
+            Route(
+                READINESS_PATH, readiness(holder.get, outage, holder.get_replica), methods=["GET"]
+            ),
             *auth_routes(services),
             *_dev_idp_routes(settings),
             *pages.routes(),

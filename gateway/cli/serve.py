@@ -36,6 +36,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     with database_location(settings) as location:
         # Refuse a superuser DSN here, in one line, before any worker starts.
         asyncio.run(gateway_session_settings(location.url, settings))
+        if settings.database_replica_url is not None:  # the workers inherit it as it is
+            asyncio.run(gateway_session_settings(settings.database_replica_url, settings))
         # Workers build their app from the environment: the same server, the same login.
         os.environ["DATABASE_URL"] = location.url
         run_factory(

@@ -76,6 +76,9 @@ class Settings:
     # The schema owner's DSN for `seed` and `migrate` (DATABASE_OWNER_URL); DATABASE_URL
     # is the gateway's own login (docs/read-contract.md).
     database_owner_url: str | None = None
+    # A streaming replica for the diary, dashboard and analytics reads (DATABASE_REPLICA_URL,
+    # the gateway's login there); None: every read on DATABASE_URL's server.
+    database_replica_url: str | None = None
     executor: str = "compiled"
     auth: AuthSettings = field(default_factory=AuthSettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
@@ -172,6 +175,7 @@ class Settings:
             ),
             today_override=_today_override(env, dev_mode=dev_mode),
             database_owner_url=database_owner_url,
+            database_replica_url=read_dsn(env, "DATABASE_REPLICA_URL"),
             executor=executor,
             auth=auth,
             analytics=AnalyticsSettings.from_env(env),

@@ -224,7 +224,14 @@ class GraphQLEndpoint:
         self.response_cache = ResponseCache() if response_cache else None
         self._guesses = ScopeGuesses()
 
-    async def handle(self, request: Request, pool: asyncpg.Pool) -> Response:
+    async def handle(
+        self, request: Request, pool: asyncpg.Pool, replica: asyncpg.Pool | None = None
+    ) -> Response:
+        """Answer one request: the viewer (session revocation included) is read on `pool`,
+        the primary; the cached answer's versions and the data on `replica` when there is
+        one (DATABASE_REPLICA_URL): versions and data from the same server, so that a
+        replica's lag never stores old data under new versions."""
+        reads = pool if replica is None else replica
         media_type = negotiate(request.headers.get("accept"))
         if media_type is None:
             return error_response(HttpError(406, ErrorCode.NOT_ACCEPTABLE), JSON)
@@ -237,13 +244,15 @@ class GraphQLEndpoint:
         except HttpError as error:
             body_error = error
         graphql_request = resolved.request if resolved is not None else None
-        speculation = self._speculate(request, graphql_request, pool)
+        speculation = self._speculate(request, graphql_request, reads)
         try:
             viewer = await authenticate_request(request, self.settings, pool, self.tokens)
             if body_error is not None or resolved is None:
                 raise body_error or HttpError(400, ErrorCode.BAD_REQUEST)  # (never None both)
             self._check_cookie_document(request, viewer, resolved)
-            return await self._run(request, resolved.request, viewer, pool, media_type, speculation)
+            return await self._run(
+                request, resolved.request, viewer, reads, media_type, speculation
+            )
         except HttpError as error:
             return error_response(error, media_type)
         finally:

@@ -7,8 +7,9 @@
   or writes exists (its own schema migrated, the read contract in place). 200
   `{"status": "ready", ...}` or 503 `{"status": "unavailable", "failed": [...]}` with
   `Retry-After` (`database`: unreachable or erroring; `pool`: no connection within 2 s,
-  every one busy; `schema`: relations missing, named). A failing readiness probe means
-  send no traffic here for now. Never cached.
+  every one busy; `schema`: relations missing, named; `replica`: the same checks failed on
+  the read replica's pool, with DATABASE_REPLICA_URL: which ones under `replica`). A
+  failing readiness probe means send no traffic here for now. Never cached.
 - `GET /healthz`: kept as it was (the database answers).
 """
 
@@ -62,11 +63,20 @@ async def livez(_request: Request) -> Response:
     return json_response({"status": "alive"}, 200, JSON, headers=_NO_STORE)
 
 
-def readiness(pool: Callable[[], asyncpg.Pool], outage: OutageMonitor) -> Callable[..., object]:
-    """The `/readyz` endpoint over the application's pool."""
+def readiness(
+    pool: Callable[[], asyncpg.Pool],
+    outage: OutageMonitor,
+    replica: Callable[[], asyncpg.Pool | None] = lambda: None,
+) -> Callable[..., object]:
+    """The `/readyz` endpoint over the application's pool (and its replica's, if any)."""
 
     async def readyz(_request: Request) -> Response:
         failed, details = await _check(pool(), outage)
+        replica_pool = replica()
+        if replica_pool is not None:
+            replica_failed, replica_details = await _check(replica_pool, outage, "replica")
+            details["replica"] = {"failed": replica_failed, **replica_details}
+            failed += ["replica"] if replica_failed else []
         if failed:
             headers = {**_NO_STORE, "Retry-After": str(RETRY_AFTER_S)}
             body = {"status": "unavailable", "failed": failed, **details}
@@ -76,7 +86,9 @@ def readiness(pool: Callable[[], asyncpg.Pool], outage: OutageMonitor) -> Callab
     return readyz
 
 
-async def _check(pool: asyncpg.Pool, outage: OutageMonitor) -> tuple[list[str], dict[str, object]]:
+async def _check(
+    pool: asyncpg.Pool, outage: OutageMonitor, server: str = "primary"
+) -> tuple[list[str], dict[str, object]]:
     details: dict[str, object] = {
         "pool": {"size": pool.get_size(), "idle": pool.get_idle_size(), "max": pool.get_max_size()}
     }
@@ -86,13 +98,13 @@ async def _check(pool: asyncpg.Pool, outage: OutageMonitor) -> tuple[list[str], 
     except TimeoutError:
         return ["pool"], details
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        _unavailable(outage, error)
+        _unavailable(outage, error, server)
         return ["database"], details
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             missing: list[str] = await connection.fetchval(_MISSING_SQL, list(REQUIRED_RELATIONS))
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        _unavailable(outage, error)
+        _unavailable(outage, error, server)
         return ["database"], details
     finally:
         await pool.release(connection)
@@ -102,8 +114,8 @@ async def _check(pool: asyncpg.Pool, outage: OutageMonitor) -> tuple[list[str], 
     return [], details
 
 
-def _unavailable(outage: OutageMonitor, error: BaseException) -> None:
+def _unavailable(outage: OutageMonitor, error: BaseException, server: str) -> None:
     if is_database_unavailable(error):
-        outage.failed(error, READINESS_PATH)
+        outage.failed(error, f"{READINESS_PATH} on the {server}")
     else:
-        log.warning("readiness: database error %s", describe(error))
+        log.warning("readiness: database error %s on the %s", describe(error), server)

@@ -4,8 +4,9 @@ Its own pool, statement timeout, rate limit, CPU share and refresh of the units.
 
 Isolation from the families' diaries: analytics statements never use the diary pool.
 They run on a pool of their own (`DATABASE_ANALYTICS_URL`, a replica, or else the diary
-database), opened at first use, whose size (`SCHOOL_GATEWAY_ANALYTICS_POOL_MAX`, default
-2) caps how many analytics statements run at once, with their own statement timeout.
+reads' replica `DATABASE_REPLICA_URL`, or else the diary database), opened at first use,
+whose size (`SCHOOL_GATEWAY_ANALYTICS_POOL_MAX`, default 2) caps how many analytics
+statements run at once, with their own statement timeout.
 Assembling answers (Python work) takes turns, capped at `cpu_share_percent` of the
 event loop (`turn`). Each client (viewer account or machine client) may call
 `regionalAnalytics` at most `rate_limit` times per `rate_window_seconds` (RATE_LIMITED
@@ -111,7 +112,8 @@ class AnalyticsService:
         """Analytics never use the diary pool (not even to refresh): they open their own.
 
         `primary_url` gives the gateway's login DSN of the diary database (the primary):
-        the refreshes' connection, and the pool's when DATABASE_ANALYTICS_URL is unset."""
+        the refreshes' connection, and the pool's when neither DATABASE_ANALYTICS_URL nor
+        DATABASE_REPLICA_URL is set."""
         self.settings = settings
         self._primary_url = primary_url
         self.options = settings.analytics
@@ -140,7 +142,11 @@ class AnalyticsService:
         return self._pool
 
     async def _open_pool(self) -> asyncpg.Pool:
-        url = self.options.database_url or await self._primary_url()
+        url = (
+            self.options.database_url
+            or self.settings.database_replica_url
+            or await self._primary_url()
+        )
         pool = await asyncpg.create_pool(
             url,
             min_size=1,

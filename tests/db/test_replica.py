@@ -1,0 +1,337 @@
+"""The read replica (DATABASE_REPLICA_URL, issue 15) against a real streaming replica of
+the suite's embedded PostgreSQL (tests/support/replica.py): the diary's reads and the
+response cache's versions come from the replica, sessions from the primary.
+
+A teacher's mark written on the primary shows through the replica path once replayed,
+also where the answer was cached; while the replica's replay is paused it does not show
+(the reads go to the replica), and the cache does not keep the old answer once replay
+resumes (versions and data from the same server); a session revoked on the primary is
+refused at once. The statements per request are those of one pool; /readyz follows the
+replica too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from auth.store.accounts import ensure_demo_account
+from auth.store.sessions import issue_dev_token
+from fixtures.demo import demo_account
+from fixtures.generate import SeedSummary
+from gateway.app import create_app
+from gateway.core.db import counting_statements, create_pool
+from gateway.core.embedded import EmbeddedServer
+from gateway.core.settings import Settings
+from tests.support.cli_process import COMMAND
+from tests.support.environment import TODAY
+from tests.support.journal_writes import journal_writes
+from tests.support.planted import error_codes, post_graphql
+from tests.support.replica import Replica, streaming_replica, wait_replayed
+from tests.support.serve_process import command_env, free_port, serving
+from tests.support.statements import FAMILY_QUERY, application_statements
+
+DAY_QUERY = """
+query Day($day: Date) {
+  myChildren { id diary(from: $day, to: $day) { days { lessons { marks { id workTitle } } } } }
+}
+"""
+PARENT = "parent-one-school"
+
+
+@pytest.fixture(scope="module")
+def replica(database_server: EmbeddedServer | None, seeded: SeedSummary) -> Iterator[Replica]:
+    if database_server is None:
+        pytest.skip("a streaming replica is made from the embedded test server only")
+    with streaming_replica(database_server) as running:
+        yield running
+
+
+@pytest.fixture
+async def replica_owner(replica: Replica) -> AsyncIterator[asyncpg.Connection]:
+    """The replica's superuser (pausing and resuming replay, waiting for it)."""
+    conn = await asyncpg.connect(replica.owner_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def replica_pool(
+    replica: Replica, database_url: str, settings: Settings
+) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(replica.url_like(database_url), settings)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def _close(app: Starlette) -> None:
+    """What the lifespan would do (ASGITransport does not run it)."""
+    await app.state.outage.close()
+    await app.state.services.close()
+    await app.state.auth.recorder.close()
+
+
+@pytest.fixture(scope="module")
+async def replica_app(
+    settings: Settings,
+    database_url: str,
+    pool: asyncpg.Pool,
+    replica: Replica,
+    replica_pool: asyncpg.Pool,
+) -> AsyncIterator[Starlette]:
+    with_replica = dataclasses.replace(
+        settings, database_replica_url=replica.url_like(database_url)
+    )
+    app = create_app(with_replica, pool=pool, replica_pool=replica_pool)
+    try:
+        yield app
+    finally:
+        await _close(app)
+
+
+def _client(app: Starlette) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000")
+
+
+@pytest.fixture
+async def on_replica(
+    replica_app: Starlette, replica_owner: asyncpg.Connection, owner_conn: asyncpg.Connection
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the two-pool app, the replica caught up with the primary (the writes
+    and undos of earlier tests replayed); it replays again after each test."""
+    await wait_replayed(owner_conn, replica_owner)
+    try:
+        async with _client(replica_app) as client:
+            yield client
+    finally:
+        await replica_owner.execute("SELECT pg_wal_replay_resume()")
+
+
+async def _pause(replica_owner: asyncpg.Connection) -> None:
+    await replica_owner.execute("SELECT pg_wal_replay_pause()")
+    for _ in range(500):
+        if await replica_owner.fetchval("SELECT pg_get_wal_replay_pause_state()") == "paused":
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the replica's replay did not pause")
+
+
+async def _titles(client: httpx.AsyncClient, token: str, child: int, day: date) -> list[str]:
+    """The work titles of the child's marks on `day`, as the gateway answers."""
+    payload = await post_graphql(client, token, DAY_QUERY, {"day": day.isoformat()})
+    assert "errors" not in payload, payload
+    (diary,) = (c["diary"] for c in payload["data"]["myChildren"] if c["id"] == str(child))
+    return sorted(
+        mark["workTitle"] or ""
+        for day_ in diary["days"]
+        for lesson in day_["lessons"]
+        for mark in lesson["marks"]
+    )
+
+
+async def _first_child(client: httpx.AsyncClient, token: str) -> int:
+    payload = await post_graphql(client, token, "{ myChildren { id } }")
+    return int(payload["data"]["myChildren"][0]["id"])
+
+
+def _cache_hits(app: Starlette) -> int:
+    hits: int = app.state.graphql_endpoint.response_cache.hits
+    return hits
+
+
+async def test_a_write_shows_through_the_replica_once_replayed_cached_answers_too(
+    on_replica: httpx.AsyncClient,
+    replica_app: Starlette,
+    tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
+    replica_owner: asyncpg.Connection,
+) -> None:
+    token = tokens[PARENT]
+    child = await _first_child(on_replica, token)
+    before = await _titles(on_replica, token, child, TODAY)
+    hits = _cache_hits(replica_app)
+    assert await _titles(on_replica, token, child, TODAY) == before
+    assert _cache_hits(replica_app) == hits + 1  # the same query again: the cached answer
+    async with journal_writes(owner_conn) as teacher:
+        lesson = await teacher.lesson_of(child, on=TODAY)
+        await teacher.add_mark(child, lesson_id=lesson["id"], work_title="Диктант реплики")
+        await wait_replayed(owner_conn, replica_owner)
+        after = await _titles(on_replica, token, child, TODAY)
+    assert after == sorted([*before, "Диктант реплики"])
+
+
+async def test_paused_replay_hides_a_write_but_not_a_revocation(
+    on_replica: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    replica_app: Starlette,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
+    replica_owner: asyncpg.Connection,
+) -> None:
+    token = tokens[PARENT]
+    account = await ensure_demo_account(pool, demo_account(PARENT))
+    older = await issue_dev_token(pool, settings, account)  # a session the replica has too
+    await wait_replayed(owner_conn, replica_owner)
+    child = await _first_child(on_replica, older)
+    before = await _titles(on_replica, token, child, TODAY)  # cached at the replica's versions
+    async with journal_writes(owner_conn) as teacher:
+        await _pause(replica_owner)
+        lesson = await teacher.lesson_of(child, on=TODAY)
+        await teacher.add_mark(child, lesson_id=lesson["id"], work_title="Пока не видна")
+        # The one-pool app reads the primary: the mark is there.
+        assert "Пока не видна" in await _titles(client, token, child, TODAY)
+        # The replica path: the reads go to the replica, which has not replayed it.
+        assert await _titles(on_replica, token, child, TODAY) == before
+
+        # Sessions are read on the primary: one revoked now is refused at once (the
+        # replica still has it live), one started now works at once.
+        bearer = {"Authorization": f"Bearer {older}"}
+        assert (await on_replica.post("/auth/logout", headers=bearer)).status_code == 204
+        refused = await post_graphql(on_replica, older, "{ myChildren { id } }", expect_status=401)
+        assert error_codes(refused) == ["SESSION_REVOKED"]
+        fresh = await issue_dev_token(pool, settings, account)
+        assert await _first_child(on_replica, fresh) == child
+
+        # Replay resumed: the answer cached while paused is not served any more.
+        await replica_owner.execute("SELECT pg_wal_replay_resume()")
+        await wait_replayed(owner_conn, replica_owner)
+        after = await _titles(on_replica, token, child, TODAY)
+    assert after == sorted([*before, "Пока не видна"])
+
+
+async def test_statements_per_request_are_those_of_one_pool(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    replica_app: Starlette,
+    replica_pool: asyncpg.Pool,
+    tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
+    replica_owner: asyncpg.Connection,
+) -> None:
+    variables = {"from": "2026-11-23", "to": "2026-11-27"}
+    await wait_replayed(owner_conn, replica_owner)  # no earlier test's undo replayed meanwhile
+    counted: dict[str, list[list[str]]] = {}
+    one_pool = create_app(settings, pool=pool)
+    two_pools = create_app(replica_app.state.auth.settings, pool=pool, replica_pool=replica_pool)
+    try:
+        for name, app in (("one pool", one_pool), ("replica", two_pools)):
+            async with _client(app) as client:
+                for _ in range(2):  # a miss, then the cached answer
+                    with counting_statements(keep_text=True) as counter:
+                        payload = await post_graphql(
+                            client, tokens[PARENT], FAMILY_QUERY, variables
+                        )
+                    assert "errors" not in payload, payload
+                    counted.setdefault(name, []).append(application_statements(counter))
+    finally:
+        await _close(one_pool)
+        await _close(two_pools)
+    sizes = {name: [len(statements) for statements in runs] for name, runs in counted.items()}
+    print("statements per request (miss, hit):", sizes)
+    assert sizes["replica"] == sizes["one pool"]
+    assert sizes["replica"][0] > sizes["replica"][1] >= 1
+    for one, two in zip(counted["one pool"], counted["replica"], strict=True):
+        assert sorted(one) == sorted(two)  # (the speculative versions read runs alongside)
+
+
+async def test_analytics_read_the_replica(replica_app: Starlette) -> None:
+    analytics = await replica_app.state.services.analytics.pool()
+    assert await analytics.fetchval("SELECT pg_is_in_recovery()") is True
+
+
+async def _ready(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/readyz")
+    body: dict[str, Any] = response.json()
+    body["status_code"] = response.status_code
+    return body
+
+
+async def test_readyz_follows_the_replica(replica_app: Starlette, replica: Replica) -> None:
+    async with _client(replica_app) as client:
+        ready = await _ready(client)
+        assert (ready["status_code"], ready.get("failed", [])) == (200, [])
+        assert ready["replica"]["failed"] == [] and ready["replica"]["pool"]["max"] >= 1
+        await asyncio.to_thread(replica.stop)
+        try:
+            down = await _ready(client)
+            assert down["status_code"] == 503
+            assert down["failed"] == ["replica"]
+            assert down["replica"]["failed"] == ["database"]
+        finally:
+            await asyncio.to_thread(replica.start)
+        for _ in range(50):  # the pool reconnects as its connections are found closed
+            back = await _ready(client)
+            if back["status_code"] == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert back["status_code"] == 200, back
+
+
+async def test_serve_opens_the_replica_pool_from_the_environment(
+    database_url: str,
+    replica: Replica,
+    tmp_path: Path,
+    tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
+    replica_owner: asyncpg.Connection,
+) -> None:
+    env = command_env(
+        database_url,
+        tmp_path,
+        DATABASE_REPLICA_URL=replica.url_like(database_url),
+        SCHOOL_GATEWAY_DEV="1",
+        SCHOOL_GATEWAY_TODAY=TODAY.isoformat(),
+    )
+    port = free_port()
+    await wait_replayed(owner_conn, replica_owner)
+    with serving(env, port):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as node:
+            ready = await _ready(node)
+            assert ready["status_code"] == 200 and ready["replica"]["failed"] == [], ready
+            child = await _first_child(node, tokens[PARENT])
+            before = await _titles(node, tokens[PARENT], child, TODAY)
+            async with journal_writes(owner_conn) as teacher:
+                await _pause(replica_owner)
+                try:
+                    lesson = await teacher.lesson_of(child, on=TODAY)
+                    await teacher.add_mark(child, lesson_id=lesson["id"], work_title="Из serve")
+                    assert await _titles(node, tokens[PARENT], child, TODAY) == before
+                finally:
+                    await replica_owner.execute("SELECT pg_wal_replay_resume()")
+                await wait_replayed(owner_conn, replica_owner)
+                shown = await _titles(node, tokens[PARENT], child, TODAY)
+            assert shown == sorted([*before, "Из serve"])
+
+
+def test_serve_refuses_a_superuser_replica_dsn(
+    database_url: str, replica: Replica, tmp_path: Path
+) -> None:
+    env = command_env(database_url, tmp_path, DATABASE_REPLICA_URL=replica.owner_url)
+    result = subprocess.run(
+        [COMMAND, "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "superuser" in lines[0], result.stderr
