@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from gateway.core.db_roles import LoginIdentity, login_identity, role_to_set
+from gateway.core.pooler import (
+    check_session_defaults,
+    refuse_role_switch,
+    startup_settings,
+    statement_cache_options,
+)
 from gateway.core.settings import Settings
 from gateway.core.tracing import statement_span
 
@@ -44,6 +50,11 @@ def counting_statements(*, keep_text: bool = False) -> Iterator[StatementCounter
         yield counter
     finally:
         _current_counter.reset(token)
+
+
+def current_statement_counter() -> StatementCounter | None:
+    """The counter statements are counted in now (a request's, a test's), if any."""
+    return _current_counter.get()
 
 
 def _record_statement(record: asyncpg.connection.LoggedQuery) -> None:
@@ -88,9 +99,14 @@ async def connect_as_gateway(
     url: str, settings: Settings, *, application_name: str = "school-gateway"
 ) -> asyncpg.Connection:
     """One connection as the gateway's role (the commands that act as the gateway)."""
-    conn = await asyncpg.connect(url, server_settings={"application_name": application_name})
+    conn = await asyncpg.connect(
+        url,
+        server_settings={"application_name": application_name},
+        **statement_cache_options(settings.pooler),
+    )
     try:
         role = role_to_set(await login_identity(conn), settings.gateway_role)
+        refuse_role_switch(settings.pooler, role)
         if role is not None:
             await conn.execute(f'SET ROLE "{role}"')
     except BaseException:
@@ -101,19 +117,31 @@ async def connect_as_gateway(
 
 async def create_pool(url: str, settings: Settings) -> asyncpg.Pool:
     """A pool of the gateway's login role with a statement timeout (see
-    `gateway_session_settings` for what else `url` may log in as)."""
+    `gateway_session_settings` for what else `url` may log in as; gateway.core.pooler
+    for a pooler in between)."""
     pool = await asyncpg.create_pool(
         url,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         init=_init_connection,
         reset=_keep_session,
-        server_settings={
-            "jit": "off",  # short OLTP statements; JIT compilation only adds latency
-            **await gateway_session_settings(url, settings),
-            "statement_timeout": str(settings.statement_timeout_ms),
-            "application_name": "school-gateway",
-        },
+        **statement_cache_options(settings.pooler),
+        server_settings=startup_settings(
+            settings.pooler,
+            {
+                "jit": "off",  # short OLTP statements; JIT compilation only adds latency
+                **await gateway_session_settings(url, settings),
+                "statement_timeout": str(settings.statement_timeout_ms),
+                "application_name": "school-gateway",
+            },
+        ),
     )
     assert pool is not None
+    try:
+        await check_session_defaults(
+            pool, settings.pooler, statement_timeout_ms=settings.statement_timeout_ms
+        )
+    except BaseException:
+        await pool.close()
+        raise
     return pool

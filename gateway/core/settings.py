@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from gateway.core.analytics_settings import AnalyticsSettings
 from gateway.core.auth_settings import AuthSettings
 from gateway.core.change_settings import ChangeFeedSettings
+from gateway.core.pooler_settings import PoolerSettings
 from gateway.core.settings_readers import SettingsError as SettingsError
 from gateway.core.settings_readers import read_bool, read_choice, read_dsn, read_int
 
@@ -119,6 +120,8 @@ class Settings:
     apq_registration: bool = True
     # Log lines as text or as one JSON object each (SCHOOL_GATEWAY_LOG_FORMAT).
     log_format: LogFormat = "text"
+    # A pooler (PgBouncer) in front of the database, and the direct way for LISTEN.
+    pooler: PoolerSettings = field(default_factory=PoolerSettings)
 
     def today(self) -> date:
         """The diary's "today": the real date unless overridden (dev mode only)."""
@@ -180,6 +183,7 @@ class Settings:
             auth=auth,
             analytics=AnalyticsSettings.from_env(env),
             changes=ChangeFeedSettings.from_env(env),
+            pooler=PoolerSettings.from_env(env),
             client_token_ttl_seconds=read_int(
                 env, "SCHOOL_GATEWAY_CLIENT_TOKEN_TTL", 300, low=30, high=3600
             ),

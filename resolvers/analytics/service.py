@@ -39,6 +39,7 @@ import asyncpg
 
 from gateway.core.db import connect_as_gateway, gateway_session_settings
 from gateway.core.errors import ApiError, ErrorCode
+from gateway.core.pooler import reset_options, startup_settings, statement_cache_options
 from gateway.core.settings import Settings
 from resolvers.analytics import sql as data
 from resolvers.analytics.cells import CellFilter, Freshness, Labels
@@ -151,12 +152,17 @@ class AnalyticsService:
             url,
             min_size=1,
             max_size=self.options.pool_max_size,
-            server_settings={
-                "jit": "off",
-                **await gateway_session_settings(url, self.settings),
-                "statement_timeout": str(self.options.statement_timeout_ms),
-                "application_name": APPLICATION_NAME,
-            },
+            **statement_cache_options(self.settings.pooler),
+            **reset_options(self.settings.pooler),
+            server_settings=startup_settings(
+                self.settings.pooler,
+                {
+                    "jit": "off",
+                    **await gateway_session_settings(url, self.settings),
+                    "statement_timeout": str(self.options.statement_timeout_ms),
+                    "application_name": APPLICATION_NAME,
+                },
+            ),
         )
         assert pool is not None
         return pool
@@ -237,6 +243,8 @@ class AnalyticsService:
         """A read-only repeatable-read transaction in which the stored units are checked to
         be built for this service's k before any figure is read from them."""
         async with conn.transaction(isolation="repeatable_read", readonly=True):
+            if self.settings.pooler.pooled:  # no startup parameter: the timeout set here
+                await data.limit_transaction(conn, self.options.statement_timeout_ms)
             current = await data.freshness(conn)
             if current is None or current.min_group_size != self.min_group_size:
                 stored = None if current is None else current.min_group_size

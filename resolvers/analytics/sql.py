@@ -459,3 +459,9 @@ async def labels(conn: asyncpg.Connection) -> Labels:
         work_types={r[0]: (r[1], r[2], r[3]) for r in row["work_types"] or []},
         periods={(r[0], r[1], r[2]): (r[3], r[4]) for r in row["periods"] or []},
     )
+
+
+async def limit_transaction(conn: asyncpg.Connection, timeout_ms: int) -> None:
+    """The statement timeout of the current transaction only (through a pooler, which
+    passes no startup parameter for it: gateway.core.pooler)."""
+    await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")

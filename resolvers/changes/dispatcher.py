@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import asyncpg
@@ -60,9 +60,13 @@ class Dispatcher:
         settings: ChangeFeedSettings,
         pool: Callable[[], asyncpg.Pool],
         reference: ReferenceCache,
+        *,
+        listen_pool: Callable[[], Awaitable[asyncpg.Pool]] | None = None,
     ) -> None:
         self._settings = settings
         self._pool = pool
+        # Where the LISTEN connection comes from when not `pool` (DATABASE_DIRECT_URL).
+        self._listen_pool = listen_pool
         self._reference = reference
         # An account's open subscriptions (a list: one or two each, thousands of accounts).
         self._by_account: dict[str, list[Subscription]] = {}
@@ -178,8 +182,9 @@ class Dispatcher:
 
     async def _serve_connection(self) -> None:
         lost = asyncio.Event()
+        pool = self._pool() if self._listen_pool is None else await self._listen_pool()
         async with listening(
-            self._pool(), CHANNEL, self._on_notification, lambda: _wake(lost, self._notified)
+            pool, CHANNEL, self._on_notification, lambda: _wake(lost, self._notified)
         ) as connection:
             if self._position is None:
                 self._position = await current_position(connection)

@@ -20,6 +20,7 @@ import strawberry
 from auth.permissions import parse_int_id
 from auth.store.audit import AccessEvent, Recorder
 from auth.viewer import Viewer
+from gateway.core.direct_pool import DirectPool
 from gateway.core.errors import ApiError, ErrorCode, ForbiddenError, LimitOutOfRangeError
 from gateway.core.settings import Settings
 from resolvers.changes.cursor import CursorCodec, Position, Snapshot
@@ -68,10 +69,19 @@ class ChangeFeed:
         self._pool = pool
         self._reference = reference
         self.codec = CursorCodec(settings.jwt_secret, max_age_s=self._settings.retention_s)
-        self.dispatcher = Dispatcher(self._settings, pool, reference)
+        direct_url = settings.pooler.direct_url  # LISTEN around a pooler
+        self._direct = None if direct_url is None else DirectPool(direct_url, settings)
+        self.dispatcher = Dispatcher(
+            self._settings,
+            pool,
+            reference,
+            listen_pool=None if self._direct is None else self._direct.get,
+        )
 
     async def close(self) -> None:
         await self.dispatcher.close()
+        if self._direct is not None:
+            await self._direct.close()
 
     def students(self, viewer: Viewer, student_ids: Sequence[strawberry.ID] | None) -> list[int]:
         """The students asked for: the viewer's, all of them by default; FORBIDDEN for any

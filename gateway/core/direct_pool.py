@@ -1,0 +1,43 @@
+"""The direct way around a pooler (DATABASE_DIRECT_URL) for what needs a session of its own.
+
+A transaction pooler hands a server session to another client after every transaction,
+so a LISTEN sent through it listens on a session the gateway no longer holds. The change
+feed's dispatcher therefore listens (and reads what it was told about) on a one-connection
+pool of its own, opened on first use with the direct connection's startup parameters
+and statement cache (it is PostgreSQL itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import asyncpg
+
+from gateway.core.db import create_pool
+from gateway.core.pooler_settings import PoolerSettings
+from gateway.core.settings import Settings
+
+
+class DirectPool:
+    """A one-connection pool on DATABASE_DIRECT_URL, opened when first asked for."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self._url = url
+        self._settings = dataclasses.replace(
+            settings, pool_min_size=1, pool_max_size=1, pooler=PoolerSettings()
+        )
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def get(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await create_pool(self._url, self._settings)
+        return self._pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
