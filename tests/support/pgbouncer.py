@@ -41,7 +41,7 @@ def pgbouncer_binary() -> str | None:
     """The pgbouncer executable, or None."""
     explicit = os.environ.get("PGBOUNCER")
     if explicit:
-        return explicit
+        return explicit if os.access(explicit, os.X_OK) else None
     found = shutil.which("pgbouncer")
     if found:
         return found
