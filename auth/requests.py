@@ -21,7 +21,9 @@
   CLIENT_REVOKED on the token's next request.
 
 A verified token is remembered until it expires (`VerifiedTokens`); the session's state
-and the viewer's scope are loaded fresh on every request, in one statement.
+and the viewer's scope are loaded fresh on every request, in one statement. A token
+naming a signing key this process does not know yet makes it reload the shared key set
+first (auth.signing_keys.learn_token_keys, rate-limited).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import Response
 
+from auth.signing_keys import learn_token_keys
 from auth.store.accounts import load_viewer
 from auth.store.clients import load_client_viewer
 from auth.store.sessions import clear_session_cookie
@@ -72,7 +75,11 @@ class VerifiedTokens:
         """The claims of a valid token; TOKEN_EXPIRED or UNAUTHENTICATED otherwise."""
         key = (typ, token)
         claims = self._claims.get(key)
-        if claims is not None and claims.expires_at > time.time():
+        if (
+            claims is not None
+            and claims.expires_at > time.time()
+            and self._settings.signing_keys.keys.accepts(claims.key_id)
+        ):
             return claims
         claims = verify_token(self._settings, token, typ=typ)
         self._claims[key] = claims
@@ -111,7 +118,7 @@ async def authenticate(
     try:
         if scheme.lower() != "bearer" or not token.strip():
             raise UnauthenticatedError("Ожидается заголовок Authorization: Bearer <токен>.")
-        claims = _verify(settings, tokens, token.strip(), BEARER)
+        claims = await _verify_learning(settings, pool, tokens, token.strip(), BEARER)
         if claims.kind == CLIENT:
             return await _client_viewer(pool, claims)
         return await _session_viewer(pool, claims)
@@ -127,7 +134,7 @@ async def authenticate_cookie(
 ) -> Viewer:
     """The viewer of a session cookie (CSRF already checked); 401 HttpError for a bad one."""
     try:
-        claims = _verify(settings, tokens, cookie, SESSION)
+        claims = await _verify_learning(settings, pool, tokens, cookie, SESSION)
         return await _session_viewer(pool, claims)
     except ApiError as error:
         headers = {"Set-Cookie": cleared_cookie_header(settings)}
@@ -192,6 +199,23 @@ def _verify(
     if tokens is None:
         return verify_token(settings, token, typ=typ)
     return tokens.verify(token, typ)
+
+
+async def _verify_learning(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    tokens: VerifiedTokens | None,
+    token: str,
+    typ: TokenType | tuple[TokenType, ...],
+) -> TokenClaims:
+    """`_verify`, once more after reloading the key set when the token was refused for a
+    kid this process did not know (nothing extra for the tokens it knows)."""
+    try:
+        return _verify(settings, tokens, token, typ)
+    except UnauthenticatedError:
+        if not await learn_token_keys(settings, pool, token):
+            raise
+    return _verify(settings, tokens, token, typ)
 
 
 async def _session_viewer(pool: asyncpg.Pool, claims: TokenClaims) -> Viewer:

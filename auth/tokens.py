@@ -17,21 +17,31 @@ A third kind, client tokens (`typ` "client"), is issued by the client-credential
 OAuth scopes (space-separated), no `sid`; short-lived (`settings.client_token_ttl_seconds`).
 The client's revocation and registration are read per request too (auth.store.clients).
 A bearer header carries an access token or a client token (`BEARER`).
+
+Every token names its signing key in the JWT header (`kid`, gateway.core.signing_keys):
+it is signed with the current key of `settings.signing_keys` and verified with the key
+its kid names while that key is current or previous; a token without a kid (issued
+before kids existed) is key "0"'s. A retired key's signature only tells that a token has
+expired (TOKEN_EXPIRED, so that a client refreshes as it would have); an unexpired token
+of a retired or unknown key is UNAUTHENTICATED. Device cookies and change-feed cursors
+are keyed by the secret itself, not by these keys (docs/deployment.md says why).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import OctKey
 
 from gateway.core.errors import TokenExpiredError, UnauthenticatedError
 from gateway.core.settings import Settings
+from gateway.core.signing_keys import LEGACY_KID, KeyState, derive_key, is_kid
 
 ISSUER = "school-gateway"
 AUDIENCE = "school-gateway"
@@ -63,6 +73,7 @@ class TokenClaims:
     token_id: str
     kind: TokenType = ACCESS
     scopes: frozenset[str] = frozenset()
+    key_id: str = LEGACY_KID
 
 
 def issue_token(settings: Settings, *, account_id: str, session_id: str) -> str:
@@ -94,8 +105,7 @@ def issue_client_token(
         "exp": now + ttl,
         "jti": uuid.uuid4().hex,
     }
-    token = jwt.encode({"alg": ALGORITHM}, claims, _key(settings), algorithms=_ALGORITHMS)
-    return token, ttl
+    return _encode(settings, claims), ttl
 
 
 def verify_token(
@@ -116,8 +126,12 @@ def verify_token(
     # Without the expiry check, a token up to the refresh lifetime past its `exp` passes.
     leeway = 0 if check_expiry else settings.auth.refresh_ttl_seconds
     kinds = typ if isinstance(typ, tuple) else (typ,)
+    kid = token_kid(token)
+    state = None if kid is None else settings.signing_keys.keys.state_of(kid)
+    if kid is None or state is None:
+        raise UnauthenticatedError(_INVALID)
     try:
-        decoded = jwt.decode(token, _key(settings), algorithms=_ALGORITHMS)
+        decoded = jwt.decode(token, _key(settings.jwt_secret, kid), algorithms=_ALGORITHMS)
         kind = decoded.claims.get("typ")
         if kind not in kinds:
             raise UnauthenticatedError(_INVALID)
@@ -127,9 +141,11 @@ def verify_token(
     except (JoseError, ValueError):
         # ValueError covers malformed base64/JSON in a token that is not a JWT at all.
         raise UnauthenticatedError(_INVALID) from None
+    if state is KeyState.RETIRED:  # only an expired token of a retired key is told so
+        raise UnauthenticatedError(_INVALID)
     claims = decoded.claims
     if kind == CLIENT:
-        return _client_claims(claims)
+        return _client_claims(claims, kid)
     account_id, session_id = claims["sub"], claims["sid"]
     if not (is_uuid(account_id) and is_uuid(session_id)):
         raise UnauthenticatedError(_INVALID)
@@ -138,10 +154,24 @@ def verify_token(
         session_id=session_id,
         expires_at=int(claims["exp"]),
         token_id=str(claims.get("jti", "")),
+        key_id=kid,
     )
 
 
-def _client_claims(claims: dict[str, object]) -> TokenClaims:
+def token_kid(token: str) -> str | None:
+    """The key id in a token's header ("0" when it has none); None when the token is not
+    a JWT or its kid is nothing the gateway could have made."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        header = jws.extract_compact(token.encode()).headers()
+    except (JoseError, ValueError):
+        return None
+    kid = header.get("kid", LEGACY_KID)
+    return kid if is_kid(kid) else None
+
+
+def _client_claims(claims: dict[str, object], kid: str) -> TokenClaims:
     client_id, scope = claims["sub"], claims.get("scope", "")
     if not (is_uuid(client_id) and isinstance(scope, str)):
         raise UnauthenticatedError(_INVALID)
@@ -152,6 +182,7 @@ def _client_claims(claims: dict[str, object]) -> TokenClaims:
         token_id=str(claims.get("jti", "")),
         kind=CLIENT,
         scopes=frozenset(scope.split()),
+        key_id=kid,
     )
 
 
@@ -168,11 +199,19 @@ def _sign(
         "exp": expires_at,
         "jti": uuid.uuid4().hex,
     }
-    return jwt.encode({"alg": ALGORITHM}, claims, _key(settings), algorithms=_ALGORITHMS)
+    return _encode(settings, claims)
 
 
-def _key(settings: Settings) -> OctKey:
-    return OctKey.import_key(settings.jwt_secret)
+def _encode(settings: Settings, claims: dict[str, object]) -> str:
+    """`claims` signed with the current key, its kid in the header."""
+    kid = settings.signing_keys.keys.current
+    header = {"alg": ALGORITHM, "kid": kid}
+    return jwt.encode(header, claims, _key(settings.jwt_secret, kid), algorithms=_ALGORITHMS)
+
+
+@functools.lru_cache(maxsize=64)
+def _key(secret: str, kid: str) -> OctKey:
+    return OctKey.import_key(derive_key(secret, kid))
 
 
 def _claims_registry(typ: TokenType, leeway: int) -> jwt.JWTClaimsRegistry:

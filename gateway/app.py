@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth.signin.deps import AuthServices
 from auth.signin.routes import auth_routes
+from auth.signing_keys import KeyReloader
 from auth.store.audit import Recorder
 from gateway.core import tracing
 from gateway.core.db import create_pool
@@ -145,6 +146,7 @@ def create_app(
     outage = OutageMonitor(holder.probe)
     quiet_driver_reconnects()
     pages = WebPages(settings, holder.get)
+    signing_keys = KeyReloader(settings, holder.get)
 
     async def graphql(request: Request) -> Response:
         """Every answer is the viewer's (or says why not): never stored by a cache."""
@@ -178,9 +180,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if holder.pool is not None:
+            await signing_keys.start()
             try:
                 yield
             finally:
+                await signing_keys.close()
                 await outage.close()
                 await app_services.close()  # the change feed first: it records deliveries
                 await recorder.close()
@@ -188,10 +192,12 @@ def create_app(
         location = await asyncio.to_thread(locate_database, settings)
         holder.pool = await create_pool(location.url, settings)
         try:
+            await signing_keys.start()
             if settings.database_replica_url is not None:
                 holder.replica = await create_pool(settings.database_replica_url, settings)
             yield
         finally:
+            await signing_keys.close()
             await outage.close()
             await app_services.close()
             await recorder.close()

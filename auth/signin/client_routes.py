@@ -48,6 +48,7 @@ from starlette.routing import BaseRoute, Route
 
 from auth.signin.deps import AuthServices
 from auth.signin.oauth_payload import DictPayload
+from auth.signing_keys import keys_ready
 from auth.store.audit import SIGNED_IN, SignInEvent
 from auth.store.clients import AUTH_METHODS, ServiceClient, fetch_client
 from auth.tokens import issue_client_token
@@ -178,6 +179,7 @@ async def token_endpoint(request: Request, services: AuthServices) -> Response:
     except asyncpg.QueryCanceledError:
         return _response(503, {"error": "temporarily_unavailable"}, [])
     else:
+        await keys_ready(services.settings, services.pool())
         server = TokenServer(services.settings, client)
         answer = server.create_token_response(oauth_request)
     _record(services, request, claimed_id, client, answer)

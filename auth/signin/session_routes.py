@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 from auth.requests import check_csrf
 from auth.signin.deps import AuthServices
 from auth.signin.pages import outcome_response, wants_html
+from auth.signing_keys import learn_token_keys
 from auth.store.audit import SIGNED_IN, SignInEvent
 from auth.store.sessions import (
     RefreshTokenInvalidError,
@@ -123,6 +124,8 @@ async def logout_endpoint(services: AuthServices, request: Request) -> Response:
         params = await read_params(request)
     except (HttpError, ParamsError) as error:
         return outcome_response(request, error.code, error.status)
+    bearer_token = None if authorization is None else authorization.partition(" ")[2].strip()
+    await learn_token_keys(settings, services.pool(), bearer_token, cookie)
     try:
         bearer = None if authorization is None else _bearer_session(services, authorization)
     except ApiError as error:

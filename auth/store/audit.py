@@ -57,6 +57,7 @@ import asyncpg
 
 from gateway.core.identifiers import masked, masked_phone
 from gateway.core.logging import redact
+from gateway.core.metrics import count_sign_in
 
 __all__ = [
     "SIGNED_IN",
@@ -336,6 +337,7 @@ class Recorder:
 
     def sign_in(self, event: SignInEvent) -> None:
         """Queue a sign-in event (non-blocking; masked now; never raises for bad data)."""
+        count_sign_in(event.method, event.outcome)
         row = sign_in_row(event)
         if row is not None:
             self._enqueue(row)

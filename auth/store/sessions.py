@@ -10,7 +10,9 @@ still holds a session cookie ends that session (`end_replaced_session`).
 
 Lifetimes: a browser session lasts `session_ttl_seconds`; an API session
 `refresh_ttl_seconds` (no refresh token outlives its session); access tokens
-`access_ttl_seconds`.
+`access_ttl_seconds`. Tokens are signed with the current key of the shared key set
+(auth.signing_keys: loaded before the first signature of a process that did not start
+an application, e.g. `dev-token`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import asyncpg
 import orjson
 from starlette.responses import RedirectResponse, Response
 
+from auth.signing_keys import keys_ready, learn_token_keys
 from auth.tokens import SESSION, issue_session_cookie, issue_token, verify_token
 from gateway.core.errors import ApiError
 from gateway.core.settings import Settings
@@ -138,6 +141,7 @@ async def start_session(
         raise ValueError(f"unknown sign-in method {method!r}")
     kind = ClientKind(kind)
     auth = settings.auth
+    await keys_ready(settings, pool)
     refresh_token = new_refresh_token() if kind is ClientKind.API else None
     ttl = auth.refresh_ttl_seconds if kind is ClientKind.API else auth.session_ttl_seconds
     row = await pool.fetchrow(
@@ -166,6 +170,7 @@ async def refresh_session(pool: asyncpg.Pool, settings: Settings, token: str) ->
         raise RefreshTokenInvalidError()
     presented = hash_refresh_token(token)
     successor = new_refresh_token()
+    await keys_ready(settings, pool)
     row = await pool.fetchrow(_ROTATE, presented, hash_refresh_token(successor))
     if row is None:
         failed = await pool.fetchrow(_REVOKE_REPLAYED, presented)
@@ -197,6 +202,7 @@ def cookie_session_id(settings: Settings, cookie: str | None) -> str | None:
 
 async def end_replaced_session(pool: asyncpg.Pool, settings: Settings, cookie: str | None) -> None:
     """A new sign-in in a browser ends the session of the cookie it still had, if any."""
+    await learn_token_keys(settings, pool, cookie)
     session_id = cookie_session_id(settings, cookie)
     if session_id is not None:
         await revoke_session(pool, session_id)

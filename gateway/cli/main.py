@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
-from gateway.cli import analytics, clients, dev, serve, sign_in_events
+from gateway.cli import analytics, clients, dev, serve, sign_in_events, signing_keys
 from gateway.cli.common import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -36,6 +36,7 @@ _REGISTRARS: tuple[Callable[[Commands], None], ...] = (
     dev.register_dev_token,
     sign_in_events.register,
     clients.register,
+    signing_keys.register,
     analytics.register,
 )
 

@@ -30,6 +30,7 @@ def register_export_schema(commands: Commands) -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.core.db import gateway_session_settings
     from gateway.core.tracing import exporter_from_env
+    from gateway.http.metrics import serve_metrics
     from gateway.http.serving import run_factory
 
     exporter_from_env(os.environ)  # a bad OTEL_* setting refused here, before any worker
@@ -40,13 +41,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             asyncio.run(gateway_session_settings(settings.database_replica_url, settings))
         # Workers build their app from the environment: the same server, the same login.
         os.environ["DATABASE_URL"] = location.url
-        run_factory(
-            "gateway.app:app_from_env",
-            settings,
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            workers=args.workers,
-        )
+        host, port = args.host or settings.host, args.port or settings.port
+        with serve_metrics(settings.metrics, host=host, port=port, workers=args.workers):
+            run_factory(
+                "gateway.app:app_from_env", settings, host=host, port=port, workers=args.workers
+            )
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ from gateway.core.change_settings import ChangeFeedSettings
 from gateway.core.pooler_settings import PoolerSettings
 from gateway.core.settings_readers import SettingsError as SettingsError
 from gateway.core.settings_readers import read_bool, read_choice, read_dsn, read_int
+from gateway.core.signing_keys import SigningKeys, SigningKeySettings
 
 # The source checkout (or, for an installed wheel, the site-packages folder holding gateway/).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -86,6 +87,9 @@ class Settings:
     changes: ChangeFeedSettings = field(default_factory=ChangeFeedSettings)
     # Machine clients (auth.store.clients): lifetime of a client-credentials access token.
     client_token_ttl_seconds: int = 300
+    # The token signing keys (gateway.core.signing_keys): runtime state, this process's copy
+    # of gateway.signing_keys, not configuration; shared by copies of these settings.
+    signing_keys: SigningKeys = field(default_factory=SigningKeys, compare=False, repr=False)
     # Fields and fragment spreads a document may hold (gateway.execution.limits: QUERY_TOO_COMPLEX).
     max_fields: int = 500
     # Query cost budgets per role (gateway.execution.cost); anonymous requests get the smallest.
@@ -187,6 +191,7 @@ class Settings:
             client_token_ttl_seconds=read_int(
                 env, "SCHOOL_GATEWAY_CLIENT_TOKEN_TTL", 300, low=30, high=3600
             ),
+            signing_keys=SigningKeys(SigningKeySettings.from_env(env)),
             **_cost_limits(env),
             header_timeout_s=read_int(env, "SCHOOL_GATEWAY_HEADER_TIMEOUT", 10, low=1, high=600),
             body_timeout_s=read_int(env, "SCHOOL_GATEWAY_BODY_TIMEOUT", 30, low=1, high=3600),

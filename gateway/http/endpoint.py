@@ -57,6 +57,7 @@ from auth.store.audit import Recorder
 from auth.viewer import Viewer
 from gateway.core.errors import MESSAGES, ApiError, ErrorCode, HttpError
 from gateway.core.graphql_internals import core_schema
+from gateway.core.metrics import note_error_code, note_errors
 from gateway.core.outage import DatabaseUnavailable, describe, is_database_unavailable
 from gateway.core.settings import Settings
 from gateway.core.tracing import operation_span
@@ -234,6 +235,7 @@ class GraphQLEndpoint:
         reads = pool if replica is None else replica
         media_type = negotiate(request.headers.get("accept"))
         if media_type is None:
+            note_error_code(request.scope, ErrorCode.NOT_ACCEPTABLE.value)
             return error_response(HttpError(406, ErrorCode.NOT_ACCEPTABLE), JSON)
         # The body is read (and a persisted document looked up) before the viewer, so
         # that a cached answer's versions can be read alongside it; a bad body or an
@@ -254,6 +256,7 @@ class GraphQLEndpoint:
                 request, resolved.request, viewer, reads, media_type, speculation
             )
         except HttpError as error:
+            note_error_code(request.scope, error.code.value)
             return error_response(error, media_type)
         finally:
             if speculation is not None:
@@ -312,10 +315,10 @@ class GraphQLEndpoint:
     ) -> Response:
         prepared = self.documents.prepare(graphql_request.query)
         if prepared.document is None:
-            return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
+            return _failed(request, list(prepared.errors), media_type)
         operation = select_operation(prepared.document, graphql_request.operation_name)
         if not isinstance(operation, OperationDefinitionNode):
-            return graphql_response({"errors": [operation]}, media_type, failed=True)
+            return _failed(request, [operation], media_type)
         operation_name = operation.name.value if operation.name else None
         request.scope.setdefault("state", {})[_OPERATION_NAME_KEY] = operation_name
         if request.method == "GET" and operation.operation is not OperationType.QUERY:
@@ -326,11 +329,11 @@ class GraphQLEndpoint:
                 headers={"Allow": "POST"},
             )
         if prepared.errors:
-            return graphql_response({"errors": list(prepared.errors)}, media_type, failed=True)
+            return _failed(request, list(prepared.errors), media_type)
         if operation.operation is OperationType.SUBSCRIPTION:
             code = ErrorCode.BAD_REQUEST.value
             error = {"message": SUBSCRIPTION_TRANSPORTS, "extensions": {"code": code}}
-            return graphql_response({"errors": [error]}, media_type, failed=True)
+            return _failed(request, [error], media_type)
         with operation_span(operation.operation.value, operation_name):
             return await self._answer(
                 request, graphql_request, prepared, operation, viewer, pool, media_type, speculation
@@ -355,7 +358,7 @@ class GraphQLEndpoint:
             prepared.document, operation, graphql_request.variables, viewer
         )
         if too_costly is not None:  # refused before anything runs (gateway.execution.cost)
-            return graphql_response({"errors": [too_costly]}, media_type, failed=True)
+            return _failed(request, [too_costly], media_type)
         today = self.settings.today()  # one day for the cache key and the execution
         cache_key, versions = None, ""
         cacheable = self.response_cache is not None and is_cacheable(
@@ -395,10 +398,11 @@ class GraphQLEndpoint:
         context.loaders.release()  # the result is plain data now: free the request's graph
         if is_request_error(result):
             errors = [present_request_error(error) for error in result.errors or ()]
-            return graphql_response({"errors": errors}, media_type, failed=True)
+            return _failed(request, errors, media_type)
         body: Formatted = {}
         if result.errors:
             body["errors"] = [present_execution_error(e, operation_name) for e in result.errors]
+            note_errors(request.scope, body["errors"])
         body["data"] = result.data
         accessed = tuple(sorted(context.loaders.accessed_student_ids))
         if viewer is not None and result.data:
@@ -439,6 +443,13 @@ class GraphQLEndpoint:
             outcome = await outcome
         assert isinstance(outcome, ExecutionResult)
         return outcome
+
+
+def _failed(request: Request, errors: list[Formatted], media_type: str) -> Response:
+    """A request that never reached execution (400 with graphql-response+json), its
+    first error's code noted for the metrics."""
+    note_errors(request.scope, errors)
+    return graphql_response({"errors": errors}, media_type, failed=True)
 
 
 def operation_name_of(request_scope: Mapping[str, Any]) -> str | None:

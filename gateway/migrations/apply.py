@@ -18,6 +18,7 @@ GATEWAY_SQL_FILES = (
     "gateway_auth.sql",
     "gateway_clients.sql",
     "gateway_analytics.sql",
+    "gateway_signing_keys.sql",
     "login_role.sql",
     "roles.sql",
 )

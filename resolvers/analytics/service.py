@@ -39,6 +39,7 @@ import asyncpg
 
 from gateway.core.db import connect_as_gateway, gateway_session_settings
 from gateway.core.errors import ApiError, ErrorCode
+from gateway.core.metrics import analytics_refreshed
 from gateway.core.pooler import reset_options, startup_settings, statement_cache_options
 from gateway.core.settings import Settings
 from resolvers.analytics import sql as data
@@ -273,6 +274,7 @@ class AnalyticsService:
             current = await data.freshness(conn)
         if current is None or current.min_group_size != self.min_group_size:
             current = await self._build_if_missing()
+        analytics_refreshed(current.refreshed_at)
         self._start_background()
         return current
 
@@ -300,6 +302,7 @@ class AnalyticsService:
                 timeout_ms=self.options.refresh_timeout_ms,
             )
         assert result is not None
+        analytics_refreshed(result.refreshed_at, result.duration_ms)
         log.info("analytics cells refreshed in %d ms", result.duration_ms)
         return result
 
@@ -352,6 +355,8 @@ class AnalyticsService:
                 stale_before=stale_before,
             )
         if result is not None:
+            rebuilt = current is None or result.refreshed_at != current.refreshed_at
+            analytics_refreshed(result.refreshed_at, result.duration_ms if rebuilt else None)
             log.info("analytics cells refreshed at %s (background)", result.refreshed_at)
 
     async def close(self) -> None:

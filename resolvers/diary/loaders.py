@@ -22,6 +22,7 @@ from aiodataloader import DataLoader
 
 from auth.viewer import Viewer
 from gateway.core.errors import UnauthenticatedError
+from gateway.core.metrics import observe_loader_batch
 from gateway.core.tracing import loader_span
 from resolvers.diary import sql as data
 from resolvers.diary.reference import (
@@ -120,6 +121,7 @@ class ScopedLoader(DataLoader[K, V]):
         student_ids = [self.student_of(key) for key in keys]
         require_scope(self.viewer, student_ids)
         self.accessed.update(student_ids)
+        observe_loader_batch(type(self).__name__, len(keys))
         with loader_span(type(self).__name__, len(keys)):
             return await self.load_batch(keys)
 

@@ -47,10 +47,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(
-    env: dict[str, str], port: int, command: str = "serve"
+    env: dict[str, str], port: int, command: str = "serve", *options: str
 ) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
-        [COMMAND, command, "--port", str(port)],
+        [COMMAND, command, "--port", str(port), *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

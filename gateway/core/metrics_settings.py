@@ -1,0 +1,66 @@
+"""Settings of the Prometheus metrics, read at start: `settings.metrics`.
+
+- `SCHOOL_GATEWAY_METRICS` (default 1): expose the metrics; 0 turns the exposition and
+  the per-request accounting off.
+- `SCHOOL_GATEWAY_METRICS_PATH` (default `/metrics`): the path of the exposition.
+- `SCHOOL_GATEWAY_METRICS_PORT` (default unset): `school-gateway serve` serves the
+  metrics on this port (same address as the application) and the application's own port
+  does not serve them.
+- `PROMETHEUS_MULTIPROC_DIR` (prometheus-client's own variable, default unset): the folder
+  where several worker processes keep their values; `serve --workers N` sets it to a
+  temporary folder unless the operator gives one (emptied when `serve` starts).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from gateway.core.settings_readers import SettingsError, read_bool, read_int
+
+# Paths the application serves itself: the metrics path must not hide one of them.
+_RESERVED_PREFIXES: Final = ("/graphql", "/auth", "/oauth", "/static", "/dev-idp")
+_RESERVED_PATHS: Final = frozenset({"/", "/healthz", "/livez", "/readyz"})
+_PATH_RE: Final = re.compile(r"^/[A-Za-z0-9._~/-]{1,200}$")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Whether, where and on which port the metrics are exposed."""
+
+    enabled: bool = True
+    path: str = "/metrics"
+    port: int | None = None
+    multiproc_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, main_port: int | None = None) -> MetricsSettings:
+        """Read and validate the variables above (`SettingsError` names a bad one)."""
+        port = None
+        if env.get("SCHOOL_GATEWAY_METRICS_PORT", "").strip():
+            port = read_int(env, "SCHOOL_GATEWAY_METRICS_PORT", 0, low=1, high=65535)
+            if port == main_port:
+                raise SettingsError(
+                    "SCHOOL_GATEWAY_METRICS_PORT must differ from SCHOOL_GATEWAY_PORT"
+                )
+        folder = env.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+        return cls(
+            enabled=read_bool(env, "SCHOOL_GATEWAY_METRICS", default=True),
+            path=_path(env.get("SCHOOL_GATEWAY_METRICS_PATH", "").strip() or "/metrics"),
+            port=port,
+            multiproc_dir=Path(folder) if folder else None,
+        )
+
+
+def _path(path: str) -> str:
+    name = "SCHOOL_GATEWAY_METRICS_PATH"
+    if not _PATH_RE.fullmatch(path) or "//" in path or path.endswith("/"):
+        raise SettingsError(f"{name} must be a plain absolute path like /metrics, got {path!r}")
+    if path in _RESERVED_PATHS or any(
+        path == prefix or path.startswith(prefix + "/") for prefix in _RESERVED_PREFIXES
+    ):
+        raise SettingsError(f"{name} must not be a path the gateway serves, got {path!r}")
+    return path

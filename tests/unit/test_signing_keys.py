@@ -1,0 +1,81 @@
+"""The in-memory side of the signing keys: derivation, the key set, its settings, and how
+often unknown kids make a process read the key set (gateway.core.signing_keys)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from gateway.core.settings import Settings, SettingsError
+from gateway.core.signing_keys import (
+    LEGACY_KID,
+    KeyRows,
+    KeySet,
+    KeyState,
+    SigningKeys,
+    SigningKeySettings,
+    derive_key,
+    is_kid,
+    new_kid,
+)
+
+SECRET = "s" * 40
+
+
+def test_key_zero_is_the_secret_and_other_keys_are_distinct_derivations() -> None:
+    first, second = new_kid(), new_kid()
+    assert is_kid(first) and is_kid(second) and first != second
+    assert derive_key(SECRET, LEGACY_KID) == SECRET.encode()
+    assert len(derive_key(SECRET, first)) == 32
+    assert derive_key(SECRET, first) == derive_key(SECRET, first)
+    assert derive_key(SECRET, first) != derive_key(SECRET, second)
+    assert derive_key(SECRET, first) != derive_key(SECRET + "x", first)
+    for bad in ("", "00", "ABCDEF0123456789", "0123456789abcdef0", 0, None):
+        assert not is_kid(bad), bad
+
+
+def test_the_key_set_of_rows() -> None:
+    assert KeySet.from_rows([]) == KeySet(current=LEGACY_KID)
+    keys = KeySet.from_rows(
+        [("b" * 16, "current"), ("a" * 16, "previous"), ("0", "retired"), ("c" * 16, "retired")]
+    )
+    assert keys.state_of("b" * 16) is KeyState.CURRENT
+    assert keys.state_of("a" * 16) is KeyState.PREVIOUS
+    assert keys.state_of("0") is KeyState.RETIRED
+    assert keys.state_of("d" * 16) is None
+    assert keys.accepts("a" * 16) and not keys.accepts("0")
+
+
+def test_reload_settings_are_read_and_checked() -> None:
+    env = {"SCHOOL_GATEWAY_DEV": "1", "SCHOOL_GATEWAY_SIGNING_KEYS_RELOAD_S": "5"}
+    assert Settings.from_env(env).signing_keys.settings == SigningKeySettings(5, 1)
+    for bad in (
+        {"SCHOOL_GATEWAY_SIGNING_KEYS_RELOAD_S": "0"},
+        {"SCHOOL_GATEWAY_SIGNING_KEYS_UNKNOWN_KID_S": "x"},
+        {
+            "SCHOOL_GATEWAY_SIGNING_KEYS_RELOAD_S": "2",
+            "SCHOOL_GATEWAY_SIGNING_KEYS_UNKNOWN_KID_S": "3",
+        },
+    ):
+        with pytest.raises(SettingsError, match="SCHOOL_GATEWAY_SIGNING_KEYS_"):
+            Settings.from_env({"SCHOOL_GATEWAY_DEV": "1", **bad})
+
+
+async def test_unknown_kids_share_a_reload_per_interval() -> None:
+    reads: list[float] = []
+    rows: KeyRows = [("e" * 16, "current"), ("0", "previous")]
+
+    async def load() -> KeyRows:
+        reads.append(time.monotonic())
+        await asyncio.sleep(0.01)
+        return rows
+
+    keys = SigningKeys(SigningKeySettings(reload_s=30, unknown_kid_s=1))
+    await asyncio.gather(*(keys.learn(new_kid(), load) for _ in range(100)))
+    assert len(reads) == 2 and reads[1] - reads[0] >= 0.99
+    assert keys.keys.current == "e" * 16
+    await keys.learn("e" * 16, load)  # known: no read
+    await keys.ensure_loaded(load)  # loaded already: no read
+    assert len(reads) == 2
