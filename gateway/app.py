@@ -49,6 +49,7 @@ from gateway.core.logging import (
     request_id_from,
     safe_path,
 )
+from gateway.core.metrics import RequestMetrics, note_error_code
 from gateway.core.outage import (
     RETRY_AFTER_S,
     OutageMonitor,
@@ -63,6 +64,7 @@ from gateway.http.compression import CompressionMiddleware
 from gateway.http.cors import CorsMiddleware
 from gateway.http.endpoint import GraphQLEndpoint, operation_name_of
 from gateway.http.health import LIVENESS_PATH, READINESS_PATH, livez, readiness
+from gateway.http.metrics import AppMetrics
 from gateway.http.pages import WebPages
 from gateway.http.protocol import JSON, accepts_html, error_response, json_response, negotiate
 from gateway.http.sse import EventStreamEndpoint, is_event_stream_request
@@ -147,6 +149,12 @@ def create_app(
     quiet_driver_reconnects()
     pages = WebPages(settings, holder.get)
     signing_keys = KeyReloader(settings, holder.get)
+    metrics = AppMetrics(
+        settings.metrics,
+        recorder=recorder,
+        response_cache=endpoint.response_cache,
+        pools={"primary": lambda: holder.pool, "replica": lambda: holder.replica},
+    )
 
     async def graphql(request: Request) -> Response:
         """Every answer is the viewer's (or says why not): never stored by a cache."""
@@ -222,13 +230,19 @@ def create_app(
             *auth_routes(services),
             *_dev_idp_routes(settings),
             *pages.routes(),
+            *metrics.routes(),
         ],
         middleware=[
             *_cors(settings),
-            Middleware(RequestMiddleware, outage=outage, body_timeout_s=settings.body_timeout_s),
+            Middleware(
+                RequestMiddleware,
+                outage=outage,
+                body_timeout_s=settings.body_timeout_s,
+                metrics=metrics.requests,
+            ),
             *_compression(settings),
         ],
-        lifespan=lifespan,
+        lifespan=metrics.around(lifespan),
     )
     app.state.graphql_endpoint = endpoint
     app.state.outage = outage
@@ -381,10 +395,12 @@ class RequestMiddleware:
         *,
         outage: OutageMonitor | None = None,
         body_timeout_s: float = 30.0,
+        metrics: RequestMetrics | None = None,
     ) -> None:
         self.app = app
         self.outage = outage
         self.body_timeout_s = body_timeout_s
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -405,6 +421,7 @@ class RequestMiddleware:
     async def _answer(self, exchange: _Exchange, receive: Receive) -> None:
         """Run the app; answer what escaped it (see the module); log the request line."""
         started = time.perf_counter()
+        measured = self.metrics.start() if self.metrics is not None else None
         scope, send = exchange.scope, exchange.send
         method, path = scope["method"], safe_path(scope["path"])
         try:
@@ -437,6 +454,11 @@ class RequestMiddleware:
                 operation_name_of(scope),
                 exchange.request_id,
             )
+            if self.metrics is not None and measured is not None:
+                seconds = time.perf_counter() - started
+                self.metrics.finish(
+                    measured, scope, operation_name_of(scope), exchange.status, seconds
+                )
 
     def _database_unavailable(self, error: BaseException, where: str) -> None:
         if self.outage is not None:
@@ -451,6 +473,7 @@ def _body_timeout_error() -> HttpError:
 
 async def _send_error(send: Send, scope: Scope, error: HttpError) -> int:
     """Send `error` as a coded JSON response (the media type the client accepts)."""
+    note_error_code(scope, error.code.value)
     accept = next((value for name, value in scope["headers"] if name == b"accept"), None)
     media_type = negotiate(accept.decode("latin-1") if accept is not None else None) or JSON
     response = error_response(error, media_type)

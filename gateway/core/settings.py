@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from gateway.core.analytics_settings import AnalyticsSettings
 from gateway.core.auth_settings import AuthSettings
 from gateway.core.change_settings import ChangeFeedSettings
+from gateway.core.metrics_settings import MetricsSettings
 from gateway.core.pooler_settings import PoolerSettings
 from gateway.core.settings_readers import SettingsError as SettingsError
 from gateway.core.settings_readers import read_bool, read_choice, read_dsn, read_int
@@ -85,6 +86,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     changes: ChangeFeedSettings = field(default_factory=ChangeFeedSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # Machine clients (auth.store.clients): lifetime of a client-credentials access token.
     client_token_ttl_seconds: int = 300
     # The token signing keys (gateway.core.signing_keys): runtime state, this process's copy
@@ -187,6 +189,7 @@ class Settings:
             auth=auth,
             analytics=AnalyticsSettings.from_env(env),
             changes=ChangeFeedSettings.from_env(env),
+            metrics=MetricsSettings.from_env(env, main_port=port),
             pooler=PoolerSettings.from_env(env),
             client_token_ttl_seconds=read_int(
                 env, "SCHOOL_GATEWAY_CLIENT_TOKEN_TTL", 300, low=30, high=3600
