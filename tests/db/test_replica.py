@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from pathlib import Path
@@ -263,17 +264,33 @@ async def _ready(client: httpx.AsyncClient) -> dict[str, Any]:
     return body
 
 
-async def test_readyz_follows_the_replica(replica_app: Starlette, replica: Replica) -> None:
+async def test_a_stopped_replica_fails_readiness_and_reads_not_sessions(
+    replica_app: Starlette,
+    replica: Replica,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    tokens: dict[str, str],
+) -> None:
+    account = await ensure_demo_account(pool, demo_account(PARENT))
+    leaving = await issue_dev_token(pool, settings, account)
     async with _client(replica_app) as client:
         ready = await _ready(client)
         assert (ready["status_code"], ready.get("failed", [])) == (200, [])
         assert ready["replica"]["failed"] == [] and ready["replica"]["pool"]["max"] >= 1
         await asyncio.to_thread(replica.stop)
+        started = time.monotonic()
         try:
             down = await _ready(client)
             assert down["status_code"] == 503
             assert down["failed"] == ["replica"]
             assert down["replica"]["failed"] == ["database"]
+            # The reads are refused as the database's outages are; sessions still work.
+            read = await post_graphql(
+                client, tokens[PARENT], DAY_QUERY, {"day": TODAY.isoformat()}, expect_status=503
+            )
+            assert error_codes(read) == ["SERVICE_UNAVAILABLE"]
+            bearer = {"Authorization": f"Bearer {leaving}"}
+            assert (await client.post("/auth/logout", headers=bearer)).status_code == 204
         finally:
             await asyncio.to_thread(replica.start)
         for _ in range(50):  # the pool reconnects as its connections are found closed
@@ -282,6 +299,9 @@ async def test_readyz_follows_the_replica(replica_app: Starlette, replica: Repli
                 break
             await asyncio.sleep(0.1)
         assert back["status_code"] == 200, back
+        print(f"replica stopped, started again and ready in {time.monotonic() - started:.2f} s")
+        child = await _first_child(client, tokens[PARENT])  # reads are served again
+        assert await _titles(client, tokens[PARENT], child, TODAY)
 
 
 async def test_serve_opens_the_replica_pool_from_the_environment(
