@@ -6,9 +6,12 @@
 - `SCHOOL_GATEWAY_METRICS_PORT` (default unset): `school-gateway serve` serves the
   metrics on this port (same address as the application) and the application's own port
   does not serve them.
-- `PROMETHEUS_MULTIPROC_DIR` (prometheus-client's own variable, default unset): the folder
-  where several worker processes keep their values; `serve --workers N` sets it to a
-  temporary folder unless the operator gives one (emptied when `serve` starts).
+- `SCHOOL_GATEWAY_METRICS_DIR` (default unset: a temporary folder): where the workers of
+  `serve --workers N` (N > 1) keep their values; emptied when `serve` starts.
+- `PROMETHEUS_MULTIPROC_DIR` (prometheus-client's own variable, read by the library when
+  first imported): the folder this process keeps its values in. `serve` sets it for its
+  workers (and refuses it set for itself: the command's own process would keep its values
+  there); set it only for workers started otherwise (e.g. uvicorn's own `--workers`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ class MetricsSettings:
     enabled: bool = True
     path: str = "/metrics"
     port: int | None = None
-    multiproc_dir: Path | None = None
+    multiproc_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR: this process's folder
+    folder: Path | None = None  # SCHOOL_GATEWAY_METRICS_DIR: serve's workers' folder
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, main_port: int | None = None) -> MetricsSettings:
@@ -46,12 +50,14 @@ class MetricsSettings:
                 raise SettingsError(
                     "SCHOOL_GATEWAY_METRICS_PORT must differ from SCHOOL_GATEWAY_PORT"
                 )
-        folder = env.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+        multiproc_dir = env.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+        folder = env.get("SCHOOL_GATEWAY_METRICS_DIR", "").strip()
         return cls(
             enabled=read_bool(env, "SCHOOL_GATEWAY_METRICS", default=True),
             path=_path(env.get("SCHOOL_GATEWAY_METRICS_PATH", "").strip() or "/metrics"),
             port=port,
-            multiproc_dir=Path(folder) if folder else None,
+            multiproc_dir=Path(multiproc_dir) if multiproc_dir else None,
+            folder=Path(folder) if folder else None,
         )
 
 

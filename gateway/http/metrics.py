@@ -2,7 +2,7 @@
 
 - `SCHOOL_GATEWAY_METRICS` (default on) and `SCHOOL_GATEWAY_METRICS_PATH` (default
   `/metrics`): served by the application on its own port at that path
-  (`metrics_route`), never cached (`Cache-Control: no-store`), without authentication:
+  (`metrics_routes`), never cached (`Cache-Control: no-store`), without authentication:
   nothing in it is personal, but it is meant for the monitoring only — keep the path
   off the public reverse proxy, or use a separate port.
 - `SCHOOL_GATEWAY_METRICS_PORT`: `school-gateway serve` serves the metrics on that port
@@ -10,8 +10,10 @@
   the application's port answers the path 404.
 - Several workers (`serve --workers N`): prometheus-client's multiprocess mode. `serve`
   points `PROMETHEUS_MULTIPROC_DIR` at a fresh folder (a temporary one, removed at exit,
-  or the operator's, emptied at start: `multiprocess_folder`) before any worker starts;
-  every worker writes its values there and an exposition adds them all up
+  or `SCHOOL_GATEWAY_METRICS_DIR`, emptied at start: `multiprocess_folder`) before any
+  worker starts (the library reads it when first imported: `serve`'s own process, which
+  imported it already, keeps its values in memory); every worker writes its values
+  there and an exposition adds them all up
   (`MultiProcessCollector`), whichever worker (or the separate port) answers. Gauges of
   workers that are gone are dropped (`mark_process_dead`) at every exposition.
 """
@@ -285,17 +287,22 @@ def serve_metrics(
     settings: MetricsSettings, *, host: str, port: int, workers: int
 ) -> Iterator[Path | None]:
     """What `school-gateway serve` sets up around its server: the multiprocess folder
-    (several workers, or the operator's `PROMETHEUS_MULTIPROC_DIR`) and the separate
+    of several workers (`SCHOOL_GATEWAY_METRICS_DIR` or a temporary one) and the separate
     port's listener; the folder, if any."""
     if not settings.enabled:
         yield None
         return
+    if settings.multiproc_dir is not None:
+        raise SettingsError(
+            f"{MULTIPROC_ENV} is set by serve for its workers: "
+            "choose their folder with SCHOOL_GATEWAY_METRICS_DIR"
+        )
     if settings.port == port:
         raise SettingsError("SCHOOL_GATEWAY_METRICS_PORT must differ from the serving port")
     with contextlib.ExitStack() as stack:
-        folder = settings.multiproc_dir
-        if workers > 1 or folder is not None:
-            folder = stack.enter_context(multiprocess_folder(folder))
+        folder = None
+        if workers > 1:
+            folder = stack.enter_context(multiprocess_folder(settings.folder))
         if settings.port is not None:
             listener = MetricsListener(host, settings.port, settings.path, folder).start()
             stack.callback(listener.stop)
@@ -305,15 +312,12 @@ def serve_metrics(
 @contextlib.contextmanager
 def multiprocess_folder(given: Path | None) -> Iterator[Path]:
     """A folder for the workers' values: `given` emptied of earlier runs' files (made if
-    missing; this process's own stay: prometheus-client may have opened them already),
-    or a temporary one removed afterwards; `PROMETHEUS_MULTIPROC_DIR` names it for the
-    workers while the block runs."""
+    missing), or a temporary one removed afterwards; `PROMETHEUS_MULTIPROC_DIR` names it
+    for the workers (started later) while the block runs."""
     if given is not None:
         given.mkdir(parents=True, exist_ok=True)
-        own = f"_{os.getpid()}.db"
         for stale in given.glob("*.db"):
-            if not stale.name.endswith(own):
-                stale.unlink()
+            stale.unlink()
         folder, temporary = given, False
     else:
         folder, temporary = Path(tempfile.mkdtemp(prefix="school-gateway-metrics-")), True

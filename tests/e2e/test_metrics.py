@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import secrets
+import signal
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +31,7 @@ from gateway.core.metrics import MAX_OPERATION_NAMES
 from gateway.core.metrics_settings import MetricsSettings
 from gateway.core.settings import Settings
 from gateway.http.metrics import registered_operation_names
+from tests.support.cli_process import run_command
 from tests.support.environment import TODAY, gateway_env
 from tests.support.live_server import LiveServer, live_server
 from tests.support.password_signin import PlantedStudent
@@ -335,8 +338,8 @@ def test_two_workers_add_up(database_url: str, tmp_path: Path, seeded: SeedSumma
     folder.mkdir()
     (folder / "counter_999999.db").write_bytes(b"stale")  # an earlier run's: removed
     port = free_port()
-    env = command_env(database_url, tmp_path, PROMETHEUS_MULTIPROC_DIR=str(folder))
-    sent = 40
+    env = command_env(database_url, tmp_path, SCHOOL_GATEWAY_METRICS_DIR=str(folder))
+    key = request_key("/graphql", "MetricsAnonymous", 200, "")
     with serving(env, port, "serve", "--workers", "2"):
         assert not (folder / "counter_999999.db").exists()
 
@@ -345,14 +348,18 @@ def test_two_workers_add_up(database_url: str, tmp_path: Path, seeded: SeedSumma
             answer = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": ANONYMOUS})
             return answer.status_code
 
-        with ThreadPoolExecutor(8) as threads:
-            assert set(threads.map(probe, range(sent))) == {200}
-        key = request_key("/graphql", "MetricsAnonymous", 200, "")
+        sent, deadline = 0, time.monotonic() + 30
+        while True:  # until each worker has served some (the kernel picks who accepts)
+            with ThreadPoolExecutor(8) as threads:
+                assert set(threads.map(probe, range(20))) == {200}
+            sent += 20
+            per_worker = _per_process(folder, key)  # each worker's own file
+            if len([count for count in per_worker.values() if count]) == 2:
+                break
+            assert time.monotonic() < deadline, per_worker
+        assert sum(per_worker.values()) == sent
         for _ in range(6):  # whichever worker answers the scrape, the same sum
             assert _get_metrics(f"http://127.0.0.1:{port}/metrics")[key] == sent
-        per_worker = _per_process(folder, key)
-        assert sum(per_worker.values()) == sent
-        assert len([count for count in per_worker.values() if count]) == 2, per_worker
         _wait_for(  # each worker's pool (at least one connection each) adds up
             lambda: (
                 total(
@@ -363,6 +370,50 @@ def test_two_workers_add_up(database_url: str, tmp_path: Path, seeded: SeedSumma
                 >= 2
             )
         )
+
+
+def test_a_dead_workers_gauges_are_dropped(
+    database_url: str, tmp_path: Path, seeded: SeedSummary
+) -> None:
+    """A worker killed (and replaced by the supervisor) no longer counts in the gauges
+    that add up live workers: its pool's connections are gone from the sum."""
+    folder = tmp_path / "prometheus"
+    port = free_port()
+    env = command_env(database_url, tmp_path, SCHOOL_GATEWAY_METRICS_DIR=str(folder))
+    url = f"http://127.0.0.1:{port}/metrics"
+    with serving(env, port, "serve", "--workers", "2") as process:
+        _wait_for(lambda: len(_live_gauge_pids(folder) - {process.pid}) == 2)
+        workers = _live_gauge_pids(folder) - {process.pid}
+        _wait_for(lambda: total(_get_metrics(url), "school_gateway_db_pool_connections") >= 2)
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        _wait_for(lambda: len(_live_gauge_pids(folder) - {process.pid, victim}) == 2, 30)
+
+        def pools(samples: Samples) -> tuple[float, float]:
+            return (
+                total(samples, "school_gateway_db_pool_connections", pool="primary"),
+                total(samples, "school_gateway_db_pool_max_connections", pool="primary"),
+            )
+
+        # The replacement has opened its pool and sampled it once.
+        _wait_for(lambda: pools(_get_metrics(url))[0] >= 2, 30)
+        connections, maximum = pools(_get_metrics(url))
+        assert victim not in _live_gauge_pids(folder)  # dropped by a scrape
+        assert 2 <= connections <= maximum
+        assert maximum == 2 * 10  # two live workers' SCHOOL_GATEWAY_POOL_MAX, not three
+
+
+def test_serve_refuses_prometheus_multiproc_dir_for_itself(
+    database_url: str, tmp_path: Path, seeded: SeedSummary
+) -> None:
+    env = command_env(database_url, tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    done = run_command(["serve", "--port", str(free_port()), "--workers", "2"], env, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "SCHOOL_GATEWAY_METRICS_DIR" in done.stderr
+
+
+def _live_gauge_pids(folder: Path) -> set[int]:
+    return {int(path.stem.rsplit("_", 1)[1]) for path in folder.glob("gauge_live*_*.db")}
 
 
 def _per_process(folder: Path, key: tuple[str, Labels]) -> Mapping[str, float]:

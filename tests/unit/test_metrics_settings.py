@@ -13,7 +13,7 @@ from gateway.core.settings_readers import SettingsError
 
 def test_defaults_serve_metrics_on_the_application_port() -> None:
     assert MetricsSettings.from_env({}) == MetricsSettings(
-        enabled=True, path="/metrics", port=None, multiproc_dir=None
+        enabled=True, path="/metrics", port=None, multiproc_dir=None, folder=None
     )
 
 
@@ -23,12 +23,14 @@ def test_every_variable_is_read() -> None:
         "SCHOOL_GATEWAY_METRICS_PATH": "/internal/metrics",
         "SCHOOL_GATEWAY_METRICS_PORT": "9100",
         "PROMETHEUS_MULTIPROC_DIR": "/run/school-gateway/prometheus",
+        "SCHOOL_GATEWAY_METRICS_DIR": "/run/school-gateway/metrics",
     }
     assert MetricsSettings.from_env(env, main_port=8000) == MetricsSettings(
         enabled=False,
         path="/internal/metrics",
         port=9100,
         multiproc_dir=Path("/run/school-gateway/prometheus"),
+        folder=Path("/run/school-gateway/metrics"),
     )
 
 
