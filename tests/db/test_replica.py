@@ -47,6 +47,10 @@ query Day($day: Date) {
   myChildren { id diary(from: $day, to: $day) { days { lessons { marks { id workTitle } } } } }
 }
 """
+ANALYTICS = (
+    "{ regionalAnalytics { freshness { refreshedAt } "
+    "marks(groupBy: [MUNICIPALITY]) { total { markCount weightedAverage } } } }"
+)
 PARENT = "parent-one-school"
 
 
@@ -252,11 +256,6 @@ async def test_statements_per_request_are_those_of_one_pool(
         assert sorted(one) == sorted(two)  # (the speculative versions read runs alongside)
 
 
-async def test_analytics_read_the_replica(replica_app: Starlette) -> None:
-    analytics = await replica_app.state.services.analytics.pool()
-    assert await analytics.fetchval("SELECT pg_is_in_recovery()") is True
-
-
 async def _ready(client: httpx.AsyncClient) -> dict[str, Any]:
     response = await client.get("/readyz")
     body: dict[str, Any] = response.json()
@@ -355,3 +354,18 @@ def test_serve_refuses_a_superuser_replica_dsn(
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "superuser" in lines[0], result.stderr
+
+
+async def test_analytics_read_the_replica_and_give_the_primary_s_figures(
+    replica_app: Starlette, client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    async with _client(replica_app) as on_replica:
+        through_replica = await post_graphql(on_replica, tokens["regional-analyst"], ANALYTICS)
+    assert "errors" not in through_replica, through_replica
+    analytics = await replica_app.state.services.analytics.pool()
+    assert await analytics.fetchval("SELECT pg_is_in_recovery()") is True
+    direct = await post_graphql(client, tokens["regional-analyst"], ANALYTICS)
+    assert (
+        through_replica["data"]["regionalAnalytics"]["marks"]
+        == direct["data"]["regionalAnalytics"]["marks"]
+    )
