@@ -14,7 +14,8 @@ Through a pooler:
 - the DSN must log in as the gateway's role: a `SET ROLE` would be session state;
 - a pool released connection is not reset (`RESET ALL` would run on a server session
   the pooler has given to another client: gateway/core/db.py's pool never resets anyway);
-- in transaction mode asyncpg's statement cache is off (`statement_cache_size=0`):
+- in transaction mode asyncpg's statement cache is off (`statement_cache_size=0`, unless
+  SCHOOL_GATEWAY_DATABASE_STATEMENT_CACHE=1 for PgBouncer >= 1.21's prepared statements):
   asyncpg >= 0.29 then sends each statement as an unnamed one, parsed again within the
   same Sync, which is safe when PgBouncer hands the server session to another client
   between two transactions. Named statements are not (`prepared statement
@@ -48,7 +49,7 @@ class PoolerSetupError(RuntimeError):
 
 def statement_cache_options(pooler: PoolerSettings) -> dict[str, int]:
     """asyncpg's keyword arguments for the statement cache: none to change, or off."""
-    return {} if pooler.statement_cache else {"statement_cache_size": 0}
+    return {} if pooler.caches_statements else {"statement_cache_size": 0}
 
 
 async def _keep_server_session(_conn: asyncpg.Connection) -> None:

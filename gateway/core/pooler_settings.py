@@ -11,6 +11,10 @@ start: `settings.pooler`. What each mode changes is gateway.core.pooler's; why, 
   refuses other startup parameters): `statement_timeout` and `jit` must be the login
   role's defaults (checked when a pool opens), and the DSN must log in as the gateway's
   role itself (no SET ROLE).
+- `SCHOOL_GATEWAY_DATABASE_STATEMENT_CACHE` (default 1, 0 with `transaction`): asyncpg's
+  named prepared statements. Through PgBouncer >= 1.21 with `max_prepared_statements` > 0
+  they survive transaction pooling: set 1 there (not tested here: Debian bookworm ships
+  1.18). Off, every statement is planned at each execution (bench/pgbouncer measures it).
 - `DATABASE_DIRECT_URL`: a direct connection to the primary (the gateway's login role)
   for what needs a session of its own: the change feed's LISTEN. Required with
   `transaction` unless subscriptions are off (SCHOOL_GATEWAY_SUBSCRIPTIONS=0).
@@ -38,6 +42,8 @@ class PoolerSettings:
 
     mode: PoolerMode = "none"
     direct_url: str | None = None
+    # None: on unless `mode` is transaction.
+    statement_cache: bool | None = None
 
     @property
     def pooled(self) -> bool:
@@ -45,8 +51,11 @@ class PoolerSettings:
         return self.mode != "none"
 
     @property
-    def statement_cache(self) -> bool:
-        """asyncpg's named prepared statements survive: not through transaction pooling."""
+    def caches_statements(self) -> bool:
+        """asyncpg keeps named prepared statements: by default not through transaction
+        pooling (PgBouncer < 1.21 loses them)."""
+        if self.statement_cache is not None:
+            return self.statement_cache
         return self.mode != "transaction"
 
     @classmethod
@@ -67,4 +76,10 @@ class PoolerSettings:
                 "direct connection to the primary for the change feed's LISTEN, which a "
                 "transaction pooler cannot carry) or SCHOOL_GATEWAY_SUBSCRIPTIONS=0"
             )
-        return cls(mode=mode, direct_url=direct_url)
+        cache = env.get("SCHOOL_GATEWAY_DATABASE_STATEMENT_CACHE", "").strip()
+        statement_cache = (
+            read_bool(env, "SCHOOL_GATEWAY_DATABASE_STATEMENT_CACHE", default=True)
+            if cache
+            else None
+        )
+        return cls(mode=mode, direct_url=direct_url, statement_cache=statement_cache)

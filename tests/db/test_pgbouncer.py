@@ -80,11 +80,11 @@ def _through(bouncer: PgBouncer, database_url: str, alias: str = "gateway") -> s
 
 
 def _pooled(
-    settings: Settings, bouncer: PgBouncer, database_url: str, mode: str = "transaction"
+    settings: Settings, bouncer: PgBouncer, database_url: str, statement_cache: bool | None = None
 ) -> Settings:
-    """The gateway's settings behind a pooler, DATABASE_URL through it too (the analytics'
-    pool and refresh); no response cache: every request reads."""
-    pooler = PoolerSettings(mode=mode, direct_url=database_url)  # type: ignore[arg-type]
+    """The gateway's settings behind a transaction pooler, DATABASE_URL through it too (the
+    analytics' pool and refresh); no response cache: every request reads."""
+    pooler = PoolerSettings("transaction", direct_url=database_url, statement_cache=statement_cache)
     return dataclasses.replace(
         settings,
         database_url=_through(bouncer, database_url),
@@ -229,9 +229,10 @@ async def test_with_the_statement_cache_on_prepared_statements_are_lost(
     expected: list[tuple[int, Any]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """`session` keeps asyncpg's named prepared statements: through a transaction pooler
-    a statement prepared on one server session is executed on another."""
-    cached = _pooled(settings, bouncer, database_url, mode="session")
+    """SCHOOL_GATEWAY_DATABASE_STATEMENT_CACHE=1 keeps asyncpg's named prepared
+    statements: through PgBouncer 1.18 a statement prepared on one server session is then
+    executed on another."""
+    cached = _pooled(settings, bouncer, database_url, statement_cache=True)
     caplog.set_level(logging.ERROR)
     async with (
         _app_over(_through(bouncer, database_url), cached) as (app, _),

@@ -107,7 +107,6 @@ def _ini(
         "min_pool_size = 0",
         "reserve_pool_size = 0",
         "max_client_conn = 500",
-        "server_check_delay = 0",
         "",
     ]
     return "\n".join(lines)

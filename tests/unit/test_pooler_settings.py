@@ -57,11 +57,26 @@ def test_transaction_pooling_needs_a_direct_url_for_subscriptions() -> None:
     assert Settings.from_env(without_feed).pooler.mode == "transaction"
 
 
+def test_the_statement_cache_can_be_set_either_way() -> None:
+    """On through PgBouncer >= 1.21's prepared statements; off directly (to measure it)."""
+    env = {
+        **DEV,
+        "SCHOOL_GATEWAY_DATABASE_POOLER": "transaction",
+        "DATABASE_DIRECT_URL": DIRECT,
+        "SCHOOL_GATEWAY_DATABASE_STATEMENT_CACHE": "1",
+    }
+    assert statement_cache_options(Settings.from_env(env).pooler) == {}
+    direct = Settings.from_env({**DEV, "SCHOOL_GATEWAY_DATABASE_STATEMENT_CACHE": "0"}).pooler
+    assert statement_cache_options(direct) == {"statement_cache_size": 0}
+    assert startup_settings(direct, WANTED) == WANTED
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
         ("SCHOOL_GATEWAY_DATABASE_POOLER", "pgbouncer", "must be none, session or transaction"),
         ("DATABASE_DIRECT_URL", "mysql://x/y", "DATABASE_DIRECT_URL must start with"),
+        ("SCHOOL_GATEWAY_DATABASE_STATEMENT_CACHE", "maybe", "must be a boolean"),
     ],
 )
 def test_bad_values_are_refused(variable: str, value: str, message: str) -> None:
