@@ -153,7 +153,13 @@ def create_app(
         settings.metrics,
         recorder=recorder,
         response_cache=endpoint.response_cache,
-        pools={"primary": lambda: holder.pool, "replica": lambda: holder.replica},
+        pools={
+            "primary": lambda: holder.pool,
+            "replica": lambda: holder.replica,
+            "analytics": lambda: (
+                app_services.analytics.opened_pool if app_services.analytics else None
+            ),
+        },
     )
 
     async def graphql(request: Request) -> Response:

@@ -143,6 +143,11 @@ class AnalyticsService:
                 self._pool = await self._open_pool()
         return self._pool
 
+    @property
+    def opened_pool(self) -> asyncpg.Pool | None:
+        """The analytics pool if it is open (for the metrics), else None."""
+        return self._pool
+
     async def _open_pool(self) -> asyncpg.Pool:
         url = (
             self.options.database_url

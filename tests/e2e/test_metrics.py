@@ -238,6 +238,8 @@ async def test_analytics_refresh_age_and_duration(
     stamp = seen[("school_gateway_analytics_refreshed_timestamp_seconds", labels())]
     assert stamp >= datetime.fromisoformat(refreshed_at).timestamp() - 0.001
     age = seen[("school_gateway_analytics_refresh_age_seconds", labels())]
+    analytics_pool = total(seen, "school_gateway_db_pool_max_connections", pool="analytics")
+    assert analytics_pool == live.settings.analytics.pool_max_size  # its own pool, opened
     assert 0 <= age <= time.time() - stamp + 1
     count = "school_gateway_analytics_refresh_duration_seconds_count"
     freshness = await live.app.state.services.analytics.refresh()
