@@ -8,7 +8,8 @@ Every label has a bounded set of values, whatever clients send:
   `/static/{path:path}`), `unmatched` for any other path;
 - `operation`: the GraphQL operation's name when it is a registered document's
   (web/documents) or one of the first `MAX_OPERATION_NAMES` other names this process
-  has seen (at most `MAX_LABEL_CHARS` long), `other` beyond; empty without an operation;
+  has seen (at most `MAX_LABEL_CHARS` long, nothing the log redaction would mask: no
+  SNILS-, phone- or date-like digits), `other` beyond; empty without an operation;
 - `code`: the first error's `extensions.code` when it is one of `ErrorCode`'s, `OTHER`
   for any other code, empty without an error;
 - `loader`, `pool`, `method`, `outcome`: names from the code (classes, pools, sign-in
@@ -40,6 +41,7 @@ from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 from gateway.core.db import StatementCounter, counting_statements, current_statement_counter
 from gateway.core.errors import ErrorCode
+from gateway.core.logging import redact
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +149,8 @@ ANALYTICS_AGE_NAME: Final = "school_gateway_analytics_refresh_age_seconds"
 
 class OperationLabels:
     """Operation names as label values: the registered ones, then the first `limit` other
-    names seen (of at most `MAX_LABEL_CHARS`), `OTHER` for the rest."""
+    names seen (of at most `MAX_LABEL_CHARS`, with nothing `redact` would mask), `OTHER`
+    for the rest."""
 
     def __init__(self, registered: Iterable[str] = (), limit: int = MAX_OPERATION_NAMES) -> None:
         self._known = set(registered)
@@ -158,7 +161,7 @@ class OperationLabels:
             return ""
         if name in self._known:
             return name
-        if self._room > 0 and len(name) <= MAX_LABEL_CHARS:
+        if self._room > 0 and len(name) <= MAX_LABEL_CHARS and redact(name) == name:
             self._room -= 1
             self._known.add(name)
             return name

@@ -62,6 +62,13 @@ def test_operation_labels_are_the_registered_then_the_first_names() -> None:
     assert OperationLabels(limit=5)("X" * 65) == OTHER  # too long for a label
 
 
+@pytest.mark.parametrize("name", ["Child_112_233_445_95", "Call79125550101", "Born2014_03_05"])
+def test_names_with_personal_looking_digits_are_never_labels(name: str) -> None:
+    labels = OperationLabels(limit=5)
+    assert labels(name) == OTHER
+    assert labels("DiaryOf2Children") == "DiaryOf2Children"  # a digit or two is fine
+
+
 def test_error_codes_outside_the_catalogue_become_other() -> None:
     assert bounded_code("FORBIDDEN") == "FORBIDDEN"
     assert bounded_code("Ivanov-112-233-445-95") == OTHER_CODE
