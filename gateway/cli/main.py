@@ -23,6 +23,7 @@ from gateway.cli.common import (
 from gateway.core.db_roles import UnsafeLoginError
 from gateway.core.embedded import EmbeddedPostgresError
 from gateway.core.logging import configure_logging
+from gateway.core.pooler import PoolerSetupError
 from gateway.core.settings import SettingsError
 
 # In this order in `--help`.
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return error.exit_code
-    except (UnsafeLoginError, SettingsError) as error:
+    except (UnsafeLoginError, SettingsError, PoolerSetupError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as error:

@@ -28,7 +28,7 @@ def register_export_schema(commands: Commands) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.core.db import gateway_session_settings
+    from gateway.core.db import check_login, gateway_session_settings
     from gateway.core.tracing import exporter_from_env
     from gateway.http.metrics import serve_metrics
     from gateway.http.serving import run_factory
@@ -39,6 +39,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(gateway_session_settings(location.url, settings))
         if settings.database_replica_url is not None:  # the workers inherit it as it is
             asyncio.run(gateway_session_settings(settings.database_replica_url, settings))
+        asyncio.run(check_login(location.url, settings))  # a pooler's refusals, one line
         # Workers build their app from the environment: the same server, the same login.
         os.environ["DATABASE_URL"] = location.url
         host, port = args.host or settings.host, args.port or settings.port

@@ -7,6 +7,7 @@ server is and how that role is made ready is gateway.migrations.location's job.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import asyncpg
 from gateway.core.db_roles import LoginIdentity, login_identity, role_to_set
 from gateway.core.pooler import (
     check_session_defaults,
+    explain_refused_start,
     refuse_role_switch,
     startup_settings,
     statement_cache_options,
@@ -79,8 +81,9 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def identify(url: str) -> LoginIdentity:
-    """Whom `url` logs in as (one short connection)."""
-    conn = await asyncpg.connect(url)
+    """Whom `url` logs in as (one short connection, no named statement: it answers
+    through a transaction pooler whatever the settings say)."""
+    conn = await asyncpg.connect(url, statement_cache_size=0)
     try:
         return await login_identity(conn)
     finally:
@@ -119,6 +122,26 @@ async def create_pool(url: str, settings: Settings) -> asyncpg.Pool:
     """A pool of the gateway's login role with a statement timeout (see
     `gateway_session_settings` for what else `url` may log in as; gateway.core.pooler
     for a pooler in between)."""
+    with explain_refused_start(settings.pooler):
+        pool = await _open_pool(url, settings)
+    try:
+        await check_session_defaults(
+            pool, settings.pooler, statement_timeout_ms=settings.statement_timeout_ms
+        )
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
+
+
+async def check_login(url: str, settings: Settings) -> None:
+    """Open and close a one-connection pool as serving will: a refusal (a superuser, a
+    pooler's, gateway.core.pooler) comes in one line before any worker starts."""
+    one = dataclasses.replace(settings, pool_min_size=1, pool_max_size=1)
+    await (await create_pool(url, one)).close()
+
+
+async def _open_pool(url: str, settings: Settings) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url,
         min_size=settings.pool_min_size,
@@ -137,11 +160,4 @@ async def create_pool(url: str, settings: Settings) -> asyncpg.Pool:
         ),
     )
     assert pool is not None
-    try:
-        await check_session_defaults(
-            pool, settings.pooler, statement_timeout_ms=settings.statement_timeout_ms
-        )
-    except BaseException:
-        await pool.close()
-        raise
     return pool

@@ -25,7 +25,8 @@ Through a pooler:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Final
 
 import asyncpg
@@ -85,6 +86,22 @@ _ROLE_MESSAGE: Final = (
     "SCHOOL_GATEWAY_DATABASE_POOLER is set: the database URL must log in as the "
     "gateway's role {role!r} itself (a SET ROLE would stay on a shared server session)"
 )
+
+
+@contextmanager
+def explain_refused_start(pooler: PoolerSettings) -> Iterator[None]:
+    """PgBouncer's refusal of a startup parameter, directly configured: PoolerSetupError
+    naming the setting."""
+    try:
+        yield
+    except asyncpg.ProtocolViolationError as error:
+        if pooler.pooled or "unsupported startup parameter" not in str(error):
+            raise
+        raise PoolerSetupError(
+            f"the database refused a startup parameter ({error}): is DATABASE_URL a "
+            "PgBouncer? Set SCHOOL_GATEWAY_DATABASE_POOLER=transaction (or session) "
+            "and see README, PgBouncer"
+        ) from error
 
 
 async def check_session_defaults(

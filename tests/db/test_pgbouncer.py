@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
@@ -249,8 +250,13 @@ async def test_with_the_statement_cache_on_prepared_statements_are_lost(
 async def test_without_the_setting_the_pool_does_not_open(
     bouncer: PgBouncer, database_url: str, settings: Settings
 ) -> None:
-    with pytest.raises(asyncpg.ProtocolViolationError, match="unsupported startup parameter"):
+    """PgBouncer refuses the startup parameters of a direct connection; the error says
+    which setting is missing."""
+    with pytest.raises(PoolerSetupError) as refused:
         await create_pool(_through(bouncer, database_url), settings)
+    assert isinstance(refused.value.__cause__, asyncpg.ProtocolViolationError)
+    assert "unsupported startup parameter" in str(refused.value)
+    assert "SCHOOL_GATEWAY_DATABASE_POOLER=transaction" in str(refused.value)
 
 
 async def test_sessions_without_the_gateway_timeout_are_refused(
@@ -293,3 +299,16 @@ async def _reads_after(feed: ChangeFeed, before: int, timeout_s: float = 5.0) ->
             return True
         await asyncio.sleep(0.02)
     return False
+
+
+async def test_an_analytics_refresh_through_the_pooler(
+    bouncer: PgBouncer, database_url: str, settings: Settings
+) -> None:
+    """The refresh's own connection (connect_as_gateway) through PgBouncer: its
+    transaction-scoped timeout and lock, then VACUUM outside the transaction."""
+    pooled = _pooled(settings, bouncer, database_url)
+    async with _app_over(_through(bouncer, database_url), pooled) as (app, _):
+        before = datetime.now(UTC)
+        freshness = await app.state.services.analytics.refresh()
+    assert freshness.refreshed_at >= before
+    assert freshness.min_group_size == settings.analytics.min_group_size
