@@ -111,10 +111,12 @@ def cmd_signing_keys(args: argparse.Namespace, settings: Settings) -> int:
     if not keys:
         print(f"No rotation yet: tokens are signed with key {LEGACY_KID} (the secret itself).")
         return EXIT_OK
-    print(f"{'KID':<16}  {'STATE':<8}  {'CREATED':<20}  RETIRED")
+    print(f"{'KID':<16}  {'STATE':<8}  {'CREATED':<23}  RETIRED")
     for key in keys:
         retired = _when(key.retired_at) if key.retired_at else ""
-        print(f"{key.kid:<16}  {key.state.value:<8}  {_when(key.created_at):<20}  {retired}")
+        print(
+            f"{key.kid:<16}  {key.state.value:<8}  {_when(key.created_at):<23}  {retired}".rstrip()
+        )
     return EXIT_OK
 
 
