@@ -190,6 +190,12 @@ async def test_tokens_outlive_one_rotation_and_a_second_node_learns_the_new_key(
         (new_kid, "current"),
         (LEGACY_KID, "previous"),
     ]
+    text = run_school_gateway(database_url, data_dir, "signing-keys").stdout.splitlines()
+    assert [line.split()[:2] for line in text] == [
+        ["KID", "STATE"],
+        [new_kid, "current"],
+        [LEGACY_KID, "previous"],
+    ]
     code, second, _ = cli(database_url, data_dir, "rotate-signing-key", "--force")
     assert code == 0 and (second["previous"], second["retired"]) == (new_kid, LEGACY_KID)
 
