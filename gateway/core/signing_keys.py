@@ -46,6 +46,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from gateway.core.outage import DatabaseUnavailable
 from gateway.core.settings_readers import SettingsError, read_int
 
 LEGACY_KID: Final = "0"
@@ -145,6 +146,8 @@ class SigningKeys:
     unknown kid waits for its turn (at most `unknown_kid_s` after the previous one) and is
     skipped when another reload started after the request arrived: every request of a
     flood shares the same few reloads, and a real new kid is learnt within about a second.
+    When that reload failed (the database away), the requests that relied on it fail as
+    DatabaseUnavailable (503), not as a bad token.
     """
 
     def __init__(self, settings: SigningKeySettings | None = None) -> None:
@@ -154,6 +157,7 @@ class SigningKeys:
         self.reloads = 0
         self._lock = asyncio.Lock()
         self._reload_started = float("-inf")
+        self._reload_failed = False
         self._unknown_allowed_at = float("-inf")
 
     async def reload(self, load: KeyLoader) -> None:
@@ -176,6 +180,8 @@ class SigningKeys:
         arrived = time.monotonic()
         async with self._lock:
             if self._reload_started >= arrived:
+                if self._reload_failed:
+                    raise DatabaseUnavailable("the signing keys could not be read")
                 return
             wait = self._unknown_allowed_at - time.monotonic()
             if wait > 0:
@@ -185,6 +191,9 @@ class SigningKeys:
 
     async def _reload(self, load: KeyLoader) -> None:
         self._reload_started = time.monotonic()
-        self.keys = KeySet.from_rows(await load())
+        self._reload_failed = True  # until the rows are in
+        rows = await load()
+        self._reload_failed = False
+        self.keys = KeySet.from_rows(rows)
         self.loaded = True
         self.reloads += 1

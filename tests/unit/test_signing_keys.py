@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from gateway.core.outage import DatabaseUnavailable
 from gateway.core.settings import Settings, SettingsError
 from gateway.core.signing_keys import (
     LEGACY_KID,
@@ -79,3 +80,24 @@ async def test_unknown_kids_share_a_reload_per_interval() -> None:
     await keys.learn("e" * 16, load)  # known: no read
     await keys.ensure_loaded(load)  # loaded already: no read
     assert len(reads) == 2
+
+
+async def test_requests_sharing_a_failed_reload_fail_as_the_database_away() -> None:
+    reads = 0
+
+    async def load() -> KeyRows:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.01)
+        raise ConnectionRefusedError("the database is away")
+
+    keys = SigningKeys(SigningKeySettings(reload_s=30, unknown_kid_s=1))
+    results = await asyncio.gather(
+        *(keys.learn(new_kid(), load) for _ in range(5)), return_exceptions=True
+    )
+    # The first request's read, then one a second later for those that came during it;
+    # the rest relied on that one and fail as the database away, not as a bad token.
+    assert reads == 2
+    kinds = [type(result) for result in results]
+    assert kinds == [ConnectionRefusedError] * 2 + [DatabaseUnavailable] * 3
+    assert keys.keys == KeySet() and not keys.loaded
