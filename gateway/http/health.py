@@ -44,6 +44,7 @@ REQUIRED_RELATIONS: Final = (
     "gateway.access_audit",
     "gateway.service_clients",
     "gateway.analytics_refresh",
+    "gateway.signing_keys",
     "diary_api.students",
     "diary_api.parent_links",
     "diary_api.lesson_facts",
