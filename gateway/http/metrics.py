@@ -221,7 +221,9 @@ def metrics_routes(settings: MetricsSettings, sampler: Sampler) -> list[BaseRout
 
     async def metrics(request: Request) -> Response:
         sampler.sample()
-        body = generate_latest(registry)
+        # Writing ~1,600 series takes ~50 ms of Python: off the event loop, so that the
+        # requests it serves meanwhile wait for the GIL's turns, not for the whole scrape.
+        body = await asyncio.to_thread(generate_latest, registry)
         return Response(body, headers={**NO_STORE, "Content-Type": CONTENT_TYPE_LATEST})
 
     return [Route(settings.path, metrics, methods=["GET"])]
