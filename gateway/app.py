@@ -166,6 +166,7 @@ def create_app(
         """Every answer is the viewer's (or says why not): never stored by a cache."""
         if request.method not in ("GET", "POST"):
             error = HttpError(405, ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": "GET, POST"})
+            note_error_code(request.scope, error.code.value)
             response = error_response(error, JSON)
         elif (
             settings.graphiql

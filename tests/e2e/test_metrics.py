@@ -119,6 +119,7 @@ async def test_requests_are_counted_by_operation_status_and_code(
         "/graphql", json={"query": "query MetricsBad { nope }"}, headers=strict
     )
     assert invalid.status_code == 400
+    assert (await http.put("/graphql", json={"query": PROBE})).status_code == 405
     after = await scrape(http)
 
     def grew(key: tuple[str, Labels]) -> float:
@@ -128,12 +129,13 @@ async def test_requests_are_counted_by_operation_status_and_code(
     assert grew(request_key("/graphql", "MetricsForbidden", 200, "FORBIDDEN")) == 2
     assert grew(request_key("/graphql", "", 401, "UNAUTHENTICATED")) == 3
     assert grew(request_key("/graphql", "MetricsBad", 400, "GRAPHQL_VALIDATION_FAILED")) == 1
+    assert grew(request_key("/graphql", "", 405, "METHOD_NOT_ALLOWED")) == 1
     probe = labels(route="/graphql", operation="MetricsProbe")
     assert grew(("school_gateway_request_duration_seconds_count", probe)) == 7
     assert grew(("school_gateway_request_duration_seconds_sum", probe)) > 0
     # Every /graphql request above observed its statements; authenticated ones sent some.
     statements = labels(route="/graphql")
-    assert grew(("school_gateway_request_sql_statements_count", statements)) == 13
+    assert grew(("school_gateway_request_sql_statements_count", statements)) == 14
     assert grew(("school_gateway_request_sql_statements_sum", statements)) >= 9
     # The scrape before is itself counted (route /metrics, no statements).
     assert grew(request_key("/metrics", "", 200, "")) == 1
