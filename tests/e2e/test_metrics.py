@@ -290,18 +290,33 @@ async def test_operation_labels_stay_bounded(
 
 
 async def test_metrics_off_or_on_another_path(settings: Settings, pool: asyncpg.Pool) -> None:
+    """Off: no exposition and nothing counted; moved: served at the new path only."""
     off = dataclasses.replace(settings, metrics=MetricsSettings(enabled=False))
     moved = dataclasses.replace(settings, metrics=MetricsSettings(path="/internal/metrics"))
-    for chosen, path, absent in ((off, None, "/metrics"), (moved, "/internal/metrics", "/metrics")):
-        app = create_app(chosen, pool=pool)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            assert (await client.get(absent)).status_code == 404
-            if path is not None:
-                samples = await scrape(client, path)
-                assert total(samples, "school_gateway_requests_total", route="/metrics") >= 1
-        await app.state.auth.recorder.close()
-        await app.state.services.close()
+    apps = {"off": create_app(off, pool=pool), "moved": create_app(moved, pool=pool)}
+    clients = {
+        name: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://h")
+        for name, app in apps.items()
+    }
+    unseen = {"query": "query MetricsUnseen { __typename }"}
+    try:
+        assert (await clients["off"].get("/metrics")).status_code == 404
+        assert (await clients["moved"].get("/metrics")).status_code == 404
+        before = await scrape(clients["moved"], "/internal/metrics")
+        assert (await clients["off"].post("/graphql", json=unseen)).status_code == 200
+        after = await scrape(clients["moved"], "/internal/metrics")
+        key = request_key("/graphql", "MetricsUnseen", 200, "")
+        assert after.get(key, 0) == before.get(key, 0) == 0  # the app with metrics off
+        assert after[request_key("unmatched", "", 404, "")] >= 1  # moved's own /metrics 404
+        grew = total(after, "school_gateway_requests_total", route="/internal/metrics") - total(
+            before, "school_gateway_requests_total", route="/internal/metrics"
+        )
+        assert grew == 1
+    finally:
+        for name, app in apps.items():
+            await clients[name].aclose()
+            await app.state.auth.recorder.close()
+            await app.state.services.close()
 
 
 def _get_metrics(url: str) -> Samples:
