@@ -135,8 +135,9 @@ ANALYTICS_REFRESH_SECONDS = Histogram(
     "Duration of the analytics pre-aggregation refreshes this process ran, seconds.",
     buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
 )
+ANALYTICS_REFRESHED_NAME: Final = "school_gateway_analytics_refreshed_timestamp_seconds"
 ANALYTICS_REFRESHED = Gauge(
-    "school_gateway_analytics_refreshed_timestamp_seconds",
+    ANALYTICS_REFRESHED_NAME,
     "When the analytics pre-aggregation was last refreshed (by any process), as last seen.",
     multiprocess_mode="max",
 )

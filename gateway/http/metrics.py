@@ -48,7 +48,7 @@ from starlette.routing import BaseRoute, Route
 from auth.store.audit import Recorder
 from gateway.core.metrics import (
     ANALYTICS_AGE_NAME,
-    ANALYTICS_REFRESHED,
+    ANALYTICS_REFRESHED_NAME,
     AUDIT_DROPPED,
     AUDIT_QUEUE,
     AUDIT_WRITTEN,
@@ -151,7 +151,7 @@ class _WithAge(Collector):
     def collect(self) -> Iterable[Metric]:
         refreshed = 0.0
         for metric in self.source.collect():
-            if metric.name == ANALYTICS_REFRESHED._name:
+            if metric.name == ANALYTICS_REFRESHED_NAME:
                 refreshed = max((sample.value for sample in metric.samples), default=0.0)
             yield metric
         if refreshed > 0:
