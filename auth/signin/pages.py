@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from gateway.core.errors import MESSAGES, ErrorCode
+from gateway.core.metrics import note_error_code
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;
@@ -60,6 +61,7 @@ def outcome_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """A failed sign-in step: an HTML page for browsers, JSON for API clients."""
+    note_error_code(request.scope, code.value)
     text = message or MESSAGES[code]
     if wants_html(request):
         body = (

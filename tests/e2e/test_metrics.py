@@ -189,6 +189,12 @@ async def test_a_failed_password_sign_in_is_counted_by_outcome(
         before, "school_gateway_requests_total", route="/auth/login"
     )
     assert login == 1
+    refused = total(
+        after, "school_gateway_requests_total", route="/auth/login", code="INVALID_CREDENTIALS"
+    ) - total(
+        before, "school_gateway_requests_total", route="/auth/login", code="INVALID_CREDENTIALS"
+    )
+    assert refused == 1  # the sign-in's own code on the request too
     text = "\n".join(f"{name} {dict(ls)}" for name, ls in after)
     assert planted.login not in text  # no login, SNILS or phone in any label
 
