@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Callable
 
@@ -68,7 +69,9 @@ class KeyReloader:
         """Load the key set (a failure stops the start: a node must not sign with a key
         the others may have retired), then reload it in the background."""
         await self._keys.reload(key_loader(self._pool()))
-        self._task = asyncio.create_task(self._run(), name="signing-key-reload")
+        self._task = asyncio.create_task(
+            self._run(), name="signing-key-reload", context=contextvars.Context()
+        )
 
     async def close(self) -> None:
         """Stop the background reload."""

@@ -36,6 +36,7 @@ has its warning already).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -198,7 +199,9 @@ class OutageMonitor:
         except RuntimeError:  # no loop (a synchronous caller): the next failure retries
             return
         if self._watcher is None or self._watcher.done():
-            self._watcher = loop.create_task(self._wait_until_back(), name="outage-probe")
+            self._watcher = loop.create_task(  # not in the failed request's context
+                self._wait_until_back(), name="outage-probe", context=contextvars.Context()
+            )
             self._watcher.add_done_callback(_report_probe_failure)
 
     async def _wait_until_back(self) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections import deque
@@ -329,7 +330,9 @@ class AnalyticsService:
         if self.options.refresh_seconds == 0:
             return
         if self._background is None or self._background.done():
-            self._background = asyncio.create_task(self._refresh_periodically())
+            self._background = asyncio.create_task(  # not in the request's context
+                self._refresh_periodically(), context=contextvars.Context()
+            )
 
     async def _refresh_periodically(self) -> None:
         period = self.options.refresh_seconds

@@ -19,6 +19,7 @@ connects again and reads from its position: nothing is lost, the subscribers jus
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -132,10 +133,16 @@ class Dispatcher:
     # --- the loops ---------------------------------------------------------------------
 
     def _start(self) -> None:
+        """The loops, in a context of their own: not the subscribing request's (its
+        request id, trace span and statement counter are not theirs)."""
         if not self._tasks:
             self._tasks = [
-                asyncio.create_task(self._listen(), name="change-dispatcher"),
-                asyncio.create_task(self._recheck(), name="change-recheck"),
+                asyncio.create_task(
+                    self._listen(), name="change-dispatcher", context=contextvars.Context()
+                ),
+                asyncio.create_task(
+                    self._recheck(), name="change-recheck", context=contextvars.Context()
+                ),
             ]
             for task in self._tasks:
                 task.add_done_callback(self._stopped)
