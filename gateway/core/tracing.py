@@ -19,8 +19,10 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Final
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -41,6 +43,9 @@ _EXPORTERS: Final = ("otlp", "console", "none")
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 
 _tracer: Tracer | None = None
+# Whether the request this context serves is sampled: one lookup decides, for the spans
+# under an unsampled request (most of them), that nothing is to be recorded.
+_RECORDING: ContextVar[bool] = ContextVar("tracing_recording", default=False)
 _provider: TracerProvider | None = None
 
 
@@ -119,7 +124,9 @@ def request_span(
     method: str, path: str, headers: list[tuple[bytes, bytes]]
 ) -> Iterator[Span | None]:
     """The server span of one HTTP request, child of the caller's `traceparent` when it
-    sends one; current for the request's tasks. The caller sets the status code."""
+    sends one, made current for the request's tasks when it is sampled (None when not:
+    nothing under it is recorded, at the cost of one sampling decision). The caller sets
+    the status code (`finish_request`)."""
     tracer = _tracer
     if tracer is None:
         yield None
@@ -131,10 +138,23 @@ def request_span(
     }
     parent = _PROPAGATOR.extract(carrier) if carrier else None
     attributes: dict[str, AttributeValue] = {"http.request.method": method, "url.path": path}
-    with tracer.start_as_current_span(
+    span = tracer.start_span(
         f"{method} {path}", context=parent, kind=SpanKind.SERVER, attributes=attributes
-    ) as span:
+    )
+    if not span.is_recording():
+        yield None
+        return
+    attached = otel_context.attach(trace.set_span_in_context(span))
+    recording = _RECORDING.set(True)
+    try:
         yield span
+    except BaseException:
+        span.set_status(trace.StatusCode.ERROR)
+        raise
+    finally:
+        _RECORDING.reset(recording)
+        otel_context.detach(attached)
+        span.end()
 
 
 def finish_request(span: Span | None, status: int, operation_name: str | None) -> None:
@@ -152,7 +172,7 @@ def finish_request(span: Span | None, status: int, operation_name: str | None) -
 def operation_span(operation_type: str, operation_name: str | None) -> Iterator[None]:
     """A span around one GraphQL operation's cost check, cache lookup and execution."""
     tracer = _tracer
-    if tracer is None or not trace.get_current_span().is_recording():
+    if tracer is None or not _RECORDING.get() or not trace.get_current_span().is_recording():
         yield
         return
     attributes: dict[str, AttributeValue] = {"graphql.operation.type": operation_type}
@@ -167,7 +187,7 @@ def operation_span(operation_type: str, operation_name: str | None) -> Iterator[
 def loader_span(loader: str, batch_size: int) -> Iterator[None]:
     """A span around one loader batch; its SQL statements become its children."""
     tracer = _tracer
-    if tracer is None or not trace.get_current_span().is_recording():
+    if tracer is None or not _RECORDING.get() or not trace.get_current_span().is_recording():
         yield
         return
     attributes: dict[str, AttributeValue] = {"loader.name": loader, "loader.batch_size": batch_size}
@@ -179,7 +199,7 @@ def statement_span(query: str, elapsed_s: float, failed: bool) -> None:
     """Record a finished SQL statement as a child of the current span (asyncpg's query
     logger calls this right after the statement, in the caller's context)."""
     tracer = _tracer
-    if tracer is None or not trace.get_current_span().is_recording():
+    if tracer is None or not _RECORDING.get() or not trace.get_current_span().is_recording():
         return
     end = time.time_ns()
     span = tracer.start_span(
