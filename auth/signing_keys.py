@@ -85,9 +85,19 @@ class KeyReloader:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._keys.settings.reload_s)
-            try:
-                await self._keys.reload(key_loader(self._pool()))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                # The node keeps its last key set; requests see the outage themselves.
-                level = logging.INFO if is_database_unavailable(error) else logging.WARNING
-                log.log(level, "signing keys not reloaded: %s", describe(error))
+            await self.reload_once()
+
+    async def reload_once(self) -> None:
+        """One periodic reload; never raises (but for cancellation): a loop that ended
+        would leave the node signing with a stale key and accepting retired ones."""
+        try:
+            await self._keys.reload(key_loader(self._pool()))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            # The node keeps its last key set; requests see the outage themselves.
+            level = logging.INFO if is_database_unavailable(error) else logging.WARNING
+            log.log(level, "signing keys not reloaded: %s", describe(error))
+        except Exception:
+            # A loop boundary: any other failure (a bug, a row the code does not expect)
+            # is logged with its traceback and the loop goes on with the last key set —
+            # the one place `except Exception` is right here; it swallows nothing unlogged.
+            log.exception("signing keys not reloaded (unexpected error)")

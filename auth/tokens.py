@@ -204,7 +204,7 @@ def _sign(
 
 def _encode(settings: Settings, claims: dict[str, object]) -> str:
     """`claims` signed with the current key, its kid in the header."""
-    kid = settings.signing_keys.keys.current
+    kid = settings.signing_keys.keys.signing_kid()
     header = {"alg": ALGORITHM, "kid": kid}
     return jwt.encode(header, claims, _key(settings.jwt_secret, kid), algorithms=_ALGORITHMS)
 

@@ -5,7 +5,8 @@ role. Only kids, states and dates: keys are derived from SCHOOL_GATEWAY_JWT_SECR
 
 A rotation is refused while the current key is younger than the longest token lifetime
 (the largest of SCHOOL_GATEWAY_SESSION_TTL, SCHOOL_GATEWAY_JWT_TTL and
-SCHOOL_GATEWAY_CLIENT_TOKEN_TTL) plus SCHOOL_GATEWAY_SIGNING_KEYS_RELOAD_S: it would retire
+SCHOOL_GATEWAY_CLIENT_TOKEN_TTL) plus twice SCHOOL_GATEWAY_SIGNING_KEYS_RELOAD_S (a node
+whose reload failed retries one interval later; auth.store.signing_keys): it would retire
 the previous key while tokens it signed may still be valid. `--force` rotates anyway
 (after a leaked key: twice, and every token of the leaked key is refused). Run the command
 with the nodes' settings, so that it knows their lifetimes.
@@ -52,13 +53,14 @@ def register(commands: Commands) -> None:
 
 
 def min_key_age(settings: Settings) -> timedelta:
-    """How old the current key must be before a rotation may retire the previous one."""
+    """How old the current key must be before a rotation may retire the previous one: the
+    longest token lifetime plus two reload intervals (see auth.store.signing_keys)."""
     longest = max(
         settings.auth.session_ttl_seconds,
         settings.auth.access_ttl_seconds,
         settings.client_token_ttl_seconds,
     )
-    return timedelta(seconds=longest + settings.signing_keys.settings.reload_s)
+    return timedelta(seconds=longest + 2 * settings.signing_keys.settings.reload_s)
 
 
 def cmd_rotate_signing_key(args: argparse.Namespace, settings: Settings) -> int:
@@ -74,7 +76,7 @@ def cmd_rotate_signing_key(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(
             f"refused: the current signing key {error.current} is only {_span(error.age)} old; "
             f"rotating now would retire key {error.retiring}, whose tokens may be valid until "
-            f"{_when(error.allowed_at)} (the longest token lifetime plus "
+            f"{_when(error.allowed_at)} (the longest token lifetime plus twice "
             f"SCHOOL_GATEWAY_SIGNING_KEYS_RELOAD_S: {_span(minimum)}). Rotate after that, "
             "or pass --force to refuse those tokens now"
         ) from None
@@ -91,7 +93,7 @@ def cmd_rotate_signing_key(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     reload_s = settings.signing_keys.settings.reload_s
     print(f"current:  {rotation.current} (new: signs every token from now on)")
-    print(f"previous: {rotation.previous} (still accepted until the next rotation)")
+    print(f"previous: {rotation.previous or '-'} (still accepted until the next rotation)")
     print(f"retired:  {rotation.retired or '-'}")
     print(
         f"Every node signs with the new key within {reload_s} s "

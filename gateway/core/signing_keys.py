@@ -39,6 +39,7 @@ import asyncio
 import enum
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -48,6 +49,8 @@ from typing import Final
 
 from gateway.core.outage import DatabaseUnavailable
 from gateway.core.settings_readers import SettingsError, read_int
+
+log = logging.getLogger(__name__)
 
 LEGACY_KID: Final = "0"
 # New kids: 64 random bits as 16 lower-case hex digits.
@@ -83,24 +86,56 @@ def derive_key(secret: str, kid: str) -> bytes:
     return hmac.new(secret.encode(), _DERIVATION_CONTEXT + kid.encode(), hashlib.sha256).digest()
 
 
+class NoCurrentKeyError(Exception):
+    """gateway.signing_keys has keys but none current or previous: nothing may sign (a
+    process does not start; a running one refuses to sign, its sign-ins fail)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "gateway.signing_keys has no current and no previous key (only retired ones): "
+            "no token can be signed; run `school-gateway rotate-signing-key`"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class KeySet:
-    """Which key signs and which verify. The default: "0" (the secret) signs, nothing else."""
+    """Which key signs and which verify. The default: "0" (the secret) signs, nothing else.
 
-    current: str = LEGACY_KID
+    `stand_in`: the table has no current key (edited by hand, a failed restore) and its
+    previous key signs instead; `current` None: it has neither (see `from_rows`)."""
+
+    current: str | None = LEGACY_KID
     previous: str | None = None
     retired: frozenset[str] = frozenset()
+    stand_in: bool = False
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, str]]) -> KeySet:
-        """The key set of the table's rows; an empty table is the default set."""
+        """The key set of the table's rows; an empty table is the default set.
+
+        Rows without a current key never fall back to the default (that would accept
+        key "0" and every retired key again): the previous key signs (`stand_in`, still
+        the key the nodes signed with last but one) and the retired keys stay refused;
+        with neither a current nor a previous key nothing signs (`current` None) and
+        nothing verifies. `rotate-signing-key` repairs both (its new key becomes current)."""
         states: dict[str, list[str]] = {state.value: [] for state in KeyState}
         for kid, state in rows:
             states[KeyState(state).value].append(kid)
         current, previous = states[KeyState.CURRENT], states[KeyState.PREVIOUS]
-        if not current:
-            return cls()
-        return cls(current[0], previous[0] if previous else None, frozenset(states["retired"]))
+        retired = frozenset(states[KeyState.RETIRED])
+        if current:
+            return cls(current[0], previous[0] if previous else None, retired)
+        if previous:
+            return cls(previous[0], None, retired, stand_in=True)
+        if retired:
+            return cls(None, None, retired)
+        return cls()
+
+    def signing_kid(self) -> str:
+        """The kid that signs new tokens; NoCurrentKeyError when there is none."""
+        if self.current is None:
+            raise NoCurrentKeyError()
+        return self.current
 
     def state_of(self, kid: str) -> KeyState | None:
         """The state of `kid`; None for a kid this set does not know."""
@@ -160,6 +195,10 @@ class SigningKeys:
         self._reload_failed = False
         self._unknown_allowed_at = float("-inf")
 
+    def accepts(self, kid: str) -> bool:
+        """Whether tokens of `kid` are accepted now (the current or the previous key)."""
+        return self.keys.accepts(kid)
+
     async def reload(self, load: KeyLoader) -> None:
         """Read the key set now (at start, and periodically)."""
         async with self._lock:
@@ -194,6 +233,17 @@ class SigningKeys:
         self._reload_failed = True  # until the rows are in
         rows = await load()
         self._reload_failed = False
-        self.keys = KeySet.from_rows(rows)
+        keys = KeySet.from_rows(rows)
+        if keys.current is None:
+            if not self.loaded:
+                raise NoCurrentKeyError()  # a process that never had a key set does not start
+            log.error("signing keys: %s", NoCurrentKeyError())
+        elif keys.stand_in:
+            log.error(
+                "signing keys: gateway.signing_keys has no current key; the previous key "
+                "%s signs until `school-gateway rotate-signing-key` makes a new one current",
+                keys.current,
+            )
+        self.keys = keys
         self.loaded = True
         self.reloads += 1

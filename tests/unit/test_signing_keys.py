@@ -4,10 +4,14 @@ often unknown kids make a process read the key set (gateway.core.signing_keys)."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import time
+from datetime import timedelta
 
 import pytest
 
+from gateway.cli.signing_keys import min_key_age
 from gateway.core.outage import DatabaseUnavailable
 from gateway.core.settings import Settings, SettingsError
 from gateway.core.signing_keys import (
@@ -15,6 +19,7 @@ from gateway.core.signing_keys import (
     KeyRows,
     KeySet,
     KeyState,
+    NoCurrentKeyError,
     SigningKeys,
     SigningKeySettings,
     derive_key,
@@ -101,3 +106,69 @@ async def test_requests_sharing_a_failed_reload_fail_as_the_database_away() -> N
     kinds = [type(result) for result in results]
     assert kinds == [ConnectionRefusedError] * 2 + [DatabaseUnavailable] * 3
     assert keys.keys == KeySet() and not keys.loaded
+
+
+def test_rows_without_a_current_key_keep_the_retired_keys_refused() -> None:
+    # The previous key signs in its stead (an error logged at reload); "0" and the
+    # retired kid stay refused — not the default set, which would accept "0" again.
+    keys = KeySet.from_rows([("a" * 16, "previous"), ("0", "retired"), ("c" * 16, "retired")])
+    assert keys.current == "a" * 16 and keys.stand_in and keys.previous is None
+    assert keys.accepts("a" * 16)
+    assert not keys.accepts(LEGACY_KID) and keys.state_of(LEGACY_KID) is KeyState.RETIRED
+    assert not keys.accepts("c" * 16)
+    # Only retired keys: nothing signs, nothing verifies.
+    none = KeySet.from_rows([("0", "retired"), ("c" * 16, "retired")])
+    assert none.current is None and not none.accepts(LEGACY_KID)
+    with pytest.raises(NoCurrentKeyError, match="rotate-signing-key"):
+        none.signing_kid()
+
+
+async def test_a_process_without_a_signing_key_does_not_start_and_a_running_one_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rows: KeyRows = [("0", "retired")]
+
+    async def load() -> KeyRows:
+        return rows
+
+    fresh = SigningKeys()
+    with pytest.raises(NoCurrentKeyError):
+        await fresh.reload(load)
+    assert not fresh.loaded
+
+    running = SigningKeys()
+    rows = [("e" * 16, "current"), ("0", "previous")]
+    await running.reload(load)
+    rows = [("0", "retired"), ("e" * 16, "retired")]
+    with caplog.at_level(logging.ERROR, logger="gateway.core.signing_keys"):
+        await running.reload(load)
+    assert running.keys.current is None and not running.accepts("e" * 16)
+    assert "no current and no previous key" in caplog.text
+    caplog.clear()
+    rows = [("e" * 16, "previous"), ("0", "retired")]
+    with caplog.at_level(logging.ERROR, logger="gateway.core.signing_keys"):
+        await running.reload(load)
+    assert running.keys.current == "e" * 16 and not running.accepts(LEGACY_KID)
+    assert "has no current key; the previous key" in caplog.text
+
+
+def test_the_minimum_key_age_is_the_longest_lifetime_and_two_reload_intervals() -> None:
+    settings = Settings.from_env(
+        {
+            "SCHOOL_GATEWAY_DEV": "1",
+            "SCHOOL_GATEWAY_SIGNING_KEYS_RELOAD_S": "30",
+        }
+    )
+    longest = max(
+        settings.auth.session_ttl_seconds,
+        settings.auth.access_ttl_seconds,
+        settings.client_token_ttl_seconds,
+    )
+    assert min_key_age(settings) == timedelta(seconds=longest + 60)
+    shorter = dataclasses.replace(
+        settings, auth=dataclasses.replace(settings.auth, session_ttl_seconds=100)
+    )
+    assert min_key_age(shorter) == timedelta(
+        seconds=max(100, settings.auth.access_ttl_seconds, settings.client_token_ttl_seconds)
+        + 60
+    )
