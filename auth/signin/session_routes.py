@@ -17,7 +17,9 @@ Origin/Referer must be an allowed origin; any content type, so a plain HTML form
 with a bearer token it is not: a cross-site page cannot send an Authorization header
 without a CORS preflight, which the gateway never grants. 204, or 303 to `return_to`
 (default /) for a browser page navigation. No credentials at all → 401
-UNAUTHENTICATED.
+UNAUTHENTICATED. A bearer token that is refused (e.g. an expired token of a retired
+signing key) does not stop the rest: the cookie's session and the `refresh_token` are
+still revoked (204); with nothing else given it is 401 with the token's code.
 
 Both read their parameters from a body of at most 8 KiB, read as a bounded stream
 (gateway.core.bodies): a larger one → 413 PAYLOAD_TOO_LARGE (`invalid_request`).
@@ -126,20 +128,27 @@ async def logout_endpoint(services: AuthServices, request: Request) -> Response:
         return outcome_response(request, error.code, error.status)
     bearer_token = None if authorization is None else authorization.partition(" ")[2].strip()
     await learn_token_keys(settings, services.pool(), bearer_token, cookie)
+    refused: ApiError | None = None
+    bearer = None
     try:
         bearer = None if authorization is None else _bearer_session(services, authorization)
     except ApiError as error:
-        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        return outcome_response(request, error.code, 401, headers=headers)
-    sessions = {s for s in (bearer, cookie_session_id(settings, cookie)) if s is not None}
+        # A refused bearer (e.g. an expired token of a retired key) must not keep the
+        # refresh token or the cookie session given with it alive: those are ended below.
+        refused = error
+    cookie_session = cookie_session_id(settings, cookie)
+    sessions = {s for s in (bearer, cookie_session) if s is not None}
     refresh = params.get("refresh_token")
-    if not sessions and not refresh and not cookie:
-        return outcome_response(request, ErrorCode.UNAUTHENTICATED, 401)
     pool = services.pool()
     for session_id in sorted(sessions):
         await revoke_session(pool, session_id)
     if refresh:
         await revoke_by_refresh_token(pool, refresh)
+    if refused is not None and not refresh and not cookie:  # nothing else was given
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        return outcome_response(request, refused.code, 401, headers=headers)
+    if not sessions and not refresh and not cookie:
+        return outcome_response(request, ErrorCode.UNAUTHENTICATED, 401)
     return _logged_out(request, services, cookie_present=bool(cookie), params=params)
 
 

@@ -1,7 +1,9 @@
 """`school-gateway rotate-signing-key` and `school-gateway signing-keys`: the shared key set
 of the gateway's tokens (gateway.signing_keys; auth.store.signing_keys), as the gateway's
-role. Only kids, states and dates: keys are derived from SCHOOL_GATEWAY_JWT_SECRET
-(gateway.core.signing_keys), so neither command needs or shows a secret.
+role (the listing) or the schema owner's (the rotation: the gateway's role may only read
+gateway.signing_keys; DATABASE_OWNER_URL, as for `migrate`). Only kids, states and dates:
+keys are derived from SCHOOL_GATEWAY_JWT_SECRET (gateway.core.signing_keys), so neither
+command needs or shows a secret.
 
 A rotation is refused while the current key is younger than the longest token lifetime
 (the largest of SCHOOL_GATEWAY_SESSION_TTL, SCHOOL_GATEWAY_JWT_TTL and
@@ -25,7 +27,7 @@ import asyncpg
 import orjson
 
 from auth.store.signing_keys import Rotation, RotationTooSoon, SigningKeyRow, list_keys, rotate
-from gateway.cli.common import EXIT_OK, CliError, Commands, database
+from gateway.cli.common import EXIT_OK, EXIT_USAGE, CliError, Commands, database, database_location
 from gateway.core.db import connect_as_gateway
 from gateway.core.settings import Settings
 from gateway.core.signing_keys import LEGACY_KID
@@ -71,7 +73,7 @@ def cmd_rotate_signing_key(args: argparse.Namespace, settings: Settings) -> int:
         return await rotate(conn, min_age_s=minimum.total_seconds(), force=args.force)
 
     try:
-        rotation = _run(settings, work)
+        rotation = _run_as_owner(settings, work)
     except RotationTooSoon as error:
         raise CliError(
             f"refused: the current signing key {error.current} is only {_span(error.age)} old; "
@@ -151,3 +153,25 @@ def _run(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]])
 
     with database(settings) as url:
         return asyncio.run(main(url))
+
+
+def _run_as_owner(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """`work` on a connection as the schema owner (DATABASE_OWNER_URL, else DATABASE_URL,
+    else the embedded server's superuser); refused when that logs in as the gateway."""
+
+    async def main(url: str) -> T:
+        conn = await asyncpg.connect(url)
+        try:
+            if await conn.fetchval("SELECT session_user") == settings.gateway_role:
+                raise CliError(
+                    f"the database URL logs in as the gateway's role {settings.gateway_role}, "
+                    "which may only read the signing keys: set DATABASE_OWNER_URL to the "
+                    "schema owner's DSN",
+                    exit_code=EXIT_USAGE,
+                )
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    with database_location(settings) as location:
+        return asyncio.run(main(location.owner_url))

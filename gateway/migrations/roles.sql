@@ -12,6 +12,10 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA gateway TO "{gateway_role}";
 -- The gateway's records are append-only, even for the gateway.
 REVOKE UPDATE, DELETE, TRUNCATE ON gateway.sign_in_events, gateway.access_audit
     FROM "{gateway_role}";
+-- The signing key set is read by the gateway, written only by the owner
+-- (`school-gateway rotate-signing-key` logs in as DATABASE_OWNER_URL): a gateway login
+-- that leaks cannot un-retire a leaked key or make its own kid current.
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON gateway.signing_keys FROM "{gateway_role}";
 -- The analytics refresh replaces every row of its tables (DELETE + COPY, so that readers
 -- keep the old snapshot): it vacuums them afterwards, or dead rows pile up and every
 -- analytics query scans them (13x the live rows after a day of refreshes, measured).

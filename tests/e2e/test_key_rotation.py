@@ -25,8 +25,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from auth.signing_keys import keys_ready
-from auth.store.accounts import ensure_demo_account
+from auth.signing_keys import key_loader, keys_ready
+from auth.store.accounts import ended_sessions, ensure_demo_account
 from auth.store.sessions import ClientKind, start_session
 from auth.store.signing_keys import rotate
 from fixtures.demo import demo_account
@@ -35,7 +35,7 @@ from gateway.app import create_app
 from gateway.core.db import counting_statements
 from gateway.core.settings import Settings
 from gateway.core.signing_keys import LEGACY_KID, SigningKeys, SigningKeySettings, derive_key
-from tests.support.cli_process import run_school_gateway
+from tests.support.cli_process import run_command, run_school_gateway
 from tests.support.environment import JWT_SECRET, gateway_env
 from tests.support.live_server import LiveServer, live_server
 from tests.support.password_signin import PLANTED_PASSWORD, PlantedStudent
@@ -88,9 +88,15 @@ async def answer(
     return response.status_code, body["data"]["viewer"]["role"]
 
 
-def cli(database_url: str, data_dir: Path, *args: str) -> tuple[int, Any, str]:
-    """`school-gateway ARGS --json` as a real process: exit code, parsed stdout, stderr."""
-    done = run_school_gateway(database_url, data_dir, *args, "--json")
+def cli(
+    database_url: str, data_dir: Path, *args: str, owner_url: str | None = None
+) -> tuple[int, Any, str]:
+    """`school-gateway ARGS --json` as a real process: exit code, parsed stdout, stderr;
+    with `owner_url` as DATABASE_OWNER_URL (a rotation writes as the schema owner)."""
+    if owner_url is None:
+        done = run_school_gateway(database_url, data_dir, *args, "--json")
+    else:
+        done = run_command([*args, "--json"], gateway_env(database_url, data_dir, owner_url))
     return done.returncode, orjson.loads(done.stdout) if done.stdout else None, done.stderr
 
 
@@ -137,6 +143,7 @@ async def test_tokens_outlive_one_rotation_and_a_second_node_learns_the_new_key(
     nodes: Nodes,
     pool: asyncpg.Pool,
     database_url: str,
+    owner_url: str,
     data_dir: Path,
     planted: PlantedStudent,
 ) -> None:
@@ -154,7 +161,7 @@ async def test_tokens_outlive_one_rotation_and_a_second_node_learns_the_new_key(
     short_exp = int(time.time()) + SHORT_S
     short = signed(None, token_claims(sub=account_id, sid=api.session_id, exp=short_exp))
 
-    code, first, _ = cli(database_url, data_dir, "rotate-signing-key")
+    code, first, _ = cli(database_url, data_dir, "rotate-signing-key", owner_url=owner_url)
     assert code == 0 and first["previous"] == LEGACY_KID and first["retired"] is None, first
     new_kid = first["current"]
 
@@ -183,7 +190,7 @@ async def test_tokens_outlive_one_rotation_and_a_second_node_learns_the_new_key(
     assert await answer(nodes.to_a, short) == (401, ["TOKEN_EXPIRED"])
 
     # A second rotation within the longest token lifetime is refused, unless forced.
-    code, _, stderr = cli(database_url, data_dir, "rotate-signing-key")
+    code, _, stderr = cli(database_url, data_dir, "rotate-signing-key", owner_url=owner_url)
     assert code == 1 and "refused" in stderr and "--force" in stderr, stderr
     code, listed, _ = cli(database_url, data_dir, "signing-keys")
     assert [(key["kid"], key["state"]) for key in listed] == [
@@ -196,7 +203,9 @@ async def test_tokens_outlive_one_rotation_and_a_second_node_learns_the_new_key(
         [new_kid, "current"],
         [LEGACY_KID, "previous"],
     ]
-    code, second, _ = cli(database_url, data_dir, "rotate-signing-key", "--force")
+    code, second, _ = cli(
+        database_url, data_dir, "rotate-signing-key", "--force", owner_url=owner_url
+    )
     assert code == 0 and (second["previous"], second["retired"]) == (new_kid, LEGACY_KID)
 
     # Key "0" is two rotations back: its unexpired tokens are refused; an expired one is
@@ -244,11 +253,16 @@ async def test_a_flood_of_made_up_kids_reads_the_key_set_once_a_second(
 
 
 async def test_tampered_kids_and_alg_none_are_refused(
-    fresh_node: tuple[Settings, httpx.AsyncClient], pool: asyncpg.Pool
+    fresh_node: tuple[Settings, httpx.AsyncClient],
+    pool: asyncpg.Pool,
+    owner_conn: asyncpg.Connection,
 ) -> None:
     own, client = fresh_node
-    async with pool.acquire() as conn:
-        rotation = await rotate(conn, min_age_s=0, force=False)
+    conn = owner_conn  # the gateway's role may only read the key set
+    first = await rotate(conn, min_age_s=0, force=False)  # "0" previous
+    second = await rotate(conn, min_age_s=0, force=True)  # "0" retired
+    rotation = await rotate(conn, min_age_s=0, force=True)  # the first kid retired
+    assert (rotation.previous, rotation.retired) == (second.current, first.current)
     await keys_ready(own, pool)
     account_id = await ensure_demo_account(pool, demo_account(PARENT))
     issued = await start_session(
@@ -272,6 +286,87 @@ async def test_tampered_kids_and_alg_none_are_refused(
             rotation.current, claims, key=derive_key("x" * 40, rotation.current)
         ),
     }
+    # Correctly signed for the kid they name, so only the kid's state can refuse them.
+    unknown = secrets.token_hex(8)
+    refused |= {
+        "an unknown kid, signed with its derived key": signed(unknown, claims),
+        'kid "0" signed with the secret, "0" retired': signed(LEGACY_KID, claims),
+        "no kid, signed with the secret": signed(None, claims),
+        "a retired kid, signed with its key, unexpired": signed(first.current, claims),
+        "HS512 with the current key": jwt.encode(
+            {"alg": "HS512", "kid": rotation.current},
+            claims,
+            OctKey.import_key(derive_key(JWT_SECRET, rotation.current)),
+            algorithms=["HS512"],
+        ),
+    }
     for what, forged in refused.items():
         assert await answer(client, forged) == (401, ["UNAUTHENTICATED"]), what
+    # The same claims signed the same way with an accepted kid pass: what refused the
+    # ones above is their kid (or alg), not their signature or claims.
     assert await answer(client, token) == (200, "PARENT")
+    assert await answer(client, signed(second.current, claims)) == (200, "PARENT")
+    assert await answer(client, signed(rotation.current, claims)) == (200, "PARENT")
+
+
+async def test_logout_with_an_expired_token_of_a_retired_key_ends_what_it_was_given(
+    fresh_node: tuple[Settings, httpx.AsyncClient],
+    pool: asyncpg.Pool,
+    owner_conn: asyncpg.Connection,
+) -> None:
+    own, client = fresh_node
+    account_id = await ensure_demo_account(pool, demo_account(PARENT))
+    api = await start_session(
+        pool, own, account_id=account_id, kind=ClientKind.API, method="DEV_TOKEN"
+    )
+    assert api.refresh_token is not None and kid_of(api.access_token) == LEGACY_KID
+    expired = signed(
+        LEGACY_KID, token_claims(sub=account_id, sid=api.session_id, exp=int(time.time()) - 60)
+    )
+    await rotate(owner_conn, min_age_s=0, force=False)
+    await rotate(owner_conn, min_age_s=0, force=True)  # "0" retired
+    await own.signing_keys.reload(key_loader(pool))
+    browser = await start_session(
+        pool, own, account_id=account_id, kind=ClientKind.BROWSER, method="ESIA"
+    )
+    assert browser.cookie_value is not None
+    bearer = {"Authorization": f"Bearer {expired}"}
+
+    # The bearer alone: refused as before (nothing else to end).
+    alone = await client.post("/auth/logout", headers=bearer)
+    code = alone.json()["errors"][0]["extensions"]["code"]
+    assert (alone.status_code, code) == (401, "UNAUTHENTICATED"), alone.text
+    assert await ended_sessions(pool, [api.session_id, browser.session_id]) == set()
+
+    # With the refresh token and the cookie: both sessions end all the same (the API
+    # session through its refresh token: the bearer names it but is refused). Not checked
+    # through /auth/token: its sign-in event would count in other tests of this account.
+    response = await client.post(
+        "/auth/logout",
+        headers={**bearer, "Cookie": f"{own.auth.session_cookie}={browser.cookie_value}"},
+        data={"refresh_token": api.refresh_token},
+    )
+    assert response.status_code == 204, response.text
+    assert await ended_sessions(pool, [api.session_id, browser.session_id]) == {
+        api.session_id,
+        browser.session_id,
+    }
+
+
+async def test_only_the_owner_writes_the_key_set(
+    pool: asyncpg.Pool, database_url: str, data_dir: Path, empty_key_table: None
+) -> None:
+    # The gateway's role reads the key set and cannot write it.
+    assert await pool.fetch("SELECT kid FROM gateway.signing_keys") == []
+    for statement in (
+        "INSERT INTO gateway.signing_keys (kid, state) VALUES ('aaaaaaaaaaaaaaaa', 'current')",
+        "UPDATE gateway.signing_keys SET state = 'current'",
+        "DELETE FROM gateway.signing_keys",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await pool.execute(statement)
+    # So the rotation logs in as the owner: with only the gateway's DSN it is refused.
+    code, _, stderr = cli(database_url, data_dir, "rotate-signing-key")
+    assert code == 2 and "DATABASE_OWNER_URL" in stderr, stderr
+    code, listed, _ = cli(database_url, data_dir, "signing-keys")  # reading is the gateway's
+    assert (code, listed) == (0, [])
