@@ -58,6 +58,7 @@ from gateway.core.outage import (
     quiet_driver_reconnects,
     unavailable_error,
 )
+from gateway.core.read_replica import ReadReplica
 from gateway.core.settings import Settings
 from gateway.execution.schema import build_schema
 from gateway.http.compression import CompressionMiddleware
@@ -91,24 +92,30 @@ class _PoolHolder:
     """The pools, given by the caller or opened by the lifespan: the primary's (`get`:
     sessions, sign-in, throttling, the audit, the change feed) and, with
     DATABASE_REPLICA_URL, a streaming replica's (`replica`: the reads of GraphQL
-    queries; None: they read the primary too)."""
+    queries while it is available, gateway.core.read_replica; None: they read the
+    primary)."""
 
     pool: asyncpg.Pool | None
-    replica: asyncpg.Pool | None = None
+    replica: ReadReplica | None = None
 
     def get(self) -> asyncpg.Pool:
         if self.pool is None:
             raise RuntimeError("the database pool is not open (lifespan did not run)")
         return self.pool
 
-    def get_replica(self) -> asyncpg.Pool | None:
-        return self.replica
-
     async def probe(self) -> None:
-        """`SELECT 1` on every pool: an outage of either lasts until both answer."""
+        """`SELECT 1` on the primary (the replica has a probe of its own)."""
         await self.get().fetchval("SELECT 1")
-        if self.replica is not None:
-            await self.replica.fetchval("SELECT 1")
+
+
+def _read_replica(settings: Settings, given: asyncpg.Pool | None) -> ReadReplica | None:
+    """The replica of DATABASE_REPLICA_URL (opened by the lifespan), or the caller's pool."""
+    url = settings.database_replica_url
+    if given is not None:
+        return ReadReplica(None, pool=given)
+    if url is None:
+        return None
+    return ReadReplica(lambda: create_pool(url, settings))
 
 
 def _primary_url(settings: Settings) -> Callable[[], Awaitable[str]]:
@@ -138,7 +145,7 @@ def create_app(
     one to DATABASE_REPLICA_URL when set; a caller's `pool` comes with its `replica_pool`
     (None: every read on `pool`)."""
     schema = build_schema(settings, extensions=())
-    holder = _PoolHolder(pool, replica_pool)
+    holder = _PoolHolder(pool, _read_replica(settings, replica_pool))
     recorder = Recorder(holder.get, linger_s=settings.audit_linger_ms / 1000)
     services = AuthServices(settings=settings, pool=holder.get, recorder=recorder)
     app_services = AppServices(analytics=AnalyticsService(settings, _primary_url(settings)))
@@ -155,7 +162,7 @@ def create_app(
         response_cache=endpoint.response_cache,
         pools={
             "primary": lambda: holder.pool,
-            "replica": lambda: holder.replica,
+            "replica": lambda: holder.replica.pool if holder.replica else None,
             "analytics": lambda: (
                 app_services.analytics.opened_pool if app_services.analytics else None
             ),
@@ -201,6 +208,8 @@ def create_app(
             finally:
                 await signing_keys.close()
                 await outage.close()
+                if holder.replica is not None:
+                    await holder.replica.close()  # its probe (the pool is the caller's)
                 await app_services.close()  # the change feed first: it records deliveries
                 await recorder.close()
             return
@@ -208,8 +217,8 @@ def create_app(
         holder.pool = await create_pool(location.url, settings)
         try:
             await signing_keys.start()
-            if settings.database_replica_url is not None:
-                holder.replica = await create_pool(settings.database_replica_url, settings)
+            if holder.replica is not None:
+                await holder.replica.open()  # one that cannot be reached: a warning
             yield
         finally:
             await signing_keys.close()
@@ -218,7 +227,6 @@ def create_app(
             await recorder.close()
             if holder.replica is not None:
                 await holder.replica.close()
-                holder.replica = None
             await holder.pool.close()
             holder.pool = None
             if location.server is not None and location.server.started_here:
@@ -231,9 +239,7 @@ def create_app(
             WebSocketRoute(GRAPHQL_PATH, websocket_handler(streams, holder.get)),
             Route(HEALTH_PATH, healthz, methods=["GET"]),
             Route(LIVENESS_PATH, livez, methods=["GET"]),
-            Route(
-                READINESS_PATH, readiness(holder.get, outage, holder.get_replica), methods=["GET"]
-            ),
+            Route(READINESS_PATH, readiness(holder.get, outage, holder.replica), methods=["GET"]),
             *auth_routes(services),
             *_dev_idp_routes(settings),
             *pages.routes(),
@@ -253,6 +259,7 @@ def create_app(
     )
     app.state.graphql_endpoint = endpoint
     app.state.outage = outage
+    app.state.replica = holder.replica
     app.state.auth = services
     app.state.services = app_services
     return app

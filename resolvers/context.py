@@ -41,7 +41,9 @@ class Context:
 
     Resolvers reach data only through their domain's loaders or service: the diary's
     `loaders`, the dashboard's `dashboard`, the analytics' `app.analytics`. The pool is
-    given to those and kept by no field of the context.
+    given to those and kept by no field of the context. `primary` is the primary's pool
+    when `pool` is a read replica's (None: `pool` is the primary's): what the gateway
+    itself writes (sign-in events) is read there, never behind a replica's lag.
     """
 
     viewer: Viewer | None
@@ -53,9 +55,13 @@ class Context:
     app: AppServices = field(default_factory=AppServices)
     # When the request's credentials stop being valid (Unix time; streams end then).
     credentials_expire_at: float | None = None
+    primary: InitVar[asyncpg.Pool | None] = None
+    # The signing key of the request's token (streams end once it is no longer accepted).
+    credentials_key_id: str | None = None
 
-    def __post_init__(self, pool: asyncpg.Pool) -> None:
-        self.dashboard = DashboardService(pool, self.viewer, self.loaders.accessed_student_ids)
+    def __post_init__(self, pool: asyncpg.Pool, primary: asyncpg.Pool | None) -> None:
+        accessed = self.loaders.accessed_student_ids
+        self.dashboard = DashboardService(pool, self.viewer, accessed, primary=primary)
 
     def require_viewer(self) -> Viewer:
         """The authenticated viewer, or UNAUTHENTICATED."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 
 from gateway.cli.common import EXIT_OK, Commands, database_location, port_number, positive
 from gateway.core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def register_serve(commands: Commands) -> None:
@@ -29,6 +32,7 @@ def register_export_schema(commands: Commands) -> None:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.core.db import check_login, gateway_session_settings
+    from gateway.core.read_replica import check_replica
     from gateway.core.tracing import exporter_from_env
     from gateway.http.metrics import serve_metrics
     from gateway.http.serving import run_factory
@@ -38,7 +42,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # Refuse a superuser DSN here, in one line, before any worker starts.
         asyncio.run(gateway_session_settings(location.url, settings))
         if settings.database_replica_url is not None:  # the workers inherit it as it is
-            asyncio.run(gateway_session_settings(settings.database_replica_url, settings))
+            warning = asyncio.run(check_replica(settings.database_replica_url, settings))
+            if warning is not None:
+                log.warning("%s", warning)
         asyncio.run(check_login(location.url, settings))  # a pooler's refusals, one line
         # Workers build their app from the environment: the same server, the same login.
         os.environ["DATABASE_URL"] = location.url

@@ -33,6 +33,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final, TypeGuard, cast
 
@@ -59,6 +60,7 @@ from gateway.core.errors import MESSAGES, ApiError, ErrorCode, HttpError
 from gateway.core.graphql_internals import core_schema
 from gateway.core.metrics import note_error_code, note_errors
 from gateway.core.outage import DatabaseUnavailable, describe, is_database_unavailable
+from gateway.core.read_replica import DATABASE_ERRORS, ReadReplica
 from gateway.core.settings import Settings
 from gateway.core.tracing import operation_span
 from gateway.execution.cost import CostLimits
@@ -188,6 +190,29 @@ def is_request_error(result: ExecutionResult) -> bool:
 # --- the endpoint --------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Servers:
+    """Where one request reads: `primary` (the viewer, sign-in events, anything but a
+    query) and `reads` (a query's cached answer's versions and its data: the replica while
+    it is available, else the primary too)."""
+
+    primary: asyncpg.Pool
+    reads: asyncpg.Pool
+    replica: ReadReplica | None = None
+
+    def on_primary(self) -> _Servers:
+        return _Servers(self.primary, self.primary)
+
+    def replica_failed(self, error: BaseException, where: str) -> bool:
+        """True, the replica marked unavailable, when the reads were on the replica and
+        `error` says a server cannot be reached (the primary's own failure is met again
+        when the query runs there)."""
+        if self.replica is None or self.reads is self.primary or not is_database_unavailable(error):
+            return False
+        self.replica.failed(error, where)
+        return True
+
+
 class GraphQLEndpoint:
     """Turns an HTTP request into a GraphQL response; one instance per application."""
 
@@ -226,13 +251,14 @@ class GraphQLEndpoint:
         self._guesses = ScopeGuesses()
 
     async def handle(
-        self, request: Request, pool: asyncpg.Pool, replica: asyncpg.Pool | None = None
+        self, request: Request, pool: asyncpg.Pool, replica: ReadReplica | None = None
     ) -> Response:
         """Answer one request: the viewer (session revocation included) is read on `pool`,
-        the primary; the cached answer's versions and the data on `replica` when there is
-        one (DATABASE_REPLICA_URL): versions and data from the same server, so that a
-        replica's lag never stores old data under new versions."""
-        reads = pool if replica is None else replica
+        the primary; a query's cached answer's versions and data on `replica` while it is
+        available (DATABASE_REPLICA_URL), else on the primary: one server for both, so
+        that a replica's lag never stores old data under new versions. Anything but a
+        query reads and writes the primary only."""
+        reads = pool if replica is None else replica.reads_pool(pool)
         media_type = negotiate(request.headers.get("accept"))
         if media_type is None:
             note_error_code(request.scope, ErrorCode.NOT_ACCEPTABLE.value)
@@ -252,8 +278,9 @@ class GraphQLEndpoint:
             if body_error is not None or resolved is None:
                 raise body_error or HttpError(400, ErrorCode.BAD_REQUEST)  # (never None both)
             self._check_cookie_document(request, viewer, resolved)
+            servers = _Servers(pool, reads, replica)
             return await self._run(
-                request, resolved.request, viewer, reads, media_type, speculation
+                request, resolved.request, viewer, servers, media_type, speculation
             )
         except HttpError as error:
             note_error_code(request.scope, error.code.value)
@@ -309,7 +336,7 @@ class GraphQLEndpoint:
         request: Request,
         graphql_request: GraphQLRequest,
         viewer: Viewer | None,
-        pool: asyncpg.Pool,
+        servers: _Servers,
         media_type: str,
         speculation: Speculation | None = None,
     ) -> Response:
@@ -334,10 +361,17 @@ class GraphQLEndpoint:
             code = ErrorCode.BAD_REQUEST.value
             error = {"message": SUBSCRIPTION_TRANSPORTS, "extensions": {"code": code}}
             return _failed(request, [error], media_type)
+        run = (request, graphql_request, prepared, operation, viewer)
         with operation_span(operation.operation.value, operation_name):
-            return await self._answer(
-                request, graphql_request, prepared, operation, viewer, pool, media_type, speculation
-            )
+            if operation.operation is not OperationType.QUERY:  # never on a read-only server
+                return await self._answer(*run, servers.on_primary(), media_type, None)
+            try:
+                return await self._answer(*run, servers, media_type, speculation)
+            except (DatabaseUnavailable, *DATABASE_ERRORS) as error:
+                if not servers.replica_failed(error, f"{request.method} {request.url.path}"):
+                    raise
+            # A query only reads: answered once more, all of it from the primary.
+            return await self._answer(*run, servers.on_primary(), media_type, None)
 
     async def _answer(
         self,
@@ -346,11 +380,12 @@ class GraphQLEndpoint:
         prepared: PreparedDocument,
         operation: OperationDefinitionNode,
         viewer: Viewer | None,
-        pool: asyncpg.Pool,
+        servers: _Servers,
         media_type: str,
         speculation: Speculation | None,
     ) -> Response:
-        """Run a valid query or mutation: cost check, response cache, execution."""
+        """Run a valid query or mutation: cost check, response cache, execution; the
+        versions and the data read on `servers.reads` (speculation: read there too)."""
         assert prepared.document is not None
         operation_name = operation.name.value if operation.name else None
         self.persisted.remember(graphql_request)  # a valid document sent with its hash
@@ -374,13 +409,13 @@ class GraphQLEndpoint:
                 variables=graphql_request.variables,
                 today=today,
             )
-            versions = await current_versions(pool, known, speculation)
+            versions = await current_versions(servers.reads, known, speculation)
             cached = self.response_cache.get(cache_key, versions)
             if cached is not None:
                 record_access(self.recorder, known, cached.accessed_student_ids, operation_name)
                 return raw_json_response(cached.body, 200, media_type)
         result = None
-        context = self._context(viewer, pool, today)
+        context = self._context(viewer, servers.reads, today, servers.primary)
         if self._compiled is not None and prepared.plans is not None:
             result = await self._compiled.execute(
                 prepared.document,
@@ -412,11 +447,14 @@ class GraphQLEndpoint:
             self.response_cache.put(cache_key, CachedResponse(versions, encoded, accessed))
         return raw_json_response(encoded, 200, media_type)
 
-    def _context(self, viewer: Viewer | None, pool: asyncpg.Pool, today: date) -> Context:
+    def _context(
+        self, viewer: Viewer | None, pool: asyncpg.Pool, today: date, primary: asyncpg.Pool
+    ) -> Context:
         return Context(
             viewer=viewer,
             loaders=Loaders(pool, viewer, self.app_services.reference),
             pool=pool,
+            primary=primary,
             settings=self.settings,
             today=today,
             app=self.app_services,

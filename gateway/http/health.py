@@ -7,9 +7,13 @@
   or writes exists (its own schema migrated, the read contract in place). 200
   `{"status": "ready", ...}` or 503 `{"status": "unavailable", "failed": [...]}` with
   `Retry-After` (`database`: unreachable or erroring; `pool`: no connection within 2 s,
-  every one busy; `schema`: relations missing, named; `replica`: the same checks failed on
-  the read replica's pool, with DATABASE_REPLICA_URL: which ones under `replica`). A
-  failing readiness probe means send no traffic here for now. Never cached.
+  every one busy; `schema`: relations missing, named). A failing readiness probe means
+  send no traffic here for now. Never cached. With DATABASE_REPLICA_URL, `replica` in the
+  details tells the read replica's state (gateway.core.read_replica), never a failure of
+  the node (its queries read the primary while the replica is away): `status` available
+  or unavailable, `failed` (database, pool or schema) when a check failed, its `pool`, and
+  `replay_lag_s` (0 when it has replayed all it received, the seconds since the last
+  replayed commit otherwise, null when unknown).
 - `GET /healthz`: kept as it was (the database answers).
 """
 
@@ -25,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.core.outage import RETRY_AFTER_S, OutageMonitor, describe, is_database_unavailable
+from gateway.core.read_replica import ReadReplica, replay_lag_s
 from gateway.http.protocol import JSON, json_response
 
 log = logging.getLogger(__name__)
@@ -67,17 +72,14 @@ async def livez(_request: Request) -> Response:
 def readiness(
     pool: Callable[[], asyncpg.Pool],
     outage: OutageMonitor,
-    replica: Callable[[], asyncpg.Pool | None] = lambda: None,
+    replica: ReadReplica | None = None,
 ) -> Callable[..., object]:
-    """The `/readyz` endpoint over the application's pool (and its replica's, if any)."""
+    """The `/readyz` endpoint over the application's pool (and the replica's state)."""
 
     async def readyz(_request: Request) -> Response:
-        failed, details = await _check(pool(), outage)
-        replica_pool = replica()
-        if replica_pool is not None:
-            replica_failed, replica_details = await _check(replica_pool, outage, "replica")
-            details["replica"] = {"failed": replica_failed, **replica_details}
-            failed += ["replica"] if replica_failed else []
+        failed, details = await _check(pool(), _on_primary(outage))
+        if replica is not None:
+            details["replica"] = await _replica_state(replica)
         if failed:
             headers = {**_NO_STORE, "Retry-After": str(RETRY_AFTER_S)}
             body = {"status": "unavailable", "failed": failed, **details}
@@ -87,9 +89,40 @@ def readiness(
     return readyz
 
 
+async def _replica_state(replica: ReadReplica) -> dict[str, object]:
+    """The replica's part of the details: checked as the primary is while it is available
+    (a connection-class failure makes it unavailable), else why it is not."""
+    if replica.pool is None or not replica.available:
+        return {"status": "unavailable", "failed": replica.reason or "database"}
+    lag: list[float | None] = []
+    failed, details = await _check(replica.pool, _on_replica(replica), lag)
+    status = "unavailable" if not replica.available else "available"
+    state: dict[str, object] = {"status": status}
+    if failed:
+        state["failed"] = failed[0]
+    return {**state, **details, "replay_lag_s": lag[0] if lag else None}
+
+
+def _on_primary(outage: OutageMonitor) -> Callable[[BaseException], None]:
+    return lambda error: _unavailable(outage, error)
+
+
+def _on_replica(replica: ReadReplica) -> Callable[[BaseException], None]:
+    def unavailable(error: BaseException) -> None:
+        if is_database_unavailable(error):
+            replica.failed(error, READINESS_PATH)
+        else:
+            log.warning("readiness: database error %s on the read replica", describe(error))
+
+    return unavailable
+
+
 async def _check(
-    pool: asyncpg.Pool, outage: OutageMonitor, server: str = "primary"
+    pool: asyncpg.Pool,
+    unavailable: Callable[[BaseException], None],
+    lag: list[float | None] | None = None,
 ) -> tuple[list[str], dict[str, object]]:
+    """The checks on one pool; with `lag`, the server's replay lag is appended to it."""
     details: dict[str, object] = {
         "pool": {"size": pool.get_size(), "idle": pool.get_idle_size(), "max": pool.get_max_size()}
     }
@@ -99,13 +132,15 @@ async def _check(
     except TimeoutError:
         return ["pool"], details
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        _unavailable(outage, error, server)
+        unavailable(error)
         return ["database"], details
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             missing: list[str] = await connection.fetchval(_MISSING_SQL, list(REQUIRED_RELATIONS))
+            if lag is not None:
+                lag.append(await replay_lag_s(connection))
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        _unavailable(outage, error, server)
+        unavailable(error)
         return ["database"], details
     finally:
         await pool.release(connection)
@@ -115,8 +150,8 @@ async def _check(
     return [], details
 
 
-def _unavailable(outage: OutageMonitor, error: BaseException, server: str) -> None:
+def _unavailable(outage: OutageMonitor, error: BaseException) -> None:
     if is_database_unavailable(error):
-        outage.failed(error, f"{READINESS_PATH} on the {server}")
+        outage.failed(error, READINESS_PATH)
     else:
-        log.warning("readiness: database error %s on the %s", describe(error), server)
+        log.warning("readiness: database error %s", describe(error))

@@ -30,8 +30,18 @@ class CheckedSchool:
 class DashboardService:
     """One per request (made with its context), for one viewer; never shared."""
 
-    def __init__(self, pool: asyncpg.Pool, viewer: Viewer | None, accessed: set[int]) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        viewer: Viewer | None,
+        accessed: set[int],
+        *,
+        primary: asyncpg.Pool | None = None,
+    ) -> None:
+        """`pool` for the journal's data (a read replica's, maybe), `primary` (None: `pool`)
+        for the sign-in events, which the gateway writes there."""
         self._pool = pool
+        self._primary = pool if primary is None else primary
         self._viewer = viewer
         # Students whose data this request showed (the request's access audit).
         self._accessed = accessed
@@ -94,7 +104,7 @@ class DashboardService:
     ) -> list[Row]:
         """(outcome, attempts, last_at) of the school's people in [start, end): one statement."""
         return await data.count_sign_ins(
-            self._pool, school_id=self._school_id(school), start=start, end=end
+            self._primary, school_id=self._school_id(school), start=start, end=end
         )
 
     async def failed_sign_ins(
@@ -108,7 +118,7 @@ class DashboardService:
     ) -> list[Row]:
         """The newest failed sign-ins of the school's people in [start, end): one statement."""
         return await data.list_failed_sign_ins(
-            self._pool,
+            self._primary,
             school_id=self._school_id(school),
             start=start,
             end=end,

@@ -14,17 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import select
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+import strawberry
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from auth.store.accounts import ensure_demo_account
 from auth.store.sessions import issue_dev_token
@@ -33,8 +39,12 @@ from fixtures.generate import SeedSummary
 from gateway.app import create_app
 from gateway.core.db import counting_statements, create_pool
 from gateway.core.embedded import EmbeddedServer
+from gateway.core.read_replica import ReadReplica
 from gateway.core.settings import Settings
+from gateway.http.endpoint import GraphQLEndpoint
+from resolvers.context import Context
 from tests.support.cli_process import COMMAND
+from tests.support.dashboard_support import ADMIN, admin_school_id, dashboard_query
 from tests.support.environment import TODAY
 from tests.support.journal_writes import journal_writes
 from tests.support.planted import error_codes, post_graphql
@@ -52,6 +62,9 @@ ANALYTICS = (
     "marks(groupBy: [MUNICIPALITY]) { total { markCount weightedAverage } } } }"
 )
 PARENT = "parent-one-school"
+SIGN_INS_QUERY = dashboard_query(
+    "signIns { recentFailures(first: 50, outcome: $outcome) { login method } }"
+).replace("$to: Date)", "$to: Date, $outcome: String)")
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +99,8 @@ async def replica_pool(
 async def _close(app: Starlette) -> None:
     """What the lifespan would do (ASGITransport does not run it)."""
     await app.state.outage.close()
+    if app.state.replica is not None:
+        await app.state.replica.close()
     await app.state.services.close()
     await app.state.auth.recorder.close()
 
@@ -263,44 +278,164 @@ async def _ready(client: httpx.AsyncClient) -> dict[str, Any]:
     return body
 
 
-async def test_a_stopped_replica_fails_readiness_and_reads_not_sessions(
+async def test_a_stopped_replica_leaves_the_node_ready_and_queries_read_the_primary(
     replica_app: Starlette,
     replica: Replica,
     pool: asyncpg.Pool,
     settings: Settings,
     tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
 ) -> None:
     account = await ensure_demo_account(pool, demo_account(PARENT))
     leaving = await issue_dev_token(pool, settings, account)
+    state: ReadReplica = replica_app.state.replica
     async with _client(replica_app) as client:
         ready = await _ready(client)
         assert (ready["status_code"], ready.get("failed", [])) == (200, [])
-        assert ready["replica"]["failed"] == [] and ready["replica"]["pool"]["max"] >= 1
+        assert ready["replica"]["status"] == "available" and ready["replica"]["pool"]["max"] >= 1
+        child = await _first_child(client, tokens[PARENT])
+        before = await _titles(client, tokens[PARENT], child, TODAY)
+        outages = state.outages
         await asyncio.to_thread(replica.stop)
         started = time.monotonic()
         try:
+            # The query that meets the stopped replica is answered from the primary.
+            assert await _titles(client, tokens[PARENT], child, TODAY) == before
+            assert not state.available and state.outages == outages + 1
             down = await _ready(client)
-            assert down["status_code"] == 503
-            assert down["failed"] == ["replica"]
-            assert down["replica"]["failed"] == ["database"]
-            # The reads are refused as the database's outages are; sessions still work.
-            read = await post_graphql(
-                client, tokens[PARENT], DAY_QUERY, {"day": TODAY.isoformat()}, expect_status=503
-            )
-            assert error_codes(read) == ["SERVICE_UNAVAILABLE"]
+            assert down["status_code"] == 200 and "failed" not in down, down
+            assert down["replica"] == {"status": "unavailable", "failed": "database"}
+            # The next ones read the primary: a write there shows at once.
+            async with journal_writes(owner_conn) as teacher:
+                lesson = await teacher.lesson_of(child, on=TODAY)
+                await teacher.add_mark(child, lesson_id=lesson["id"], work_title="Без реплики")
+                shown = await _titles(client, tokens[PARENT], child, TODAY)
+            assert shown == sorted([*before, "Без реплики"])
             bearer = {"Authorization": f"Bearer {leaving}"}
             assert (await client.post("/auth/logout", headers=bearer)).status_code == 204
         finally:
             await asyncio.to_thread(replica.start)
-        for _ in range(50):  # the pool reconnects as its connections are found closed
+        for _ in range(100):  # the probe (every second) finds it back
             back = await _ready(client)
-            if back["status_code"] == 200:
+            if back["replica"]["status"] == "available":
                 break
             await asyncio.sleep(0.1)
-        assert back["status_code"] == 200, back
-        print(f"replica stopped, started again and ready in {time.monotonic() - started:.2f} s")
-        child = await _first_child(client, tokens[PARENT])  # reads are served again
-        assert await _titles(client, tokens[PARENT], child, TODAY)
+        assert back["status_code"] == 200 and back["replica"]["status"] == "available", back
+        assert state.available
+        print(f"replica stopped, started again, read again in {time.monotonic() - started:.2f} s")
+        assert await _titles(client, tokens[PARENT], child, TODAY) == before
+
+
+async def test_queries_read_the_replica_again_once_it_is_back(
+    on_replica: httpx.AsyncClient,
+    replica_app: Starlette,
+    tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
+    replica_owner: asyncpg.Connection,
+) -> None:
+    assert replica_app.state.replica.available
+    child = await _first_child(on_replica, tokens[PARENT])
+    before = await _titles(on_replica, tokens[PARENT], child, TODAY)
+    async with journal_writes(owner_conn) as teacher:
+        await _pause(replica_owner)
+        lesson = await teacher.lesson_of(child, on=TODAY)
+        await teacher.add_mark(child, lesson_id=lesson["id"], work_title="Снова с реплики")
+        assert await _titles(on_replica, tokens[PARENT], child, TODAY) == before
+
+
+async def test_readiness_reports_the_replica_s_replay_lag(
+    on_replica: httpx.AsyncClient,
+    tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
+    replica_owner: asyncpg.Connection,
+) -> None:
+    caught_up = await _ready(on_replica)
+    assert caught_up["replica"]["replay_lag_s"] == 0.0, caught_up
+    child = await _first_child(on_replica, tokens[PARENT])
+    async with journal_writes(owner_conn) as teacher:
+        await _pause(replica_owner)
+        paused_at = time.monotonic()
+        await asyncio.sleep(0.5)
+        lesson = await teacher.lesson_of(child, on=TODAY)
+        await teacher.add_mark(child, lesson_id=lesson["id"], work_title="Отставание")
+        for _ in range(100):  # the replica receives the write (it does not replay it)
+            behind = await _ready(on_replica)
+            if behind["replica"]["replay_lag_s"]:
+                break
+            await asyncio.sleep(0.05)
+    lag = behind["replica"]["replay_lag_s"]
+    assert behind["status_code"] == 200 and behind["replica"]["status"] == "available"
+    assert isinstance(lag, float) and lag >= 0.5, behind
+    print(f"replay lag reported: {lag:.2f} s ({time.monotonic() - paused_at:.2f} s paused)")
+
+
+async def test_dashboard_sign_ins_read_the_primary(
+    on_replica: httpx.AsyncClient,
+    replica_app: Starlette,
+    tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
+    replica_owner: asyncpg.Connection,
+) -> None:
+    school_id = await admin_school_id(owner_conn)
+    login = await owner_conn.fetchval(
+        "SELECT login FROM school.students WHERE school_id = $1 AND login IS NOT NULL "
+        "ORDER BY id DESC LIMIT 1",
+        school_id,
+    )
+    address = "198.51.100.56"
+    today = datetime.now(UTC).date().isoformat()
+    await _pause(replica_owner)
+    transport = httpx.ASGITransport(app=replica_app, client=(address, 40000))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
+            failed = await c.post("/auth/login", json={"login": login, "password": "wrong-1"})
+        assert failed.status_code == 401
+        await replica_app.state.auth.recorder.flush()
+        variables = {"schoolId": str(school_id), "from": today, "to": today}
+        variables |= {"outcome": "INVALID_CREDENTIALS"}
+        payload = await post_graphql(on_replica, tokens[ADMIN], SIGN_INS_QUERY, variables)
+    finally:
+        await owner_conn.execute(
+            "DELETE FROM gateway.sign_in_throttle WHERE key = ANY($1::text[])",
+            [f"login:{login}", f"address:{address}"],
+        )
+    assert "errors" not in payload, payload
+    shown = payload["data"]["schoolDashboard"]["signIns"]["recentFailures"]
+    assert any(item["login"] == login and item["method"] == "PASSWORD" for item in shown), shown
+
+
+@strawberry.type
+class _ReadQuery:
+    @strawberry.field
+    async def in_recovery(self, info: strawberry.Info[Context, None]) -> bool:
+        return bool(await info.context.loaders.pool.fetchval("SELECT pg_is_in_recovery()"))
+
+
+@strawberry.type
+class _WriteMutation:
+    @strawberry.field
+    async def in_recovery(self, info: strawberry.Info[Context, None]) -> bool:
+        return bool(await info.context.loaders.pool.fetchval("SELECT pg_is_in_recovery()"))
+
+
+async def test_only_queries_run_on_the_replica(
+    replica_app: Starlette, settings: Settings, pool: asyncpg.Pool, replica_pool: asyncpg.Pool
+) -> None:
+    """A mutation (the schema has none today) never runs on a read-only server."""
+    schema = strawberry.Schema(query=_ReadQuery, mutation=_WriteMutation)
+    reference = dataclasses.replace(settings, executor="reference", response_cache=False)
+    endpoint = GraphQLEndpoint(schema, reference, replica_app.state.auth.recorder)
+    replica_state = ReadReplica(None, pool=replica_pool)
+
+    async def graphql(request: Request) -> Response:
+        return await endpoint.handle(request, pool, replica_state)
+
+    app = Starlette(routes=[Route("/graphql", graphql, methods=["POST"])])
+    async with _client(app) as client:
+        query = await post_graphql(client, None, "query { inRecovery }")
+        mutation = await post_graphql(client, None, "mutation { inRecovery }")
+    assert query == {"data": {"inRecovery": True}}
+    assert mutation == {"data": {"inRecovery": False}}
 
 
 async def test_serve_opens_the_replica_pool_from_the_environment(
@@ -323,7 +458,8 @@ async def test_serve_opens_the_replica_pool_from_the_environment(
     with serving(env, port):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as node:
             ready = await _ready(node)
-            assert ready["status_code"] == 200 and ready["replica"]["failed"] == [], ready
+            assert ready["status_code"] == 200, ready
+            assert ready["replica"]["status"] == "available", ready
             child = await _first_child(node, tokens[PARENT])
             before = await _titles(node, tokens[PARENT], child, TODAY)
             async with journal_writes(owner_conn) as teacher:
@@ -337,6 +473,79 @@ async def test_serve_opens_the_replica_pool_from_the_environment(
                 await wait_replayed(owner_conn, replica_owner)
                 shown = await _titles(node, tokens[PARENT], child, TODAY)
             assert shown == sorted([*before, "Из serve"])
+
+
+def _stderr_line(process: subprocess.Popen[str], marker: str, timeout_s: float = 30.0) -> str:
+    """The first line of the process's stderr that contains `marker` (it logs it before
+    it serves), read as it comes (never waiting past `timeout_s`)."""
+    assert process.stderr is not None
+    descriptor, text = process.stderr.fileno(), ""
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([descriptor], [], [], left)[0]:
+            break
+        chunk = os.read(descriptor, 65536)
+        if not chunk:
+            break
+        text += chunk.decode(errors="replace")
+        found = [line for line in text.splitlines() if marker in line]
+        if found:
+            return found[0]
+    raise AssertionError(f"no {marker!r} on stderr in {timeout_s} s:\n{text[-2000:]}")
+
+
+async def test_a_node_starts_while_the_replica_is_down_and_reads_it_once_it_is_up(
+    database_url: str,
+    replica: Replica,
+    tmp_path: Path,
+    tokens: dict[str, str],
+    owner_conn: asyncpg.Connection,
+    replica_owner: asyncpg.Connection,
+) -> None:
+    await wait_replayed(owner_conn, replica_owner)
+    env = command_env(
+        database_url,
+        tmp_path,
+        DATABASE_REPLICA_URL=replica.url_like(database_url),
+        SCHOOL_GATEWAY_DEV="1",
+        SCHOOL_GATEWAY_TODAY=TODAY.isoformat(),
+    )
+    port = free_port()
+    await asyncio.to_thread(replica.stop)
+    try:
+        with serving(env, port) as process:
+            warning = await asyncio.to_thread(_stderr_line, process, "read replica unavailable")
+            assert "WARNING" in warning and "primary" in warning, warning
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as node:
+                down = await _ready(node)
+                assert down["status_code"] == 200, down
+                assert down["replica"] == {"status": "unavailable", "failed": "database"}
+                child = await _first_child(node, tokens[PARENT])
+                assert await _titles(node, tokens[PARENT], child, TODAY)
+                await asyncio.to_thread(replica.start)
+                for _ in range(100):  # the probe opens the pool once the replica answers
+                    back = await _ready(node)
+                    if back["replica"]["status"] == "available":
+                        break
+                    await asyncio.sleep(0.1)
+                assert back["replica"]["status"] == "available", back
+    finally:
+        if not replica.running:
+            await asyncio.to_thread(replica.start)
+
+
+async def test_serve_warns_of_a_replica_dsn_that_is_not_in_recovery(
+    database_url: str, tmp_path: Path, tokens: dict[str, str]
+) -> None:
+    env = command_env(database_url, tmp_path, DATABASE_REPLICA_URL=database_url)
+    port = free_port()
+    with serving(env, port) as process:
+        warning = await asyncio.to_thread(_stderr_line, process, "DATABASE_REPLICA_URL")
+        assert "not in recovery" in warning and "WARNING" in warning, warning
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as node:
+            ready = await _ready(node)
+    assert ready["status_code"] == 200 and ready["replica"]["status"] == "available", ready
+    assert ready["replica"]["replay_lag_s"] is None  # a primary replays nothing
 
 
 def test_serve_refuses_a_superuser_replica_dsn(
