@@ -147,14 +147,24 @@ def credentials_expire_at(
     """When the credentials `authenticate_request` accepted stop being valid (Unix time):
     the bearer token's expiry, else the session cookie's; None without credentials.
     Call it after `authenticate_request` succeeded (the token is verified and cached)."""
+    claims = credential_claims(request, settings, tokens)
+    return None if claims is None else float(claims.expires_at)
+
+
+def credential_claims(
+    request: Request, settings: Settings, tokens: VerifiedTokens | None = None
+) -> TokenClaims | None:
+    """The claims of the token `authenticate_request` accepted: the bearer token's, else
+    the session cookie's (a cookie is a token too); None without credentials. Streams
+    keep its expiry and its signing key (`key_id`: they end once the key is retired)."""
     authorization = request.headers.get("authorization")
     if authorization is not None:
         token = authorization.strip().partition(" ")[2].strip()
-        return float(_verify(settings, tokens, token, BEARER).expires_at)
+        return _verify(settings, tokens, token, BEARER)
     cookie = request.cookies.get(settings.auth.session_cookie)
     if not cookie:
         return None
-    return float(_verify(settings, tokens, cookie, SESSION).expires_at)
+    return _verify(settings, tokens, cookie, SESSION)
 
 
 def check_csrf(request: Request, settings: Settings, *, require_json: bool) -> None:

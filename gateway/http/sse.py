@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from auth.requests import authenticate_request, credentials_expire_at
+from auth.requests import authenticate_request, credential_claims
 from gateway.core.errors import ErrorCode, HttpError
 from gateway.core.outage import RETRY_AFTER_S
 from gateway.http.protocol import (
@@ -110,12 +110,15 @@ async def sse_response(
     try:
         resolved = endpoint.persisted.resolve(await read_graphql_request(request))
         viewer = await authenticate_request(request, settings, pool, endpoint.tokens)
-        expires_at = (
-            None if viewer is None else credentials_expire_at(request, settings, endpoint.tokens)
-        )
+        claims = None if viewer is None else credential_claims(request, settings, endpoint.tokens)
         by_cookie = viewer is not None and request.headers.get("authorization") is None
         opened = await streams.open(
-            resolved, viewer, pool, by_cookie=by_cookie, expires_at=expires_at
+            resolved,
+            viewer,
+            pool,
+            by_cookie=by_cookie,
+            expires_at=None if claims is None else float(claims.expires_at),
+            key_id=None if claims is None else claims.key_id,
         )
     except HttpError as error:
         return error_response(error, JSON)

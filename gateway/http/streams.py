@@ -77,9 +77,12 @@ class Streams:
         *,
         by_cookie: bool,
         expires_at: float | None,
+        key_id: str | None = None,
     ) -> Refused | OpenStream:
         """The stream of a subscription request, or why there is none. HttpError for a
-        cookie session's unregistered document (as on POST /graphql)."""
+        cookie session's unregistered document (as on POST /graphql). `expires_at` and
+        `key_id`: the expiry and signing key of the credentials (the stream ends when
+        either is no longer good)."""
         endpoint = self.endpoint
         if by_cookie and not endpoint.persisted.cookie_may_run(resolved):
             raise HttpError(403, ErrorCode.DOCUMENT_NOT_REGISTERED)
@@ -106,6 +109,7 @@ class Streams:
             today=endpoint.settings.today(),
             app=endpoint.app_services,
             credentials_expire_at=expires_at,
+            credentials_key_id=key_id,
         )
         name = operation.name.value if operation.name else None
         stream = OpenStream(

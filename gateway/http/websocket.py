@@ -18,6 +18,11 @@
   the socket with 4401 after its last `next`/`complete`; a consumer too slow to take its
   events (SLOW_CONSUMER, or a send that does not finish in SEND_TIMEOUT_S) is closed with
   1013 (try again later): it reconnects with its last cursor and loses nothing.
+- A stream whose token's signing key is retired (a forced rotation) ends UNAUTHENTICATED
+  at the change feed's next recheck (4401 then).
+- The database away while the credentials are checked: at `connection_init` the socket is
+  closed 1013 (try again later, as SSE's 503 + Retry-After); at `subscribe` that
+  operation gets `error` SERVICE_UNAVAILABLE and the socket stays.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from auth.requests import authenticate, authenticate_cookie
 from auth.tokens import BEARER, SESSION
 from auth.viewer import Viewer
 from gateway.core.errors import MESSAGES, ErrorCode, HttpError
+from gateway.core.outage import DatabaseUnavailable, is_database_unavailable
 from gateway.http.protocol import Formatted, parameters_of
 from gateway.http.streams import OpenStream, Refused, Streams
 
@@ -46,7 +52,11 @@ INIT_TIMEOUT_S: Final = 10.0
 SEND_TIMEOUT_S: Final = 30.0
 MAX_OPERATIONS: Final = 16
 MAX_ID_CHARS: Final = 128
-_CREDENTIALS_GONE: Final = {ErrorCode.SESSION_REVOKED.value, ErrorCode.TOKEN_EXPIRED.value}
+_CREDENTIALS_GONE: Final = {
+    ErrorCode.SESSION_REVOKED.value,
+    ErrorCode.TOKEN_EXPIRED.value,
+    ErrorCode.UNAUTHENTICATED.value,  # the token's signing key retired
+}
 
 
 class _Close(Exception):
@@ -70,6 +80,7 @@ class _Connection:
         self.cookie: str | None = None
         self.by_cookie = False
         self.expires_at: float | None = None
+        self.key_id: str | None = None
         self.operations: dict[str, asyncio.Task[None]] = {}
         self.closing: _Close | None = None
         self.send_lock = asyncio.Lock()
@@ -141,6 +152,12 @@ class _Connection:
             await self._load_viewer()
         except HttpError as error:
             raise _Close(4403, f"Forbidden: {error.code.value}") from None
+        except _DATABASE_ERRORS as error:
+            if not is_database_unavailable(error):
+                raise
+            # The database away (e.g. the key set's reload for an unknown kid failed):
+            # not the client's fault — try again later, as SSE's 503 with Retry-After.
+            raise _Close(1013, f"Try again later: {ErrorCode.SERVICE_UNAVAILABLE.value}") from None
 
     async def _load_viewer(self) -> None:
         """The viewer of the socket's credentials, read again (the session checked, the
@@ -152,10 +169,13 @@ class _Connection:
         if self.authorization is not None:
             self.viewer = await authenticate(self.authorization, settings, self.pool, tokens)
             token = self.authorization.strip().partition(" ")[2].strip()
-            self.expires_at = float(tokens.verify(token, BEARER).expires_at)
+            claims = tokens.verify(token, BEARER)
         elif self.cookie is not None:
             self.viewer = await authenticate_cookie(self.cookie, settings, self.pool, tokens)
-            self.expires_at = float(tokens.verify(self.cookie, SESSION).expires_at)
+            claims = tokens.verify(self.cookie, SESSION)
+        else:
+            return
+        self.expires_at, self.key_id = float(claims.expires_at), claims.key_id
 
     async def serve(self) -> None:
         heartbeat = self.streams.endpoint.settings.changes.heartbeat_s
@@ -199,6 +219,12 @@ class _Connection:
         except HttpError as error:
             await self.send({"type": "error", "id": operation_id, "payload": [_coded(error.code)]})
             raise _Close(4401, f"Unauthorized: {error.code.value}") from None
+        except _DATABASE_ERRORS as error:
+            if not is_database_unavailable(error):
+                raise
+            unavailable = _coded(ErrorCode.SERVICE_UNAVAILABLE)  # this one refused, as over SSE
+            await self.send({"type": "error", "id": operation_id, "payload": [unavailable]})
+            return
         try:
             resolved = endpoint.persisted.resolve(parameters_of(payload))
             opened = await self.streams.open(
@@ -207,6 +233,7 @@ class _Connection:
                 self.pool,
                 by_cookie=self.by_cookie,
                 expires_at=self.expires_at,
+                key_id=self.key_id,
             )
         except HttpError as error:
             opened = Refused([_coded(error.code, error.message)])
@@ -249,6 +276,16 @@ class _Connection:
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, Exception):
                 log.error("subscription task failed", exc_info=outcome)
+
+
+# Errors of reaching the database; only those `is_database_unavailable` recognises are
+# answered as the database away, the others propagate.
+_DATABASE_ERRORS: Final = (
+    DatabaseUnavailable,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 
 def _operation_id(message: dict[str, Any]) -> str:

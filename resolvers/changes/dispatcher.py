@@ -63,12 +63,15 @@ class Dispatcher:
         reference: ReferenceCache,
         *,
         listen_pool: Callable[[], Awaitable[asyncpg.Pool]] | None = None,
+        accepts_key: Callable[[str], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._pool = pool
         # Where the LISTEN connection comes from when not `pool` (DATABASE_DIRECT_URL).
         self._listen_pool = listen_pool
         self._reference = reference
+        # Whether a signing key is still accepted (the process's key set, reloaded).
+        self._accepts_key = accepts_key
         # An account's open subscriptions (a list: one or two each, thousands of accounts).
         self._by_account: dict[str, list[Subscription]] = {}
         self._count = 0
@@ -239,12 +242,24 @@ class Dispatcher:
             except _DATABASE_ERRORS as error:
                 log.warning("change feed: sessions not rechecked: %s", describe(error))
 
+    def _key_refused(self, key_id: str | None) -> bool:
+        """True when the stream's credentials are signed by a key no longer accepted."""
+        if key_id is None or self._accepts_key is None:
+            return False
+        return not self._accepts_key(key_id)
+
     async def _recheck_sessions(self) -> None:
         subscriptions = [s for group in self._by_account.values() for s in group]
         now = time.time()
         for subscription in subscriptions:
             if subscription.expires_at is not None and subscription.expires_at <= now:
                 subscription.end(ErrorCode.TOKEN_EXPIRED)
+            elif self._key_refused(subscription.key_id):
+                # UNAUTHENTICATED (sign in again), what the same token gets on its next
+                # request (an unexpired token of a retired key, auth.tokens): a forced
+                # rotation means a key leaked, and TOKEN_EXPIRED would tell the holder of
+                # a forged token that it was once good and to refresh.
+                subscription.end(ErrorCode.UNAUTHENTICATED)
         sessions = {s.viewer.session_id for s in subscriptions if s.viewer.session_id}
         ended = await ended_sessions(self._pool(), sorted(sessions)) if sessions else set()
         for subscription in subscriptions:

@@ -97,6 +97,7 @@ async def subscribe_diary_events(
         students,
         since,
         expires_at=info.context.credentials_expire_at,
+        key_id=info.context.credentials_key_id,
         operation_name=operation,
     )
 

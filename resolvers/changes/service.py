@@ -76,6 +76,7 @@ class ChangeFeed:
             pool,
             reference,
             listen_pool=None if self._direct is None else self._direct.get,
+            accepts_key=settings.signing_keys.accepts,
         )
 
     async def close(self) -> None:
@@ -160,6 +161,7 @@ class ChangeFeed:
         *,
         expires_at: float | None,
         operation_name: str | None,
+        key_id: str | None = None,
     ) -> Subscription:
         """A subscription of the viewer to these students' changes, after `since` (or from
         now), registered with the dispatcher; close it when the consumer leaves."""
@@ -206,6 +208,7 @@ class ChangeFeed:
             codec=self.codec,
             queue_size=self._settings.queue_size,
             expires_at=expires_at,
+            key_id=key_id,
             catch_up=catch_up,
             opening=opening,
             start=start,

@@ -59,6 +59,7 @@ class Subscription:
         "_waiter",
         "_waiting",
         "expires_at",
+        "key_id",
         "student_ids",
         "viewer",
     )
@@ -71,6 +72,7 @@ class Subscription:
         codec: CursorCodec,
         queue_size: int,
         expires_at: float | None,
+        key_id: str | None = None,
         catch_up: CatchUp | None,
         opening: Opening | None = None,
         start: Position,
@@ -80,6 +82,9 @@ class Subscription:
         self.viewer = viewer
         self.student_ids = student_ids
         self.expires_at = expires_at
+        # The signing key of the credentials (None: none, or not known); the dispatcher's
+        # recheck ends the stream once that key is no longer accepted.
+        self.key_id = key_id
         self._codec = codec
         self._limit = queue_size
         # Lists, not deques: a few entries at most, and an idle subscriber's memory counts
