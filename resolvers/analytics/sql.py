@@ -14,6 +14,7 @@ suppressed.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ import asyncpg
 
 from resolvers.analytics import merge, units
 from resolvers.analytics.cells import CellFilter, Freshness, Labels
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Freshness",
@@ -181,9 +184,19 @@ async def refresh(
 async def _vacuum(conn: asyncpg.Connection) -> None:
     """Reclaim the rows the rebuild replaced, and fresh statistics (outside the
     transaction; where the gateway's role may not, PostgreSQL skips a table with a
-    warning and autovacuum does it: gateway_analytics.sql)."""
+    warning and autovacuum does it: gateway_analytics.sql).
+
+    VACUUM runs outside any transaction, so under the session's statement timeout (the
+    role's default through PgBouncer, 5 s), which it may not set for itself there (a SET
+    would stay on a server connection other clients share). Cancelled, it is one warning:
+    the new units are committed, and autovacuum reclaims and analyzes the tables later."""
     tables = ", ".join(f"gateway.{table}" for table in (*_TABLES, "analytics_assignments"))
-    await conn.execute(f"VACUUM (ANALYZE) {tables}")
+    try:
+        await conn.execute(f"VACUUM (ANALYZE) {tables}")
+    except asyncpg.QueryCanceledError:
+        log.warning(
+            "analytics refresh: VACUUM cancelled by the statement timeout; autovacuum follows"
+        )
 
 
 def _cell_key(row: asyncpg.Record, detail: str | None) -> merge.CellKey:
