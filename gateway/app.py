@@ -285,7 +285,7 @@ def _event_streams(settings: Settings, endpoint: ASGIApp, outage: OutageMonitor)
     """The event-stream endpoint behind the same request log, body deadline, outage
     handling and CORS as the rest of /graphql."""
     app: ASGIApp = RequestMiddleware(
-        endpoint, outage=outage, body_timeout_s=settings.body_timeout_s
+        endpoint, outage=outage, body_timeout_s=settings.body_timeout_s, traced=False
     )
     if settings.cors_origins:
         app = CorsMiddleware(app, origins=settings.cors_origins, paths=[GRAPHQL_PATH])
@@ -410,11 +410,14 @@ class RequestMiddleware:
         outage: OutageMonitor | None = None,
         body_timeout_s: float = 30.0,
         metrics: RequestMetrics | None = None,
+        traced: bool = True,
     ) -> None:
         self.app = app
         self.outage = outage
         self.body_timeout_s = body_timeout_s
         self.metrics = metrics
+        # Event streams are not traced: one span would last as long as the stream.
+        self.traced = traced
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -424,7 +427,8 @@ class RequestMiddleware:
         context = REQUEST_ID.set(exchange.request_id)
         try:
             path = safe_path(scope["path"])
-            with tracing.request_span(scope["method"], path, scope["headers"]) as span:
+            headers = scope["headers"] if self.traced else None
+            with tracing.request_span(scope["method"], path, headers) as span:
                 try:
                     await self._answer(exchange, receive)
                 finally:

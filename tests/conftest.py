@@ -41,6 +41,11 @@ from tests.support.environment import (
 )
 from tests.support.planted import post_graphql
 
+# The developer's own OpenTelemetry settings would trace the suite's apps and processes to
+# their collector (and break the tracing tests): the suite runs without them.
+for _name in [name for name in os.environ if name.startswith("OTEL_")]:
+    del os.environ[_name]
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Iterator[Path]:

@@ -152,6 +152,12 @@ def safe_path(path: str) -> str:
     return safe_text(path[:PATH_MAX_CHARS])
 
 
+def safe_operation_name(name: str | None) -> str | None:
+    """A client's operation name fit for a log line or a trace: a GraphQL name with any
+    digit run that could be personal masked; None for anything else."""
+    return safe_text(name) if name and _NAME_RE.match(name) else None
+
+
 def log_request(
     method: str,
     path: str,
@@ -162,8 +168,7 @@ def log_request(
 ) -> None:
     """The request line: `POST /graphql 200 12.3ms op=MyChildren` (path and name made
     safe); in JSON its parts are fields, with the request id."""
-    operation = operation_name if operation_name and _NAME_RE.match(operation_name) else "-"
-    shown_path, shown_operation = safe_path(path), safe_text(operation)
+    shown_path, shown_operation = safe_path(path), safe_operation_name(operation_name) or "-"
     access_log.info(
         "%s %s %d %.1fms op=%s",
         method,

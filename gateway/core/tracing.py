@@ -31,6 +31,7 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
+from gateway.core.logging import safe_operation_name
 from gateway.core.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,18 @@ SERVICE_NAME: Final = "school-gateway"
 # Longest SQL text put on a span (the gateway's statements are shorter; a bound all the same).
 MAX_STATEMENT_CHARS: Final = 2000
 _EXPORTERS: Final = ("otlp", "console", "none")
+# The SDK's samplers (OTEL_TRACES_SAMPLER); it would take any other name, or a ratio that
+# is not a number, as "sample everything" with a warning: refused here instead.
+_SAMPLERS: Final = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+_RATIO_SAMPLERS: Final = ("traceidratio", "parentbased_traceidratio")
+_PROTOCOL_VARIABLES: Final = ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 
 _tracer: Tracer | None = None
@@ -65,6 +78,11 @@ def exporter_from_env(env: Mapping[str, str]) -> SpanExporter | None:
         )
     if len(names) > 1:
         raise TracingConfigError("OTEL_TRACES_EXPORTER: one exporter at a time")
+    _check_sampler(env)
+    for variable in _PROTOCOL_VARIABLES:
+        protocol = env.get(variable, "").strip()
+        if protocol and protocol != "http/protobuf":
+            raise TracingConfigError(f"{variable}={protocol}: only http/protobuf is supported")
     endpoint_set = bool(
         env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     )
@@ -76,6 +94,27 @@ def exporter_from_env(env: Mapping[str, str]) -> SpanExporter | None:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter()  # endpoint, headers, timeout, compression from OTEL_*
+
+
+def _check_sampler(env: Mapping[str, str]) -> None:
+    """OTEL_TRACES_SAMPLER one of the SDK's, and a ratio sampler's argument in [0, 1]."""
+    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if not sampler:
+        return
+    if sampler not in _SAMPLERS:
+        raise TracingConfigError(
+            f"OTEL_TRACES_SAMPLER={sampler}: supported are {', '.join(_SAMPLERS)}"
+        )
+    argument = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    if sampler in _RATIO_SAMPLERS and argument:
+        try:
+            ratio = float(argument)
+        except ValueError:
+            ratio = -1.0
+        if not 0.0 <= ratio <= 1.0:
+            raise TracingConfigError(
+                f"OTEL_TRACES_SAMPLER_ARG={argument}: a ratio from 0 to 1, e.g. 0.1"
+            )
 
 
 def tracing_from_env(env: Mapping[str, str]) -> TracerProvider | None:
@@ -103,16 +142,15 @@ def provider_with(processor: SpanProcessor) -> TracerProvider:
 def install(provider: TracerProvider | None) -> None:
     """Make `provider` the one the gateway's spans go to (None: tracing off)."""
     global _tracer, _provider
-    _provider = provider
+    previous, _provider = _provider, provider
+    if previous is not None and previous is not provider:
+        previous.shutdown()
     _tracer = None if provider is None else provider.get_tracer(INSTRUMENTATION_NAME)
 
 
 def shutdown() -> None:
-    """Flush and stop the installed provider (at the end of the app's lifespan)."""
-    provider = _provider
+    """Flush and stop the installed provider (the SDK also does it at exit)."""
     install(None)
-    if provider is not None:
-        provider.shutdown()
 
 
 def enabled() -> bool:
@@ -121,14 +159,14 @@ def enabled() -> bool:
 
 @contextmanager
 def request_span(
-    method: str, path: str, headers: list[tuple[bytes, bytes]]
+    method: str, path: str, headers: list[tuple[bytes, bytes]] | None
 ) -> Iterator[Span | None]:
     """The server span of one HTTP request, child of the caller's `traceparent` when it
     sends one, made current for the request's tasks when it is sampled (None when not:
     nothing under it is recorded, at the cost of one sampling decision). The caller sets
-    the status code (`finish_request`)."""
+    the status code (`finish_request`). `headers` None: not traced (an event stream)."""
     tracer = _tracer
-    if tracer is None:
+    if tracer is None or headers is None:
         yield None
         return
     carrier = {
@@ -162,8 +200,9 @@ def finish_request(span: Span | None, status: int, operation_name: str | None) -
     if span is None or not span.is_recording():
         return
     span.set_attribute("http.response.status_code", status)
-    if operation_name is not None:
-        span.set_attribute("graphql.operation.name", operation_name)
+    shown = safe_operation_name(operation_name)
+    if shown is not None:
+        span.set_attribute("graphql.operation.name", shown)
     if status >= 500:
         span.set_status(trace.StatusCode.ERROR)
 
@@ -176,10 +215,12 @@ def operation_span(operation_type: str, operation_name: str | None) -> Iterator[
         yield
         return
     attributes: dict[str, AttributeValue] = {"graphql.operation.type": operation_type}
-    if operation_name is not None:
-        attributes["graphql.operation.name"] = operation_name
-    name = f"{operation_type} {operation_name}" if operation_name else operation_type
-    with tracer.start_as_current_span(name, attributes=attributes):
+    shown = safe_operation_name(operation_name)
+    if shown is not None:
+        attributes["graphql.operation.name"] = shown
+    name = f"{operation_type} {shown}" if shown else operation_type
+    # No exception events: an error's message may carry the statement's arguments.
+    with tracer.start_as_current_span(name, attributes=attributes, record_exception=False):
         yield
 
 
@@ -191,7 +232,9 @@ def loader_span(loader: str, batch_size: int) -> Iterator[None]:
         yield
         return
     attributes: dict[str, AttributeValue] = {"loader.name": loader, "loader.batch_size": batch_size}
-    with tracer.start_as_current_span(f"loader {loader}", attributes=attributes):
+    with tracer.start_as_current_span(
+        f"loader {loader}", attributes=attributes, record_exception=False
+    ):
         yield
 
 

@@ -151,22 +151,50 @@ async def test_no_personal_data_in_spans(
         assert not leaked, f"{span.name} carries {leaked}"
 
 
-async def test_without_a_provider_nothing_is_recorded(
-    client: httpx.AsyncClient, tokens: dict[str, str]
+async def test_unsampled_requests_and_event_streams_record_nothing(
+    client: httpx.AsyncClient, tokens: dict[str, str], exported: InMemorySpanExporter
 ) -> None:
-    exporter = InMemorySpanExporter()
-    tracing.provider_with(SimpleSpanProcessor(exporter))  # made, never installed
-    assert not tracing.enabled()
+    bearer = {"Authorization": f"Bearer {tokens['parent-one-school']}"}
+    me = {"query": "query Me { viewer { role } }"}
+    unsampled = f"00-{TRACE_ID}-{CALLER_SPAN_ID}-00"  # the caller decided: not sampled
+    response = await client.post("/graphql", json=me, headers={**bearer, "traceparent": unsampled})
+    assert response.status_code == 200
+    assert exported.get_finished_spans() == ()
+    # An event stream is not traced (one span would last as long as the stream): here
+    # one refused at once, for want of a token.
+    stream = await client.post(
+        "/graphql",
+        json={"query": "subscription { diaryEvents { __typename } }"},
+        headers={"Accept": "text/event-stream", "traceparent": TRACEPARENT},
+    )
+    assert stream.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", stream.text
+    assert exported.get_finished_spans() == ()
+    sampled = await client.post("/graphql", json=me, headers={**bearer, "traceparent": TRACEPARENT})
+    assert sampled.status_code == 200
+    assert "query Me" in {span.name for span in exported.get_finished_spans()}
+    tracing.install(None)  # off: nothing more reaches the exporter
+    exported.clear()
+    await client.post("/graphql", json=me, headers={**bearer, "traceparent": TRACEPARENT})
+    assert exported.get_finished_spans() == ()
+
+
+async def test_operation_names_are_masked_like_the_log(
+    client: httpx.AsyncClient, tokens: dict[str, str], exported: InMemorySpanExporter
+) -> None:
     response = await client.post(
         "/graphql",
-        json={"query": "query Me { viewer { role } }"},
+        json={"query": "query Grades_12345678901 { viewer { role } }"},
         headers={
             "Authorization": f"Bearer {tokens['parent-one-school']}",
             "traceparent": TRACEPARENT,
         },
     )
     assert response.status_code == 200
-    assert exporter.get_finished_spans() == ()
+    spans = list(exported.get_finished_spans())
+    assert "query Grades_***" in {span.name for span in spans}
+    for span in spans:
+        text = span.name + repr(dict(span.attributes or {}))
+        assert "12345678901" not in text, span.name
 
 
 def test_the_otel_variables_choose_the_exporter() -> None:
@@ -179,6 +207,16 @@ def test_the_otel_variables_choose_the_exporter() -> None:
     assert type(console).__name__ == "ConsoleSpanExporter"
     with pytest.raises(SettingsError, match="OTEL_TRACES_EXPORTER=zipkin"):
         tracing.exporter_from_env({"OTEL_TRACES_EXPORTER": "zipkin"})
+    ratio = {**endpoint, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio"}
+    assert tracing.exporter_from_env({**ratio, "OTEL_TRACES_SAMPLER_ARG": "0.1"}) is not None
+    # What the SDK would take as "sample everything" (with a warning) is refused by name.
+    for bad in ("10%", "1.5", "-0.1"):
+        with pytest.raises(SettingsError, match=f"OTEL_TRACES_SAMPLER_ARG={bad}"):
+            tracing.exporter_from_env({**ratio, "OTEL_TRACES_SAMPLER_ARG": bad})
+    with pytest.raises(SettingsError, match="OTEL_TRACES_SAMPLER=parentbased_ratio"):
+        tracing.exporter_from_env({**endpoint, "OTEL_TRACES_SAMPLER": "parentbased_ratio"})
+    with pytest.raises(SettingsError, match="OTEL_EXPORTER_OTLP_PROTOCOL=grpc"):
+        tracing.exporter_from_env({**endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
 
 
 class _Collector(http.server.ThreadingHTTPServer):

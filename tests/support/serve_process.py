@@ -25,7 +25,7 @@ def command_env(database_url: str, data_dir: Path, **overrides: str) -> dict[str
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("SCHOOL_GATEWAY_") and key != "DATABASE_URL"
+        if not key.startswith(("SCHOOL_GATEWAY_", "OTEL_")) and key != "DATABASE_URL"
     }
     env.update(
         {
