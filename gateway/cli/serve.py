@@ -32,6 +32,7 @@ def register_export_schema(commands: Commands) -> None:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.core.db import check_login, gateway_session_settings
+    from gateway.core.direct_pool import check_direct_login
     from gateway.core.read_replica import check_replica
     from gateway.core.tracing import exporter_from_env
     from gateway.http.metrics import serve_metrics
@@ -46,6 +47,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             if warning is not None:
                 log.warning("%s", warning)
         asyncio.run(check_login(location.url, settings))  # a pooler's refusals, one line
+        if settings.pooler.direct_url is not None:  # the change feed's LISTEN
+            asyncio.run(check_direct_login(settings.pooler.direct_url, settings))
         # Workers build their app from the environment: the same server, the same login.
         os.environ["DATABASE_URL"] = location.url
         host, port = args.host or settings.host, args.port or settings.port

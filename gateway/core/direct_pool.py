@@ -14,7 +14,9 @@ import dataclasses
 
 import asyncpg
 
-from gateway.core.db import create_pool
+from gateway.core.db import check_login, create_pool
+from gateway.core.db_roles import UnsafeLoginError
+from gateway.core.pooler import PoolerSetupError
 from gateway.core.pooler_settings import PoolerSettings
 from gateway.core.settings import Settings
 
@@ -41,3 +43,21 @@ class DirectPool:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+
+async def check_direct_login(url: str, settings: Settings) -> None:
+    """`serve`'s check of DATABASE_DIRECT_URL before any worker starts, as the change
+    feed's pool will open it (a direct connection): a superuser or a PgBouncer there is
+    refused in one line naming the variable, not met at the first subscription."""
+    try:
+        await check_login(url, dataclasses.replace(settings, pooler=PoolerSettings()))
+    except PoolerSetupError as error:
+        if isinstance(error.__cause__, asyncpg.ProtocolViolationError):
+            raise PoolerSetupError(
+                f"DATABASE_DIRECT_URL refused a startup parameter ({error.__cause__}): it "
+                "must lead to PostgreSQL itself, not to PgBouncer (the change feed's LISTEN "
+                "needs a session of its own)"
+            ) from None
+        raise PoolerSetupError(f"DATABASE_DIRECT_URL: {error}") from None
+    except UnsafeLoginError as error:
+        raise UnsafeLoginError(f"DATABASE_DIRECT_URL: {error}") from None

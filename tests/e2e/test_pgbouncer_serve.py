@@ -113,3 +113,26 @@ def test_pgbouncer_without_the_setting_is_named_at_start(
     assert "unsupported startup parameter" in result.stderr
     assert "Set SCHOOL_GATEWAY_DATABASE_POOLER=transaction" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_superuser_direct_url_is_refused_at_start(
+    bouncer: PgBouncer, database_url: str, owner_url: str, tmp_path: Path
+) -> None:
+    env = {**_env(bouncer, database_url, tmp_path), "DATABASE_DIRECT_URL": owner_url}
+    result = run_command(["serve", "--port", str(free_port())], env, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "DATABASE_DIRECT_URL: the database URL logs in as" in result.stderr
+    assert "a superuser" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_pgbouncer_direct_url_is_refused_at_start(
+    bouncer: PgBouncer, database_url: str, tmp_path: Path
+) -> None:
+    env = _env(bouncer, database_url, tmp_path)
+    env["DATABASE_DIRECT_URL"] = env["DATABASE_URL"]  # the PgBouncer DSN
+    result = run_command(["serve", "--port", str(free_port())], env, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "DATABASE_DIRECT_URL refused a startup parameter" in result.stderr
+    assert "not to PgBouncer" in result.stderr
+    assert "Traceback" not in result.stderr
