@@ -173,7 +173,9 @@ class _LiveWorkers(Collector):
 
     def collect(self) -> Iterable[Metric]:
         for pid in _dead_pids(self.folder):
-            mark_process_dead(pid, str(self.folder))  # type: ignore[no-untyped-call]
+            # A concurrent scrape may have removed the files between listing and removal.
+            with contextlib.suppress(FileNotFoundError):
+                mark_process_dead(pid, str(self.folder))  # type: ignore[no-untyped-call]
         metrics: Iterable[Metric] = self.collector.collect()  # type: ignore[no-untyped-call]
         return metrics
 
