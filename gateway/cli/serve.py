@@ -52,7 +52,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # Workers build their app from the environment: the same server, the same login.
         os.environ["DATABASE_URL"] = location.url
         host, port = args.host or settings.host, args.port or settings.port
-        with serve_metrics(settings.metrics, host=host, port=port, workers=args.workers):
+        with serve_metrics(settings.metrics, port=port, workers=args.workers):
             run_factory(
                 "gateway.app:app_from_env", settings, host=host, port=port, workers=args.workers
             )

@@ -4,8 +4,9 @@
   the per-request accounting off.
 - `SCHOOL_GATEWAY_METRICS_PATH` (default `/metrics`): the path of the exposition.
 - `SCHOOL_GATEWAY_METRICS_PORT` (default unset): `school-gateway serve` serves the
-  metrics on this port (same address as the application) and the application's own port
-  does not serve them.
+  metrics on this port and the application's own port does not serve them.
+- `SCHOOL_GATEWAY_METRICS_HOST` (default `127.0.0.1`): the address (an IPv4 or IPv6
+  literal) that port listens on: not the application's, which may be public (0.0.0.0).
 - `SCHOOL_GATEWAY_METRICS_DIR` (default unset: a temporary folder): where the workers of
   `serve --workers N` (N > 1) keep their values; emptied when `serve` starts.
 - `PROMETHEUS_MULTIPROC_DIR` (prometheus-client's own variable, read by the library when
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ class MetricsSettings:
     enabled: bool = True
     path: str = "/metrics"
     port: int | None = None
+    host: str = "127.0.0.1"  # the separate port's address
     multiproc_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR: this process's folder
     folder: Path | None = None  # SCHOOL_GATEWAY_METRICS_DIR: serve's workers' folder
 
@@ -56,9 +59,20 @@ class MetricsSettings:
             enabled=read_bool(env, "SCHOOL_GATEWAY_METRICS", default=True),
             path=_path(env.get("SCHOOL_GATEWAY_METRICS_PATH", "").strip() or "/metrics"),
             port=port,
+            host=_host(env.get("SCHOOL_GATEWAY_METRICS_HOST", "").strip() or "127.0.0.1"),
             multiproc_dir=Path(multiproc_dir) if multiproc_dir else None,
             folder=Path(folder) if folder else None,
         )
+
+
+def _host(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        raise SettingsError(
+            "SCHOOL_GATEWAY_METRICS_HOST must be an IP address like 127.0.0.1, 10.0.0.5 or "
+            f"::1, got {host!r}"
+        ) from None
 
 
 def _path(path: str) -> str:

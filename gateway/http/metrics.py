@@ -6,7 +6,8 @@
   nothing in it is personal, but it is meant for the monitoring only — keep the path
   off the public reverse proxy, or use a separate port.
 - `SCHOOL_GATEWAY_METRICS_PORT`: `school-gateway serve` serves the metrics on that port
-  instead (a small threaded HTTP server in the serving process, `MetricsListener`), and
+  instead (a small threaded HTTP server in the serving process, `MetricsListener`), on
+  `SCHOOL_GATEWAY_METRICS_HOST` (default 127.0.0.1, not the application's address), and
   the application's port answers the path 404.
 - Several workers (`serve --workers N`): prometheus-client's multiprocess mode. `serve`
   points `PROMETHEUS_MULTIPROC_DIR` at a fresh folder (a temporary one, removed at exit,
@@ -26,6 +27,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -240,6 +242,10 @@ class _Server(ThreadingMixIn, WSGIServer):
     allow_reuse_address = True
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes are not logged."""
@@ -267,15 +273,17 @@ class MetricsListener:
     process: the only worker, or the supervisor of several)."""
 
     def __init__(self, host: str, port: int, path: str, multiproc_dir: Path | None) -> None:
+        self.host = host
         app = metrics_wsgi_app(path, exposition_registry(multiproc_dir))
-        self.server = make_server(host, port, app, _Server, handler_class=_QuietHandler)
+        server_class = _Server6 if ":" in host else _Server
+        self.server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="metrics-listener", daemon=True
         )
 
     def start(self) -> MetricsListener:
         self.thread.start()
-        log.info("metrics served on port %d", self.server.server_port)
+        log.info("metrics served on %s port %d", self.host, self.server.server_port)
         return self
 
     def stop(self) -> None:
@@ -288,12 +296,11 @@ class MetricsListener:
 
 
 @contextlib.contextmanager
-def serve_metrics(
-    settings: MetricsSettings, *, host: str, port: int, workers: int
-) -> Iterator[Path | None]:
+def serve_metrics(settings: MetricsSettings, *, port: int, workers: int) -> Iterator[Path | None]:
     """What `school-gateway serve` sets up around its server: the multiprocess folder
     of several workers (`SCHOOL_GATEWAY_METRICS_DIR` or a temporary one) and the separate
-    port's listener; the folder, if any."""
+    port's listener (on `settings.host`, not the application's address); the folder,
+    if any."""
     if not settings.enabled:
         yield None
         return
@@ -309,8 +316,8 @@ def serve_metrics(
         if workers > 1:
             folder = stack.enter_context(multiprocess_folder(settings.folder))
         if settings.port is not None:
-            listener = MetricsListener(host, settings.port, settings.path, folder).start()
-            stack.callback(listener.stop)
+            listener = MetricsListener(settings.host, settings.port, settings.path, folder)
+            stack.callback(listener.start().stop)
         yield folder
 
 

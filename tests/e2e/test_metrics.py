@@ -360,6 +360,34 @@ def test_a_separate_metrics_port(database_url: str, tmp_path: Path, seeded: Seed
         )
 
 
+def test_the_separate_port_keeps_to_its_own_address(
+    database_url: str, tmp_path: Path, seeded: SeedSummary
+) -> None:
+    """The application public (0.0.0.0), its metrics port on 127.0.0.1 only (the default
+    SCHOOL_GATEWAY_METRICS_HOST): another address of the machine is refused; an IPv6
+    address is served too."""
+    port, metrics_port, v6_port = free_port(), free_port(), free_port()
+    public = command_env(
+        database_url,
+        tmp_path,
+        SCHOOL_GATEWAY_HOST="0.0.0.0",
+        SCHOOL_GATEWAY_METRICS_PORT=str(metrics_port),
+    )
+    with serving(public, port):
+        assert httpx.get(f"http://127.0.0.2:{port}/healthz").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").status_code == 200
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.2:{metrics_port}/metrics")
+    v6 = command_env(
+        database_url,
+        tmp_path,
+        SCHOOL_GATEWAY_METRICS_PORT=str(v6_port),
+        SCHOOL_GATEWAY_METRICS_HOST="::1",
+    )
+    with serving(v6, free_port()):
+        assert httpx.get(f"http://[::1]:{v6_port}/metrics").status_code == 200
+
+
 def test_two_workers_add_up(database_url: str, tmp_path: Path, seeded: SeedSummary) -> None:
     folder = tmp_path / "prometheus"
     folder.mkdir()

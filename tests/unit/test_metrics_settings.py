@@ -13,7 +13,7 @@ from gateway.core.settings_readers import SettingsError
 
 def test_defaults_serve_metrics_on_the_application_port() -> None:
     assert MetricsSettings.from_env({}) == MetricsSettings(
-        enabled=True, path="/metrics", port=None, multiproc_dir=None, folder=None
+        enabled=True, path="/metrics", port=None, host="127.0.0.1", multiproc_dir=None, folder=None
     )
 
 
@@ -22,6 +22,7 @@ def test_every_variable_is_read() -> None:
         "SCHOOL_GATEWAY_METRICS": "0",
         "SCHOOL_GATEWAY_METRICS_PATH": "/internal/metrics",
         "SCHOOL_GATEWAY_METRICS_PORT": "9100",
+        "SCHOOL_GATEWAY_METRICS_HOST": "::1",
         "PROMETHEUS_MULTIPROC_DIR": "/run/school-gateway/prometheus",
         "SCHOOL_GATEWAY_METRICS_DIR": "/run/school-gateway/metrics",
     }
@@ -29,6 +30,7 @@ def test_every_variable_is_read() -> None:
         enabled=False,
         path="/internal/metrics",
         port=9100,
+        host="::1",
         multiproc_dir=Path("/run/school-gateway/prometheus"),
         folder=Path("/run/school-gateway/metrics"),
     )
@@ -47,6 +49,8 @@ def test_every_variable_is_read() -> None:
         ("SCHOOL_GATEWAY_METRICS_PORT", "0", "between 1 and 65535"),
         ("SCHOOL_GATEWAY_METRICS_PORT", "x", "must be an integer"),
         ("SCHOOL_GATEWAY_METRICS_PORT", "8000", "must differ from SCHOOL_GATEWAY_PORT"),
+        ("SCHOOL_GATEWAY_METRICS_HOST", "localhost", "must be an IP address"),
+        ("SCHOOL_GATEWAY_METRICS_HOST", "0.0.0.0:9100", "must be an IP address"),
     ],
 )
 def test_bad_values_are_refused_by_name(name: str, value: str, message: str) -> None:
