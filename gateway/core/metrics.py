@@ -7,9 +7,12 @@ Every label has a bounded set of values, whatever clients send:
 - `route`: the path template of the route that answered (`/graphql`, `/auth/login`,
   `/static/{path:path}`), `unmatched` for any other path;
 - `operation`: the GraphQL operation's name when it is a registered document's
-  (web/documents) or one of the first `MAX_OPERATION_NAMES` other names this process
-  has seen (at most `MAX_LABEL_CHARS` long, nothing the log redaction would mask: no
-  SNILS-, phone- or date-like digits), `other` beyond; empty without an operation;
+  (web/documents) or, in a single process, one of the first `MAX_OPERATION_NAMES` other
+  names it has seen (at most `MAX_LABEL_CHARS` long, nothing the log redaction would
+  mask: no SNILS-, phone- or date-like digits), `other` beyond; empty without an
+  operation. With several workers (multiprocess mode) only registered names: each worker
+  would take its own first names, and a restarted worker's files are added up for as
+  long as the folder lives, so any per-process budget would grow without bound;
 - `code`: the first error's `extensions.code` when it is one of `ErrorCode`'s, `OTHER`
   for any other code, empty without an error;
 - `loader`, `pool`, `method`, `outcome`: names from the code (classes, pools, sign-in
@@ -215,7 +218,7 @@ class RequestMetrics:
     their label values (bounded), so a request costs two dictionary lookups, a counter
     increment and two histogram observations."""
 
-    def __init__(self, operations: OperationLabels, default_route: str = UNMATCHED_ROUTE):
+    def __init__(self, operations: OperationLabels, default_route: str = UNMATCHED_ROUTE) -> None:
         self.operations = operations
         self.default_route = default_route
         self._counters: dict[tuple[str, str, int, str], Any] = {}
@@ -370,7 +373,13 @@ class Sampler:
             delta.sample()
 
     async def run(self, interval_s: float = SAMPLE_INTERVAL_S) -> None:
-        """Sample every `interval_s` seconds until cancelled."""
+        """Sample every `interval_s` seconds until cancelled; a failed sample is logged
+        with its traceback and the next one is taken (the gauges would freeze silently)."""
         while True:
-            self.sample()
+            try:
+                self.sample()
+            # The loop's boundary: whatever a source raised (a bug), not a reason to stop
+            # sampling every other source; logged with its traceback.
+            except Exception:
+                log.exception("metrics sampling failed")
             await asyncio.sleep(interval_s)

@@ -54,6 +54,7 @@ from gateway.core.metrics import (
     AUDIT_DROPPED,
     AUDIT_QUEUE,
     AUDIT_WRITTEN,
+    MAX_OPERATION_NAMES,
     RESPONSE_CACHE,
     RESPONSE_CACHE_ENTRIES,
     OperationLabels,
@@ -102,7 +103,9 @@ class AppMetrics:
             self.sampler.add_total(RESPONSE_CACHE.labels("hit"), lambda: cache.hits)
             self.sampler.add_total(RESPONSE_CACHE.labels("miss"), lambda: cache.misses)
             self.sampler.add_gauge(RESPONSE_CACHE_ENTRIES, lambda: len(cache))
-        operations = OperationLabels(registered_operation_names())
+        # Several workers: registered names only (gateway.core.metrics, `operation`).
+        limit = 0 if settings.multiproc_dir is not None else MAX_OPERATION_NAMES
+        operations = OperationLabels(registered_operation_names(), limit)
         self.requests = RequestMetrics(operations) if settings.enabled else None
 
     def routes(self) -> list[BaseRoute]:
