@@ -169,6 +169,5 @@ def test_the_minimum_key_age_is_the_longest_lifetime_and_two_reload_intervals() 
         settings, auth=dataclasses.replace(settings.auth, session_ttl_seconds=100)
     )
     assert min_key_age(shorter) == timedelta(
-        seconds=max(100, settings.auth.access_ttl_seconds, settings.client_token_ttl_seconds)
-        + 60
+        seconds=max(100, settings.auth.access_ttl_seconds, settings.client_token_ttl_seconds) + 60
     )
