@@ -81,7 +81,7 @@ RATIOS = (
         "gateway x1 no-cache",
     ),
     (
-        "metrics + sampled traces on/off, 1 process",
+        "metrics + 1 in 20 traced on/off, 1 process",
         "gateway x1 no-cache otel",
         "gateway x1 no-cache bare",
     ),
