@@ -59,6 +59,13 @@ def current_statement_counter() -> StatementCounter | None:
     return _current_counter.get()
 
 
+def context_counting_into(counter: StatementCounter) -> contextvars.Context:
+    """A fresh context (for a background task) whose statements count in `counter`."""
+    context = contextvars.Context()
+    context.run(_current_counter.set, counter)
+    return context
+
+
 def _record_statement(record: asyncpg.connection.LoggedQuery) -> None:
     statement_span(record.query, record.elapsed, record.exception is not None)
     counter = _current_counter.get()

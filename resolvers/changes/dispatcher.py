@@ -29,6 +29,7 @@ import asyncpg
 
 from auth.store.accounts import ended_sessions
 from gateway.core.change_settings import ChangeFeedSettings
+from gateway.core.db import StatementCounter, context_counting_into
 from gateway.core.errors import ErrorCode
 from gateway.core.outage import describe
 from resolvers.changes.cursor import CursorError, Position, Snapshot
@@ -81,6 +82,8 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._drained: list[asyncio.Future[None]] = []  # waiting for the next drain
         self.reads = 0  # pages read (for tests and the bench)
+        # The statements of the listening loop (for tests: `keep_text` to see them).
+        self.statements = StatementCounter()
 
     # --- subscribers -------------------------------------------------------------------
 
@@ -141,7 +144,9 @@ class Dispatcher:
         if not self._tasks:
             self._tasks = [
                 asyncio.create_task(
-                    self._listen(), name="change-dispatcher", context=contextvars.Context()
+                    self._listen(),
+                    name="change-dispatcher",
+                    context=context_counting_into(self.statements),
                 ),
                 asyncio.create_task(
                     self._recheck(), name="change-recheck", context=contextvars.Context()
