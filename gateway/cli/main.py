@@ -4,6 +4,7 @@ dispatch that turns settings and failures into one stderr line and an exit code.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Callable, Sequence
 
@@ -68,11 +69,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def installed_version() -> str:
+    """The installed package's version (pyproject.toml), or "unknown" when not installed."""
+    try:
+        return importlib.metadata.version("school-gateway")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `school-gateway` parser; each sub-command's `handler` is its function."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="GraphQL gateway over a regional school journal database."
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in _REGISTRARS:
         register(commands)
