@@ -39,9 +39,9 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 from graphql import GraphQLError
@@ -194,15 +194,9 @@ class OutageMonitor:
         self._watch()
 
     def _watch(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a synchronous caller): the next failure retries
-            return
-        if self._watcher is None or self._watcher.done():
-            self._watcher = loop.create_task(  # not in the failed request's context
-                self._wait_until_back(), name="outage-probe", context=contextvars.Context()
-            )
-            self._watcher.add_done_callback(_report_probe_failure)
+        self._watcher = start_probe(
+            self._watcher, self._wait_until_back, "outage-probe", "database outage probe"
+        )
 
     async def _wait_until_back(self) -> None:
         while True:
@@ -261,6 +255,26 @@ def quiet_driver_reconnects() -> None:
         logger.addFilter(_DriverReconnects())
 
 
-def _report_probe_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("database outage probe stopped", exc_info=task.exception())
+def start_probe(
+    running: asyncio.Task[None] | None,
+    probe: Callable[[], Coroutine[Any, Any, None]],
+    name: str,
+    what: str,
+) -> asyncio.Task[None] | None:
+    """`running` while it runs, else `probe()` started as a task in a context of its own
+    (not the failed request's), its failure logged as "`what` stopped"; None without a
+    running loop (a synchronous caller: the next failure starts it)."""
+    if running is not None and not running.done():
+        return running
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return running
+    task = loop.create_task(probe(), name=name, context=contextvars.Context())
+
+    def report(done: asyncio.Task[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            log.error("%s stopped", what, exc_info=done.exception())
+
+    task.add_done_callback(report)
+    return task

@@ -22,7 +22,6 @@ server.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +30,7 @@ from typing import Final
 import asyncpg
 
 from gateway.core.db import check_login
-from gateway.core.outage import describe, is_database_unavailable
+from gateway.core.outage import describe, is_database_unavailable, start_probe
 from gateway.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,15 +125,9 @@ class ReadReplica:
         self._watch()
 
     def _watch(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a synchronous caller): the next failure retries
-            return
-        if self._watcher is None or self._watcher.done():
-            self._watcher = loop.create_task(  # not in the failed request's context
-                self._wait_until_back(), name="replica-probe", context=contextvars.Context()
-            )
-            self._watcher.add_done_callback(_report_probe_failure)
+        self._watcher = start_probe(
+            self._watcher, self._wait_until_back, "replica-probe", "read replica probe"
+        )
 
     async def _wait_until_back(self) -> None:
         await self._expire()
@@ -216,8 +209,3 @@ async def replay_lag_s(connection: asyncpg.Connection) -> float | None:
     """The replay lag in seconds of the server `connection` is on (REPLAY_LAG_SQL)."""
     lag: float | None = await connection.fetchval(REPLAY_LAG_SQL)
     return lag
-
-
-def _report_probe_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("read replica probe stopped", exc_info=task.exception())
