@@ -4,9 +4,7 @@ credentials) in gateway.service_clients, as the gateway's role."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 import asyncpg
@@ -26,10 +24,9 @@ from gateway.cli.common import (
     EXIT_USAGE,
     CliError,
     Commands,
-    database,
+    run_as_gateway,
     school_id_argument,
 )
-from gateway.core.db import connect_as_gateway
 from gateway.core.settings import Settings
 
 COMMAND: Final = "clients"
@@ -77,7 +74,7 @@ def cmd_clients_create(args: argparse.Namespace, settings: Settings) -> int:
         )
 
     try:
-        created = _run(settings, create)
+        created = run_as_gateway(settings, create)
     except ClientRegistrationError as error:
         raise CliError(str(error), exit_code=EXIT_USAGE) from None
     client = created.client
@@ -98,7 +95,7 @@ def cmd_clients_revoke(args: argparse.Namespace, settings: Settings) -> int:
     async def revoke(conn: asyncpg.Connection) -> bool:
         return await revoke_client(conn, args.client_id)
 
-    if not _run(settings, revoke):
+    if not run_as_gateway(settings, revoke):
         raise CliError(f"no client {args.client_id!r}")
     print(f"Client {args.client_id} revoked.")
     return EXIT_OK
@@ -106,7 +103,7 @@ def cmd_clients_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_clients_list(args: argparse.Namespace, settings: Settings) -> int:
     """Every client with role, schools, scopes, created/revoked (never a secret)."""
-    clients = _run(settings, list_clients)
+    clients = run_as_gateway(settings, list_clients)
     if args.json:
         payload = [client.public() for client in clients]
         sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -123,18 +120,6 @@ def cmd_clients_list(args: argparse.Namespace, settings: Settings) -> int:
 def _describe(client: ServiceClient) -> str:
     schools = f", schools {', '.join(map(str, client.school_ids))}" if client.school_ids else ""
     return f"{client.role.value}{schools}; scopes {' '.join(sorted(client.scopes))}"
-
-
-def _run(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    async def main(url: str) -> T:
-        conn = await connect_as_gateway(url, settings)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    with database(settings) as url:
-        return asyncio.run(main(url))
 
 
 def _role(raw: str) -> Role:

@@ -7,16 +7,19 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias, TypeVar
 
 from gateway.core.settings import Settings
 
 if TYPE_CHECKING:
+    from asyncpg import Connection
+
     from gateway.migrations.location import DatabaseLocation
 
+T = TypeVar("T")
 PROG: Final = "school-gateway"
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -157,3 +160,20 @@ def school_id_argument(raw: str) -> int:
     if not 1 <= value <= MAX_SCHOOL_ID:
         raise argparse.ArgumentTypeError(f"expected a school id, got {raw!r}")
     return value
+
+
+def run_as_gateway(settings: Settings, work: Callable[[Connection], Awaitable[T]]) -> T:
+    """`work` on one connection as the gateway's role (`database`), closed afterwards."""
+    import asyncio
+
+    from gateway.core.db import connect_as_gateway
+
+    async def main(url: str) -> T:
+        conn = await connect_as_gateway(url, settings)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    with database(settings) as url:
+        return asyncio.run(main(url))

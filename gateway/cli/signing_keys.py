@@ -27,8 +27,14 @@ import asyncpg
 import orjson
 
 from auth.store.signing_keys import Rotation, RotationTooSoon, SigningKeyRow, list_keys, rotate
-from gateway.cli.common import EXIT_OK, EXIT_USAGE, CliError, Commands, database, database_location
-from gateway.core.db import connect_as_gateway
+from gateway.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    Commands,
+    database_location,
+    run_as_gateway,
+)
 from gateway.core.settings import Settings
 from gateway.core.signing_keys import LEGACY_KID
 
@@ -107,7 +113,7 @@ def cmd_rotate_signing_key(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_signing_keys(args: argparse.Namespace, settings: Settings) -> int:
     """Every key's kid, state and dates: current, previous, then retired (never a key)."""
-    keys = _run(settings, list_keys)
+    keys = run_as_gateway(settings, list_keys)
     if args.json:
         payload = [_public(key) for key in keys]
         sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -141,18 +147,6 @@ def _span(span: timedelta) -> str:
     seconds = int(span.total_seconds())
     hours, rest = divmod(seconds, 3600)
     return f"{hours} h {rest // 60:02d} min {rest % 60:02d} s"
-
-
-def _run(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    async def main(url: str) -> T:
-        conn = await connect_as_gateway(url, settings)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    with database(settings) as url:
-        return asyncio.run(main(url))
 
 
 def _run_as_owner(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
