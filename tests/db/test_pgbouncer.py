@@ -21,7 +21,6 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import httpx
@@ -36,7 +35,11 @@ from gateway.core.pooler_settings import PoolerSettings
 from gateway.core.settings import PROJECT_ROOT, Settings
 from resolvers.changes.service import ChangeFeed
 from tests.support.environment import TODAY
-from tests.support.pgbouncer import PgBouncer, require_pgbouncer, running_pgbouncer
+from tests.support.pgbouncer import (
+    PgBouncer,
+    gateway_pgbouncer,
+    login_credentials,
+)
 
 SERVER_CONNECTIONS: Final = 2  # PgBouncer's default_pool_size here
 CLIENT_CONNECTIONS: Final = 10  # the gateway's pool through it
@@ -49,12 +52,6 @@ VIEWER: Final = {"query": "query Me { viewer { role } }"}
 Call = tuple[str, str, dict[str, Any]]  # account, document, variables
 
 
-def _credentials(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    assert parts.username is not None and parts.password is not None
-    return unquote(parts.username), unquote(parts.password)
-
-
 def _document(name: str) -> str:
     return (DOCUMENTS / f"{name}.graphql").read_text(encoding="utf-8")
 
@@ -63,22 +60,14 @@ def _document(name: str) -> str:
 def bouncer(database_url: str, settings: Settings, seeded: SeedSummary) -> Iterator[PgBouncer]:
     """PgBouncer in transaction mode: `gateway` with the gateway's session defaults set
     by connect_query (in production: ALTER ROLE ... SET), `bare` without them."""
-    user, password = _credentials(database_url)
-    defaults = (
-        f"connect_query='SET statement_timeout = {settings.statement_timeout_ms}; SET jit = off'"
-    )
-    with running_pgbouncer(
-        require_pgbouncer(),
-        database_url,
-        {user: password},
-        {"gateway": defaults, "bare": ""},
-        pool_size=SERVER_CONNECTIONS,
+    with gateway_pgbouncer(
+        database_url, settings.statement_timeout_ms, pool_size=SERVER_CONNECTIONS
     ) as running:
         yield running
 
 
 def _through(bouncer: PgBouncer, database_url: str, alias: str = "gateway") -> str:
-    return bouncer.url(alias, *_credentials(database_url))
+    return bouncer.url(alias, *login_credentials(database_url))
 
 
 def _pooled(

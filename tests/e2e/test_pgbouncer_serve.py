@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
@@ -18,32 +17,20 @@ from gateway.core.settings import Settings
 from tests.support.cli_process import run_command
 from tests.support.environment import TODAY
 from tests.support.password_signin import PLANTED_PASSWORD, PlantedStudent
-from tests.support.pgbouncer import PgBouncer, require_pgbouncer, running_pgbouncer
+from tests.support.pgbouncer import (
+    PgBouncer,
+    gateway_pgbouncer,
+    login_credentials,
+)
 from tests.support.serve_process import command_env, free_port, serving
 
 VIEWER = {"query": "query Me { viewer { role } }"}
 CURSOR = {"query": "query Now { diaryChanges { cursor } }"}
 
 
-def _credentials(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    assert parts.username is not None and parts.password is not None
-    return unquote(parts.username), unquote(parts.password)
-
-
 @pytest.fixture(scope="module")
 def bouncer(database_url: str, settings: Settings, seeded: SeedSummary) -> Iterator[PgBouncer]:
-    user, password = _credentials(database_url)
-    defaults = (
-        f"connect_query='SET statement_timeout = {settings.statement_timeout_ms}; SET jit = off'"
-    )
-    with running_pgbouncer(
-        require_pgbouncer(),
-        database_url,
-        {user: password},
-        {"gateway": defaults, "bare": ""},
-        pool_size=2,
-    ) as running:
+    with gateway_pgbouncer(database_url, settings.statement_timeout_ms, pool_size=2) as running:
         yield running
 
 
@@ -51,7 +38,7 @@ def _env(
     bouncer: PgBouncer, database_url: str, tmp_path: Path, alias: str = "gateway"
 ) -> dict[str, str]:
     return command_env(
-        bouncer.url(alias, *_credentials(database_url)),
+        bouncer.url(alias, *login_credentials(database_url)),
         tmp_path,
         SCHOOL_GATEWAY_DEV="1",
         SCHOOL_GATEWAY_TODAY=TODAY.isoformat(),

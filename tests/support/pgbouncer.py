@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
@@ -212,3 +212,29 @@ def _stop(process: subprocess.Popen[str]) -> None:
             process.wait()
     if process.stderr is not None:
         process.stderr.close()
+
+
+def login_credentials(url: str) -> tuple[str, str]:
+    """The user and password of a DSN (PgBouncer's userlist needs them)."""
+    parts = urlsplit(url)
+    assert parts.username is not None and parts.password is not None
+    return unquote(parts.username), unquote(parts.password)
+
+
+@contextlib.contextmanager
+def gateway_pgbouncer(
+    database_url: str, statement_timeout_ms: int, *, pool_size: int
+) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode for the gateway's login of `database_url`: database
+    `gateway` with the gateway's session defaults set by connect_query (in production:
+    ALTER ROLE ... SET), `bare` without them."""
+    user, password = login_credentials(database_url)
+    defaults = f"connect_query='SET statement_timeout = {statement_timeout_ms}; SET jit = off'"
+    with running_pgbouncer(
+        require_pgbouncer(),
+        database_url,
+        {user: password},
+        {"gateway": defaults, "bare": ""},
+        pool_size=pool_size,
+    ) as running:
+        yield running
