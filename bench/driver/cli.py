@@ -154,7 +154,7 @@ def run(config: Config, command: str) -> int:
                 workers=1,
                 label="gateway x1 no-cache otel",
                 response_cache=False,
-                extra_env=env | observed(processes),
+                extra_env=env | observed(processes, config.trace_ratio),
             ),
             "gateway-x2": lambda: start_gateway(processes, base, workers=2, extra_env=env),
             "postgraphile-x1": lambda: start_postgraphile(processes, base, tools, workers=1),

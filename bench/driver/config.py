@@ -32,6 +32,8 @@ class Config:
     gateway_env: tuple[tuple[str, str], ...] = ()
     writes_per_second: float | None = None  # families: None = the school-day peak
     families: int = 10_000  # families: how many parent accounts the requests rotate over
+    # gateway-x1-no-cache-otel: the share of requests traced; None = tracing off (metrics only)
+    trace_ratio: float | None = 0.05
 
 
 def _duration(raw: str) -> str:
@@ -78,6 +80,18 @@ def _targets(raw: str) -> tuple[str, ...]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"targets are a subset of {','.join(TARGET_NAMES)}")
     return names
+
+
+def _trace_ratio(raw: str) -> str:
+    if raw == "off":
+        return raw
+    try:
+        ratio = float(raw)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a ratio from 0 to 1 or off, got {raw!r}")
+    return raw
 
 
 def _env_pair(raw: str) -> tuple[str, str]:
@@ -142,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="families: distinct parent accounts (default 10,000, beyond the gateway's "
         "2,048 cached answers per process; quick: 2,000; at scale 10 up to ~20,000)",
     )
+    parser.add_argument(
+        "--trace-ratio",
+        type=_trace_ratio,
+        default="0.05",
+        help="gateway-x1-no-cache-otel: share of requests traced, 0-1 (default 0.05), "
+        "or off (metrics only)",
+    )
     docs = parser.add_mutually_exclusive_group()
     docs.add_argument("--doc", dest="doc", action="store_true", default=None, help="update docs")
     docs.add_argument("--no-doc", dest="doc", action="store_false", help="leave docs alone")
@@ -168,4 +189,5 @@ def resolve_config(args: argparse.Namespace) -> Config:
         gateway_env=tuple(args.gateway_env),
         writes_per_second=args.writes_per_second,
         families=max(1, args.families or (2000 if quick else 10_000)),
+        trace_ratio=None if args.trace_ratio == "off" else float(args.trace_ratio),
     )

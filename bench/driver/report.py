@@ -81,7 +81,7 @@ RATIOS = (
         "gateway x1 no-cache",
     ),
     (
-        "metrics + 1 in 20 traced on/off, 1 process",
+        "metrics + tracing on/off (--trace-ratio)",
         "gateway x1 no-cache otel",
         "gateway x1 no-cache bare",
     ),

@@ -116,13 +116,16 @@ def start_gateway(
 
 # The cost of observability (issue 15): the bare target has metrics and tracing off; the
 # observed one serves /metrics (scraped by nobody: its cost is in the counting) and samples
-# one request in 20 into OpenTelemetry traces exported over OTLP/HTTP to a real sink.
+# `trace_ratio` of the requests (bench/run --trace-ratio, default 1 in 20) into
+# OpenTelemetry traces exported over OTLP/HTTP to a real sink.
 UNOBSERVED = {"SCHOOL_GATEWAY_METRICS": "0"}
-TRACE_SAMPLE_RATIO = 0.05
 
 
-def observed(processes: ProcessSet) -> dict[str, str]:
-    """The observed target's settings, with an OTLP sink (bench.driver.otlp_sink) started."""
+def observed(processes: ProcessSet, trace_ratio: float | None) -> dict[str, str]:
+    """The observed target's settings, with an OTLP sink (bench.driver.otlp_sink) started;
+    `trace_ratio` None: metrics only."""
+    if trace_ratio is None:
+        return {"SCHOOL_GATEWAY_METRICS": "1"}
     port = free_port()
     command = [sys.executable, "-m", "bench.driver.otlp_sink", "--port", str(port)]
     sink = processes.start("otlp sink", command, env=_clean_env(), cwd=PROJECT_ROOT)
@@ -131,7 +134,7 @@ def observed(processes: ProcessSet) -> dict[str, str]:
         "SCHOOL_GATEWAY_METRICS": "1",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": str(TRACE_SAMPLE_RATIO),
+        "OTEL_TRACES_SAMPLER_ARG": str(trace_ratio),
     }
 
 
