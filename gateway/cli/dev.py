@@ -289,7 +289,7 @@ async def _prepare_demo(
                 exit_code=EXIT_USAGE,
             )
         print(f"First start: generating demo data (scale {args.scale}, seed {args.seed})...")
-        await _seed(owner_url, settings, scale=args.scale, seed=args.seed, today=date.today())
+        await _seed(owner_url, settings, scale=args.scale, seed=args.seed, today=settings.today())
         info = await _stored_seed_info(url)
         if info is None:
             raise CliError("seeding finished but gateway.seed_info is empty")

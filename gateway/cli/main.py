@@ -35,6 +35,7 @@ _REGISTRARS: tuple[Callable[[Commands], None], ...] = (
     dev.register_migrate,
     dev.register_accounts,
     serve.register_export_schema,
+    serve.register_lint_schema,
     dev.register_dev_token,
     sign_in_events.register,
     clients.register,

@@ -1,5 +1,6 @@
 """`school-gateway serve` (GraphQL over HTTP as the gateway's login role, a superuser DSN
-refused) and `school-gateway export-schema` (the SDL on stdout)."""
+refused), `school-gateway export-schema` (the SDL on stdout) and `school-gateway
+lint-schema` (gateway.execution.schema_lint)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,18 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
-from gateway.cli.common import EXIT_OK, Commands, database_location, port_number, positive
+from gateway.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    Commands,
+    database_location,
+    port_number,
+    positive,
+)
 from gateway.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +39,17 @@ def register_export_schema(commands: Commands) -> None:
     """Add `export-schema` to the `school-gateway` sub-commands."""
     export = commands.add_parser("export-schema", help="print the GraphQL SDL")
     export.set_defaults(handler=cmd_export_schema)
+
+
+def register_lint_schema(commands: Commands) -> None:
+    """Add `lint-schema` to the `school-gateway` sub-commands."""
+    lint = commands.add_parser(
+        "lint-schema", help="check descriptions and naming of the schema (exit 1 on findings)"
+    )
+    lint.add_argument(
+        "sdl", nargs="?", type=Path, help="an SDL file to check (default: the served schema)"
+    )
+    lint.set_defaults(handler=cmd_lint_schema)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -64,3 +86,25 @@ def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
 
     sys.stdout.write(export_sdl())
     return EXIT_OK
+
+
+def cmd_lint_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from graphql import GraphQLError, GraphQLSchema, build_schema
+
+    from gateway.core.graphql_internals import core_schema
+    from gateway.execution.schema import served_schema
+    from gateway.execution.schema_lint import lint
+
+    schema: GraphQLSchema
+    if args.sdl is None:
+        schema, source = core_schema(served_schema()), "the served schema"
+    else:
+        try:
+            schema, source = build_schema(args.sdl.read_text(encoding="utf-8")), str(args.sdl)
+        except (OSError, GraphQLError) as error:
+            raise CliError(f"cannot read {args.sdl}: {error}", exit_code=EXIT_USAGE) from error
+    findings = lint(schema)
+    for finding in findings:
+        print(finding)
+    print(f"schema lint ({source}): {len(findings)} finding(s)")
+    return EXIT_OK if not findings else EXIT_FAILURE

@@ -88,11 +88,14 @@ def _document_size(_query: str, prepared: PreparedDocument) -> int | None:
 
 
 def coded_error(error: GraphQLError, code: ErrorCode) -> Formatted:
-    """The error as sent, with `code` (and its Russian lead-in) unless it has a code already."""
+    """The error as sent, unless it has a code already: the Russian message of `code` for
+    the user, graphql-core's English text (what and where exactly) as `extensions.detail`
+    for the client's developer."""
     formatted: Formatted = dict(error.formatted)
     extensions = dict(formatted.get("extensions") or {})
     if "code" not in extensions:
         extensions["code"] = code.value
-        formatted["message"] = f"{MESSAGES[code]} {error.message}"
+        extensions["detail"] = error.message
+        formatted["message"] = MESSAGES[code]
     formatted["extensions"] = extensions
     return formatted

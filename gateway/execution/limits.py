@@ -87,10 +87,10 @@ def parse_query(query: str, settings: Settings) -> DocumentNode:
         if error.description.startswith(_LIMIT_PREFIXES):
             raise _too_many_tokens(settings) from None
         raise GraphQLError(
-            f"{MESSAGES[ErrorCode.GRAPHQL_PARSE_FAILED]} {error.message}",
+            MESSAGES[ErrorCode.GRAPHQL_PARSE_FAILED],
             source=error.source,
             positions=error.positions,
-            extensions={"code": ErrorCode.GRAPHQL_PARSE_FAILED.value},
+            extensions={"code": ErrorCode.GRAPHQL_PARSE_FAILED.value, "detail": error.message},
         ) from None
 
 

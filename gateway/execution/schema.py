@@ -13,6 +13,7 @@ from gateway.execution.settling import SettlingExecutionContext
 from resolvers.analytics.queries import AnalyticsQuery
 from resolvers.changes.queries import ChangesQuery, Subscription
 from resolvers.changes.types import EVENT_TYPES, SCALARS
+from resolvers.common.scalars import DATE_SCALARS
 from resolvers.dashboard.queries import DashboardQuery
 from resolvers.diary.queries import Query as FamilyQuery
 
@@ -40,7 +41,7 @@ def _assemble(extensions: Sequence[Extension]) -> strawberry.Schema:
         query=Query,
         subscription=Subscription,
         types=EVENT_TYPES,
-        config=StrawberryConfig(scalar_map=SCALARS),
+        config=StrawberryConfig(scalar_map={**DATE_SCALARS, **SCALARS}),
         extensions=[_factory(ext) for ext in extensions],
         # Sibling work is settled, never cancelled before it starts (gateway.execution.settling).
         execution_context_class=SettlingExecutionContext,

@@ -112,14 +112,17 @@ def select_operation(
     if operation is not None:
         return operation
     if operation_name is not None:
-        detail = f"В документе нет операции {operation_name!r}."
+        reason = f"В документе нет операции {operation_name!r}."
+        detail = f"Unknown operation named {operation_name!r}."
     elif any(isinstance(d, OperationDefinitionNode) for d in document.definitions):
-        detail = "Документ содержит несколько операций: укажите operationName."
+        reason = "Документ содержит несколько операций: укажите operationName."
+        detail = "Must provide operation name if query contains multiple operations."
     else:
-        detail = "Документ не содержит операций."
+        reason = "Документ не содержит операций."
+        detail = "The document contains no operation."
     return {
-        "message": f"{MESSAGES[ErrorCode.GRAPHQL_VALIDATION_FAILED]} {detail}",
-        "extensions": {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value},
+        "message": f"{MESSAGES[ErrorCode.GRAPHQL_VALIDATION_FAILED]} {reason}",
+        "extensions": {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value, "detail": detail},
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,6 +35,14 @@ def _assert_clean(payload: dict[str, Any]) -> None:
         assert error["extensions"]["code"]
 
 
+def _assert_russian_with_english_detail(payload: dict[str, Any], message: str) -> None:
+    """The user reads one Russian sentence; the developer's English detail is apart."""
+    for error in payload["errors"]:
+        assert error["message"] == message
+        detail = error["extensions"]["detail"]
+        assert detail and detail.isascii() and not re.search("[а-яА-Я]", detail), detail
+
+
 async def _first_child_id(gql: GraphQL) -> str:
     payload = await gql("{ myChildren { id } }", account=PARENT)
     child_id: str = payload["data"]["myChildren"][0]["id"]
@@ -50,7 +59,8 @@ async def _first_child_id(gql: GraphQL) -> str:
 async def test_malformed_graphql(gql: GraphQL, query: str) -> None:
     payload = await gql(query, account=PARENT)
     assert _codes(payload) == ["GRAPHQL_PARSE_FAILED"]
-    assert payload["errors"][0]["message"].startswith("Синтаксическая ошибка в запросе GraphQL.")
+    _assert_russian_with_english_detail(payload, "Синтаксическая ошибка в запросе GraphQL.")
+    assert payload["errors"][0]["extensions"]["detail"].startswith("Syntax Error: ")
     assert "data" not in payload
     _assert_clean(payload)
 
@@ -71,8 +81,8 @@ async def test_malformed_graphql(gql: GraphQL, query: str) -> None:
 async def test_validation_failures(gql: GraphQL, query: str, mentions: str) -> None:
     payload = await gql(query, account=PARENT)
     assert set(_codes(payload)) == {"GRAPHQL_VALIDATION_FAILED"}
-    assert mentions in payload["errors"][0]["message"]
-    assert payload["errors"][0]["message"].startswith("Запрос не соответствует схеме.")
+    _assert_russian_with_english_detail(payload, "Запрос не соответствует схеме.")
+    assert mentions in payload["errors"][0]["extensions"]["detail"]
     assert "data" not in payload
     _assert_clean(payload)
 
@@ -81,18 +91,31 @@ async def test_wrong_variable_type_in_the_document(gql: GraphQL) -> None:
     query = "query($from: Int) { myChildren { diary(from: $from) { from } } }"
     payload = await gql(query, {"from": 5}, account=PARENT)
     assert _codes(payload) == ["GRAPHQL_VALIDATION_FAILED"]
-    assert "$from" in payload["errors"][0]["message"]
+    _assert_russian_with_english_detail(payload, "Запрос не соответствует схеме.")
+    assert "$from" in payload["errors"][0]["extensions"]["detail"]
 
 
 @pytest.mark.parametrize(
     "value",
-    [5, "yesterday", "2026-13-01", "2026-02-30", {"y": 2026}, ["2026-11-23"], True],
+    [
+        5,
+        "yesterday",
+        "2026-13-01",
+        "2026-02-30",
+        "20261123",
+        "2026-W48-1",
+        "2026-11-23T00:00",
+        {"y": 2026},
+        ["2026-11-23"],
+        True,
+    ],
 )
 async def test_wrong_variable_values(gql: GraphQL, value: object) -> None:
     query = "query($from: Date) { myChildren { diary(from: $from) { from } } }"
     payload = await gql(query, {"from": value}, account=PARENT)
     assert _codes(payload) == ["BAD_USER_INPUT"]
-    assert "$from" in payload["errors"][0]["message"]
+    _assert_russian_with_english_detail(payload, "Некорректные входные данные.")
+    assert "$from" in payload["errors"][0]["extensions"]["detail"]
     assert "data" not in payload
     _assert_clean(payload)
 
@@ -132,13 +155,15 @@ async def test_moderately_nested_variables_still_coerce(gql: GraphQL) -> None:
 async def test_missing_required_variable(gql: GraphQL) -> None:
     payload = await gql("query($id: ID!) { student(id: $id) { id } }", {}, account=PARENT)
     assert _codes(payload) == ["BAD_USER_INPUT"]
-    assert "$id" in payload["errors"][0]["message"]
+    _assert_russian_with_english_detail(payload, "Некорректные входные данные.")
+    assert "$id" in payload["errors"][0]["extensions"]["detail"]
 
 
 async def test_bad_literal_date(gql: GraphQL) -> None:
     payload = await gql('{ myChildren { diary(from: "27.11.2026") { from } } }', account=PARENT)
     assert _codes(payload) == ["GRAPHQL_VALIDATION_FAILED"]
-    assert "Date" in payload["errors"][0]["message"]
+    _assert_russian_with_english_detail(payload, "Запрос не соответствует схеме.")
+    assert "Date" in payload["errors"][0]["extensions"]["detail"]
 
 
 # --- arguments ------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""The schema's date and time scalars: strawberry's, with their formats documented.
+
+Outputs are `isoformat()` of the Python value (the compiled completers rely on that);
+inputs are held to the documented format, so a client's `20261127` or `2026-W48-5` is
+refused instead of being read as a date it did not mean.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time
+from operator import methodcaller
+from typing import Final
+
+import strawberry
+from strawberry.exceptions import StrawberryInputCoercionError
+from strawberry.schema.types.base_scalars import DateTimeDefinition
+from strawberry.types.scalar import ScalarDefinition
+
+DATE_SPEC: Final = "https://ibm.github.io/graphql-specs/custom-scalars/date.html"
+DATE_TIME_SPEC: Final = "https://ibm.github.io/graphql-specs/custom-scalars/date-time.html"
+
+_DATE_FORMAT: Final = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_TIME_FORMAT: Final = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?", re.ASCII)
+_isoformat = methodcaller("isoformat")
+
+
+def _parse_date(value: object) -> date:
+    if isinstance(value, str) and _DATE_FORMAT.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise StrawberryInputCoercionError(
+        f"Value cannot represent a Date: {value!r}. Expected a calendar date as YYYY-MM-DD."
+    )
+
+
+def _parse_time(value: object) -> time:
+    if isinstance(value, str) and _TIME_FORMAT.fullmatch(value):
+        try:
+            return time.fromisoformat(value)
+        except ValueError:
+            pass
+    raise StrawberryInputCoercionError(
+        f"Value cannot represent a Time: {value!r}. Expected a local time as HH:MM:SS."
+    )
+
+
+# The scalars the schema's Python date, datetime and time values map to
+# (gateway.execution.schema passes them to strawberry).
+DATE_SCALARS: Final[dict[object, ScalarDefinition]] = {
+    date: strawberry.scalar(
+        name="Date",
+        description=(
+            "A calendar date without a time zone, as `YYYY-MM-DD` (RFC 3339 full-date, "
+            "e.g. `2026-11-27`); school days are dates of the school's own calendar."
+        ),
+        specified_by_url=DATE_SPEC,
+        serialize=_isoformat,
+        parse_value=_parse_date,
+    ),
+    datetime: strawberry.scalar(
+        name="DateTime",
+        description=(
+            "An instant, as an RFC 3339 date-time with its UTC offset "
+            "(e.g. `2026-11-27T09:41:05.123456+00:00`; fractions of a second optional)."
+        ),
+        specified_by_url=DATE_TIME_SPEC,
+        serialize=_isoformat,
+        parse_value=DateTimeDefinition.parse_value,
+    ),
+    time: strawberry.scalar(
+        name="Time",
+        description=(
+            "A local wall-clock time of the school's day without a time zone, as `HH:MM:SS` "
+            "(e.g. `08:30:00`; the bell schedule's times)."
+        ),
+        serialize=_isoformat,
+        parse_value=_parse_time,
+    ),
+}
