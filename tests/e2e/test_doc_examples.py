@@ -1,0 +1,113 @@
+"""The examples of README.md and docs/api.md run as a reader runs them, against the demo.
+
+One `school-gateway demo` (its embedded database in a temporary data folder, seeded for
+2026-11-27 like the documents' figures) serves them; see tests/support/doc_examples.py for
+how a document becomes one shell session and how shown output is compared.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import httpx
+import pytest
+
+from gateway.core.settings import PROJECT_ROOT
+from tests.support.cli_process import COMMAND
+from tests.support.doc_examples import Example, documents, examples, masked, run
+from tests.support.serve_process import free_port
+
+DEMO_TODAY: Final = "2026-11-27"
+DEMO_START_TIMEOUT_S: Final = 240
+GUIDES: Final = ("README.md", "docs/api.md")
+
+
+@dataclass(frozen=True, slots=True)
+class Demo:
+    port: int
+    data_dir: Path
+    env: dict[str, str]  # what a reader's shell has: the demo's data folder, no other setting
+
+
+def _clean_env() -> dict[str, str]:
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SCHOOL_GATEWAY_", "OTEL_", "DATABASE_"))
+    }
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    data_dir = tmp_path_factory.mktemp("demo-data")
+    port = free_port()
+    env = {**_clean_env(), "SCHOOL_GATEWAY_DATA_DIR": str(data_dir)}
+    log = (data_dir / "demo.log").open("w")
+    process = subprocess.Popen(
+        [COMMAND, "demo", "--port", str(port)],
+        env={**env, "SCHOOL_GATEWAY_TODAY": DEMO_TODAY},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        _wait_until_healthy(process, port, data_dir / "demo.log")
+        yield Demo(port, data_dir, env)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _wait_until_healthy(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + DEMO_START_TIMEOUT_S
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"demo did not start:\n{log.read_text()}"
+        time.sleep(0.5)
+
+
+def _runnable(guide: str) -> list[Example]:
+    found = examples((PROJECT_ROOT / guide).read_text(encoding="utf-8"))
+    return [example for example in found if example.not_run is None]
+
+
+@pytest.mark.parametrize("guide", GUIDES)
+def test_examples_run_and_print_what_the_guide_shows(demo: Demo, guide: str) -> None:
+    runnable = _runnable(guide)
+    outputs = run(runnable, port=demo.port, python=sys.executable, cwd=PROJECT_ROOT, env=demo.env)
+    compared = 0
+    for example, output in zip(runnable, outputs, strict=True):
+        if example.expected is None:
+            continue
+        shown = masked(documents(example.expected))
+        printed = masked(documents(output))
+        assert printed == shown, f"{guide}, example at line {example.line}:\n{example.code}"
+        compared += 1
+    assert compared >= 1
+
+
+@pytest.mark.parametrize("guide", GUIDES)
+def test_every_left_out_example_says_why(guide: str) -> None:
+    found = examples((PROJECT_ROOT / guide).read_text(encoding="utf-8"))
+    assert found, f"{guide} has no sh or python example"
+    for example in found:
+        if example.not_run is not None:
+            assert len(example.not_run) > 10, f"{guide}:{example.line}: say why it is not run"
