@@ -16,7 +16,7 @@ from strawberry.types.scalar import ScalarDefinition
 
 from resolvers.changes.cursor import ChangeCursor
 from resolvers.common.fields import sized
-from resolvers.common.types import Subject, Teacher
+from resolvers.common.types import Subject, Teacher, described_value
 from resolvers.diary.types import (
     Attendance,
     FinalMark,
@@ -43,9 +43,18 @@ SCALARS: dict[object, ScalarDefinition] = {
 
 @strawberry.enum(description="What happened to the row an event is about.")
 class ChangeAction(enum.Enum):
-    ADDED = "added"
-    CHANGED = "changed"
-    REMOVED = "removed"
+    ADDED = described_value(
+        "added",
+        description="The row was written, or moved here from another student or class.",
+    )
+    CHANGED = described_value("changed", description="The row was changed in place.")
+    REMOVED = described_value(
+        "removed",
+        description=(
+            "The row was deleted, or moved to another student or class: this diary no "
+            "longer shows it."
+        ),
+    )
 
 
 @strawberry.interface(description="A change to what a student's diary shows.")
@@ -54,7 +63,9 @@ class DiaryEvent:
         description="This event's position: resume after it with `since`."
     )
     at: datetime = strawberry.field(description="When the change was written.")
-    action: ChangeAction
+    action: ChangeAction = strawberry.field(
+        description="Whether the row was added, changed or removed (see each event type)."
+    )
     student_id: strawberry.ID = strawberry.field(
         description="The student whose diary changed (one of the viewer's)."
     )
@@ -68,13 +79,29 @@ class DiaryEvent:
 
 @strawberry.type(description="A mark added, changed or removed.")
 class MarkEvent(DiaryEvent):
-    mark_id: strawberry.ID
+    action: ChangeAction = strawberry.field(
+        description=(
+            "ADDED: a mark given; CHANGED: anything of it (value, weight, comment…); "
+            "REMOVED: the mark deleted. A mark moved to another student: see ChangeAction."
+        )
+    )
+    mark_id: strawberry.ID = strawberry.field(
+        description="The mark's id (`Mark.id`), also once it is removed."
+    )
     mark: Mark | None = strawberry.field(description="The mark now; null once removed.")
 
 
 @strawberry.type(description="An attendance record made, corrected or removed.")
 class AttendanceEvent(DiaryEvent):
-    attendance_id: strawberry.ID
+    action: ChangeAction = strawberry.field(
+        description=(
+            "ADDED: a record made; CHANGED: anything of it corrected (code, minutes late, "
+            "comment…); REMOVED: the record deleted (the student is then present)."
+        )
+    )
+    attendance_id: strawberry.ID = strawberry.field(
+        description="The record's id (`Attendance.id`), also once it is removed."
+    )
     attendance: Attendance | None = strawberry.field(
         description="The record now; null once removed (the student is then marked present)."
     )
@@ -82,29 +109,53 @@ class AttendanceEvent(DiaryEvent):
 
 @strawberry.type(description="Homework given, changed (its text, dates or attachments) or removed.")
 class HomeworkEvent(DiaryEvent):
-    homework_id: strawberry.ID
+    action: ChangeAction = strawberry.field(
+        description=(
+            "ADDED: homework given; CHANGED: anything of it (text, dates, attachments…); "
+            "REMOVED: the homework deleted. Homework moved to another class: see ChangeAction."
+        )
+    )
+    homework_id: strawberry.ID = strawberry.field(
+        description="The homework's id (`Homework.id`), also once it is removed."
+    )
     homework: Homework | None = strawberry.field(description="The homework now; null once removed.")
 
 
 @strawberry.type(description="A lesson's topic set, changed or removed.")
 class LessonTopicEvent(DiaryEvent):
+    action: ChangeAction = strawberry.field(
+        description=(
+            "ADDED: a topic set where there was none; CHANGED: the topic changed; REMOVED: "
+            "the topic cleared. The lesson is `lessonId`."
+        )
+    )
     topic: str | None = strawberry.field(description="The topic now; null once removed.")
 
 
 @strawberry.type(description="A lesson of the timetable as families see it when it changes.")
 class ChangedLesson:
-    id: strawberry.ID
-    date: date
+    id: strawberry.ID = strawberry.field(description="The lesson's id (`Lesson.id`).")
+    date: date = strawberry.field(description="The day of the lesson (it may have been moved).")
     number: int = strawberry.field(description="Lesson number in the bell schedule.")
-    subject: Subject
-    teacher: Teacher
-    room: str | None
-    status: LessonStatus
-    status_comment: str | None
+    subject: Subject = strawberry.field(
+        description="The scheduled subject; what a replaced lesson teaches is in `replacement`."
+    )
+    teacher: Teacher = strawberry.field(
+        description="The scheduled teacher; who teaches a replaced lesson is in `replacement`."
+    )
+    room: str | None = strawberry.field(
+        description="The room as the timetable gives it; null when none is given."
+    )
+    status: LessonStatus = strawberry.field(description="Held, cancelled or replaced.")
+    status_comment: str | None = strawberry.field(
+        description="The school's note on the status (e.g. why it was cancelled); null if none."
+    )
     replacement: LessonReplacement | None = strawberry.field(
         description="Only for replaced lessons."
     )
-    topic: str | None
+    topic: str | None = strawberry.field(
+        description="The lesson's topic; null while the teacher has entered none."
+    )
 
 
 @strawberry.type(
@@ -114,6 +165,13 @@ class ChangedLesson:
     )
 )
 class LessonEvent(DiaryEvent):
+    action: ChangeAction = strawberry.field(
+        description=(
+            "CHANGED: its status, status comment, replacement, room, date or number changed; "
+            "REMOVED: deleted or moved to another class; ADDED: moved here from another "
+            "class (lessons newly put in the timetable give no event)."
+        )
+    )
     lesson: ChangedLesson | None = strawberry.field(
         description="The lesson now; null once removed."
     )
@@ -121,7 +179,14 @@ class LessonEvent(DiaryEvent):
 
 @strawberry.type(description="A period, year or exam mark set, changed or removed.")
 class FinalMarkEvent(DiaryEvent):
-    final_mark_id: strawberry.ID
+    action: ChangeAction = strawberry.field(
+        description=(
+            "ADDED: a mark set; CHANGED: anything of it (value…); REMOVED: the mark deleted."
+        )
+    )
+    final_mark_id: strawberry.ID = strawberry.field(
+        description="The final mark's id (`FinalMark.id`), also once it is removed."
+    )
     final_mark: FinalMark | None = strawberry.field(description="The mark now; null once removed.")
 
 

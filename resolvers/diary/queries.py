@@ -20,6 +20,7 @@ from auth.permissions import (
 )
 from auth.viewer import Role
 from resolvers.common.arguments import (
+    MAX_PAGE_SIZE,
     MAX_YEAR_DAYS,
     check_open_window,
     check_page_size,
@@ -48,6 +49,45 @@ _FROM = strawberry.argument(name="from", description="First day (inclusive).")
 _TO = strawberry.argument(description="Last day (inclusive).")
 FromArg = Annotated[date | None, _FROM]
 ToArg = Annotated[date | None, _TO]
+KindArg = Annotated[
+    FinalMarkKind | None,
+    strawberry.argument(description="Only final marks of this kind; default: every kind."),
+]
+PeriodIdArg = Annotated[
+    strawberry.ID | None,
+    strawberry.argument(
+        description=(
+            "One of the student's periods (`Period.id`): the average over its dates; not "
+            "together with from/to. An id not among the student's periods is NOT_FOUND."
+        )
+    ),
+]
+SubjectIdArg = Annotated[
+    strawberry.ID | None,
+    strawberry.argument(
+        description="Only marks in this subject (`Subject.id`); default: every subject."
+    ),
+]
+FirstArg = Annotated[
+    int,
+    strawberry.argument(
+        description=(
+            f"How many marks at most, {DEFAULT_PAGE_SIZE} by default: 1–{MAX_PAGE_SIZE} "
+            "(LIMIT_OUT_OF_RANGE outside)."
+        )
+    ),
+]
+StudentIdArg = Annotated[
+    strawberry.ID,
+    strawberry.argument(
+        description=(
+            "The student's id (`Student.id`, as `myChildren` gives it): one of the viewer's "
+            "own children for a parent, their own id for a student; any other id is "
+            "FORBIDDEN, whether or not it exists; one that is not a positive integer is "
+            "BAD_USER_INPUT."
+        )
+    ),
+]
 
 
 async def resolve_diary(
@@ -68,9 +108,7 @@ async def resolve_periods(root: Student, info: Info) -> list[Period]:
     return [record.to_period(today=info.context.today) for record in records]
 
 
-async def resolve_final_marks(
-    root: Student, info: Info, kind: FinalMarkKind | None = None
-) -> list[FinalMark]:
+async def resolve_final_marks(root: Student, info: Info, kind: KindArg = None) -> list[FinalMark]:
     """Final marks of the current year, optionally of one kind."""
     marks = await info.context.loaders.final_marks_by_student.load(root.student_id)
     return [mark for mark in marks if kind is None or mark.kind is kind]
@@ -79,7 +117,7 @@ async def resolve_final_marks(
 async def resolve_averages(
     root: Student,
     info: Info,
-    period_id: strawberry.ID | None = None,
+    period_id: PeriodIdArg = None,
     from_: FromArg = None,
     to: ToArg = None,
 ) -> list[SubjectAverage]:
@@ -105,8 +143,8 @@ async def resolve_marks(
     info: Info,
     from_: FromArg = None,
     to: ToArg = None,
-    subject_id: strawberry.ID | None = None,
-    first: int = DEFAULT_PAGE_SIZE,
+    subject_id: SubjectIdArg = None,
+    first: FirstArg = DEFAULT_PAGE_SIZE,
 ) -> list[Mark]:
     """The newest marks matching the filter, at most `first`."""
     page_size = check_page_size(first)
@@ -143,9 +181,21 @@ async def resolve_viewer_schools(info: Info) -> list[School]:
 
 @strawberry.type(name="Viewer", description="The current user.")
 class ViewerType:
-    id: strawberry.ID
-    role: Role
-    display_name: str
+    id: strawberry.ID = strawberry.field(
+        description=(
+            "The viewer's account id (a UUID): a person's gateway account, or a machine "
+            "client's client id."
+        )
+    )
+    role: Role = strawberry.field(
+        description="The viewer's role: it decides which fields they may ask for (`@roles`)."
+    )
+    display_name: str = strawberry.field(
+        description=(
+            "The name to show: the person's name as found at sign-in, or the machine "
+            "client's registered name."
+        )
+    )
     schools: list[School] = strawberry.field(
         resolver=resolve_viewer_schools,
         description=(
@@ -161,13 +211,19 @@ class ViewerType:
 @strawberry.type(description="A student visible to the current user.")
 class Student:
     student_id: strawberry.Private[int]
-    id: strawberry.ID
-    last_name: str
-    first_name: str
-    patronymic: str | None
+    id: strawberry.ID = strawberry.field(
+        description="The student's id in the school journal (for `student(id:)`)."
+    )
+    last_name: str = strawberry.field(description="Last name, as in the school's register.")
+    first_name: str = strawberry.field(description="First name, as in the school's register.")
+    patronymic: str | None = strawberry.field(
+        description="Patronymic, as in the school's register; null when there is none."
+    )
     full_name: str = strawberry.field(description="Last name, first name and patronymic.")
-    school: School
-    school_class: SchoolClass
+    school: School = strawberry.field(description="The student's school.")
+    school_class: SchoolClass = strawberry.field(
+        description="The student's class in the current school year."
+    )
 
     diary: Diary = strawberry.field(
         resolver=resolve_diary,
@@ -250,7 +306,7 @@ async def resolve_my_children(info: Info) -> list[Student]:
     return sorted(found, key=lambda s: (s.last_name, s.first_name, s.student_id))
 
 
-async def resolve_student(info: Info, id: strawberry.ID) -> Student | None:
+async def resolve_student(info: Info, id: StudentIdArg) -> Student | None:
     """One student in scope by id (the permission has already checked the scope)."""
     (student,) = await _students(info, [parse_int_id(id)])
     return student
