@@ -19,8 +19,27 @@ from strawberry.schema_directive import Location
 from auth.viewer import FAMILY_ROLES, Role, Viewer
 from gateway.core.errors import BadUserInputError, ForbiddenError, UnauthenticatedError
 
-# The viewer's Role enum is exposed as the GraphQL enum `Role`.
-strawberry.enum(Role, name="Role", description="Role of a gateway user.")
+# The viewer's Role enum is exposed as the GraphQL enum `Role` (a plain enum in auth.viewer:
+# its values' descriptions are set on strawberry's definition here).
+ROLE_DESCRIPTIONS: dict[Role, str] = {
+    Role.PARENT: (
+        "A parent or guardian: sees the diaries of the children linked to them in the "
+        "schools' parent registries."
+    ),
+    Role.STUDENT: "A student: sees their own diary.",
+    Role.SCHOOL_ADMIN: (
+        "A school's IT administrator (a person or a machine client): sees the dashboards "
+        "of the schools they administer, never a diary."
+    ),
+    Role.REGIONAL_ANALYST: (
+        "A regional analyst (a person or a machine client): sees the regional analytics "
+        "(aggregates only, never a child's data)."
+    ),
+}
+for _value in strawberry.enum(
+    Role, name="Role", description="Role of a gateway user."
+).__strawberry_definition__.values:  # type: ignore[attr-defined]
+    _value.description = ROLE_DESCRIPTIONS[Role[_value.name]]
 
 # Largest value of a PostgreSQL `integer` key.
 MAX_INT_ID = 2_147_483_647

@@ -7,7 +7,10 @@ how a document becomes one shell session and how shown output is compared.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,3 +114,68 @@ def test_every_left_out_example_says_why(guide: str) -> None:
     for example in found:
         if example.not_run is not None:
             assert len(example.not_run) > 10, f"{guide}:{example.line}: say why it is not run"
+
+
+APOLLO: Final = PROJECT_ROOT / "examples" / "apollo"
+_APOLLO_QUERY: Final = re.compile(r"graphql\(`(.*?)`\)", re.DOTALL)
+
+
+def _node_or_skip() -> None:
+    if shutil.which("node") and shutil.which("npm"):
+        return
+    if os.environ.get("REQUIRE_NODE_TESTS") == "1":
+        pytest.fail("REQUIRE_NODE_TESTS=1 but node/npm are not on PATH")
+    pytest.skip("node and npm are needed for the Apollo Client example")
+
+
+def test_the_apollo_example_prints_what_the_api_answers(demo: Demo) -> None:
+    """examples/apollo/run (npm ci from the lock file, codegen, tsc --strict, node) prints
+    the same data as the API gives for its query."""
+    _node_or_skip()
+    token = _dev_token(demo, "parent-two-schools")
+    url = f"http://127.0.0.1:{demo.port}/graphql"
+    variables = {"from": "2026-11-23", "to": "2026-11-27"}
+    completed = subprocess.run(
+        [str(APOLLO / "run")],
+        env={
+            **demo.env,
+            "GRAPHQL_URL": url,
+            "TOKEN": token,
+            "FROM": variables["from"],
+            "TO": variables["to"],
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    for step in ("==> codegen", "==> tsc --strict", "==> run"):
+        assert step in completed.stderr
+    printed = json.loads(completed.stdout)
+    source = (APOLLO / "src" / "diary.ts").read_text(encoding="utf-8")
+    query = _APOLLO_QUERY.search(source)
+    assert query is not None
+    answer = httpx.post(
+        url,
+        json={"query": query[1], "variables": variables},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()
+    assert "errors" not in answer
+    assert printed == answer["data"]
+    lessons = [day["lessons"] for child in printed["myChildren"] for day in child["diary"]["days"]]
+    assert sum(map(len, lessons)) > 10
+
+
+def _dev_token(demo: Demo, account: str) -> str:
+    completed = subprocess.run(
+        [COMMAND, "dev-token", account],
+        env={**demo.env, "SCHOOL_GATEWAY_DEV": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return completed.stdout.strip()
