@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import strawberry
 from strawberry.permission import PermissionExtension
@@ -25,6 +25,7 @@ from gateway.core.errors import BadUserInputError, ForbiddenError
 from resolvers.analytics import cells
 from resolvers.analytics.service import AnalyticsService
 from resolvers.analytics.types import (
+    MIN_GROUP_SIZE_DESCRIPTION,
     SUPPRESSION_RULE,
     AnalyticsFilter,
     AnalyticsFreshness,
@@ -56,6 +57,22 @@ _CENT = Decimal("0.01")
 RATE_DIGITS: Final = 4  # significant digits of rates and shares
 RATE_RELATIVE_ERROR: Final = 0.5 * 10 ** (1 - RATE_DIGITS)
 Row = Mapping[str, Any]
+
+_GROUP_BY = "The dimensions to group by, in any order, repeats ignored; []: only `total`."
+MarkGroupByArg = Annotated[list[MarkDimension], strawberry.argument(description=_GROUP_BY)]
+AttendanceGroupByArg = Annotated[
+    list[AttendanceDimension], strawberry.argument(description=_GROUP_BY)
+]
+MarkFilterArg = Annotated[
+    AnalyticsFilter | None,
+    strawberry.argument(description="Which cells to aggregate; null: every cell."),
+]
+AttendanceFilterArg = Annotated[
+    AnalyticsFilter | None,
+    strawberry.argument(
+        description="Which cells to aggregate (`workTypeIds` is ignored); null: every cell."
+    ),
+]
 
 
 def _exact(*figures: str) -> list[FigureAccuracy]:
@@ -279,8 +296,8 @@ def _by_key(rows: Iterable[Row], columns: Sequence[str]) -> dict[tuple[Any, ...]
 async def resolve_marks(
     root: RegionalAnalytics,
     info: Info,
-    group_by: list[MarkDimension],
-    filter: AnalyticsFilter | None = None,
+    group_by: MarkGroupByArg,
+    filter: MarkFilterArg = None,
 ) -> MarkAggregates:
     service = _service(info)
     columns = cells.group_columns([d.value for d in group_by], cells.MARK_DIMENSIONS)
@@ -486,8 +503,8 @@ async def _attendance_groups(
 async def resolve_attendance(
     root: RegionalAnalytics,
     info: Info,
-    group_by: list[AttendanceDimension],
-    filter: AnalyticsFilter | None = None,
+    group_by: AttendanceGroupByArg,
+    filter: AttendanceFilterArg = None,
 ) -> AttendanceAggregates:
     service = _service(info)
     columns = cells.group_columns([d.value for d in group_by], cells.ATTENDANCE_DIMENSIONS)
@@ -529,9 +546,7 @@ class RegionalAnalytics:
     freshness: AnalyticsFreshness = strawberry.field(
         description="When the pre-aggregated figures were last rebuilt."
     )
-    min_group_size: int = strawberry.field(
-        description="k: the fewest distinct students a unit must cover to be published."
-    )
+    min_group_size: int = strawberry.field(description=MIN_GROUP_SIZE_DESCRIPTION)
     marks: MarkAggregates = strawberry.field(
         resolver=resolve_marks,
         description="Current marks: counts, weighted average, distribution of values.",

@@ -13,7 +13,7 @@ from datetime import date, datetime
 import strawberry
 
 from resolvers.common.fields import loads, sized
-from resolvers.common.types import PeriodScheme, School, Subject, WorkType
+from resolvers.common.types import PeriodScheme, School, Subject, WorkType, described_value
 
 SUPPRESSION_RULE = (
     "Small groups are protected: figures are sums over units that each cover at least "
@@ -28,34 +28,79 @@ SUPPRESSION_RULE = (
 )
 
 
+_KEY = "The group's value of each grouped dimension (all null in `total` and `spanning`)."
+_REFRESHED_AT = "When the figures were rebuilt: `freshness.refreshedAt`."
+MIN_GROUP_SIZE_DESCRIPTION = (
+    "The smallest group size k: the fewest distinct students a unit must cover to be "
+    "published (SCHOOL_GATEWAY_MIN_GROUP_SIZE, default 10)."
+)
+_GROUPS = (
+    "One per combination of grouped values found in the selected data, suppressed ones "
+    "included; sorted by municipality, school, grade, subject, period, work type and code. "
+    "At most 5000 (BAD_USER_INPUT beyond: narrow the filter or group by fewer dimensions)."
+)
+
+
 @strawberry.enum(description="What marks can be grouped by.")
 class MarkDimension(enum.Enum):
-    SCHOOL = "SCHOOL"
-    MUNICIPALITY = "MUNICIPALITY"
-    GRADE = "GRADE"
-    SUBJECT = "SUBJECT"
-    PERIOD = "PERIOD"
-    WORK_TYPE = "WORK_TYPE"
+    SCHOOL = described_value("SCHOOL", description="By school: `key.school`.")
+    MUNICIPALITY = described_value(
+        "MUNICIPALITY", description="By municipality: `key.municipality`."
+    )
+    GRADE = described_value("GRADE", description="By grade (1–11): `key.grade`.")
+    SUBJECT = described_value("SUBJECT", description="By subject: `key.subject`.")
+    PERIOD = described_value(
+        "PERIOD", description="By study period (school year, scheme, number): `key.period`."
+    )
+    WORK_TYPE = described_value("WORK_TYPE", description="By the marks' work type: `key.workType`.")
 
 
 @strawberry.enum(description="What attendance can be grouped by.")
 class AttendanceDimension(enum.Enum):
-    SCHOOL = "SCHOOL"
-    MUNICIPALITY = "MUNICIPALITY"
-    GRADE = "GRADE"
-    SUBJECT = "SUBJECT"
-    PERIOD = "PERIOD"
-    CODE = "CODE"
+    SCHOOL = described_value("SCHOOL", description="By school: `key.school`.")
+    MUNICIPALITY = described_value(
+        "MUNICIPALITY", description="By municipality: `key.municipality`."
+    )
+    GRADE = described_value("GRADE", description="By grade (1–11): `key.grade`.")
+    SUBJECT = described_value("SUBJECT", description="By subject: `key.subject`.")
+    PERIOD = described_value(
+        "PERIOD", description="By study period (school year, scheme, number): `key.period`."
+    )
+    CODE = described_value(
+        "CODE",
+        description=(
+            "By attendance code: `key.code`. A group's rate is per student-lesson of its group "
+            "without the code (grouped by CODE alone: of the whole selection)."
+        ),
+    )
 
 
 @strawberry.input(description="Which cells to aggregate; an omitted list means all values.")
 class AnalyticsFilter:
-    school_ids: list[strawberry.ID] | None = None
-    municipality_ids: list[strawberry.ID] | None = None
-    grades: list[int] | None = None
-    subject_ids: list[strawberry.ID] | None = None
-    period_scheme: PeriodScheme | None = None
-    period_numbers: list[int] | None = None
+    school_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Only these schools (`School.id`); at most 1000 values."
+    )
+    municipality_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="Only schools of these municipalities (`AnalyticsMunicipality.id`); at "
+        "most 1000 values.",
+    )
+    grades: list[int] | None = strawberry.field(
+        default=None, description="Only these grades, 1–11; at most 1000 values."
+    )
+    subject_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Only these subjects (`Subject.id`); at most 1000 values."
+    )
+    period_scheme: PeriodScheme | None = strawberry.field(
+        default=None, description="Only periods of this scheme; null: of every scheme."
+    )
+    period_numbers: list[int] | None = strawberry.field(
+        default=None,
+        description=(
+            "Only periods with these numbers within their scheme and year, 1–4 (with "
+            "QUARTERS, [2]: the 2nd quarters); at most 1000 values."
+        ),
+    )
     work_type_ids: list[strawberry.ID] | None = strawberry.field(
         default=None, description="Marks only (ignored by attendance)."
     )
@@ -72,9 +117,19 @@ class MarkPart(enum.Enum):
 
 @strawberry.enum(description="How a figure relates to the units it sums.")
 class FigureExactness(enum.Enum):
-    EXACT = "EXACT"
-    ROUNDED = "ROUNDED"
-    NOISY = "NOISY"
+    EXACT = described_value(
+        "EXACT", description="An exact sum over the units counted in the group."
+    )
+    ROUNDED = described_value(
+        "ROUNDED",
+        description=(
+            "Computed exactly over the units counted in the group, then rounded: by at most "
+            "`errorBound`, or `relativeErrorBound` of the value."
+        ),
+    )
+    NOISY = described_value(
+        "NOISY", description="Reserved for figures with added noise; no figure is noisy today."
+    )
 
 
 @strawberry.type(
@@ -86,7 +141,9 @@ class FigureExactness(enum.Enum):
 )
 class FigureAccuracy:
     figure: str = strawberry.field(description="The field, e.g. `weightedAverage`.")
-    exactness: FigureExactness
+    exactness: FigureExactness = strawberry.field(
+        description="Whether the figure is exact or rounded."
+    )
     error_bound: float | None = strawberry.field(
         description="The largest difference from the unrounded value (null: none given)."
     )
@@ -100,38 +157,59 @@ class FigureAccuracy:
 
 @strawberry.type(description="A municipality (district or city) of the region.")
 class AnalyticsMunicipality:
-    id: strawberry.ID
-    name: str
+    id: strawberry.ID = strawberry.field(
+        description="The municipality's id (as in `filter.municipalityIds`)."
+    )
+    name: str = strawberry.field(description="The municipality's name.")
 
 
 @strawberry.type(description="A study period, the same in every school: e.g. 2nd quarter.")
 class AnalyticsPeriod:
     year_title: str = strawberry.field(description="School year, e.g. «2026/2027».")
-    scheme: PeriodScheme
-    number: int
+    scheme: PeriodScheme = strawberry.field(
+        description="How the year is divided: quarters, half-years or trimesters."
+    )
+    number: int = strawberry.field(
+        description=(
+            "The period's number within its scheme and year: quarters 1–4, half-years 1–2, "
+            "trimesters 1–3."
+        )
+    )
     title: str = strawberry.field(description="E.g. «2 четверть».")
 
 
 @strawberry.type(description="The values of the grouped dimensions; the others are null.")
 class AnalyticsGroupKey:
-    school: School | None = None
-    municipality: AnalyticsMunicipality | None = None
-    grade: int | None = None
-    subject: Subject | None = None
-    period: AnalyticsPeriod | None = None
-    work_type: WorkType | None = None
+    school: School | None = strawberry.field(
+        default=None, description="The school, when grouped by SCHOOL."
+    )
+    municipality: AnalyticsMunicipality | None = strawberry.field(
+        default=None, description="The municipality, when grouped by MUNICIPALITY."
+    )
+    grade: int | None = strawberry.field(
+        default=None, description="The grade (1–11), when grouped by GRADE."
+    )
+    subject: Subject | None = strawberry.field(
+        default=None, description="The subject, when grouped by SUBJECT."
+    )
+    period: AnalyticsPeriod | None = strawberry.field(
+        default=None, description="The study period, when grouped by PERIOD."
+    )
+    work_type: WorkType | None = strawberry.field(
+        default=None, description="The work type, when grouped by WORK_TYPE (marks only)."
+    )
     code: str | None = strawberry.field(default=None, description="Attendance code.")
 
 
 @strawberry.type(description="How many published marks have this value as written.")
 class MarkValueCount:
     value: str = strawberry.field(description="As in the journal: 5, 4-, зачёт, осв, ...")
-    count: int
+    count: int = strawberry.field(description="Marks with this value.")
 
 
 @strawberry.type(description="Mark figures of one group. " + SUPPRESSION_RULE)
 class MarkGroup:
-    key: AnalyticsGroupKey
+    key: AnalyticsGroupKey = strawberry.field(description=_KEY)
     suppressed: bool = strawberry.field(
         description="True when no published unit counts in the group: every figure is null."
     )
@@ -139,7 +217,9 @@ class MarkGroup:
     counted_mark_count: int | None = strawberry.field(
         description="Marks counting toward the weighted average (numeric, counted, weight > 0)."
     )
-    weight_sum: float | None
+    weight_sum: float | None = strawberry.field(
+        description="Σ(weight) over the counted marks, each with its own weight."
+    )
     weighted_average: float | None = strawberry.field(
         description="Σ(weight × mark) / Σ(weight) over the counted marks, 2 decimals."
     )
@@ -164,13 +244,13 @@ def _distribution(root: MarkGroup) -> list[MarkValueCount] | None:
 
 @strawberry.type(description="Marks aggregated by the requested dimensions. " + SUPPRESSION_RULE)
 class MarkAggregates:
-    refreshed_at: datetime
-    min_group_size: int
+    refreshed_at: datetime = strawberry.field(description=_REFRESHED_AT)
+    min_group_size: int = strawberry.field(description=MIN_GROUP_SIZE_DESCRIPTION)
     total: MarkGroup = strawberry.field(
         description="All units matching the filter: the groups and `spanning`."
     )
     # Groups of a region-wide grouping (the API refuses more than 5000).
-    groups: list[MarkGroup] = strawberry.field(metadata=sized(1000))
+    groups: list[MarkGroup] = strawberry.field(description=_GROUPS, metadata=sized(1000))
     spanning: MarkGroup | None = strawberry.field(
         description=(
             "Units of merged small cells with several values of a grouped dimension (e.g. "
@@ -193,7 +273,7 @@ class MarkAggregates:
 @strawberry.type(description="Attendance records with one code.")
 class AttendanceCodeCount:
     code: str = strawberry.field(description="Н absent, Б ill, У/П excused, О/ОП late.")
-    records: int
+    records: int = strawberry.field(description="Records with this code.")
     rate: float | None = strawberry.field(
         description="Records per student-lesson of the group (4 significant digits)."
     )
@@ -201,7 +281,7 @@ class AttendanceCodeCount:
 
 @strawberry.type(description="Attendance figures of one group. " + SUPPRESSION_RULE)
 class AttendanceGroup:
-    key: AnalyticsGroupKey
+    key: AnalyticsGroupKey = strawberry.field(description=_KEY)
     suppressed: bool = strawberry.field(
         description="True when no published unit counts in the group: every figure is null."
     )
@@ -210,20 +290,25 @@ class AttendanceGroup:
         description="Σ over held lessons of the class's enrolment: the rates' denominator."
     )
     records: int | None = strawberry.field(description="Attendance records of every code.")
-    rate: float | None = strawberry.field(description="records / studentLessons.")
-    by_code: list[AttendanceCodeCount] | None = strawberry.field(metadata=sized(6))
+    rate: float | None = strawberry.field(
+        description="`records / studentLessons` (4 significant digits)."
+    )
+    by_code: list[AttendanceCodeCount] | None = strawberry.field(
+        description="Records per attendance code, by code; null when suppressed.",
+        metadata=sized(6),
+    )
 
 
 @strawberry.type(
     description="Attendance aggregated by the requested dimensions. " + SUPPRESSION_RULE
 )
 class AttendanceAggregates:
-    refreshed_at: datetime
-    min_group_size: int
+    refreshed_at: datetime = strawberry.field(description=_REFRESHED_AT)
+    min_group_size: int = strawberry.field(description=MIN_GROUP_SIZE_DESCRIPTION)
     total: AttendanceGroup = strawberry.field(
         description="All units matching the filter: the groups and `spanning`."
     )
-    groups: list[AttendanceGroup] = strawberry.field(metadata=sized(1000))
+    groups: list[AttendanceGroup] = strawberry.field(description=_GROUPS, metadata=sized(1000))
     spanning: AttendanceGroup | None = strawberry.field(
         description=(
             "Units of merged small cells with several values of a grouped dimension: in "
@@ -247,4 +332,9 @@ class AttendanceAggregates:
 class AnalyticsFreshness:
     refreshed_at: datetime = strawberry.field(description="When the figures were rebuilt.")
     as_of: date = strawberry.field(description="The diary date they were rebuilt as of.")
-    refresh_duration_ms: int
+    refresh_duration_ms: int = strawberry.field(
+        description=(
+            "How long the last rebuild took, in milliseconds: from holding the refresh lock "
+            "to the units stored (not the wait for the lock, the commit or the VACUUM after)."
+        )
+    )

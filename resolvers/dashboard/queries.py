@@ -60,6 +60,24 @@ Info = strawberry.Info[Context, None]
 
 FromArg = Annotated[date | None, strawberry.argument(name="from", description="First day.")]
 ToArg = Annotated[date | None, strawberry.argument(description="Last day (inclusive).")]
+SchoolIdArg = Annotated[
+    strawberry.ID,
+    strawberry.argument(
+        description=(
+            "The id of a school the user administers as SCHOOL_ADMIN (any other school, "
+            "existing or not: FORBIDDEN)."
+        )
+    ),
+]
+SortByArg = Annotated[
+    JournalSortField, strawberry.argument(description="Sort key (default PAST_LESSONS_EMPTY).")
+]
+DirectionArg = Annotated[
+    SortDirection,
+    strawberry.argument(
+        description="Sort direction (default DESC); ties by teacher, class and subject, ascending."
+    ),
+]
 
 
 def school_section(scope: str) -> list[FieldExtension]:
@@ -141,8 +159,8 @@ def journal_totals(rows: list[JournalCompletenessRow]) -> JournalTotals:
 async def resolve_journal(
     root: SchoolDashboard,
     info: Info,
-    sort_by: JournalSortField = JournalSortField.PAST_LESSONS_EMPTY,
-    direction: SortDirection = SortDirection.DESC,
+    sort_by: SortByArg = JournalSortField.PAST_LESSONS_EMPTY,
+    direction: DirectionArg = SortDirection.DESC,
 ) -> JournalCompleteness:
     """Journal completeness per teacher, class and subject over the window."""
     context = info.context
@@ -178,7 +196,7 @@ async def resolve_sign_ins(root: SchoolDashboard, info: Info) -> SignInProblems:
 @strawberry.type(description="The IT dashboard of one school over a date window.")
 class SchoolDashboard:
     checked_school: strawberry.Private[CheckedSchool]
-    school: School
+    school: School = strawberry.field(description="The school the dashboard is about.")
     date_from: date = strawberry.field(name="from", description="First day of the window.")
     date_to: date = strawberry.field(name="to", description="Last day of the window.")
     today: date = strawberry.field(description="The day «past» is relative to.")
@@ -213,7 +231,7 @@ class SchoolDashboard:
 
 
 async def resolve_school_dashboard(
-    info: Info, school_id: strawberry.ID, from_: FromArg = None, to: ToArg = None
+    info: Info, school_id: SchoolIdArg, from_: FromArg = None, to: ToArg = None
 ) -> SchoolDashboard:
     """The dashboard of a school the viewer administers (checked before this runs)."""
     context = info.context

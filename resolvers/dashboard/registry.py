@@ -14,7 +14,7 @@ Identifiers leave here masked only (gateway.core.identifiers.masked / masked_pho
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -32,6 +32,17 @@ from resolvers.diary.rows import school_class_from_row
 
 Info = strawberry.Info[Context, None]
 DEFAULT_PAGE_SIZE = 100
+
+FirstArg = Annotated[
+    int,
+    strawberry.argument(
+        description="At most this many: 1–500 (default 100; LIMIT_OUT_OF_RANGE outside)."
+    ),
+]
+IssueArg = Annotated[
+    RegistryIssue | None,
+    strawberry.argument(description="Only records with this issue; null: with any issue."),
+]
 
 _DIFFERS_COLUMNS = (
     (PersonField.LAST_NAME, "last_name_differs"),
@@ -90,7 +101,7 @@ def _unlinked(row: Any) -> UnlinkedStudent:
 
 
 async def resolve_parent_findings(
-    root: RegistryQuality, first: int = DEFAULT_PAGE_SIZE, issue: RegistryIssue | None = None
+    root: RegistryQuality, first: FirstArg = DEFAULT_PAGE_SIZE, issue: IssueArg = None
 ) -> list[RegistryParentFinding]:
     """Records with an issue (or with `issue`), by name; at most `first`."""
     limit = check_page_size(first)
@@ -99,7 +110,7 @@ async def resolve_parent_findings(
 
 
 async def resolve_unlinked_students(
-    root: RegistryQuality, info: Info, first: int = DEFAULT_PAGE_SIZE
+    root: RegistryQuality, info: Info, first: FirstArg = DEFAULT_PAGE_SIZE
 ) -> list[UnlinkedStudent]:
     """Students without any parent record, by class and name; at most `first`.
 
@@ -115,18 +126,24 @@ class RegistryQuality:
     findings: strawberry.Private[list[RegistryParentFinding]]
     unlinked: strawberry.Private[list[UnlinkedStudent]]
     parent_records: int = strawberry.field(description="Parent records of the school.")
-    parents_without_snils: int
+    parents_without_snils: int = strawberry.field(
+        description="Records whose SNILS is missing or blank."
+    )
     parents_with_invalid_snils: int = strawberry.field(
         description="Records whose SNILS is malformed or fails the checksum."
     )
-    parents_without_phone: int
+    parents_without_phone: int = strawberry.field(
+        description="Records whose phone is missing or blank."
+    )
     merged_parents_with_differences: int = strawberry.field(
         description=(
             "Records whose SNILS is also in other schools' registries (one merged account) "
             "with a different last, first or patronymic name, birth date or phone."
         )
     )
-    students_without_parents: int
+    students_without_parents: int = strawberry.field(
+        description="Students of the school without any linked parent record (of any school)."
+    )
     parent_findings: list[RegistryParentFinding] = strawberry.field(
         resolver=resolve_parent_findings,
         description=(

@@ -9,6 +9,7 @@ window is `from` 00:00 UTC up to the end of `to` (UTC).
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
 
 import strawberry
 
@@ -22,6 +23,19 @@ Info = strawberry.Info[Context, None]
 DEFAULT_PAGE_SIZE = 20
 SIGNED_IN = "SIGNED_IN"
 SIGNED_IN_MESSAGE = "Вход выполнен."
+
+FirstArg = Annotated[
+    int,
+    strawberry.argument(
+        description="At most this many: 1–500 (default 20; LIMIT_OUT_OF_RANGE outside)."
+    ),
+]
+OutcomeArg = Annotated[
+    str | None,
+    strawberry.argument(
+        description="Only attempts with this outcome, e.g. INVALID_CREDENTIALS; null: any failure."
+    ),
+]
 
 
 def day_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
@@ -45,26 +59,47 @@ def outcome_message(outcome: str) -> str | None:
 class SignInOutcomeCount:
     outcome: str = strawberry.field(description="SIGNED_IN or the error code of the failure.")
     message: str | None = strawberry.field(description="What the person was told (Russian).")
-    attempts: int
-    last_at: datetime
+    attempts: int = strawberry.field(description="Attempts with this outcome in the window.")
+    last_at: datetime = strawberry.field(
+        description="When the latest attempt with this outcome in the window was made."
+    )
 
 
 @strawberry.type(description="A failed sign-in attempt; identifiers are stored masked only.")
 class SignInAttempt:
-    id: strawberry.ID
-    at: datetime
+    id: strawberry.ID = strawberry.field(description="The sign-in event's id.")
+    at: datetime = strawberry.field(description="When the attempt was made.")
     method: str = strawberry.field(description="ESIA, PASSWORD, REFRESH or CLIENT.")
-    outcome: str
-    message: str | None
-    masked_snils: str | None
-    masked_phone: str | None
+    outcome: str = strawberry.field(
+        description="The error code of the failure, e.g. INVALID_CREDENTIALS (never SIGNED_IN)."
+    )
+    message: str | None = strawberry.field(
+        description=(
+            "What the person was told (Russian); null for an outcome this version does not know."
+        )
+    )
+    masked_snils: str | None = strawberry.field(
+        description=(
+            "The person's SNILS from ESIA, as «***-***-789 64» («***» when malformed); null "
+            "when the attempt had none (only ESIA attempts that got the person's data do)."
+        )
+    )
+    masked_phone: str | None = strawberry.field(
+        description=(
+            "The person's mobile phone from ESIA, as «+7912***01» (other numbers «***01», or "
+            "«***» when shorter than 6 digits); null when the attempt had none."
+        )
+    )
     login: str | None = strawberry.field(
         description="The school login (password sign-in) or the machine client's id."
     )
 
 
 async def resolve_recent_failures(
-    root: SignInProblems, info: Info, first: int = DEFAULT_PAGE_SIZE, outcome: str | None = None
+    root: SignInProblems,
+    info: Info,
+    first: FirstArg = DEFAULT_PAGE_SIZE,
+    outcome: OutcomeArg = None,
 ) -> list[SignInAttempt]:
     """The newest failed attempts (optionally of one outcome), at most `first`."""
     limit = check_page_size(first)
@@ -95,7 +130,7 @@ class SignInProblems:
     school: strawberry.Private[CheckedSchool]
     start: strawberry.Private[datetime]
     end: strawberry.Private[datetime]
-    attempts: int
+    attempts: int = strawberry.field(description="Attempts of every outcome in the window.")
     failures: int = strawberry.field(description="Attempts with an outcome other than SIGNED_IN.")
     by_outcome: list[SignInOutcomeCount] = strawberry.field(
         description="Counts per outcome (SIGNED_IN included), most frequent first.",

@@ -16,27 +16,42 @@ from datetime import datetime
 import strawberry
 
 from resolvers.common.fields import sized
-from resolvers.common.types import SchoolClass, Subject, Teacher
+from resolvers.common.types import SchoolClass, Subject, Teacher, described_value
 
 
 @strawberry.enum(description="Sort key of the journal completeness rows.")
 class JournalSortField(enum.Enum):
-    TEACHER = "teacher"
-    CLASS = "class"
-    SUBJECT = "subject"
-    LESSONS_HELD = "lessons_held"
-    LESSONS_WITH_TOPIC = "lessons_with_topic"
-    LESSONS_WITH_ATTENDANCE = "lessons_with_attendance"
-    LESSONS_WITH_HOMEWORK = "lessons_with_homework"
-    LESSONS_WITH_MARKS = "lessons_with_marks"
-    PAST_LESSONS_EMPTY = "past_lessons_empty"
-    LAST_ENTRY_AT = "last_entry_at"
+    TEACHER = described_value("teacher", description="By the teacher's name.")
+    CLASS = described_value("class", description="By the class: grade, then letter.")
+    SUBJECT = described_value("subject", description="By the subject's name.")
+    LESSONS_HELD = described_value("lessons_held", description="By `lessonsHeld`.")
+    LESSONS_WITH_TOPIC = described_value("lessons_with_topic", description="By `lessonsWithTopic`.")
+    LESSONS_WITH_ATTENDANCE = described_value(
+        "lessons_with_attendance", description="By `lessonsWithAttendance`."
+    )
+    LESSONS_WITH_HOMEWORK = described_value(
+        "lessons_with_homework", description="By `lessonsWithHomework`."
+    )
+    LESSONS_WITH_MARKS = described_value("lessons_with_marks", description="By `lessonsWithMarks`.")
+    PAST_LESSONS_EMPTY = described_value(
+        "past_lessons_empty", description="By `pastLessonsEmpty` (the default)."
+    )
+    LAST_ENTRY_AT = described_value(
+        "last_entry_at",
+        description="By `lastEntryAt`; a row without any entry sorts as the oldest.",
+    )
 
 
 @strawberry.enum(description="Sort direction.")
 class SortDirection(enum.Enum):
-    ASC = "asc"
-    DESC = "desc"
+    ASC = described_value(
+        "asc",
+        description="Ascending: smallest count or oldest time first; names by Unicode code point.",
+    )
+    DESC = described_value(
+        "desc",
+        description="Descending: largest count or newest time first; names by Unicode code point.",
+    )
 
 
 @strawberry.type(description="Journal fill-in figures (of one group, or the totals).")
@@ -66,7 +81,7 @@ class JournalCompletenessRow(JournalFigures):
     teacher: Teacher = strawberry.field(
         description="Who taught the lessons (for a replaced lesson, the replacement teacher)."
     )
-    school_class: SchoolClass
+    school_class: SchoolClass = strawberry.field(description="The class the lessons were for.")
     subject: Subject = strawberry.field(
         description="The subject taught (for a replaced lesson, the replacement subject)."
     )
@@ -80,31 +95,53 @@ class JournalTotals(JournalFigures):
 @strawberry.type(description="Is the class journal filled in: per teacher, class and subject.")
 class JournalCompleteness:
     # A school's teacher × class × subject rows.
-    rows: list[JournalCompletenessRow] = strawberry.field(metadata=sized(300))
-    totals: JournalTotals
+    rows: list[JournalCompletenessRow] = strawberry.field(
+        description=(
+            "One row per teacher, class and subject with at least one held lesson in the "
+            "window, in the requested order."
+        ),
+        metadata=sized(300),
+    )
+    totals: JournalTotals = strawberry.field(
+        description="Sums over every row; `lastEntryAt` is the latest of the rows'."
+    )
 
 
 @strawberry.enum(description="A data-quality problem of a parent registry record.")
 class RegistryIssue(enum.Enum):
-    NO_SNILS = "no_snils"
-    INVALID_SNILS = "invalid_snils"
-    NO_PHONE = "no_phone"
-    MERGED_DATA_DIFFERS = "merged_data_differs"
+    NO_SNILS = described_value("no_snils", description="The SNILS is missing or blank.")
+    INVALID_SNILS = described_value(
+        "invalid_snils",
+        description=(
+            "The SNILS is malformed or fails the checksum (spaces and dashes are ignored)."
+        ),
+    )
+    NO_PHONE = described_value("no_phone", description="The phone is missing or blank.")
+    MERGED_DATA_DIFFERS = described_value(
+        "merged_data_differs",
+        description=(
+            "The SNILS (stored as 11 digits) is also in other schools' registries (one merged "
+            "account), and a record there has a different last, first or patronymic name, "
+            "birth date or phone (compared as stored): see `differingFields`."
+        ),
+    )
 
 
 @strawberry.enum(description="A personal data field of a registry record.")
 class PersonField(enum.Enum):
-    LAST_NAME = "last_name"
-    FIRST_NAME = "first_name"
-    PATRONYMIC = "patronymic"
-    BIRTH_DATE = "birth_date"
-    PHONE = "phone"
+    LAST_NAME = described_value("last_name", description="The last name.")
+    FIRST_NAME = described_value("first_name", description="The first name.")
+    PATRONYMIC = described_value("patronymic", description="The patronymic.")
+    BIRTH_DATE = described_value("birth_date", description="The birth date.")
+    PHONE = described_value("phone", description="The phone number.")
 
 
 @strawberry.type(description="A parent registry record of this school with problems.")
 class RegistryParentFinding:
     id: strawberry.ID = strawberry.field(description="The parent record's id in the registry.")
-    full_name: str
+    full_name: str = strawberry.field(
+        description="Last, first and patronymic name as in the record (missing parts left out)."
+    )
     masked_snils: str | None = strawberry.field(
         description="The SNILS as «***-***-789 64» («***» when malformed); null when missing."
     )
@@ -112,7 +149,9 @@ class RegistryParentFinding:
         description="The phone as «+7912***01»; null when missing."
     )
     children_count: int = strawberry.field(description="Students linked to this record.")
-    issues: list[RegistryIssue] = strawberry.field(metadata=sized(50))
+    issues: list[RegistryIssue] = strawberry.field(
+        description="The record's problems (at least one).", metadata=sized(50)
+    )
     other_school_ids: list[strawberry.ID] = strawberry.field(
         description="Other schools whose registries hold the same SNILS (a merged account).",
         metadata=sized(50),
@@ -125,6 +164,8 @@ class RegistryParentFinding:
 
 @strawberry.type(description="A student of this school without any linked parent record.")
 class UnlinkedStudent:
-    id: strawberry.ID
-    full_name: str
-    school_class: SchoolClass
+    id: strawberry.ID = strawberry.field(description="The student's id.")
+    full_name: str = strawberry.field(
+        description="Last, first and patronymic name (missing parts left out)."
+    )
+    school_class: SchoolClass = strawberry.field(description="The student's class.")
