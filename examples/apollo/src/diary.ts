@@ -115,7 +115,8 @@ function reportError(error: unknown): void {
   if (CombinedGraphQLErrors.is(error)) {
     for (const graphQLError of error.errors) {
       const code = graphQLError.extensions?.["code"] ?? "NO_CODE";
-      console.error(`${String(code)}: ${graphQLError.message}`);
+      const detail = graphQLError.extensions?.["detail"];
+      console.error(`${String(code)}: ${graphQLError.message}${detail === undefined ? "" : ` (${String(detail)})`}`);
     }
   } else if (error instanceof Error) {
     // Not a GraphQL response: the server was unreachable (the cause says why) or no GraphQL server answered.
