@@ -193,5 +193,9 @@ def test_the_schema_shows_who_may_ask() -> None:
         ("signIns", "school:sign-ins"),
     ):
         assert re.search(
-            rf"^  {field}\b.*: \w+! @schoolScope @scope\(name: \"{scope}\"\)$", body, re.MULTILINE
+            # One line, or `field(` + its described arguments (one per block) + `  ): ...`.
+            rf"^  {field}(?:\(\n(?:    .*\n|\n)*  \)|\b.*): \w+! @schoolScope "
+            rf"@scope\(name: \"{scope}\"\)$",
+            body,
+            re.MULTILINE,
         ), field
