@@ -11,9 +11,9 @@ const config: CodegenConfig = {
         // Every custom scalar must be mapped: a new one fails the generation.
         strictScalars: true,
         scalars: {
-          Date: "string", // "2026-11-27" (ISO 8601 calendar date)
-          DateTime: "string", // "2026-11-27T08:30:00+03:00" (ISO 8601 / RFC 3339, with offset)
-          Time: "string", // "08:30:00" (ISO 8601 time of day, school's local time)
+          Date: "string", // "2026-11-27": YYYY-MM-DD (RFC 3339 full-date)
+          DateTime: "string", // "2026-11-27T14:23:00+00:00": RFC 3339, UTC offset, fractions optional
+          Time: "string", // "08:30:00": HH:MM:SS, the school's local time
           ChangeCursor: "string", // opaque: pass it back as `since`
         },
         useTypeImports: true,
