@@ -35,6 +35,12 @@ const DiaryDocument = graphql(`
             subject {
               name
             }
+            status
+            replacement {
+              subject {
+                name
+              }
+            }
             topic
             homework {
               text
