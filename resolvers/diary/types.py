@@ -177,7 +177,13 @@ class LessonReplacement:
 
 @strawberry.type(description="A timetable lesson with its topic, homework, marks and attendance.")
 class Lesson:
-    id: strawberry.ID = strawberry.field(description="The lesson's id in the school journal.")
+    id: strawberry.ID = strawberry.field(
+        description=(
+            "The lesson's id in the school journal: the class's lesson, the same for every "
+            "student of the class (a client cache keying lessons by id alone mixes up "
+            "two children's marks and attendance)."
+        )
+    )
     date: date = strawberry.field(description="The day of the lesson.")
     number: int = strawberry.field(description="Lesson number in the bell schedule.")
     starts_at: time | None = strawberry.field(
