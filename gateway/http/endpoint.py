@@ -112,10 +112,10 @@ def select_operation(
     if operation is not None:
         return operation
     if operation_name is not None:
-        reason = f"В документе нет операции {operation_name!r}."
+        reason = "В документе нет операции с указанным именем."
         detail = f"Unknown operation named {operation_name!r}."
     elif any(isinstance(d, OperationDefinitionNode) for d in document.definitions):
-        reason = "Документ содержит несколько операций: укажите operationName."
+        reason = "Документ содержит несколько операций: укажите имя нужной."
         detail = "Must provide operation name if query contains multiple operations."
     else:
         reason = "Документ не содержит операций."

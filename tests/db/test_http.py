@@ -256,7 +256,29 @@ async def test_unknown_operation_name(client: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 400
     assert _codes(response) == ["GRAPHQL_VALIDATION_FAILED"]
-    assert "'B'" in response.json()["errors"][0]["message"]
+    error = response.json()["errors"][0]
+    assert (
+        error["message"]
+        == "Запрос не соответствует схеме. В документе нет операции с указанным именем."
+    )
+    assert error["extensions"]["detail"] == "Unknown operation named 'B'."
+
+
+async def test_several_operations_without_a_name(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql",
+        json={"query": "query A { __typename } query B { __typename }"},
+        headers=GQL_HEADERS,
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["message"] == (
+        "Запрос не соответствует схеме. Документ содержит несколько операций: укажите имя нужной."
+    )
+    assert error["extensions"] == {
+        "code": "GRAPHQL_VALIDATION_FAILED",
+        "detail": "Must provide operation name if query contains multiple operations.",
+    }
 
 
 async def test_variable_coercion_failure(client: httpx.AsyncClient, tokens: dict[str, str]) -> None:
