@@ -8,6 +8,7 @@ refused instead of being read as a date it did not mean.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time
 from operator import methodcaller
 from typing import Final
@@ -20,31 +21,26 @@ from strawberry.types.scalar import ScalarDefinition
 DATE_SPEC: Final = "https://ibm.github.io/graphql-specs/custom-scalars/date.html"
 DATE_TIME_SPEC: Final = "https://ibm.github.io/graphql-specs/custom-scalars/date-time.html"
 
-_DATE_FORMAT: Final = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
-_TIME_FORMAT: Final = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?", re.ASCII)
 _isoformat = methodcaller("isoformat")
 
 
-def _parse_date(value: object) -> date:
-    if isinstance(value, str) and _DATE_FORMAT.fullmatch(value):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise StrawberryInputCoercionError(
-        f"Value cannot represent a Date: {value!r}. Expected a calendar date as YYYY-MM-DD."
-    )
+def _strict_parser(
+    kind: str, pattern: str, parse: Callable[[str], object], expected: str
+) -> Callable[[object], object]:
+    """An input parser taking only strings of `pattern` that `parse` accepts."""
+    form = re.compile(pattern, re.ASCII)
 
+    def parse_value(value: object) -> object:
+        if isinstance(value, str) and form.fullmatch(value):
+            try:
+                return parse(value)
+            except ValueError:
+                pass
+        raise StrawberryInputCoercionError(
+            f"Value cannot represent a {kind}: {value!r}. Expected {expected}."
+        )
 
-def _parse_time(value: object) -> time:
-    if isinstance(value, str) and _TIME_FORMAT.fullmatch(value):
-        try:
-            return time.fromisoformat(value)
-        except ValueError:
-            pass
-    raise StrawberryInputCoercionError(
-        f"Value cannot represent a Time: {value!r}. Expected a local time as HH:MM:SS."
-    )
+    return parse_value
 
 
 # The scalars the schema's Python date, datetime and time values map to
@@ -58,7 +54,9 @@ DATE_SCALARS: Final[dict[object, ScalarDefinition]] = {
         ),
         specified_by_url=DATE_SPEC,
         serialize=_isoformat,
-        parse_value=_parse_date,
+        parse_value=_strict_parser(
+            "Date", r"\d{4}-\d{2}-\d{2}", date.fromisoformat, "a calendar date as YYYY-MM-DD"
+        ),
     ),
     datetime: strawberry.scalar(
         name="DateTime",
@@ -77,6 +75,8 @@ DATE_SCALARS: Final[dict[object, ScalarDefinition]] = {
             "(e.g. `08:30:00`; the bell schedule's times)."
         ),
         serialize=_isoformat,
-        parse_value=_parse_time,
+        parse_value=_strict_parser(
+            "Time", r"\d{2}:\d{2}:\d{2}(\.\d{1,6})?", time.fromisoformat, "a local time as HH:MM:SS"
+        ),
     ),
 }
