@@ -24,6 +24,7 @@ from resolvers.diary.types import (
     LessonReplacement,
     LessonStatus,
     Mark,
+    timetable_field,
 )
 
 # The schema's scalar for ChangeCursor (gateway.execution.schema passes it to strawberry).
@@ -136,26 +137,14 @@ class LessonTopicEvent(DiaryEvent):
 class ChangedLesson:
     id: strawberry.ID = strawberry.field(description="The lesson's id (`Lesson.id`).")
     date: date = strawberry.field(description="The day of the lesson (it may have been moved).")
-    number: int = strawberry.field(description="Lesson number in the bell schedule.")
-    subject: Subject = strawberry.field(
-        description="The scheduled subject; what a replaced lesson teaches is in `replacement`."
-    )
-    teacher: Teacher = strawberry.field(
-        description="The scheduled teacher; who teaches a replaced lesson is in `replacement`."
-    )
-    room: str | None = strawberry.field(
-        description="The room as the timetable gives it; null when none is given."
-    )
-    status: LessonStatus = strawberry.field(description="Held, cancelled or replaced.")
-    status_comment: str | None = strawberry.field(
-        description="The school's note on the status (e.g. why it was cancelled); null if none."
-    )
-    replacement: LessonReplacement | None = strawberry.field(
-        description="Only for replaced lessons."
-    )
-    topic: str | None = strawberry.field(
-        description="The lesson's topic; null while the teacher has entered none."
-    )
+    number: int = timetable_field("number")
+    subject: Subject = timetable_field("subject")
+    teacher: Teacher = timetable_field("teacher")
+    room: str | None = timetable_field("room")
+    status: LessonStatus = timetable_field("status")
+    status_comment: str | None = timetable_field("status_comment")
+    replacement: LessonReplacement | None = timetable_field("replacement")
+    topic: str | None = timetable_field("topic")
 
 
 @strawberry.type(

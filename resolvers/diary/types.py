@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime, time
+from typing import Any, Final
 
 import strawberry
 
@@ -175,6 +176,25 @@ class LessonReplacement:
     )
 
 
+# A lesson of the timetable, field by field: described once for Lesson and for the change
+# feed's ChangedLesson (resolvers.changes.types).
+_TIMETABLE_FIELDS: Final[dict[str, str]] = {
+    "number": "Lesson number in the bell schedule.",
+    "subject": "The scheduled subject; what a replaced lesson teaches is in `replacement`.",
+    "teacher": "The scheduled teacher; who teaches a replaced lesson is in `replacement`.",
+    "room": "The room as the timetable gives it; null when none is given.",
+    "status": "Held, cancelled or replaced.",
+    "status_comment": "The school's note on the status (e.g. why it was cancelled); null if none.",
+    "replacement": "Only for replaced lessons.",
+    "topic": "The lesson's topic; null while the teacher has entered none.",
+}
+
+
+def timetable_field(name: str) -> Any:
+    """The strawberry field of a lesson's timetable attribute `name`, with its description."""
+    return strawberry.field(description=_TIMETABLE_FIELDS[name])
+
+
 @strawberry.type(description="A timetable lesson with its topic, homework, marks and attendance.")
 class Lesson:
     id: strawberry.ID = strawberry.field(
@@ -185,7 +205,7 @@ class Lesson:
         )
     )
     date: date = strawberry.field(description="The day of the lesson.")
-    number: int = strawberry.field(description="Lesson number in the bell schedule.")
+    number: int = timetable_field("number")
     starts_at: time | None = strawberry.field(
         description=(
             "When it starts, from the school's bell schedule (school-local time); null when "
@@ -198,25 +218,13 @@ class Lesson:
             "the schedule has no time for this lesson number."
         )
     )
-    subject: Subject = strawberry.field(
-        description="The scheduled subject; what a replaced lesson teaches is in `replacement`."
-    )
-    teacher: Teacher = strawberry.field(
-        description="The scheduled teacher; who teaches a replaced lesson is in `replacement`."
-    )
-    room: str | None = strawberry.field(
-        description="The room as the timetable gives it; null when none is given."
-    )
-    status: LessonStatus = strawberry.field(description="Held, cancelled or replaced.")
-    status_comment: str | None = strawberry.field(
-        description="The school's note on the status (e.g. why it was cancelled); null if none."
-    )
-    replacement: LessonReplacement | None = strawberry.field(
-        description="Only for replaced lessons."
-    )
-    topic: str | None = strawberry.field(
-        description="The lesson's topic; null while the teacher has entered none."
-    )
+    subject: Subject = timetable_field("subject")
+    teacher: Teacher = timetable_field("teacher")
+    room: str | None = timetable_field("room")
+    status: LessonStatus = timetable_field("status")
+    status_comment: str | None = timetable_field("status_comment")
+    replacement: LessonReplacement | None = timetable_field("replacement")
+    topic: str | None = timetable_field("topic")
     homework: list[Homework] = strawberry.field(
         description="Homework assigned in this lesson.",
         metadata=sized(2) | loads(DiaryPart.HOMEWORK),
