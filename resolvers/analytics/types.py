@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
+from typing import Final
 
 import strawberry
 
@@ -41,31 +42,38 @@ _GROUPS = (
 )
 
 
+# The dimensions marks and attendance share, described once for both enums.
+_SHARED_DIMENSIONS: Final[dict[str, str]] = {
+    "SCHOOL": "By school: `key.school`.",
+    "MUNICIPALITY": "By municipality: `key.municipality`.",
+    "GRADE": "By grade (1–11): `key.grade`.",
+    "SUBJECT": "By subject: `key.subject`.",
+    "PERIOD": "By study period (school year, scheme, number): `key.period`.",
+}
+
+
+def dimension(name: str) -> str:
+    """The enum value `name` of a dimension marks and attendance share, described."""
+    return described_value(name, description=_SHARED_DIMENSIONS[name])
+
+
 @strawberry.enum(description="What marks can be grouped by.")
 class MarkDimension(enum.Enum):
-    SCHOOL = described_value("SCHOOL", description="By school: `key.school`.")
-    MUNICIPALITY = described_value(
-        "MUNICIPALITY", description="By municipality: `key.municipality`."
-    )
-    GRADE = described_value("GRADE", description="By grade (1–11): `key.grade`.")
-    SUBJECT = described_value("SUBJECT", description="By subject: `key.subject`.")
-    PERIOD = described_value(
-        "PERIOD", description="By study period (school year, scheme, number): `key.period`."
-    )
+    SCHOOL = dimension("SCHOOL")
+    MUNICIPALITY = dimension("MUNICIPALITY")
+    GRADE = dimension("GRADE")
+    SUBJECT = dimension("SUBJECT")
+    PERIOD = dimension("PERIOD")
     WORK_TYPE = described_value("WORK_TYPE", description="By the marks' work type: `key.workType`.")
 
 
 @strawberry.enum(description="What attendance can be grouped by.")
 class AttendanceDimension(enum.Enum):
-    SCHOOL = described_value("SCHOOL", description="By school: `key.school`.")
-    MUNICIPALITY = described_value(
-        "MUNICIPALITY", description="By municipality: `key.municipality`."
-    )
-    GRADE = described_value("GRADE", description="By grade (1–11): `key.grade`.")
-    SUBJECT = described_value("SUBJECT", description="By subject: `key.subject`.")
-    PERIOD = described_value(
-        "PERIOD", description="By study period (school year, scheme, number): `key.period`."
-    )
+    SCHOOL = dimension("SCHOOL")
+    MUNICIPALITY = dimension("MUNICIPALITY")
+    GRADE = dimension("GRADE")
+    SUBJECT = dimension("SUBJECT")
+    PERIOD = dimension("PERIOD")
     CODE = described_value(
         "CODE",
         description=(
