@@ -11,10 +11,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ import pytest
 from gateway.core.settings import PROJECT_ROOT
 from tests.support.cli_process import COMMAND
 from tests.support.doc_examples import Example, documents, examples, masked, run
-from tests.support.serve_process import free_port
+from tests.support.serve_process import free_port, stop, wait_until_healthy
 
 DEMO_TODAY: Final = "2026-11-27"
 DEMO_START_TIMEOUT_S: Final = 240
@@ -53,7 +51,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     data_dir = tmp_path_factory.mktemp("demo-data")
     port = free_port()
     env = {**_clean_env(), "SCHOOL_GATEWAY_DATA_DIR": str(data_dir)}
-    log = (data_dir / "demo.log").open("w")
+    log_path = data_dir / "demo.log"
+    log = log_path.open("w")
     process = subprocess.Popen(
         [COMMAND, "demo", "--port", str(port)],
         env={**env, "SCHOOL_GATEWAY_TODAY": DEMO_TODAY},
@@ -62,29 +61,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         stdin=subprocess.DEVNULL,
     )
     try:
-        _wait_until_healthy(process, port, data_dir / "demo.log")
+        wait_until_healthy(process, port, ended=log_path.read_text, timeout=DEMO_START_TIMEOUT_S)
         yield Demo(port, data_dir, env)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=30)
         log.close()
-
-
-def _wait_until_healthy(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + DEMO_START_TIMEOUT_S
-    while True:
-        assert process.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"demo did not start:\n{log.read_text()}"
-        time.sleep(0.5)
 
 
 def _runnable(guide: str) -> list[Example]:
