@@ -22,6 +22,7 @@ DATE_SPEC: Final = "https://ibm.github.io/graphql-specs/custom-scalars/date.html
 DATE_TIME_SPEC: Final = "https://ibm.github.io/graphql-specs/custom-scalars/date-time.html"
 
 _isoformat = methodcaller("isoformat")
+_SHOWN_CHARS: Final = 40  # of a refused value, in the error's detail
 
 
 def _strict_parser(
@@ -36,8 +37,11 @@ def _strict_parser(
                 return parse(value)
             except ValueError:
                 pass
+        shown = repr(value)
+        if len(shown) > _SHOWN_CHARS:  # a huge value is not echoed back whole
+            shown = shown[:_SHOWN_CHARS] + "…"
         raise StrawberryInputCoercionError(
-            f"Value cannot represent a {kind}: {value!r}. Expected {expected}."
+            f"Value cannot represent a {kind}: {shown}. Expected {expected}."
         )
 
     return parse_value

@@ -41,3 +41,10 @@ def test_documented_formats_parse() -> None:
 def test_other_forms_are_refused(name: str, value: object) -> None:
     with pytest.raises(StrawberryInputCoercionError, match=f"Value cannot represent a {name}"):
         _scalar(name).parse_value(value)
+
+
+def test_a_huge_refused_value_is_not_echoed_whole() -> None:
+    with pytest.raises(StrawberryInputCoercionError) as refused:
+        _scalar("Date").parse_value("2026-11-27" * 100_000)
+    assert len(str(refused.value)) < 200
+    assert "'2026-11-272026-11-27" in str(refused.value)
