@@ -445,6 +445,17 @@ async def test_only_queries_run_on_the_replica(
     assert mutation == {"data": {"inRecovery": False}}
 
 
+def _serve_env(database_url: str, data_dir: Path, replica: Replica) -> dict[str, str]:
+    """A `serve` process's environment: the test database, its replica, dev mode, TODAY."""
+    return command_env(
+        database_url,
+        data_dir,
+        DATABASE_REPLICA_URL=replica.url_like(database_url),
+        SCHOOL_GATEWAY_DEV="1",
+        SCHOOL_GATEWAY_TODAY=TODAY.isoformat(),
+    )
+
+
 async def test_serve_opens_the_replica_pool_from_the_environment(
     database_url: str,
     replica: Replica,
@@ -453,13 +464,7 @@ async def test_serve_opens_the_replica_pool_from_the_environment(
     owner_conn: asyncpg.Connection,
     replica_owner: asyncpg.Connection,
 ) -> None:
-    env = command_env(
-        database_url,
-        tmp_path,
-        DATABASE_REPLICA_URL=replica.url_like(database_url),
-        SCHOOL_GATEWAY_DEV="1",
-        SCHOOL_GATEWAY_TODAY=TODAY.isoformat(),
-    )
+    env = _serve_env(database_url, tmp_path, replica)
     port = free_port()
     await wait_replayed(owner_conn, replica_owner)
     with serving(env, port):
@@ -510,13 +515,7 @@ async def test_a_node_starts_while_the_replica_is_down_and_reads_it_once_it_is_u
     replica_owner: asyncpg.Connection,
 ) -> None:
     await wait_replayed(owner_conn, replica_owner)
-    env = command_env(
-        database_url,
-        tmp_path,
-        DATABASE_REPLICA_URL=replica.url_like(database_url),
-        SCHOOL_GATEWAY_DEV="1",
-        SCHOOL_GATEWAY_TODAY=TODAY.isoformat(),
-    )
+    env = _serve_env(database_url, tmp_path, replica)
     port = free_port()
     await asyncio.to_thread(replica.stop)
     try:
